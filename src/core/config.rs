@@ -1,0 +1,181 @@
+//! Tunables of the Raft core. Names follow seed 000's `RaftConfig`, with the
+//! unit in the name (milliseconds instead of the seed's seconds).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RaftConfig {
+    /// Leader heartbeat period; also the sub-leader re-ranking period.
+    pub heartbeat_interval_ms: u64,
+    /// S-Raft on (sub-leaders, staged timeouts, crash fast path) or off
+    /// (`--original-raft`: every follower uses the follower range).
+    pub enable_subleader: bool,
+    /// Sub-leaders named: max(1, floor(voters * ratio)).
+    pub subleader_ratio: f64,
+    pub primary_timeout_ms_min: u64,
+    pub primary_timeout_ms_max: u64,
+    pub secondary_timeout_ms_min: u64,
+    pub secondary_timeout_ms_max: u64,
+    /// The ordinary randomized election timeout: followers without a rank,
+    /// every node in original mode, and every retry after a failed election.
+    pub follower_timeout_ms_min: u64,
+    pub follower_timeout_ms_max: u64,
+    /// A voter that heard from a live leader this recently refuses (pre)votes
+    /// (thesis 4.2.3). At most `primary_timeout_ms_min`, so that a designated
+    /// primary whose timer fired is never refused for it (DESIGN.md 3.4).
+    pub leader_stickiness_ms: u64,
+    /// Thesis 9.6: a candidate first asks whether it could win.
+    pub pre_vote: bool,
+    /// Thesis 6.2: a leader that has not heard from a quorum for
+    /// `follower_timeout_ms_min` steps down.
+    pub check_quorum: bool,
+    /// Crash fast path: the primary campaigns at once, rank r waits
+    /// r * this, so that ranks still do not compete.
+    pub crash_stagger_ms: u64,
+    /// Crash fast path: a refused pre-vote is retried this soon, because the
+    /// other voters may not have seen the leader's sockets close yet.
+    pub crash_retry_ms: u64,
+    /// Append messages in flight per follower in the replicate state.
+    pub inflight_appends_max: usize,
+    /// Entries per Append message.
+    pub append_entries_max: usize,
+    /// Payload bytes per Append message (at least one entry is always sent).
+    pub append_bytes_max: usize,
+}
+
+impl Default for RaftConfig {
+    fn default() -> RaftConfig {
+        RaftConfig {
+            heartbeat_interval_ms: 50,
+            enable_subleader: true,
+            subleader_ratio: 0.4,
+            primary_timeout_ms_min: 150,
+            primary_timeout_ms_max: 200,
+            secondary_timeout_ms_min: 250,
+            secondary_timeout_ms_max: 350,
+            follower_timeout_ms_min: 300,
+            follower_timeout_ms_max: 1000,
+            leader_stickiness_ms: 125,
+            pre_vote: true,
+            check_quorum: true,
+            crash_stagger_ms: 50,
+            crash_retry_ms: 5,
+            inflight_appends_max: 256,
+            append_entries_max: 1024,
+            append_bytes_max: 1 << 20,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid raft config: {}", self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl RaftConfig {
+    /// The configuration of original Raft: no sub-leaders, one randomized
+    /// range for everybody.
+    pub fn original(mut self) -> RaftConfig {
+        self.enable_subleader = false;
+        self
+    }
+
+    /// Checks every relation the core relies on; the error names the values.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |s: String| Err(ConfigError(s));
+        if self.heartbeat_interval_ms == 0 {
+            return err("heartbeat_interval_ms must be > 0".into());
+        }
+        for (name, min, max) in [
+            (
+                "primary_timeout_ms",
+                self.primary_timeout_ms_min,
+                self.primary_timeout_ms_max,
+            ),
+            (
+                "secondary_timeout_ms",
+                self.secondary_timeout_ms_min,
+                self.secondary_timeout_ms_max,
+            ),
+            (
+                "follower_timeout_ms",
+                self.follower_timeout_ms_min,
+                self.follower_timeout_ms_max,
+            ),
+        ] {
+            if min > max {
+                return err(format!("{name}_min={min} is above {name}_max={max}"));
+            }
+            if min <= self.heartbeat_interval_ms {
+                return err(format!(
+                    "{name}_min={min} must exceed heartbeat_interval_ms={}",
+                    self.heartbeat_interval_ms
+                ));
+            }
+        }
+        if !(self.subleader_ratio > 0.0 && self.subleader_ratio <= 1.0) {
+            return err(format!(
+                "subleader_ratio={} must be in (0, 1]",
+                self.subleader_ratio
+            ));
+        }
+        if self.leader_stickiness_ms > self.primary_timeout_ms_min {
+            return err(format!(
+                "leader_stickiness_ms={} exceeds primary_timeout_ms_min={}: a designated primary would be refused",
+                self.leader_stickiness_ms, self.primary_timeout_ms_min
+            ));
+        }
+        if self.inflight_appends_max == 0 {
+            return err("inflight_appends_max must be > 0".into());
+        }
+        if self.append_entries_max == 0 {
+            return err("append_entries_max must be > 0".into());
+        }
+        if self.append_bytes_max == 0 {
+            return err("append_bytes_max must be > 0".into());
+        }
+        Ok(())
+    }
+
+    /// Sub-leaders a leader names in a cluster of `voters`.
+    pub fn subleader_count(&self, voters: usize) -> usize {
+        ((voters as f64 * self.subleader_ratio).floor() as usize).max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_valid() {
+        RaftConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn stickiness_above_primary_minimum_is_rejected() {
+        let config = RaftConfig {
+            leader_stickiness_ms: 151,
+            ..RaftConfig::default()
+        };
+        let e = config.validate().unwrap_err();
+        assert!(e.0.contains("leader_stickiness_ms=151"), "{e}");
+    }
+
+    #[test]
+    fn five_voters_get_two_subleaders_and_three_get_one() {
+        let config = RaftConfig::default();
+        assert_eq!(config.subleader_count(5), 2);
+        assert_eq!(config.subleader_count(3), 1);
+        assert_eq!(config.subleader_count(7), 2);
+        assert_eq!(config.subleader_count(1), 1);
+    }
+}

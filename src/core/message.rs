@@ -1,0 +1,97 @@
+//! Messages between Raft nodes. The transport frames them with postcard.
+
+use super::types::{Entry, LogIndex, NodeId, Term};
+use serde::{Deserialize, Serialize};
+
+/// Sub-leader ranks named by a leader. A follower honours them only while the
+/// scope (term, leader, configuration) they were named in is unchanged
+/// (DESIGN.md 3.2): the term and leader are the enclosing message's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Designation {
+    /// Index of the configuration entry the ranks were computed under.
+    pub config_index: LogIndex,
+    /// Sub-leaders in rank order: `ranks[0]` is the primary.
+    pub ranks: Vec<NodeId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub from: NodeId,
+    pub to: NodeId,
+    /// The sender's term, or for a PreVote the term it would campaign in.
+    pub term: Term,
+    pub body: MessageBody,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MessageBody {
+    /// Thesis 9.6: would you vote for me at `term`? Changes no state.
+    PreVote {
+        last_index: LogIndex,
+        last_term: Term,
+    },
+    PreVoteReply {
+        granted: bool,
+    },
+    Vote {
+        last_index: LogIndex,
+        last_term: Term,
+        /// Set for a leadership transfer (TimeoutNow): voters ignore their
+        /// leader stickiness, because the leader itself asked for this.
+        transfer: bool,
+    },
+    VoteReply {
+        granted: bool,
+    },
+    Append {
+        prev_index: LogIndex,
+        prev_term: Term,
+        entries: Vec<Entry>,
+        commit: LogIndex,
+        /// Leader's clock at send time, echoed for RTT (DESIGN.md 3.1).
+        sent_at_us: u64,
+    },
+    AppendReply {
+        /// Accepted: the follower's log matches the leader's through `index`.
+        /// Rejected: `index` is the `prev_index` that did not match.
+        success: bool,
+        index: LogIndex,
+        /// On rejection, where the leader should look for the match
+        /// (the follower's last index or an earlier index of `hint_term`).
+        hint_index: LogIndex,
+        hint_term: Term,
+        sent_at_us: u64,
+    },
+    Heartbeat {
+        /// min(follower's match, leader's commit): never past what the
+        /// follower is known to hold.
+        commit: LogIndex,
+        sent_at_us: u64,
+        /// ReadIndex round this heartbeat confirms leadership for (0: none).
+        read_round: u64,
+        designation: Option<Designation>,
+    },
+    HeartbeatReply {
+        sent_at_us: u64,
+        read_round: u64,
+    },
+    /// Leadership transfer: start an election now, skipping PreVote.
+    TimeoutNow,
+}
+
+impl MessageBody {
+    /// A short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MessageBody::PreVote { .. } => "PreVote",
+            MessageBody::PreVoteReply { .. } => "PreVoteReply",
+            MessageBody::Vote { .. } => "Vote",
+            MessageBody::VoteReply { .. } => "VoteReply",
+            MessageBody::Append { .. } => "Append",
+            MessageBody::AppendReply { .. } => "AppendReply",
+            MessageBody::Heartbeat { .. } => "Heartbeat",
+            MessageBody::HeartbeatReply { .. } => "HeartbeatReply",
+            MessageBody::TimeoutNow => "TimeoutNow",
+        }
+    }
+}

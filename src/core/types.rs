@@ -1,0 +1,156 @@
+//! Newtypes and plain data shared by the core, the storage and the runtime.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A node's id: its position (from 0) in the cluster's peer list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct NodeId(pub u64);
+
+/// A Raft term. Terms only grow, on every node, across restarts.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Term(pub u64);
+
+/// A position in the replicated log; the first entry has index 1.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct LogIndex(pub u64);
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl fmt::Display for Term {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl fmt::Display for LogIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl Term {
+    pub fn next(self) -> Term {
+        Term(self.0 + 1)
+    }
+}
+
+impl LogIndex {
+    pub fn next(self) -> LogIndex {
+        LogIndex(self.0 + 1)
+    }
+
+    /// The previous index, saturating at 0 (the index "before the log").
+    pub fn prev(self) -> LogIndex {
+        LogIndex(self.0.saturating_sub(1))
+    }
+}
+
+/// The voting members of the cluster. It is a value carried in the log
+/// (`EntryPayload::Config`) and in snapshots, so that membership changes can
+/// be replicated like any other entry.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ClusterConfig {
+    /// Sorted, without duplicates.
+    pub voters: Vec<NodeId>,
+}
+
+impl ClusterConfig {
+    pub fn new(mut voters: Vec<NodeId>) -> ClusterConfig {
+        voters.sort();
+        voters.dedup();
+        ClusterConfig { voters }
+    }
+
+    pub fn contains(&self, id: NodeId) -> bool {
+        self.voters.binary_search(&id).is_ok()
+    }
+
+    /// Votes or acknowledgements needed for a majority.
+    pub fn quorum(&self) -> usize {
+        self.voters.len() / 2 + 1
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EntryPayload {
+    /// Appended by every new leader: committing it commits everything before
+    /// it (Raft paper 5.4.2) and makes ReadIndex safe (thesis 6.4).
+    Noop,
+    /// An opaque command for the state machine.
+    Command(Vec<u8>),
+    /// A new cluster configuration, effective as soon as it is appended.
+    Config(ClusterConfig),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Entry {
+    pub term: Term,
+    pub index: LogIndex,
+    pub payload: EntryPayload,
+}
+
+impl Entry {
+    /// Bytes this entry costs on the wire and on disk, roughly; used to bound
+    /// batches, never for correctness.
+    pub fn size_bytes(&self) -> usize {
+        24 + match &self.payload {
+            EntryPayload::Noop => 0,
+            EntryPayload::Command(data) => data.len(),
+            EntryPayload::Config(config) => 8 * config.voters.len(),
+        }
+    }
+}
+
+/// What must be on stable storage before a node may answer a vote or an
+/// append: a restart must not vote twice in one term (Raft paper, Figure 2).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HardState {
+    pub term: Term,
+    pub vote: Option<NodeId>,
+    /// A lower bound of the commit index; persisting it lets a restarted node
+    /// re-apply committed entries without waiting for a leader.
+    pub commit: LogIndex,
+}
+
+/// Describes the log prefix that a snapshot replaced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotMeta {
+    pub last_index: LogIndex,
+    pub last_term: Term,
+    pub config: ClusterConfig,
+}
+
+/// Everything a node recovers from stable storage when it starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoredState {
+    pub hard_state: HardState,
+    /// The prefix replaced by a snapshot, or the empty prefix (index 0,
+    /// term 0) holding the initial configuration.
+    pub snapshot: SnapshotMeta,
+    /// Entries after `snapshot.last_index`, contiguous.
+    pub entries: Vec<Entry>,
+}
+
+impl RestoredState {
+    /// A node that has never run: empty log, initial configuration.
+    pub fn fresh(config: ClusterConfig) -> RestoredState {
+        RestoredState {
+            hard_state: HardState::default(),
+            snapshot: SnapshotMeta {
+                last_index: LogIndex(0),
+                last_term: Term(0),
+                config,
+            },
+            entries: Vec::new(),
+        }
+    }
+}

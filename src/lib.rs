@@ -1,0 +1,5 @@
+//! sraft: S-Raft (Raft with RTT-ranked sub-leaders) and a replicated,
+//! Redis-compatible key-value store. See DESIGN.md for the architecture.
+
+pub mod core;
+pub mod state_machine;

@@ -1,0 +1,23 @@
+//! The application side of the embedding API (seed 002): committed commands
+//! go in, in log order, on every node; the same sequence must yield the same
+//! state and the same outputs everywhere.
+
+use crate::core::LogIndex;
+
+pub trait StateMachine: Send {
+    /// Applies one committed command and returns its reply. Must be
+    /// deterministic: no clock, no randomness, no I/O that can fail
+    /// differently on different nodes. A command the state machine cannot
+    /// decode is still "applied" (it yields an error reply) so that every
+    /// node stays in step.
+    fn apply(&mut self, index: LogIndex, command: &[u8]) -> Vec<u8>;
+
+    /// The index of the last command applied (0 when fresh).
+    fn applied_index(&self) -> LogIndex;
+
+    /// Serializes the whole state, as of `applied_index()`.
+    fn snapshot(&self) -> Vec<u8>;
+
+    /// Replaces the whole state with a snapshot taken at `index`.
+    fn restore(&mut self, index: LogIndex, snapshot: &[u8]) -> Result<(), String>;
+}
