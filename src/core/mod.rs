@@ -3,11 +3,23 @@
 //! with every input, randomness from a seeded RNG.
 
 pub mod config;
+mod election;
+pub mod log;
 pub mod message;
+pub mod progress;
+pub mod quorum;
+mod raft;
+mod read;
+pub mod ready;
+mod replication;
+mod subleader;
 pub mod types;
 
 pub use config::{ConfigError, RaftConfig};
 pub use message::{Designation, Message, MessageBody};
+pub use raft::{ProposeError, Raft, Role, TransferError};
+pub use read::ReadError;
+pub use ready::{ElectionKind, Event, ReadState, Ready};
 pub use types::{
     ClusterConfig, Entry, EntryPayload, HardState, LogIndex, NodeId, RestoredState, SnapshotMeta,
     Term,

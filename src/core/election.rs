@@ -1,0 +1,340 @@
+//! Elections: staged timers, PreVote (thesis 9.6), RequestVote, leader
+//! stickiness (thesis 4.2.3) and the S-Raft promotion rules (DESIGN.md 3.3-3.5).
+
+use super::message::{Message, MessageBody};
+use super::progress::Progress;
+use super::quorum::{VoteResult, vote_result};
+use super::raft::{Raft, Role};
+use super::ready::{ElectionKind, Event};
+use super::types::{EntryPayload, LogIndex, NodeId, Term};
+use std::collections::BTreeMap;
+
+impl Raft {
+    /// The range this node draws its election timeout from: by sub-leader
+    /// rank in S-Raft mode (DESIGN.md 3.3), the ordinary range otherwise.
+    fn election_timeout_range_ms(&self) -> (u64, u64) {
+        let c = &self.config;
+        match self.valid_rank().filter(|_| self.role == Role::Follower) {
+            Some(0) => (c.primary_timeout_ms_min, c.primary_timeout_ms_max),
+            Some(rank) => {
+                // Rank 1 is the secondary; further ranks get successive,
+                // disjoint windows after it, so that ranks never compete.
+                let width = c.secondary_timeout_ms_max - c.secondary_timeout_ms_min + 1;
+                let shift = (rank as u64 - 1) * width;
+                (
+                    c.secondary_timeout_ms_min + shift,
+                    c.secondary_timeout_ms_max + shift,
+                )
+            }
+            None => (c.follower_timeout_ms_min, c.follower_timeout_ms_max),
+        }
+    }
+
+    pub(super) fn reset_election_timer(&mut self) {
+        let (min_ms, max_ms) = self.election_timeout_range_ms();
+        self.election_deadline_us = self.now_us + self.random_between_ms(min_ms, max_ms);
+    }
+
+    /// The rank this follower holds, if its scope is still current.
+    pub(super) fn valid_rank(&self) -> Option<usize> {
+        let scope = self.rank?;
+        let current = self.config.enable_subleader
+            && scope.term == self.term
+            && Some(scope.leader) == self.leader
+            && scope.config_index == self.cluster_index;
+        current.then_some(scope.rank)
+    }
+
+    pub(super) fn timeout_kind(&self) -> ElectionKind {
+        if !self.config.enable_subleader {
+            return ElectionKind::Original;
+        }
+        if let Some(rank) = self.crash_rank {
+            return ElectionKind::CrashHint { rank };
+        }
+        if let Some(rank) = self.valid_rank().filter(|_| self.role == Role::Follower) {
+            return ElectionKind::SubLeader { rank };
+        }
+        if self.ever_had_leader {
+            ElectionKind::Fallback
+        } else {
+            ElectionKind::Initial
+        }
+    }
+
+    /// Stickiness: a voter that heard from a live leader recently refuses
+    /// to help depose it, unless told the leader's process is gone.
+    pub(super) fn in_lease(&self) -> bool {
+        if !self.config.check_quorum || self.leader_lost_hint {
+            return false;
+        }
+        if self.role == Role::Leader {
+            return true;
+        }
+        let window_us = self.config.leader_stickiness_ms * 1000;
+        self.leader.is_some()
+            && self
+                .last_leader_contact_us
+                .is_some_and(|t| self.now_us.saturating_sub(t) < window_us)
+    }
+
+    pub(super) fn campaign(&mut self, kind: ElectionKind) {
+        if !self.cluster.contains(self.id) {
+            log::warn!("node {}: not a voter, not campaigning", self.id);
+            self.reset_election_timer();
+            return;
+        }
+        self.election_kind = kind;
+        // A rank is for one attempt; retries are ordinary elections.
+        self.rank = None;
+        if self.config.pre_vote && kind != ElectionKind::Transfer {
+            self.become_pre_candidate();
+        } else {
+            self.become_candidate();
+        }
+    }
+
+    fn become_pre_candidate(&mut self) {
+        self.role = Role::PreCandidate;
+        self.set_leader(None);
+        self.start_count();
+        self.reset_election_timer();
+        let term = self.term.next();
+        self.out.events.push(Event::ElectionStarted {
+            term,
+            kind: self.election_kind,
+            pre_vote: true,
+        });
+        let (last_index, last_term) = (self.log.last_index(), self.log.last_term());
+        for peer in self.peers() {
+            self.send_with_term(
+                peer,
+                term,
+                MessageBody::PreVote {
+                    last_index,
+                    last_term,
+                },
+            );
+        }
+        self.tally_votes();
+    }
+
+    fn become_candidate(&mut self) {
+        self.term = self.term.next();
+        self.vote = Some(self.id);
+        self.role = Role::Candidate;
+        self.set_leader(None);
+        self.start_count();
+        self.reset_election_timer();
+        let term = self.term;
+        self.out.events.push(Event::ElectionStarted {
+            term,
+            kind: self.election_kind,
+            pre_vote: false,
+        });
+        let (last_index, last_term) = (self.log.last_index(), self.log.last_term());
+        let transfer = self.election_kind == ElectionKind::Transfer;
+        for peer in self.peers() {
+            self.send(
+                peer,
+                MessageBody::Vote {
+                    last_index,
+                    last_term,
+                    transfer,
+                },
+            );
+        }
+        self.tally_votes();
+    }
+
+    fn start_count(&mut self) {
+        self.votes = BTreeMap::from([(self.id, true)]);
+    }
+
+    fn tally_votes(&mut self) {
+        let granted = self.votes.values().filter(|g| **g).count();
+        let rejected = self.votes.len() - granted;
+        match (
+            vote_result(granted, rejected, self.cluster.voters.len()),
+            self.role,
+        ) {
+            (VoteResult::Won, Role::PreCandidate) => self.become_candidate(),
+            (VoteResult::Won, Role::Candidate) => self.become_leader(),
+            (VoteResult::Lost, _) => self.on_election_lost(),
+            _ => {}
+        }
+    }
+
+    fn on_election_lost(&mut self) {
+        let term = self.term;
+        self.become_follower(term, None);
+        if self.crash_rank.is_some() && self.crash_retries_left > 0 {
+            // The other voters may not have seen the leader's sockets close
+            // yet; ask again soon rather than after a whole timeout.
+            self.crash_retries_left -= 1;
+            self.election_deadline_us = self.now_us + self.config.crash_retry_ms * 1000;
+        } else {
+            self.crash_rank = None;
+        }
+    }
+
+    pub(super) fn become_leader(&mut self) {
+        assert_eq!(
+            self.role,
+            Role::Candidate,
+            "only a candidate becomes leader"
+        );
+        self.role = Role::Leader;
+        self.set_leader(Some(self.id));
+        self.crash_rank = None;
+        self.leader_lost_hint = false;
+        let next = self.log.last_index().next();
+        self.progress = self
+            .peers()
+            .into_iter()
+            .map(|p| (p, Progress::new(next)))
+            .collect();
+        self.designation.clear();
+        let silence = self.last_leader_contact_us.map(|t| self.now_us - t);
+        self.out.events.push(Event::BecameLeader {
+            term: self.term,
+            kind: self.election_kind,
+            leader_silence_us: silence,
+        });
+        // Raft paper 5.4.2 / thesis 6.4: commit an entry of our own term.
+        self.log.append_new(self.term, EntryPayload::Noop);
+        self.append_pending = true;
+        self.heartbeat_deadline_us = self.now_us + self.config.heartbeat_interval_ms * 1000;
+        self.check_quorum_deadline_us = self.now_us + self.config.follower_timeout_ms_min * 1000;
+    }
+
+    /// Returns whether to go on handling a message of a higher term.
+    pub(super) fn accept_higher_term(&mut self, msg: &Message) -> bool {
+        match &msg.body {
+            // Never change term for a PreVote or a granted pre-vote reply:
+            // they carry the term of an election that may never happen.
+            MessageBody::PreVote { .. } | MessageBody::PreVoteReply { granted: true } => true,
+            MessageBody::Vote {
+                transfer: false, ..
+            } if self.in_lease() => {
+                log::debug!(
+                    "node {}: ignoring vote request of {} at term {}: leader {:?} is alive",
+                    self.id,
+                    msg.from,
+                    msg.term,
+                    self.leader
+                );
+                false
+            }
+            MessageBody::Append { .. }
+            | MessageBody::Heartbeat { .. }
+            | MessageBody::TimeoutNow => {
+                self.become_follower(msg.term, Some(msg.from));
+                true
+            }
+            _ => {
+                self.become_follower(msg.term, None);
+                true
+            }
+        }
+    }
+
+    /// A message from an older term: tell stale leaders and pre-candidates
+    /// about our term (so they step down), drop everything else.
+    pub(super) fn on_stale_term(&mut self, msg: Message) {
+        match msg.body {
+            MessageBody::Append {
+                prev_index,
+                sent_at_us,
+                ..
+            } => {
+                let reply = MessageBody::AppendReply {
+                    success: false,
+                    index: prev_index,
+                    hint_index: LogIndex(0),
+                    hint_term: Term(0),
+                    sent_at_us,
+                };
+                self.send(msg.from, reply);
+            }
+            MessageBody::Heartbeat { sent_at_us, .. } => {
+                self.send(
+                    msg.from,
+                    MessageBody::HeartbeatReply {
+                        sent_at_us,
+                        read_round: 0,
+                    },
+                );
+            }
+            MessageBody::PreVote { .. } => {
+                self.send(msg.from, MessageBody::PreVoteReply { granted: false });
+            }
+            _ => log::debug!(
+                "node {}: ignoring {} of stale term {} < {}",
+                self.id,
+                msg.body.kind(),
+                msg.term,
+                self.term
+            ),
+        }
+    }
+
+    /// Raft paper Figure 2: "If votedFor is null or candidateId".
+    fn can_vote_for(&self, candidate: NodeId) -> bool {
+        self.vote == Some(candidate) || (self.vote.is_none() && self.leader.is_none())
+    }
+
+    pub(super) fn on_pre_vote(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        last_index: LogIndex,
+        last_term: Term,
+    ) {
+        let granted = (term > self.term || self.can_vote_for(from))
+            && !self.in_lease()
+            && self.log.is_up_to_date(last_index, last_term);
+        // A grant carries the election's term so the pre-candidate counts it;
+        // a refusal carries ours so a stale pre-candidate catches up.
+        let reply_term = if granted { term } else { self.term };
+        self.send_with_term(from, reply_term, MessageBody::PreVoteReply { granted });
+    }
+
+    pub(super) fn on_pre_vote_reply(&mut self, from: NodeId, term: Term, granted: bool) {
+        if self.role != Role::PreCandidate || (granted && term != self.term.next()) {
+            return;
+        }
+        self.votes.insert(from, granted);
+        self.tally_votes();
+    }
+
+    pub(super) fn on_vote(&mut self, from: NodeId, last_index: LogIndex, last_term: Term) {
+        let granted = self.can_vote_for(from) && self.log.is_up_to_date(last_index, last_term);
+        if granted {
+            self.vote = Some(from);
+            self.reset_election_timer();
+        }
+        // Leaves only after the vote is on disk (Ready::messages_after_persist).
+        self.send(from, MessageBody::VoteReply { granted });
+    }
+
+    pub(super) fn on_vote_reply(&mut self, from: NodeId, granted: bool) {
+        if self.role != Role::Candidate {
+            return;
+        }
+        self.votes.insert(from, granted);
+        self.tally_votes();
+    }
+
+    pub(super) fn on_timeout_now(&mut self, from: NodeId) {
+        if self.role != Role::Follower || self.leader != Some(from) {
+            log::debug!(
+                "node {}: ignoring TimeoutNow from {from}: not our leader",
+                self.id
+            );
+            return;
+        }
+        log::info!("node {}: leader {from} asked us to take over", self.id);
+        self.campaign(ElectionKind::Transfer);
+    }
+}

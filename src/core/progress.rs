@@ -1,0 +1,151 @@
+//! What a leader knows about each follower: replication progress (etcd's
+//! tracker.Progress) and, for S-Raft, a smoothed round-trip time.
+
+use super::types::LogIndex;
+use std::collections::VecDeque;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgressState {
+    /// Unknown match: one Append at a time until one succeeds.
+    Probe,
+    /// Known match: Appends are pipelined, up to `inflight_appends_max`.
+    Replicate,
+}
+
+#[derive(Clone, Debug)]
+pub struct Progress {
+    pub match_index: LogIndex,
+    pub next_index: LogIndex,
+    pub state: ProgressState,
+    /// Probe: an Append is outstanding; wait for its reply or a heartbeat.
+    pub probe_sent: bool,
+    /// Replicate: (last index, send time) of each Append in flight.
+    pub inflight: VecDeque<(LogIndex, u64)>,
+    /// Heard from since the last CheckQuorum round.
+    pub recent_active: bool,
+    pub last_ack_us: Option<u64>,
+    /// Smoothed RTT (RFC 6298 weights), from echoed send times.
+    pub srtt_us: Option<u64>,
+}
+
+impl Progress {
+    pub fn new(next_index: LogIndex) -> Progress {
+        Progress {
+            match_index: LogIndex(0),
+            next_index,
+            state: ProgressState::Probe,
+            probe_sent: false,
+            inflight: VecDeque::new(),
+            recent_active: false,
+            last_ack_us: None,
+            srtt_us: None,
+        }
+    }
+
+    pub fn record_ack(&mut self, now_us: u64, sent_at_us: u64) {
+        self.recent_active = true;
+        self.last_ack_us = Some(now_us);
+        if sent_at_us == 0 || sent_at_us > now_us {
+            return; // not ours, or a clock we cannot trust
+        }
+        let sample = now_us - sent_at_us;
+        self.srtt_us = Some(match self.srtt_us {
+            None => sample,
+            Some(srtt) => (7 * srtt + sample) / 8,
+        });
+    }
+
+    /// Records a successful append up to `index`; returns whether the match grew.
+    pub fn record_match(&mut self, index: LogIndex) -> bool {
+        while self
+            .inflight
+            .front()
+            .is_some_and(|(last, _)| *last <= index)
+        {
+            self.inflight.pop_front();
+        }
+        self.probe_sent = false;
+        if index <= self.match_index {
+            return false;
+        }
+        self.match_index = index;
+        self.next_index = self.next_index.max(index.next());
+        self.state = ProgressState::Replicate;
+        true
+    }
+
+    /// Back to probing from `next_index` (after a rejection or a stall).
+    pub fn become_probe(&mut self, next_index: LogIndex) {
+        self.state = ProgressState::Probe;
+        self.next_index = next_index.max(self.match_index.next());
+        self.inflight.clear();
+        self.probe_sent = false;
+    }
+
+    pub fn can_send(&self, inflight_max: usize) -> bool {
+        match self.state {
+            ProgressState::Probe => !self.probe_sent,
+            ProgressState::Replicate => self.inflight.len() < inflight_max,
+        }
+    }
+
+    pub fn on_sent(&mut self, last_index: LogIndex, now_us: u64) {
+        match self.state {
+            ProgressState::Probe => self.probe_sent = true,
+            ProgressState::Replicate => {
+                self.inflight.push_back((last_index, now_us));
+                self.next_index = last_index.next();
+            }
+        }
+    }
+
+    /// An Append in flight for longer than `timeout_us` is presumed lost;
+    /// without this a pipelined follower whose last Appends were dropped
+    /// would wait forever (nothing later arrives to reveal the gap).
+    pub fn is_stalled(&self, now_us: u64, timeout_us: u64) -> bool {
+        self.inflight
+            .front()
+            .is_some_and(|(_, sent)| now_us.saturating_sub(*sent) > timeout_us)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn srtt_converges_toward_samples() {
+        let mut pr = Progress::new(LogIndex(1));
+        pr.record_ack(1_000, 600);
+        assert_eq!(pr.srtt_us, Some(400));
+        for _ in 0..50 {
+            pr.record_ack(10_000, 9_800);
+        }
+        assert!(pr.srtt_us.unwrap() < 210, "{:?}", pr.srtt_us);
+    }
+
+    #[test]
+    fn match_frees_inflight_and_switches_to_replicate() {
+        let mut pr = Progress::new(LogIndex(5));
+        pr.become_probe(LogIndex(5));
+        assert!(pr.can_send(2));
+        pr.on_sent(LogIndex(7), 0);
+        assert!(!pr.can_send(2));
+        assert!(pr.record_match(LogIndex(7)));
+        assert_eq!(pr.state, ProgressState::Replicate);
+        pr.on_sent(LogIndex(9), 1);
+        pr.on_sent(LogIndex(11), 2);
+        assert!(!pr.can_send(2));
+        pr.record_match(LogIndex(9));
+        assert_eq!(pr.inflight.len(), 1);
+        assert_eq!(pr.next_index, LogIndex(12));
+    }
+
+    #[test]
+    fn stale_ack_is_not_progress() {
+        let mut pr = Progress::new(LogIndex(1));
+        pr.record_match(LogIndex(4));
+        assert!(!pr.record_match(LogIndex(3)));
+        assert_eq!(pr.match_index, LogIndex(4));
+    }
+}

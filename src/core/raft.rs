@@ -1,0 +1,514 @@
+//! The Raft node: state, public inputs, the Ready/advance cycle and role
+//! transitions. Message handlers live in election.rs, replication.rs,
+//! read.rs and subleader.rs, as further `impl Raft` blocks.
+
+use super::config::RaftConfig;
+use super::log::RaftLog;
+use super::message::{Message, MessageBody};
+use super::progress::Progress;
+use super::read::ReadQueue;
+use super::ready::{ElectionKind, Event, Ready};
+use super::types::{ClusterConfig, EntryPayload, HardState, LogIndex, NodeId, RestoredState, Term};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Follower,
+    PreCandidate,
+    Candidate,
+    Leader,
+}
+
+impl Role {
+    /// The names INFO reports (DESIGN.md 4).
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Follower => "follower",
+            Role::PreCandidate => "pre-candidate",
+            Role::Candidate => "candidate",
+            Role::Leader => "leader",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProposeError {
+    /// Only the leader accepts proposals; `leader` is the best guess.
+    NotLeader { leader: Option<NodeId> },
+    /// A leadership transfer is under way (thesis 3.10: stop accepting).
+    TransferInProgress,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransferError {
+    NotLeader,
+    UnknownTarget(NodeId),
+    AlreadyLeader,
+}
+
+/// A rank a follower was given, valid only within its scope (DESIGN.md 3.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct RankScope {
+    pub term: Term,
+    pub leader: NodeId,
+    pub config_index: LogIndex,
+    pub rank: usize,
+}
+
+pub struct Raft {
+    pub(super) id: NodeId,
+    pub(super) config: RaftConfig,
+    pub(super) rng: StdRng,
+    pub(super) now_us: u64,
+
+    // Persistent state (Raft paper Figure 2).
+    pub(super) term: Term,
+    pub(super) vote: Option<NodeId>,
+    pub(super) log: RaftLog,
+    /// The latest configuration in the log, and where it is.
+    pub(super) cluster: ClusterConfig,
+    pub(super) cluster_index: LogIndex,
+
+    pub(super) role: Role,
+    pub(super) leader: Option<NodeId>,
+    pub(super) ever_had_leader: bool,
+    pub(super) election_deadline_us: u64,
+    pub(super) election_kind: ElectionKind,
+    pub(super) last_leader_contact_us: Option<u64>,
+    /// The runtime told us the leader's process is gone: no stickiness.
+    pub(super) leader_lost_hint: bool,
+    /// Crash fast path in progress for this rank, with retries left.
+    pub(super) crash_rank: Option<usize>,
+    pub(super) crash_retries_left: u64,
+    pub(super) votes: BTreeMap<NodeId, bool>,
+
+    // Leader state.
+    pub(super) progress: BTreeMap<NodeId, Progress>,
+    pub(super) heartbeat_deadline_us: u64,
+    pub(super) check_quorum_deadline_us: u64,
+    pub(super) append_pending: bool,
+    pub(super) transfer: Option<(NodeId, u64)>,
+    pub(super) designation: Vec<NodeId>,
+    pub(super) reads: ReadQueue,
+
+    // Follower's sub-leader rank.
+    pub(super) rank: Option<RankScope>,
+
+    pub(super) out: Ready,
+    pub(super) last_hard_state: HardState,
+    pub(super) awaiting_advance: bool,
+}
+
+impl Raft {
+    /// A node restarting from `restored` (or starting fresh), at time `now_us`
+    /// of its monotonic clock, with its own `seed` for election timeouts.
+    pub fn new(
+        id: NodeId,
+        config: RaftConfig,
+        restored: RestoredState,
+        seed: u64,
+        now_us: u64,
+    ) -> Raft {
+        config
+            .validate()
+            .expect("RaftConfig is validated by the caller");
+        let RestoredState {
+            hard_state,
+            snapshot,
+            entries,
+        } = restored;
+        let (mut cluster, mut cluster_index) = (snapshot.config.clone(), snapshot.last_index);
+        for entry in &entries {
+            if let EntryPayload::Config(c) = &entry.payload {
+                (cluster, cluster_index) = (c.clone(), entry.index);
+            }
+        }
+        let log = RaftLog::new(snapshot, entries, hard_state.commit);
+        let mut raft = Raft {
+            id,
+            config,
+            rng: StdRng::seed_from_u64(seed),
+            now_us,
+            term: hard_state.term,
+            vote: hard_state.vote,
+            last_hard_state: HardState {
+                commit: log.commit(),
+                ..hard_state
+            },
+            log,
+            cluster,
+            cluster_index,
+            role: Role::Follower,
+            leader: None,
+            ever_had_leader: false,
+            election_deadline_us: 0,
+            election_kind: ElectionKind::Initial,
+            last_leader_contact_us: None,
+            leader_lost_hint: false,
+            crash_rank: None,
+            crash_retries_left: 0,
+            votes: BTreeMap::new(),
+            progress: BTreeMap::new(),
+            heartbeat_deadline_us: 0,
+            check_quorum_deadline_us: 0,
+            append_pending: false,
+            transfer: None,
+            designation: Vec::new(),
+            reads: ReadQueue::default(),
+            rank: None,
+            out: Ready::default(),
+            awaiting_advance: false,
+        };
+        raft.reset_election_timer();
+        raft
+    }
+
+    // ---- Accessors -------------------------------------------------------
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+    pub fn role(&self) -> Role {
+        self.role
+    }
+    pub fn term(&self) -> Term {
+        self.term
+    }
+    pub fn vote(&self) -> Option<NodeId> {
+        self.vote
+    }
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+    pub fn commit_index(&self) -> LogIndex {
+        self.log.commit()
+    }
+    pub fn applied_index(&self) -> LogIndex {
+        self.log.applied()
+    }
+    pub fn last_index(&self) -> LogIndex {
+        self.log.last_index()
+    }
+    pub fn term_at(&self, index: LogIndex) -> Option<Term> {
+        self.log.term_at(index)
+    }
+    pub fn entry(&self, index: LogIndex) -> Option<&super::types::Entry> {
+        self.log.entry(index)
+    }
+    pub fn cluster(&self) -> &ClusterConfig {
+        &self.cluster
+    }
+    pub fn config(&self) -> &RaftConfig {
+        &self.config
+    }
+    pub fn election_deadline_us(&self) -> u64 {
+        self.election_deadline_us
+    }
+    /// Leader: the current sub-leaders in rank order.
+    pub fn subleaders(&self) -> &[NodeId] {
+        &self.designation
+    }
+    /// Leader: smoothed RTT to `peer`, when measured.
+    pub fn srtt_us(&self, peer: NodeId) -> Option<u64> {
+        self.progress.get(&peer).and_then(|pr| pr.srtt_us)
+    }
+    /// Leader: how far `peer` is known to match our log.
+    pub fn match_index(&self, peer: NodeId) -> Option<LogIndex> {
+        self.progress.get(&peer).map(|pr| pr.match_index)
+    }
+
+    /// The time at which `tick` next has work to do.
+    pub fn next_deadline_us(&self) -> u64 {
+        match self.role {
+            Role::Leader => {
+                let transfer = self.transfer.map_or(u64::MAX, |(_, t)| t);
+                self.heartbeat_deadline_us
+                    .min(self.check_quorum_deadline_us)
+                    .min(transfer)
+            }
+            _ => self.election_deadline_us,
+        }
+    }
+
+    // ---- Inputs ----------------------------------------------------------
+
+    /// Moves the clock and fires due timers.
+    pub fn tick(&mut self, now_us: u64) {
+        self.set_now(now_us);
+        if self.role == Role::Leader {
+            self.tick_leader();
+        } else if self.now_us >= self.election_deadline_us {
+            let kind = self.timeout_kind();
+            self.campaign(kind);
+        }
+        self.check_invariants();
+    }
+
+    /// A message from a peer.
+    pub fn step(&mut self, now_us: u64, msg: Message) {
+        self.set_now(now_us);
+        if msg.to != self.id {
+            log::warn!("node {}: dropping message addressed to {}", self.id, msg.to);
+            return;
+        }
+        if msg.from == self.id || !self.cluster.contains(msg.from) {
+            log::warn!(
+                "node {}: dropping {} from unknown node {}",
+                self.id,
+                msg.body.kind(),
+                msg.from
+            );
+            return;
+        }
+        if msg.term > self.term && !self.accept_higher_term(&msg) {
+            return;
+        }
+        if msg.term < self.term {
+            self.on_stale_term(msg);
+            return;
+        }
+        self.dispatch(msg);
+        self.check_invariants();
+    }
+
+    /// A client command. Returns where it will land: it is committed if the
+    /// entry applied at that index has that term, dropped otherwise.
+    pub fn propose(
+        &mut self,
+        now_us: u64,
+        command: Vec<u8>,
+    ) -> Result<(LogIndex, Term), ProposeError> {
+        self.set_now(now_us);
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader {
+                leader: self.leader,
+            });
+        }
+        if self.transfer.is_some() {
+            return Err(ProposeError::TransferInProgress);
+        }
+        let index = self
+            .log
+            .append_new(self.term, EntryPayload::Command(command));
+        // Sent at the next ready(): many proposals share one Append.
+        self.append_pending = true;
+        Ok((index, self.term))
+    }
+
+    /// Asks the leader to hand over to `target` (thesis 3.10).
+    pub fn transfer_leadership(
+        &mut self,
+        now_us: u64,
+        target: NodeId,
+    ) -> Result<(), TransferError> {
+        self.set_now(now_us);
+        if self.role != Role::Leader {
+            return Err(TransferError::NotLeader);
+        }
+        if target == self.id {
+            return Err(TransferError::AlreadyLeader);
+        }
+        if !self.cluster.contains(target) {
+            return Err(TransferError::UnknownTarget(target));
+        }
+        let deadline = self.now_us + self.config.follower_timeout_ms_min * 1000;
+        self.transfer = Some((target, deadline));
+        log::info!("node {}: transferring leadership to {target}", self.id);
+        self.maybe_send_timeout_now(target);
+        self.send_append(target);
+        Ok(())
+    }
+
+    /// Crash fast path (DESIGN.md 3.5): the runtime saw `node`'s connection
+    /// close and a reconnect refused. A hint that starts an election early,
+    /// never authority to lead.
+    pub fn leader_unreachable(&mut self, now_us: u64, node: NodeId) {
+        self.set_now(now_us);
+        if !self.config.enable_subleader || self.role != Role::Follower || self.leader != Some(node)
+        {
+            return;
+        }
+        self.leader_lost_hint = true;
+        self.out.events.push(Event::LeaderUnreachable {
+            term: self.term,
+            leader: node,
+        });
+        if let Some(rank) = self.valid_rank() {
+            self.crash_rank = Some(rank);
+            self.crash_retries_left =
+                self.config.primary_timeout_ms_min / self.config.crash_retry_ms.max(1);
+            let delay_us = rank as u64 * self.config.crash_stagger_ms * 1000;
+            self.election_deadline_us = self.election_deadline_us.min(self.now_us + delay_us);
+            if delay_us == 0 {
+                self.campaign(ElectionKind::CrashHint { rank });
+            }
+        }
+        self.check_invariants();
+    }
+
+    // ---- Output ----------------------------------------------------------
+
+    pub fn has_ready(&self) -> bool {
+        !self.out.is_empty()
+            || self.log.has_unpersisted()
+            || self.log.has_committed_to_apply()
+            || self.hard_state() != self.last_hard_state
+            || (self.role == Role::Leader && (self.append_pending || self.reads.needs_flush()))
+    }
+
+    /// Everything produced since the last call. The caller persists
+    /// `hard_state` and `entries`, sends `messages` (any time) and
+    /// `messages_after_persist` (after the persist), applies `committed`,
+    /// then calls `advance`.
+    pub fn ready(&mut self) -> Ready {
+        assert!(
+            !self.awaiting_advance,
+            "ready() called twice without advance()"
+        );
+        if self.role == Role::Leader {
+            if self.append_pending {
+                self.broadcast_append();
+            }
+            self.flush_reads();
+        }
+        let mut rd = std::mem::take(&mut self.out);
+        rd.entries = self.log.take_unpersisted();
+        let hs = self.hard_state();
+        if hs != self.last_hard_state {
+            rd.hard_state = Some(hs);
+            self.last_hard_state = hs;
+        }
+        rd.committed = self.log.take_committed();
+        self.awaiting_advance = true;
+        rd
+    }
+
+    /// The caller has persisted `rd.hard_state` and `rd.entries`.
+    pub fn advance(&mut self, rd: &Ready) {
+        assert!(self.awaiting_advance, "advance() without ready()");
+        self.awaiting_advance = false;
+        if let Some(last) = rd.entries.last() {
+            self.log.mark_persisted(last.index);
+        }
+        if self.role == Role::Leader {
+            // Our own write counts toward the commit quorum only now.
+            self.maybe_commit();
+        }
+        self.check_invariants();
+    }
+
+    pub fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            vote: self.vote,
+            commit: self.log.commit(),
+        }
+    }
+
+    // ---- Internals shared by the handlers --------------------------------
+
+    pub(super) fn set_now(&mut self, now_us: u64) {
+        assert!(
+            !self.awaiting_advance,
+            "input between ready() and advance()"
+        );
+        // A monotonic clock never goes back; tolerate equal times.
+        self.now_us = self.now_us.max(now_us);
+    }
+
+    pub(super) fn send(&mut self, to: NodeId, body: MessageBody) {
+        let term = self.term;
+        self.send_with_term(to, term, body);
+    }
+
+    pub(super) fn send_with_term(&mut self, to: NodeId, term: Term, body: MessageBody) {
+        let after_persist = matches!(
+            body,
+            MessageBody::Vote { .. }
+                | MessageBody::VoteReply { .. }
+                | MessageBody::AppendReply { .. }
+        );
+        let msg = Message {
+            from: self.id,
+            to,
+            term,
+            body,
+        };
+        if after_persist {
+            self.out.messages_after_persist.push(msg);
+        } else {
+            self.out.messages.push(msg);
+        }
+    }
+
+    pub(super) fn peers(&self) -> Vec<NodeId> {
+        self.cluster
+            .voters
+            .iter()
+            .copied()
+            .filter(|v| *v != self.id)
+            .collect()
+    }
+
+    pub(super) fn random_between_ms(&mut self, min_ms: u64, max_ms: u64) -> u64 {
+        self.rng.random_range(min_ms * 1000..=max_ms * 1000)
+    }
+
+    pub(super) fn set_leader(&mut self, leader: Option<NodeId>) {
+        if leader != self.leader {
+            self.leader = leader;
+            self.out.events.push(Event::LeaderChanged {
+                term: self.term,
+                leader,
+            });
+        }
+        if leader.is_some() {
+            self.ever_had_leader = true;
+        }
+    }
+
+    /// Follower of `leader` in `term` (which may be our current term).
+    pub(super) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        assert!(term >= self.term, "term={term} current={}", self.term);
+        if term > self.term {
+            self.term = term;
+            self.vote = None;
+        }
+        if self.role == Role::Leader {
+            self.out.events.push(Event::SteppedDown {
+                term: self.term,
+                reason: "new term or lost quorum",
+            });
+            self.leave_leadership();
+        }
+        self.role = Role::Follower;
+        self.votes.clear();
+        self.set_leader(leader);
+        self.reset_election_timer();
+    }
+
+    fn leave_leadership(&mut self) {
+        self.progress.clear();
+        self.transfer = None;
+        self.designation.clear();
+        self.append_pending = false;
+        let dropped = self.reads.drain_all();
+        self.out.reads_dropped.extend(dropped);
+    }
+
+    pub(super) fn check_invariants(&self) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        self.log.check_invariants();
+        match self.role {
+            Role::Leader => {
+                assert_eq!(self.leader, Some(self.id), "leader field of a leader");
+                assert_eq!(self.vote, Some(self.id), "a leader voted for itself");
+            }
+            _ => assert!(self.progress.is_empty(), "progress kept by a non-leader"),
+        }
+    }
+}

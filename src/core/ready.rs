@@ -1,0 +1,115 @@
+//! What the core hands to its caller after a batch of inputs.
+
+use super::message::Message;
+use super::types::{Entry, HardState, LogIndex, NodeId, Term};
+
+/// Why an election started; decides the log line and the metric.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ElectionKind {
+    /// No leader was ever known: the cluster is starting.
+    Initial,
+    /// A designated sub-leader's staged timer fired (rank 0 = primary).
+    SubLeader { rank: usize },
+    /// A sub-leader started early: the leader's connection closed and a
+    /// reconnect was refused (DESIGN.md 3.5).
+    CrashHint { rank: usize },
+    /// S-Raft mode, but no sub-leader won in time: ordinary election.
+    Fallback,
+    /// `--original-raft`: the ordinary randomized election.
+    Original,
+    /// The leader asked us to take over (TimeoutNow).
+    Transfer,
+}
+
+impl ElectionKind {
+    /// A promotion of a designated sub-leader (the seed's "instant promotion").
+    pub fn is_promotion(self) -> bool {
+        matches!(
+            self,
+            ElectionKind::SubLeader { .. } | ElectionKind::CrashHint { .. }
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    ElectionStarted {
+        term: Term,
+        kind: ElectionKind,
+        pre_vote: bool,
+    },
+    BecameLeader {
+        term: Term,
+        kind: ElectionKind,
+        /// Time since this node last heard from the previous leader, if any:
+        /// the failover time the seed reports as "Time: N ms".
+        leader_silence_us: Option<u64>,
+    },
+    /// The leader's sub-leader ranking changed (rank order, with RTT).
+    SubleadersAssigned {
+        term: Term,
+        ranks: Vec<(NodeId, u64)>,
+    },
+    /// This follower's own rank changed.
+    RankChanged {
+        term: Term,
+        leader: NodeId,
+        rank: Option<usize>,
+    },
+    LeaderChanged {
+        term: Term,
+        leader: Option<NodeId>,
+    },
+    SteppedDown {
+        term: Term,
+        reason: &'static str,
+    },
+    /// The runtime reported the leader gone (crash fast path).
+    LeaderUnreachable {
+        term: Term,
+        leader: NodeId,
+    },
+}
+
+/// A read that became safe: serve it once the state machine has applied
+/// through `index` (ReadIndex, Raft thesis 6.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadState {
+    pub ctx: u64,
+    pub index: LogIndex,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Ready {
+    /// Set when term, vote or commit changed: persist before the
+    /// `messages_after_persist` leave.
+    pub hard_state: Option<HardState>,
+    /// Entries to persist; they replace any stored entries from
+    /// `entries[0].index` on.
+    pub entries: Vec<Entry>,
+    /// May leave at once, before the persist (a leader's Appends may go out
+    /// in parallel with its own write, thesis 10.2.1).
+    pub messages: Vec<Message>,
+    /// Must leave only after `hard_state` and `entries` are durable: vote
+    /// grants and append acknowledgements (thesis 3.8).
+    pub messages_after_persist: Vec<Message>,
+    /// Committed entries to apply, in order.
+    pub committed: Vec<Entry>,
+    pub read_states: Vec<ReadState>,
+    /// Reads that can no longer be served here (leadership lost).
+    pub reads_dropped: Vec<u64>,
+    pub events: Vec<Event>,
+}
+
+impl Ready {
+    pub fn is_empty(&self) -> bool {
+        self.hard_state.is_none()
+            && self.entries.is_empty()
+            && self.messages.is_empty()
+            && self.messages_after_persist.is_empty()
+            && self.committed.is_empty()
+            && self.read_states.is_empty()
+            && self.reads_dropped.is_empty()
+            && self.events.is_empty()
+    }
+}

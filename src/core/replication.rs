@@ -1,0 +1,369 @@
+//! Log replication (Raft paper 5.3) with pipelining and fast back-off,
+//! heartbeats, commit, CheckQuorum, and the leader's timers.
+
+use super::message::{Message, MessageBody};
+use super::progress::ProgressState;
+use super::quorum::committed_index;
+use super::raft::{Raft, Role};
+use super::types::{Entry, LogIndex, NodeId, Term};
+
+impl Raft {
+    /// One handler per message; the term has been reconciled already.
+    pub(super) fn dispatch(&mut self, msg: Message) {
+        let Message {
+            from, term, body, ..
+        } = msg;
+        match body {
+            MessageBody::PreVote {
+                last_index,
+                last_term,
+            } => self.on_pre_vote(from, term, last_index, last_term),
+            MessageBody::PreVoteReply { granted } => self.on_pre_vote_reply(from, term, granted),
+            MessageBody::Vote {
+                last_index,
+                last_term,
+                ..
+            } => self.on_vote(from, last_index, last_term),
+            MessageBody::VoteReply { granted } => self.on_vote_reply(from, granted),
+            MessageBody::Append {
+                prev_index,
+                prev_term,
+                entries,
+                commit,
+                sent_at_us,
+            } => self.on_append(from, prev_index, prev_term, &entries, commit, sent_at_us),
+            MessageBody::AppendReply {
+                success,
+                index,
+                hint_index,
+                hint_term,
+                sent_at_us,
+            } => self.on_append_reply(from, success, index, hint_index, hint_term, sent_at_us),
+            MessageBody::Heartbeat {
+                commit,
+                sent_at_us,
+                read_round,
+                designation,
+            } => self.on_heartbeat(from, commit, sent_at_us, read_round, designation),
+            MessageBody::HeartbeatReply {
+                sent_at_us,
+                read_round,
+            } => self.on_heartbeat_reply(from, sent_at_us, read_round),
+            MessageBody::TimeoutNow => self.on_timeout_now(from),
+        }
+    }
+
+    /// A message from the leader of our term: follow it, restart the timer.
+    fn note_leader_contact(&mut self, from: NodeId) {
+        assert!(
+            self.role != Role::Leader,
+            "two leaders in term {}: {} and {from}",
+            self.term,
+            self.id
+        );
+        if self.role != Role::Follower {
+            let term = self.term;
+            self.become_follower(term, Some(from));
+        }
+        self.set_leader(Some(from));
+        self.last_leader_contact_us = Some(self.now_us);
+        self.leader_lost_hint = false;
+        self.crash_rank = None;
+        self.reset_election_timer();
+    }
+
+    fn on_append(
+        &mut self,
+        from: NodeId,
+        prev_index: LogIndex,
+        prev_term: Term,
+        entries: &[Entry],
+        leader_commit: LogIndex,
+        sent_at_us: u64,
+    ) {
+        self.note_leader_contact(from);
+        let reply = |success, index, hint_index, hint_term| MessageBody::AppendReply {
+            success,
+            index,
+            hint_index,
+            hint_term,
+            sent_at_us,
+        };
+        if prev_index < self.log.commit() {
+            // Everything through our commit matches the leader already.
+            let commit = self.log.commit();
+            self.send(from, reply(true, commit, LogIndex(0), Term(0)));
+            return;
+        }
+        match self.log.try_append(prev_index, prev_term, entries) {
+            Some(last_new) => {
+                self.log.commit_to(leader_commit.min(last_new));
+                self.send(from, reply(true, last_new, LogIndex(0), Term(0)));
+            }
+            None => {
+                let hint_index = self
+                    .log
+                    .index_at_or_before_term(prev_index.min(self.log.last_index()), prev_term);
+                let hint_term = self.log.term_at(hint_index).unwrap_or(Term(0));
+                self.send(from, reply(false, prev_index, hint_index, hint_term));
+            }
+        }
+    }
+
+    fn on_append_reply(
+        &mut self,
+        from: NodeId,
+        success: bool,
+        index: LogIndex,
+        hint_index: LogIndex,
+        hint_term: Term,
+        sent_at_us: u64,
+    ) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let last = self.log.last_index();
+        if success && index > last {
+            log::warn!(
+                "node {}: {from} acknowledged index {index} past our last {last}",
+                self.id
+            );
+            return;
+        }
+        let now = self.now_us;
+        let Some(pr) = self.progress.get_mut(&from) else {
+            return;
+        };
+        pr.record_ack(now, sent_at_us);
+        if success {
+            if pr.record_match(index) {
+                self.maybe_commit();
+            }
+            self.maybe_send_timeout_now(from);
+        } else {
+            if index <= pr.match_index
+                || (pr.state == ProgressState::Probe && index != pr.next_index.prev())
+            {
+                return; // stale rejection
+            }
+            let next = match pr.state {
+                ProgressState::Replicate => pr.match_index.next(),
+                ProgressState::Probe => {
+                    let probe = self.log.index_at_or_before_term(hint_index, hint_term);
+                    index.min(probe.next())
+                }
+            };
+            let pr = self.progress.get_mut(&from).expect("checked above");
+            pr.become_probe(next.min(last.next()));
+        }
+        self.send_append(from);
+    }
+
+    fn on_heartbeat(
+        &mut self,
+        from: NodeId,
+        commit: LogIndex,
+        sent_at_us: u64,
+        read_round: u64,
+        designation: Option<super::message::Designation>,
+    ) {
+        self.note_leader_contact(from);
+        // The leader sends min(our match, its commit): safe to adopt.
+        self.log.commit_to(commit.min(self.log.last_index()));
+        self.update_rank(from, designation);
+        self.send(
+            from,
+            MessageBody::HeartbeatReply {
+                sent_at_us,
+                read_round,
+            },
+        );
+    }
+
+    fn on_heartbeat_reply(&mut self, from: NodeId, sent_at_us: u64, read_round: u64) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let now = self.now_us;
+        let stall_us = self.config.heartbeat_interval_ms * 2000;
+        let last = self.log.last_index();
+        let Some(pr) = self.progress.get_mut(&from) else {
+            return;
+        };
+        pr.record_ack(now, sent_at_us);
+        pr.probe_sent = false;
+        if pr.state == ProgressState::Replicate
+            && pr.is_stalled(now, stall_us + pr.srtt_us.unwrap_or(0))
+        {
+            let next = pr.match_index.next();
+            pr.become_probe(next);
+        }
+        let behind = pr.match_index < last;
+        if read_round > 0 {
+            self.on_read_ack(from, read_round);
+        }
+        if behind {
+            self.send_append(from);
+        }
+    }
+
+    /// Sends `to` as many Appends as flow control allows. Returns whether
+    /// anything was sent.
+    pub(super) fn send_append(&mut self, to: NodeId) -> bool {
+        let mut sent = false;
+        while self.send_one_append(to) {
+            sent = true;
+        }
+        sent
+    }
+
+    fn send_one_append(&mut self, to: NodeId) -> bool {
+        let (count_max, bytes_max, inflight_max) = (
+            self.config.append_entries_max,
+            self.config.append_bytes_max,
+            self.config.inflight_appends_max,
+        );
+        let Some(pr) = self.progress.get(&to) else {
+            return false;
+        };
+        if !pr.can_send(inflight_max) {
+            return false;
+        }
+        let next = pr.next_index;
+        let prev_index = next.prev();
+        let Some(prev_term) = self.log.term_at(prev_index) else {
+            // Needs a snapshot; snapshot transfer comes with compaction.
+            log::warn!(
+                "node {}: {to} needs entries before our log start {}",
+                self.id,
+                self.log.first_index()
+            );
+            return false;
+        };
+        let entries = self.log.entries_from(next, count_max, bytes_max);
+        if entries.is_empty() && pr.state == ProgressState::Replicate {
+            return false;
+        }
+        let last = LogIndex(prev_index.0 + entries.len() as u64);
+        let (commit, now) = (self.log.commit(), self.now_us);
+        self.progress
+            .get_mut(&to)
+            .expect("checked above")
+            .on_sent(last, now);
+        let body = MessageBody::Append {
+            prev_index,
+            prev_term,
+            entries,
+            commit,
+            sent_at_us: now,
+        };
+        self.send(to, body);
+        true
+    }
+
+    pub(super) fn broadcast_append(&mut self) {
+        self.append_pending = false;
+        for peer in self.peers() {
+            self.send_append(peer);
+        }
+    }
+
+    pub(super) fn broadcast_heartbeat(&mut self, read_round: u64) {
+        let designation = self.current_designation();
+        let (commit, now) = (self.log.commit(), self.now_us);
+        for peer in self.peers() {
+            let matched = self
+                .progress
+                .get(&peer)
+                .map_or(LogIndex(0), |pr| pr.match_index);
+            let body = MessageBody::Heartbeat {
+                commit: commit.min(matched),
+                sent_at_us: now,
+                read_round,
+                designation: designation.clone(),
+            };
+            self.send(peer, body);
+        }
+    }
+
+    /// Raft paper 5.3-5.4: commit the highest index a quorum holds, if it
+    /// is of our term (Figure 8: older terms commit only indirectly).
+    pub(super) fn maybe_commit(&mut self) -> bool {
+        let matches: Vec<LogIndex> = self
+            .cluster
+            .voters
+            .iter()
+            .map(|v| match *v == self.id {
+                true => self.log.persisted(),
+                false => self
+                    .progress
+                    .get(v)
+                    .map_or(LogIndex(0), |pr| pr.match_index),
+            })
+            .collect();
+        let index = committed_index(&matches, self.cluster.quorum());
+        if index <= self.log.commit() || self.log.term_at(index) != Some(self.term) {
+            return false;
+        }
+        self.log.commit_to(index);
+        self.on_commit_advanced();
+        true
+    }
+
+    pub(super) fn tick_leader(&mut self) {
+        let now = self.now_us;
+        if now >= self.heartbeat_deadline_us {
+            self.heartbeat_deadline_us = now + self.config.heartbeat_interval_ms * 1000;
+            self.update_designation();
+            let round = self.reads.latest_round();
+            self.broadcast_heartbeat(round);
+        }
+        if now >= self.check_quorum_deadline_us {
+            self.check_quorum_deadline_us = now + self.config.follower_timeout_ms_min * 1000;
+            self.check_quorum();
+        }
+        if let Some((target, deadline)) = self.transfer
+            && now >= deadline
+        {
+            log::warn!(
+                "node {}: leadership transfer to {target} timed out",
+                self.id
+            );
+            self.transfer = None;
+        }
+    }
+
+    /// Thesis 6.2: a leader that cannot reach a quorum steps down, so that
+    /// clients stop waiting on it.
+    fn check_quorum(&mut self) {
+        if !self.config.check_quorum {
+            return;
+        }
+        let active = 1 + self.progress.values().filter(|pr| pr.recent_active).count();
+        for pr in self.progress.values_mut() {
+            pr.recent_active = false;
+        }
+        if active < self.cluster.quorum() {
+            log::warn!(
+                "node {}: heard from {active} of {} voters, stepping down",
+                self.id,
+                self.cluster.voters.len()
+            );
+            let term = self.term;
+            self.become_follower(term, None);
+        }
+    }
+
+    pub(super) fn maybe_send_timeout_now(&mut self, peer: NodeId) {
+        let Some((target, _)) = self.transfer else {
+            return;
+        };
+        let caught_up = self
+            .progress
+            .get(&peer)
+            .is_some_and(|pr| pr.match_index == self.log.last_index());
+        if target == peer && caught_up {
+            self.send(peer, MessageBody::TimeoutNow);
+        }
+    }
+}

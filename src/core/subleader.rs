@@ -1,0 +1,72 @@
+//! S-Raft sub-leaders (DESIGN.md 3.1-3.2): the leader ranks caught-up,
+//! responsive followers by smoothed RTT; followers honour a rank only within
+//! its (term, leader, configuration) scope.
+
+use super::message::Designation;
+use super::raft::{Raft, RankScope};
+use super::ready::Event;
+use super::types::NodeId;
+
+impl Raft {
+    /// Leader, every heartbeat: recompute the ranking. A follower that fell
+    /// behind or went quiet drops out, and the heartbeat withdraws its rank.
+    pub(super) fn update_designation(&mut self) {
+        if !self.config.enable_subleader {
+            return;
+        }
+        let responsive_us = self.config.primary_timeout_ms_min * 1000;
+        let commit = self.log.commit();
+        let now = self.now_us;
+        let mut eligible: Vec<(u64, NodeId)> = self
+            .progress
+            .iter()
+            .filter(|(id, _)| self.cluster.contains(**id))
+            .filter(|(_, pr)| pr.match_index >= commit)
+            .filter(|(_, pr)| {
+                pr.last_ack_us
+                    .is_some_and(|t| now.saturating_sub(t) <= responsive_us)
+            })
+            .filter_map(|(id, pr)| pr.srtt_us.map(|rtt| (rtt, *id)))
+            .collect();
+        eligible.sort();
+        eligible.truncate(self.config.subleader_count(self.cluster.voters.len()));
+        let ranks: Vec<NodeId> = eligible.iter().map(|(_, id)| *id).collect();
+        if ranks != self.designation {
+            self.designation = ranks;
+            let term = self.term;
+            let ranks = eligible.into_iter().map(|(rtt, id)| (id, rtt)).collect();
+            self.out
+                .events
+                .push(Event::SubleadersAssigned { term, ranks });
+        }
+    }
+
+    pub(super) fn current_designation(&self) -> Option<Designation> {
+        self.config.enable_subleader.then(|| Designation {
+            config_index: self.cluster_index,
+            ranks: self.designation.clone(),
+        })
+    }
+
+    /// Follower: adopt the rank a heartbeat of our leader names.
+    pub(super) fn update_rank(&mut self, leader: NodeId, designation: Option<Designation>) {
+        let before = self.valid_rank();
+        let rank = designation
+            .filter(|d| self.config.enable_subleader && d.config_index == self.cluster_index)
+            .and_then(|d| d.ranks.iter().position(|id| *id == self.id));
+        self.rank = rank.map(|rank| RankScope {
+            term: self.term,
+            leader,
+            config_index: self.cluster_index,
+            rank,
+        });
+        if rank != before {
+            let term = self.term;
+            self.out
+                .events
+                .push(Event::RankChanged { term, leader, rank });
+            // Re-draw the timer from the new rank's range at once.
+            self.reset_election_timer();
+        }
+    }
+}
