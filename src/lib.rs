@@ -2,4 +2,5 @@
 //! Redis-compatible key-value store. See DESIGN.md for the architecture.
 
 pub mod core;
+pub mod sim;
 pub mod state_machine;

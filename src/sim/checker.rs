@@ -1,0 +1,135 @@
+//! Safety invariants, checked after every simulated event (Raft paper
+//! Figure 3): election safety, log matching, leader completeness, state
+//! machine safety, plus durable term/vote monotonicity.
+
+use crate::core::{Entry, EntryPayload, HardState, LogIndex, NodeId, Raft, Role, Term};
+use std::collections::BTreeMap;
+
+/// FNV-1a: stable across Rust versions and platforms, unlike DefaultHasher.
+pub fn fnv1a(seed: u64, bytes: &[u8]) -> u64 {
+    let mut hash = seed ^ 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        hash ^= *b as u64;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+pub fn payload_hash(payload: &EntryPayload) -> u64 {
+    match payload {
+        EntryPayload::Noop => 1,
+        EntryPayload::Command(data) => fnv1a(2, data),
+        EntryPayload::Config(config) => {
+            let ids: Vec<u8> = config
+                .voters
+                .iter()
+                .flat_map(|v| v.0.to_le_bytes())
+                .collect();
+            fnv1a(3, &ids)
+        }
+    }
+}
+
+/// Hash of a log prefix ending with `entry`, chained from the previous one:
+/// equal chain hashes at an index mean equal prefixes (Log Matching).
+pub fn chain_hash(prev: u64, entry: &Entry) -> u64 {
+    let mut bytes = prev.to_le_bytes().to_vec();
+    bytes.extend_from_slice(&entry.term.0.to_le_bytes());
+    bytes.extend_from_slice(&payload_hash(&entry.payload).to_le_bytes());
+    fnv1a(4, &bytes)
+}
+
+#[derive(Default)]
+pub struct Checker {
+    /// Election Safety: at most one leader per term, ever.
+    leaders: BTreeMap<Term, NodeId>,
+    /// (index, term) -> chain hash, over every entry any node ever stored.
+    chains: BTreeMap<(LogIndex, Term), u64>,
+    /// index -> (term, chain hash) of every entry known committed.
+    committed: BTreeMap<LogIndex, (Term, u64)>,
+}
+
+impl Checker {
+    pub fn committed_len(&self) -> usize {
+        self.committed.len()
+    }
+
+    pub fn on_leader(&mut self, node: NodeId, raft: &Raft) {
+        let term = raft.term();
+        if let Some(other) = self.leaders.insert(term, node) {
+            assert_eq!(
+                other, node,
+                "election safety: {other} and {node} both led term {term}"
+            );
+        }
+        // Leader Completeness: a new leader holds every committed entry.
+        for (index, (committed_term, _)) in &self.committed {
+            assert_eq!(
+                raft.term_at(*index),
+                Some(*committed_term),
+                "leader completeness: node {node} leads term {term} without committed index {index}"
+            );
+        }
+    }
+
+    /// Log Matching, checked on every entry as it is stored.
+    pub fn on_stored(&mut self, node: NodeId, entry: &Entry, chain: u64) {
+        let key = (entry.index, entry.term);
+        if let Some(known) = self.chains.insert(key, chain) {
+            assert_eq!(
+                known, chain,
+                "log matching: node {node} holds index {} term {} with a different prefix",
+                entry.index, entry.term
+            );
+        }
+    }
+
+    /// State Machine Safety: a committed index never changes.
+    pub fn on_committed(&mut self, node: NodeId, index: LogIndex, term: Term, chain: u64) {
+        match self.committed.get(&index) {
+            Some(known) => assert_eq!(
+                *known,
+                (term, chain),
+                "state machine safety: node {node} committed a different entry at {index}"
+            ),
+            None => {
+                self.committed.insert(index, (term, chain));
+            }
+        }
+    }
+
+    pub fn check_node(&self, node: NodeId, raft: &Raft) {
+        let (applied, commit, last) =
+            (raft.applied_index(), raft.commit_index(), raft.last_index());
+        assert!(
+            applied <= commit,
+            "node {node}: applied={applied} commit={commit}"
+        );
+        assert!(commit <= last, "node {node}: commit={commit} last={last}");
+        if raft.role() == Role::Leader {
+            assert_eq!(
+                self.leaders.get(&raft.term()),
+                Some(&node),
+                "node {node} leads term {} unannounced",
+                raft.term()
+            );
+        }
+    }
+}
+
+/// Durable term and vote never go backwards (a restart must not vote twice).
+pub fn check_hard_state_transition(node: NodeId, old: &HardState, new: &HardState) {
+    assert!(
+        new.term >= old.term,
+        "node {node}: persisted term went back {} -> {}",
+        old.term,
+        new.term
+    );
+    if new.term == old.term && old.vote.is_some() {
+        assert_eq!(
+            new.vote, old.vote,
+            "node {node}: changed its vote within term {}",
+            new.term
+        );
+    }
+}

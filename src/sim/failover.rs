@@ -1,0 +1,195 @@
+//! The failover experiment in simulation: crash the leader of a 5-node LAN
+//! cluster at a random phase of its heartbeat interval and measure, on the
+//! simulator's logical clock, how long until a new leader is elected.
+
+use super::cluster::{Cluster, SimConfig};
+use crate::core::{ElectionKind, Event, NodeId, RaftConfig, Role};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// S-Raft, silent failure (SIGSTOP, host crash): timers only.
+    SRaft,
+    /// S-Raft with the crash fast path (SIGKILL: sockets close at once).
+    SRaftCrashHint,
+    /// `--original-raft` with the seed's follower timeouts (300-1000 ms).
+    Original,
+    /// Original Raft with the Raft paper's 150-300 ms.
+    RaftPaper,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 4] = [
+        Mode::SRaft,
+        Mode::SRaftCrashHint,
+        Mode::Original,
+        Mode::RaftPaper,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::SRaft => "S-Raft (silent crash)",
+            Mode::SRaftCrashHint => "S-Raft (crash fast path)",
+            Mode::Original => "original, seed timeouts 300-1000 ms",
+            Mode::RaftPaper => "original, Raft paper 150-300 ms",
+        }
+    }
+
+    pub fn raft_config(self) -> RaftConfig {
+        let base = RaftConfig::default();
+        match self {
+            Mode::SRaft | Mode::SRaftCrashHint => base,
+            Mode::Original => base.original(),
+            Mode::RaftPaper => RaftConfig {
+                follower_timeout_ms_min: 150,
+                follower_timeout_ms_max: 300,
+                ..base.original()
+            },
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Trial {
+    /// Crash to the new leader's election, logical microseconds.
+    pub elapsed_us: u64,
+    pub winner: NodeId,
+    /// The sub-leaders the old leader had named, in rank order.
+    pub subleaders: Vec<NodeId>,
+    pub kind: ElectionKind,
+}
+
+impl Trial {
+    pub fn winner_rank(&self) -> Option<usize> {
+        self.subleaders.iter().position(|id| *id == self.winner)
+    }
+}
+
+/// Fsync latency the experiment assumes (a local NVMe or gp3 volume).
+pub const FSYNC_US: u64 = 100;
+
+pub fn trial(seed: u64, mode: Mode) -> Trial {
+    let mut config = SimConfig::new(5, seed);
+    config.raft = mode.raft_config();
+    config.crash_hints = mode == Mode::SRaftCrashHint;
+    config.fsync_us = FSYNC_US;
+    let mut cluster = Cluster::new(config);
+    let leader = settle(&mut cluster);
+    // A random phase of the heartbeat interval.
+    let phase_us = {
+        use rand::Rng;
+        let hb = cluster.config.raft.heartbeat_interval_ms * 1000;
+        cluster.rng.random_range(0..hb)
+    };
+    cluster.run_until(cluster.now_us + phase_us);
+    let raft = cluster.raft(leader).expect("leader up");
+    let (old_term, subleaders) = (raft.term(), raft.subleaders().to_vec());
+    let crash_at = cluster.now_us;
+    cluster.crash(leader);
+    cluster.events.clear();
+    let deadline = crash_at + 30_000_000;
+    loop {
+        assert!(cluster.step(), "seed {seed}: event queue ran dry");
+        for (at, id, event) in cluster.events.drain(..) {
+            if let Event::BecameLeader { term, kind, .. } = event
+                && term > old_term
+            {
+                return Trial {
+                    elapsed_us: at - crash_at,
+                    winner: id,
+                    subleaders,
+                    kind,
+                };
+            }
+        }
+        assert!(
+            cluster.now_us < deadline,
+            "seed {seed}: no new leader 30 s after the crash"
+        );
+    }
+}
+
+/// Runs until a leader has led for a second, with its sub-leaders named.
+fn settle(cluster: &mut Cluster) -> usize {
+    let need_ranks = cluster.config.raft.enable_subleader;
+    let mut since: Option<(usize, u64)> = None;
+    loop {
+        cluster.run_until(cluster.now_us + 10_000);
+        let leader = cluster.leader();
+        let ranked = leader.is_some_and(|l| {
+            let raft = cluster.raft(l).expect("up");
+            raft.role() == Role::Leader
+                && (!need_ranks || raft.subleaders().len() == raft.config().subleader_count(5))
+        });
+        since = match (leader, since) {
+            (Some(l), Some((s, t))) if l == s && ranked => Some((s, t)),
+            (Some(l), _) if ranked => Some((l, cluster.now_us)),
+            _ => None,
+        };
+        if let Some((l, t)) = since
+            && cluster.now_us - t >= 1_000_000
+        {
+            return l;
+        }
+        assert!(cluster.now_us < 60_000_000, "no stable leader within 60 s");
+    }
+}
+
+pub struct Summary {
+    pub mode: Mode,
+    pub trials: usize,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+    /// Trials won by the old leader's primary / by any named sub-leader.
+    pub won_by_primary: usize,
+    pub won_by_subleader: usize,
+}
+
+pub fn percentile(sorted: &[u64], p: f64) -> u64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+pub fn summarize(mode: Mode, trials: &[Trial]) -> Summary {
+    let mut times: Vec<u64> = trials.iter().map(|t| t.elapsed_us).collect();
+    times.sort_unstable();
+    Summary {
+        mode,
+        trials: trials.len(),
+        p50_us: percentile(&times, 50.0),
+        p90_us: percentile(&times, 90.0),
+        p99_us: percentile(&times, 99.0),
+        max_us: *times.last().expect("at least one trial"),
+        won_by_primary: trials.iter().filter(|t| t.winner_rank() == Some(0)).count(),
+        won_by_subleader: trials.iter().filter(|t| t.winner_rank().is_some()).count(),
+    }
+}
+
+pub fn run_mode(mode: Mode, trials: usize, first_seed: u64) -> Vec<Trial> {
+    (0..trials as u64)
+        .map(|i| trial(first_seed + i, mode))
+        .collect()
+}
+
+/// The Markdown table EXPERIMENTS.md carries.
+pub fn table(summaries: &[Summary]) -> String {
+    let ms = |us: u64| format!("{:.1}", us as f64 / 1000.0);
+    let mut out = String::from(
+        "| mode | trials | p50 ms | p90 ms | p99 ms | max ms | won by primary | won by a sub-leader |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for s in summaries {
+        out += &format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            s.mode.name(),
+            s.trials,
+            ms(s.p50_us),
+            ms(s.p90_us),
+            ms(s.p99_us),
+            ms(s.max_us),
+            s.won_by_primary,
+            s.won_by_subleader
+        );
+    }
+    out
+}
