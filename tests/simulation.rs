@@ -24,7 +24,7 @@ fn random_seeds_keep_every_invariant_and_converge() {
     let n: u64 = std::env::var("SRAFT_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(200);
+        .unwrap_or(1000);
     let ran = run_all(0..n);
     eprintln!("{ran} seeds passed");
 }

@@ -31,6 +31,13 @@ impl Raft {
     }
 
     pub(super) fn reset_election_timer(&mut self) {
+        if self.crash_rank.is_some() && self.role != Role::Follower {
+            // A crash-hinted round that stays undecided (a voter that has not
+            // yet seen the leader's sockets close ignores it, the dead leader
+            // never answers) is retried soon, not after a whole timeout.
+            self.election_deadline_us = self.now_us + self.config.crash_retry_ms * 1000;
+            return;
+        }
         let (min_ms, max_ms) = self.election_timeout_range_ms();
         self.election_deadline_us = self.now_us + self.random_between_ms(min_ms, max_ms);
     }
@@ -84,6 +91,19 @@ impl Raft {
             self.reset_election_timer();
             return;
         }
+        // A crash hint buys a bounded number of quick retries; after that the
+        // ordinary timers take over.
+        let kind = match self.crash_rank {
+            Some(_) if self.crash_retries_left > 0 => {
+                self.crash_retries_left -= 1;
+                kind
+            }
+            Some(_) => {
+                self.crash_rank = None;
+                ElectionKind::Fallback
+            }
+            None => kind,
+        };
         self.election_kind = kind;
         // A rank is for one attempt; retries are ordinary elections.
         self.rank = None;
@@ -168,13 +188,11 @@ impl Raft {
     fn on_election_lost(&mut self) {
         let term = self.term;
         self.become_follower(term, None);
-        if self.crash_rank.is_some() && self.crash_retries_left > 0 {
+        if self.crash_rank.is_some() {
             // The other voters may not have seen the leader's sockets close
-            // yet; ask again soon rather than after a whole timeout.
-            self.crash_retries_left -= 1;
+            // yet; ask again soon rather than after a whole timeout
+            // (`campaign` counts the retries).
             self.election_deadline_us = self.now_us + self.config.crash_retry_ms * 1000;
-        } else {
-            self.crash_rank = None;
         }
     }
 

@@ -1,0 +1,962 @@
+//! The Raft and S-Raft rules, one test each, against the pure core. Each test
+//! quotes the sentence of the Raft paper (Ongaro & Ousterhout 2014), the
+//! thesis (Ongaro 2014) or DESIGN.md that it checks.
+//!
+//! `Net` is a small timed network: per-node one-way latency, links that can
+//! be cut, nodes that can be stopped; messages that must wait for a persist
+//! leave after it (the persist itself is instant here).
+
+use sraft::core::{
+    ClusterConfig, ElectionKind, Entry, EntryPayload, Event, HardState, LogIndex, Message,
+    MessageBody, NodeId, ProposeError, Raft, RaftConfig, RestoredState, Role, Term,
+};
+use std::collections::{BTreeMap, BTreeSet};
+
+struct Net {
+    nodes: Vec<Raft>,
+    now_us: u64,
+    /// (deliver at, sequence) -> message.
+    queue: BTreeMap<(u64, u64), Message>,
+    seq: u64,
+    latency_us: Vec<u64>,
+    stopped: BTreeSet<usize>,
+    cut: BTreeSet<(usize, usize)>,
+    events: Vec<(usize, Event)>,
+    /// Every message handed to the network, for inspection.
+    sent: Vec<Message>,
+}
+
+fn ids(n: usize) -> Vec<NodeId> {
+    (0..n as u64).map(NodeId).collect()
+}
+
+impl Net {
+    fn new(n: usize) -> Net {
+        Net::with_config(n, RaftConfig::default())
+    }
+
+    fn with_config(n: usize, config: RaftConfig) -> Net {
+        let cluster = ClusterConfig::new(ids(n));
+        let nodes = ids(n)
+            .into_iter()
+            .map(|id| {
+                let restored = RestoredState::fresh(cluster.clone());
+                Raft::new(id, config.clone(), restored, 1000 + id.0, 0)
+            })
+            .collect();
+        Net {
+            nodes,
+            now_us: 0,
+            queue: BTreeMap::new(),
+            seq: 0,
+            latency_us: vec![150; n],
+            stopped: BTreeSet::new(),
+            cut: BTreeSet::new(),
+            events: Vec::new(),
+            sent: Vec::new(),
+        }
+    }
+
+    fn node(&self, i: usize) -> &Raft {
+        &self.nodes[i]
+    }
+
+    fn leader(&self) -> Option<usize> {
+        (0..self.nodes.len())
+            .filter(|i| !self.stopped.contains(i))
+            .find(|&i| self.nodes[i].role() == Role::Leader)
+    }
+
+    /// Hands out what node `i` produced: persist (instant), send, advance.
+    fn flush(&mut self, i: usize) {
+        if self.stopped.contains(&i) || !self.nodes[i].has_ready() {
+            return;
+        }
+        let rd = self.nodes[i].ready();
+        for event in &rd.events {
+            self.events.push((i, event.clone()));
+        }
+        for msg in rd.messages.iter().chain(&rd.messages_after_persist) {
+            self.sent.push(msg.clone());
+            let to = msg.to.0 as usize;
+            if self.cut.contains(&(i, to)) {
+                continue;
+            }
+            let at = self.now_us + self.latency_us[i].max(self.latency_us[to]);
+            self.seq += 1;
+            self.queue.insert((at, self.seq), msg.clone());
+        }
+        self.nodes[i].advance(&rd);
+    }
+
+    /// Runs the cluster on logical time until `until_us`.
+    fn run_until(&mut self, until_us: u64) {
+        loop {
+            let next_msg = self.queue.keys().next().map(|k| k.0);
+            let next_tick = (0..self.nodes.len())
+                .filter(|i| !self.stopped.contains(i))
+                .map(|i| (self.nodes[i].next_deadline_us(), i))
+                .min();
+            let msg_first = match (next_msg, next_tick) {
+                (Some(m), Some((t, _))) => m <= t,
+                (Some(_), None) => true,
+                _ => false,
+            };
+            let at = if msg_first {
+                next_msg
+            } else {
+                next_tick.map(|t| t.0)
+            };
+            let Some(at) = at.filter(|at| *at <= until_us) else {
+                self.now_us = until_us;
+                return;
+            };
+            self.now_us = self.now_us.max(at);
+            if msg_first {
+                let (_, msg) = self.queue.pop_first().expect("a message");
+                let to = msg.to.0 as usize;
+                if !self.stopped.contains(&to) {
+                    self.nodes[to].step(self.now_us, msg);
+                    self.flush(to);
+                }
+            } else {
+                let i = next_tick.expect("a timer").1;
+                self.nodes[i].tick(self.now_us);
+                self.flush(i);
+            }
+        }
+    }
+
+    fn run_for_ms(&mut self, ms: u64) {
+        self.run_until(self.now_us + ms * 1000);
+    }
+
+    /// Runs until some node leads and every live node follows it.
+    fn elect(&mut self) -> usize {
+        for _ in 0..200 {
+            self.run_for_ms(10);
+            if let Some(l) = self.leader() {
+                let id = NodeId(l as u64);
+                let all = (0..self.nodes.len())
+                    .filter(|i| !self.stopped.contains(i))
+                    .all(|i| self.nodes[i].leader() == Some(id));
+                if all {
+                    return l;
+                }
+            }
+        }
+        panic!("no leader within 2 s");
+    }
+
+    fn isolate(&mut self, i: usize) {
+        for j in 0..self.nodes.len() {
+            self.cut.insert((i, j));
+            self.cut.insert((j, i));
+        }
+    }
+
+    fn stop(&mut self, i: usize) {
+        self.stopped.insert(i);
+    }
+
+    /// Feeds one message to node `to` and returns what it sends back.
+    fn exchange(&mut self, to: usize, msg: Message) -> Vec<Message> {
+        let before = self.sent.len();
+        self.nodes[to].step(self.now_us, msg);
+        self.flush(to);
+        self.queue.clear();
+        self.sent[before..].to_vec()
+    }
+
+    fn propose(&mut self, leader: usize, data: &[u8]) -> (LogIndex, Term) {
+        let r = self.nodes[leader]
+            .propose(self.now_us, data.to_vec())
+            .expect("leader accepts");
+        self.flush(leader);
+        r
+    }
+}
+
+fn msg(from: u64, to: u64, term: u64, body: MessageBody) -> Message {
+    Message {
+        from: NodeId(from),
+        to: NodeId(to),
+        term: Term(term),
+        body,
+    }
+}
+
+fn entry(index: u64, term: u64) -> Entry {
+    Entry {
+        term: Term(term),
+        index: LogIndex(index),
+        payload: EntryPayload::Command(vec![index as u8]),
+    }
+}
+
+/// A follower restored with `entries` and `hard_state`, in a 3-node cluster.
+fn restored_node(id: u64, hard_state: HardState, entries: Vec<Entry>) -> Raft {
+    let mut restored = RestoredState::fresh(ClusterConfig::new(ids(3)));
+    restored.hard_state = hard_state;
+    restored.entries = entries;
+    Raft::new(NodeId(id), RaftConfig::default(), restored, 7, 0)
+}
+
+fn replies(rd: &sraft::core::Ready) -> Vec<Message> {
+    rd.messages
+        .iter()
+        .chain(&rd.messages_after_persist)
+        .cloned()
+        .collect()
+}
+
+// ---- Elections (paper 5.2, thesis 9.6, 4.2.3) -------------------------------
+
+#[test]
+fn a_candidate_with_a_majority_of_votes_becomes_the_only_leader() {
+    // "A candidate wins an election if it receives votes from a majority of
+    // the servers in the full cluster for the same term." (5.2)
+    for n in [3, 5, 7] {
+        let mut net = Net::new(n);
+        let l = net.elect();
+        let term = net.node(l).term();
+        let leaders = (0..n)
+            .filter(|&i| net.node(i).role() == Role::Leader && net.node(i).term() == term)
+            .count();
+        assert_eq!(leaders, 1, "{n} nodes");
+    }
+}
+
+#[test]
+fn a_new_leader_appends_a_noop_and_commits_it() {
+    // "Raft handles this by having each leader commit a blank no-op entry
+    // into the log at the start of its term." (8)
+    let mut net = Net::new(3);
+    let l = net.elect();
+    net.run_for_ms(5);
+    let last = net.node(l).last_index();
+    assert_eq!(net.node(l).entry(last).unwrap().payload, EntryPayload::Noop);
+    assert_eq!(net.node(l).commit_index(), last);
+}
+
+#[test]
+fn a_voter_grants_at_most_one_vote_per_term() {
+    // "Each server will vote for at most one candidate in a given term, on a
+    // first-come-first-served basis." (5.2)
+    let mut net = Net::new(3);
+    let vote = |from| {
+        msg(
+            from,
+            0,
+            1,
+            MessageBody::Vote {
+                last_index: LogIndex(0),
+                last_term: Term(0),
+                transfer: false,
+            },
+        )
+    };
+    let first = net.exchange(0, vote(1));
+    let second = net.exchange(0, vote(2));
+    assert!(matches!(
+        first[0].body,
+        MessageBody::VoteReply { granted: true }
+    ));
+    assert!(matches!(
+        second[0].body,
+        MessageBody::VoteReply { granted: false }
+    ));
+    assert_eq!(net.node(0).vote(), Some(NodeId(1)));
+}
+
+#[test]
+fn a_vote_grant_leaves_only_after_the_vote_is_persisted() {
+    // Thesis 3.8: a server must persist its vote before replying, or a
+    // restart could vote twice in one term.
+    let mut node = restored_node(0, HardState::default(), vec![]);
+    node.step(
+        0,
+        msg(
+            1,
+            0,
+            1,
+            MessageBody::Vote {
+                last_index: LogIndex(0),
+                last_term: Term(0),
+                transfer: false,
+            },
+        ),
+    );
+    let rd = node.ready();
+    assert_eq!(rd.hard_state.unwrap().vote, Some(NodeId(1)));
+    assert!(rd.messages.is_empty(), "{:?}", rd.messages);
+    assert!(matches!(
+        rd.messages_after_persist[0].body,
+        MessageBody::VoteReply { granted: true }
+    ));
+}
+
+#[test]
+fn a_voter_denies_a_candidate_whose_log_is_less_up_to_date() {
+    // "The voter denies its vote if its own log is more up-to-date than that
+    // of the candidate." (5.4.1)
+    let hs = HardState {
+        term: Term(2),
+        vote: None,
+        commit: LogIndex(0),
+    };
+    let mut node = restored_node(0, hs, vec![entry(1, 1), entry(2, 2)]);
+    for (last_index, last_term) in [(5, 1), (1, 2)] {
+        node.step(
+            0,
+            msg(
+                1,
+                0,
+                3,
+                MessageBody::Vote {
+                    last_index: LogIndex(last_index),
+                    last_term: Term(last_term),
+                    transfer: false,
+                },
+            ),
+        );
+        let rd = node.ready();
+        let out = replies(&rd);
+        node.advance(&rd);
+        assert!(
+            matches!(out[0].body, MessageBody::VoteReply { granted: false }),
+            "candidate log ({last_index},{last_term}) got {:?}",
+            out[0]
+        );
+    }
+    assert_eq!(node.vote(), None);
+}
+
+#[test]
+fn a_restarted_node_keeps_its_term_and_vote() {
+    // "Updated on stable storage before responding to RPCs" (Figure 2).
+    let hs = HardState {
+        term: Term(4),
+        vote: Some(NodeId(1)),
+        commit: LogIndex(0),
+    };
+    let mut node = restored_node(0, hs, vec![]);
+    assert_eq!((node.term(), node.vote()), (Term(4), Some(NodeId(1))));
+    node.step(
+        0,
+        msg(
+            2,
+            0,
+            4,
+            MessageBody::Vote {
+                last_index: LogIndex(0),
+                last_term: Term(0),
+                transfer: false,
+            },
+        ),
+    );
+    let rd = node.ready();
+    assert!(matches!(
+        replies(&rd)[0].body,
+        MessageBody::VoteReply { granted: false }
+    ));
+}
+
+#[test]
+fn a_leader_that_sees_a_higher_term_steps_down() {
+    // "If a candidate or leader discovers that its term is out of date, it
+    // immediately reverts to follower state." (5.1)
+    let mut net = Net::new(3);
+    let l = net.elect();
+    let term = net.node(l).term().0;
+    let other = (l + 1) % 3;
+    net.exchange(
+        l,
+        msg(
+            other as u64,
+            l as u64,
+            term + 5,
+            MessageBody::AppendReply {
+                success: false,
+                index: LogIndex(0),
+                hint_index: LogIndex(0),
+                hint_term: Term(0),
+                sent_at_us: 0,
+            },
+        ),
+    );
+    assert_eq!(net.node(l).role(), Role::Follower);
+    assert_eq!(net.node(l).term(), Term(term + 5));
+}
+
+#[test]
+fn a_request_with_a_stale_term_is_rejected() {
+    // "If a server receives a request with a stale term number, it rejects
+    // the request." (5.1)
+    let hs = HardState {
+        term: Term(5),
+        vote: None,
+        commit: LogIndex(0),
+    };
+    let mut node = restored_node(0, hs, vec![]);
+    node.step(
+        0,
+        msg(
+            1,
+            0,
+            3,
+            MessageBody::Append {
+                prev_index: LogIndex(0),
+                prev_term: Term(0),
+                entries: vec![entry(1, 3)],
+                commit: LogIndex(1),
+                sent_at_us: 0,
+            },
+        ),
+    );
+    let rd = node.ready();
+    assert!(
+        rd.entries.is_empty(),
+        "a stale leader's entries were accepted"
+    );
+    let out = replies(&rd);
+    assert!(out.iter().all(|m| m.term == Term(5)), "{out:?}");
+    assert_eq!(node.last_index(), LogIndex(0));
+}
+
+#[test]
+fn messages_from_unknown_nodes_or_for_others_are_dropped() {
+    let mut node = restored_node(0, HardState::default(), vec![]);
+    let vote = MessageBody::Vote {
+        last_index: LogIndex(0),
+        last_term: Term(0),
+        transfer: false,
+    };
+    node.step(0, msg(99, 0, 1, vote.clone()));
+    node.step(0, msg(1, 2, 1, vote.clone()));
+    node.step(0, msg(0, 0, 1, vote));
+    assert!(!node.has_ready());
+    assert_eq!(node.term(), Term(0));
+}
+
+#[test]
+fn prevote_keeps_a_partitioned_node_from_inflating_terms() {
+    // Thesis 9.6: "a server that has been partitioned ... will not be able to
+    // increment its term, since it cannot receive permission from a majority".
+    let mut net = Net::new(3);
+    let l = net.elect();
+    let term = net.node(l).term();
+    let lone = (l + 1) % 3;
+    net.isolate(lone);
+    net.run_for_ms(5_000);
+    assert_eq!(net.node(lone).term(), term);
+    net.cut.clear();
+    net.run_for_ms(500);
+    assert_eq!(
+        net.leader(),
+        Some(l),
+        "the rejoining node deposed the leader"
+    );
+    assert_eq!(net.node(l).term(), term);
+}
+
+#[test]
+fn a_voter_that_hears_from_its_leader_refuses_to_depose_it() {
+    // Thesis 4.2.3: "if a server receives a RequestVote request within the
+    // minimum election timeout of hearing from a current leader, it does not
+    // update its term or grant its vote."
+    let mut net = Net::new(3);
+    let l = net.elect();
+    let term = net.node(l).term().0;
+    let voter = (l + 1) % 3;
+    let candidate = (l + 2) % 3;
+    let last = net.node(voter).last_index();
+    let out = net.exchange(
+        voter,
+        msg(
+            candidate as u64,
+            voter as u64,
+            term + 1,
+            MessageBody::Vote {
+                last_index: last,
+                last_term: Term(term),
+                transfer: false,
+            },
+        ),
+    );
+    assert_eq!(net.node(voter).term(), Term(term), "term was bumped");
+    assert!(
+        out.iter()
+            .all(|m| !matches!(m.body, MessageBody::VoteReply { granted: true })),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_leader_without_a_quorum_steps_down() {
+    // Thesis 6.2: "a leader ... steps down if an election timeout elapses
+    // without a successful round of heartbeats to a majority of its cluster."
+    let mut net = Net::new(3);
+    let l = net.elect();
+    net.isolate(l);
+    net.run_for_ms(1_500);
+    assert_ne!(net.node(l).role(), Role::Leader);
+}
+
+// ---- Replication (paper 5.3, 5.4) -----------------------------------------
+
+#[test]
+fn an_append_past_the_end_of_the_log_is_rejected_with_a_hint() {
+    // "If a follower's log is inconsistent with the leader's, the
+    // AppendEntries consistency check will fail." (5.3)
+    let mut node = restored_node(0, HardState::default(), vec![entry(1, 1)]);
+    node.step(
+        0,
+        msg(
+            1,
+            0,
+            1,
+            MessageBody::Append {
+                prev_index: LogIndex(9),
+                prev_term: Term(1),
+                entries: vec![entry(10, 1)],
+                commit: LogIndex(9),
+                sent_at_us: 0,
+            },
+        ),
+    );
+    let rd = node.ready();
+    let out = replies(&rd);
+    match out[0].body {
+        MessageBody::AppendReply {
+            success,
+            hint_index,
+            ..
+        } => {
+            assert!(!success);
+            assert_eq!(hint_index, LogIndex(1));
+        }
+        ref other => panic!("expected AppendReply, got {other:?}"),
+    }
+    assert_eq!(node.commit_index(), LogIndex(0));
+}
+
+#[test]
+fn a_diverged_follower_is_repaired_in_a_few_round_trips() {
+    // "When rejecting an AppendEntries request, the follower can include the
+    // term of the conflicting entry and the first index it stores for that
+    // term." (5.3)
+    let mut net = Net::new(3);
+    let l = net.elect();
+    let lagging = (l + 1) % 3;
+    net.isolate(lagging);
+    for i in 0..200u32 {
+        net.propose(l, &i.to_be_bytes());
+    }
+    net.run_for_ms(50);
+    net.cut.clear();
+    let before = net.sent.len();
+    net.run_for_ms(100);
+    assert_eq!(net.node(lagging).last_index(), net.node(l).last_index());
+    assert_eq!(net.node(lagging).commit_index(), net.node(l).commit_index());
+    let rejections = net.sent[before..]
+        .iter()
+        .filter(|m| matches!(m.body, MessageBody::AppendReply { success: false, .. }))
+        .count();
+    assert!(rejections <= 2, "{rejections} rejections to catch up");
+}
+
+#[test]
+fn a_follower_overwrites_conflicting_uncommitted_entries() {
+    // "If an existing entry conflicts with a new one (same index but
+    // different terms), delete the existing entry and all that follow it."
+    // (Figure 2)
+    let hs = HardState {
+        term: Term(2),
+        vote: None,
+        commit: LogIndex(1),
+    };
+    let mut node = restored_node(0, hs, vec![entry(1, 1), entry(2, 2), entry(3, 2)]);
+    node.step(
+        0,
+        msg(
+            1,
+            0,
+            3,
+            MessageBody::Append {
+                prev_index: LogIndex(1),
+                prev_term: Term(1),
+                entries: vec![entry(2, 3)],
+                commit: LogIndex(2),
+                sent_at_us: 0,
+            },
+        ),
+    );
+    let rd = node.ready();
+    assert_eq!(rd.entries, vec![entry(2, 3)]);
+    node.advance(&rd);
+    assert_eq!(node.last_index(), LogIndex(2));
+    assert_eq!(node.term_at(LogIndex(2)), Some(Term(3)));
+}
+
+#[test]
+fn a_leader_commits_an_entry_once_a_majority_stores_it() {
+    // "A log entry is committed once the leader that created the entry has
+    // replicated it on a majority of the servers." (5.3)
+    let mut net = Net::new(5);
+    let l = net.elect();
+    net.run_for_ms(5);
+    let down: Vec<usize> = (0..5).filter(|&i| i != l).take(2).collect();
+    for &d in &down {
+        net.isolate(d);
+    }
+    let (index, _) = net.propose(l, b"x");
+    net.run_for_ms(5);
+    assert!(net.node(l).commit_index() >= index, "3 of 5 is a majority");
+    let third = (0..5).find(|i| *i != l && !down.contains(i)).unwrap();
+    net.isolate(third);
+    let (index2, _) = net.propose(l, b"y");
+    net.run_for_ms(5);
+    assert!(
+        net.node(l).commit_index() < index2,
+        "2 of 5 is not a majority"
+    );
+}
+
+#[test]
+fn a_leader_never_commits_an_old_term_entry_by_counting_replicas() {
+    // "Raft never commits log entries from previous terms by counting
+    // replicas. Only log entries from the leader's current term are
+    // committed by counting replicas." (5.4.2, Figure 8)
+    let hs = HardState {
+        term: Term(2),
+        vote: None,
+        commit: LogIndex(0),
+    };
+    let mut restored = RestoredState::fresh(ClusterConfig::new(ids(3)));
+    restored.hard_state = hs;
+    restored.entries = vec![entry(1, 1), entry(2, 2)];
+    let mut leader = Raft::new(NodeId(0), RaftConfig::default(), restored, 1, 0);
+    // Win term 3 with node 1's vote.
+    let mut now = 0;
+    while leader.role() != Role::Candidate {
+        now += 10_000;
+        leader.tick(now);
+        let rd = leader.ready();
+        leader.advance(&rd);
+        if leader.role() == Role::PreCandidate {
+            leader.step(
+                now,
+                msg(1, 0, 3, MessageBody::PreVoteReply { granted: true }),
+            );
+            let rd = leader.ready();
+            leader.advance(&rd);
+        }
+    }
+    leader.step(now, msg(1, 0, 3, MessageBody::VoteReply { granted: true }));
+    assert_eq!(leader.role(), Role::Leader);
+    let rd = leader.ready();
+    leader.advance(&rd);
+    // Node 1 acknowledges index 2 (an old-term entry) but not the no-op.
+    leader.step(
+        now,
+        msg(
+            1,
+            0,
+            3,
+            MessageBody::AppendReply {
+                success: true,
+                index: LogIndex(2),
+                hint_index: LogIndex(0),
+                hint_term: Term(0),
+                sent_at_us: now,
+            },
+        ),
+    );
+    assert_eq!(
+        leader.commit_index(),
+        LogIndex(0),
+        "old-term entry committed by count"
+    );
+    leader.step(
+        now,
+        msg(
+            1,
+            0,
+            3,
+            MessageBody::AppendReply {
+                success: true,
+                index: LogIndex(3),
+                hint_index: LogIndex(0),
+                hint_term: Term(0),
+                sent_at_us: now,
+            },
+        ),
+    );
+    assert_eq!(
+        leader.commit_index(),
+        LogIndex(3),
+        "the no-op commits all before it"
+    );
+}
+
+#[test]
+fn pipelined_appends_stay_within_the_inflight_bound() {
+    let config = RaftConfig {
+        inflight_appends_max: 4,
+        append_entries_max: 1,
+        ..RaftConfig::default()
+    };
+    let mut net = Net::with_config(3, config);
+    let l = net.elect();
+    net.run_for_ms(5);
+    let follower = (l + 1) % 3;
+    // Replies never arrive: the leader may have at most 4 appends in flight.
+    net.cut.insert((follower, l));
+    let before = net.sent.len();
+    for i in 0..50u32 {
+        net.propose(l, &i.to_be_bytes());
+    }
+    net.run_for_ms(20);
+    let appends = net.sent[before..]
+        .iter()
+        .filter(|m| m.to == NodeId(follower as u64))
+        .filter(|m| matches!(&m.body, MessageBody::Append { entries, .. } if !entries.is_empty()))
+        .count();
+    assert!(appends <= 4, "{appends} appends in flight");
+    assert!(appends >= 1);
+}
+
+#[test]
+fn a_follower_refuses_proposals_and_names_the_leader() {
+    let mut net = Net::new(3);
+    let l = net.elect();
+    let f = (l + 1) % 3;
+    let err = net.nodes[f].propose(net.now_us, b"x".to_vec()).unwrap_err();
+    assert_eq!(
+        err,
+        ProposeError::NotLeader {
+            leader: Some(NodeId(l as u64))
+        }
+    );
+}
+
+// ---- Reads and leadership transfer (thesis 6.4, 3.10) ---------------------
+
+#[test]
+fn read_index_waits_for_a_quorum_round_after_the_noop_commits() {
+    // Thesis 6.4: the leader "needs to make sure it hasn't been superseded by
+    // a newer leader ... by exchanging heartbeats with a majority".
+    let mut net = Net::new(3);
+    let l = net.elect();
+    net.run_for_ms(5);
+    let commit = net.node(l).commit_index();
+    net.nodes[l]
+        .read_index(net.now_us, 42)
+        .expect("leader reads");
+    let rd = net.nodes[l].ready();
+    assert!(rd.read_states.is_empty(), "served before a heartbeat round");
+    let heartbeats: Vec<Message> = rd.messages.clone();
+    net.nodes[l].advance(&rd);
+    assert!(
+        heartbeats
+            .iter()
+            .any(|m| matches!(m.body, MessageBody::Heartbeat { read_round, .. } if read_round > 0))
+    );
+    net.queue.clear();
+    for m in heartbeats {
+        let to = m.to.0 as usize;
+        net.nodes[to].step(net.now_us, m);
+        net.flush(to);
+    }
+    let mut served = Vec::new();
+    for _ in 0..10 {
+        let Some((_, m)) = net.queue.pop_first() else {
+            break;
+        };
+        if m.to == NodeId(l as u64) {
+            net.nodes[l].step(net.now_us, m);
+            let rd = net.nodes[l].ready();
+            served.extend(rd.read_states.clone());
+            net.nodes[l].advance(&rd);
+        }
+    }
+    assert_eq!(served.len(), 1);
+    assert_eq!(served[0].ctx, 42);
+    assert!(served[0].index >= commit);
+}
+
+#[test]
+fn an_isolated_leader_cannot_serve_a_read() {
+    let mut net = Net::new(3);
+    let l = net.elect();
+    net.run_for_ms(5);
+    net.isolate(l);
+    net.nodes[l]
+        .read_index(net.now_us, 7)
+        .expect("still thinks it leads");
+    net.flush(l);
+    let mut served = false;
+    for _ in 0..150 {
+        net.run_for_ms(10);
+        if net.node(l).has_ready() {
+            let rd = net.nodes[l].ready();
+            served |= !rd.read_states.is_empty();
+            net.nodes[l].advance(&rd);
+        }
+    }
+    assert!(!served);
+}
+
+#[test]
+fn leadership_transfer_hands_over_in_the_next_term() {
+    // Thesis 3.10: the prior leader sends a TimeoutNow request to the target
+    // server ... the target server starts a new election.
+    let mut net = Net::new(5);
+    let l = net.elect();
+    net.run_for_ms(20);
+    let term = net.node(l).term();
+    let target = (l + 3) % 5;
+    net.nodes[l]
+        .transfer_leadership(net.now_us, NodeId(target as u64))
+        .unwrap();
+    net.flush(l);
+    net.run_for_ms(20);
+    assert_eq!(net.leader(), Some(target));
+    assert_eq!(net.node(target).term(), term.next());
+}
+
+// ---- S-Raft (DESIGN.md 3) ---------------------------------------------------
+
+/// A 5-node cluster where node `l` leads and followers' latencies differ.
+fn ranked_net(latencies_us: [u64; 5]) -> (Net, usize) {
+    let mut net = Net::new(5);
+    net.latency_us = latencies_us.to_vec();
+    let l = net.elect();
+    net.run_for_ms(500);
+    (net, l)
+}
+
+#[test]
+fn the_leader_names_the_fastest_caught_up_followers_as_subleaders() {
+    // DESIGN.md 3.2: "ranks the followers that are caught up ... by RTT, and
+    // names the fastest max(1, floor(N * subleader_ratio))".
+    let (net, l) = ranked_net([100, 100, 100, 100, 100]);
+    let mut net = net;
+    // Make follower latencies distinct, then let the SRTTs converge.
+    let followers: Vec<usize> = (0..5).filter(|&i| i != l).collect();
+    for (k, &f) in followers.iter().enumerate() {
+        net.latency_us[f] = 400 - 100 * k as u64;
+    }
+    net.latency_us[l] = 0;
+    net.run_for_ms(2_000);
+    let expected = vec![NodeId(followers[3] as u64), NodeId(followers[2] as u64)];
+    assert_eq!(net.node(l).subleaders(), expected.as_slice());
+    let srtt = |f: usize| net.node(l).srtt_us(NodeId(f as u64)).unwrap();
+    assert!(srtt(followers[3]) < srtt(followers[2]));
+}
+
+#[test]
+fn a_follower_that_falls_behind_loses_its_designation() {
+    // DESIGN.md 3.2: "the leader withdraws it from a follower that falls
+    // behind."
+    let (mut net, l) = ranked_net([100; 5]);
+    let primary = net.node(l).subleaders()[0].0 as usize;
+    net.isolate(primary);
+    for i in 0..10u32 {
+        net.propose(l, &i.to_be_bytes());
+    }
+    net.run_for_ms(500);
+    assert!(!net.node(l).subleaders().contains(&NodeId(primary as u64)));
+    assert_eq!(net.node(l).subleaders().len(), 2, "a replacement was named");
+}
+
+#[test]
+fn the_primary_takes_over_after_a_silent_leader_failure_without_a_split_vote() {
+    // DESIGN.md 3.3-3.4: the primary's timer (150-200 ms) fires first; the
+    // ranks are disjoint, so one uncontested election decides.
+    let (mut net, l) = ranked_net([100; 5]);
+    let old_term = net.node(l).term();
+    let primary = net.node(l).subleaders()[0].0 as usize;
+    net.stop(l);
+    let stopped_at = net.now_us;
+    net.events.clear();
+    net.run_for_ms(400);
+    let new = net.leader().expect("a new leader");
+    assert_eq!(new, primary);
+    assert_eq!(
+        net.node(new).term(),
+        old_term.next(),
+        "more than one election"
+    );
+    let (at, kind) = net
+        .events
+        .iter()
+        .find_map(|(i, e)| match e {
+            Event::BecameLeader { kind, .. } if *i == new => Some((net.now_us, *kind)),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(kind, ElectionKind::SubLeader { rank: 0 });
+    assert!(at > stopped_at);
+    let starts = net
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::ElectionStarted { pre_vote: true, .. }))
+        .count();
+    assert_eq!(starts, 1, "only the primary campaigned");
+}
+
+#[test]
+fn the_crash_hint_starts_the_primary_at_once() {
+    // DESIGN.md 3.5: "A sub-leader that sees both starts its promotion
+    // immediately, and voters that see them drop stickiness."
+    let (mut net, l) = ranked_net([100; 5]);
+    let primary = net.node(l).subleaders()[0].0 as usize;
+    net.stop(l);
+    let at = net.now_us;
+    for i in 0..5 {
+        if i != l {
+            net.nodes[i].leader_unreachable(at, NodeId(l as u64));
+            net.flush(i);
+        }
+    }
+    net.run_for_ms(3);
+    assert_eq!(net.leader(), Some(primary));
+    assert!(net.events.iter().any(|(i, e)| *i == primary
+        && matches!(
+            e,
+            Event::BecameLeader {
+                kind: ElectionKind::CrashHint { rank: 0 },
+                ..
+            }
+        )));
+}
+
+#[test]
+fn a_crash_hint_about_a_non_leader_changes_nothing() {
+    // The hint starts an election only about the current leader; it is
+    // never authority to lead.
+    let (mut net, l) = ranked_net([100; 5]);
+    let term = net.node(l).term();
+    let primary = net.node(l).subleaders()[0].0 as usize;
+    let bystander = (0..5).find(|&i| i != l && i != primary).unwrap();
+    net.nodes[primary].leader_unreachable(net.now_us, NodeId(bystander as u64));
+    net.flush(primary);
+    net.run_for_ms(100);
+    assert_eq!(net.leader(), Some(l));
+    assert_eq!(net.node(l).term(), term);
+}
+
+#[test]
+fn original_mode_names_no_subleaders() {
+    let mut net = Net::with_config(5, RaftConfig::default().original());
+    let l = net.elect();
+    net.run_for_ms(1_000);
+    assert!(net.node(l).subleaders().is_empty());
+    assert!(
+        !net.events
+            .iter()
+            .any(|(_, e)| matches!(e, Event::SubleadersAssigned { .. }))
+    );
+}
