@@ -31,7 +31,7 @@ impl Harness {
             now_us: 0,
             committed_on_leader: 0,
         };
-        while h.nodes[0].role() != Role::Leader && h.nodes[1].role() != Role::Leader {
+        while !h.nodes.iter().any(|n| n.role() == Role::Leader) {
             h.now_us += 10_000;
             for node in &mut h.nodes {
                 node.tick(h.now_us);

@@ -211,6 +211,11 @@ impl Raft {
         &self.designation
     }
     /// Leader: smoothed RTT to `peer`, when measured.
+    /// This follower's sub-leader rank, while its scope is current.
+    pub fn subleader_rank(&self) -> Option<usize> {
+        self.valid_rank()
+    }
+
     pub fn srtt_us(&self, peer: NodeId) -> Option<u64> {
         self.progress.get(&peer).and_then(|pr| pr.srtt_us)
     }
