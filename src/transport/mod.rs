@@ -434,3 +434,56 @@ fn join(handle: JoinHandle<()>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> TransportConfig {
+        let addr = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        let peers = BTreeMap::from([(NodeId(2), addr(5002)), (NodeId(3), addr(5003))]);
+        TransportConfig::new(NodeId(1), "c1", addr(5001), peers)
+    }
+
+    fn config_error(config: &TransportConfig) -> String {
+        match config.validate() {
+            Err(TransportError::Config(reason)) => reason,
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn default_config_is_valid() {
+        config().validate().unwrap();
+    }
+
+    #[test]
+    fn validate_names_the_bad_value() {
+        let mut c = config();
+        c.peers.insert(NodeId(1), c.listen);
+        assert_eq!(config_error(&c), "peers contain this node's own id 1");
+        let mut c = config();
+        c.queue_depth = 0;
+        assert_eq!(config_error(&c), "queue_depth must be at least 1");
+        let mut c = config();
+        c.reconnect_backoff_ms_min = 600;
+        assert_eq!(
+            config_error(&c),
+            "reconnect_backoff_ms_min=600 exceeds reconnect_backoff_ms_max=500"
+        );
+    }
+
+    #[test]
+    fn listen_error_reads_like_the_os_message() {
+        let err = TransportError::Listen {
+            addr: SocketAddr::from(([127, 0, 0, 1], 5000)),
+            source: io::Error::from_raw_os_error(98),
+        };
+        let text = err.to_string();
+        assert!(
+            text.starts_with("cannot listen on 127.0.0.1:5000: "),
+            "{text}"
+        );
+        assert!(!text.contains("os error"), "{text}");
+    }
+}

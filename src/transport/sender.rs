@@ -470,3 +470,18 @@ fn spawn_watcher(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_maximum_and_resets() {
+        let ms = Duration::from_millis;
+        let mut backoff = Backoff::new(ms(5), ms(30));
+        let waits: Vec<_> = (0..5).map(|_| backoff.step()).collect();
+        assert_eq!(waits, [ms(5), ms(10), ms(20), ms(30), ms(30)]);
+        backoff.reset();
+        assert_eq!(backoff.step(), ms(5));
+    }
+}
