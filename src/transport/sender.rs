@@ -221,13 +221,12 @@ impl PeerSender {
                     self.drop_connection("closed by the peer", true);
                 }
             }
-            // With an outbound connection up, its watcher speaks for the
-            // peer: probing here too would make two live nodes close and
-            // reopen connections to each other forever.
+            // With an outbound connection up, its watcher sees the same
+            // death at the same moment. Without one (in backoff, or never
+            // connected), this is the only early sign.
             Nudge::InboundClosed => {
                 if self.conn.is_none() {
-                    self.probe = true;
-                    self.reconnect_at = Instant::now();
+                    self.probe_now();
                 }
             }
         }
@@ -376,24 +375,46 @@ impl PeerSender {
             .dropped
             .fetch_add(stale as u64, Ordering::Relaxed);
         self.reconnect_at = Instant::now() + self.backoff.step();
-        // A refused connect right after the peer closed on us: the kernel
-        // closed its sockets, and nothing listens at its address any more.
-        // A frozen process still has its listener, so it is never reported.
-        if probe && e.kind() == io::ErrorKind::ConnectionRefused && !self.unreachable_reported {
-            self.unreachable_reported = true;
-            log::warn!(
-                "[Node {}] peer {} unreachable: its connection closed and a reconnect was refused",
-                self.shared.id,
-                self.peer
-            );
-            self.shared
-                .deliver(TransportEvent::PeerUnreachable(self.peer));
+        if probe {
+            self.report_if_refused(e);
         }
+    }
+
+    /// Crash probe (DESIGN.md 3.5) outside the reconnect schedule: connect
+    /// and hang up at once, only to learn whether anything still listens at
+    /// the peer's address. The peer sees a connection close before its
+    /// hello, which it ignores.
+    fn probe_now(&mut self) {
+        if let Err(e) = TcpStream::connect_timeout(&self.addr, CONNECT_TIMEOUT) {
+            self.report_if_refused(&e);
+        }
+    }
+
+    /// Called when a connect that followed an EOF or reset from the peer
+    /// failed. Refused means the kernel closed the peer's sockets, listener
+    /// included: its process is gone. A frozen process keeps its listener
+    /// (the kernel completes handshakes into the backlog), so it is never
+    /// reported.
+    fn report_if_refused(&mut self, e: &io::Error) {
+        if e.kind() != io::ErrorKind::ConnectionRefused || self.unreachable_reported {
+            return;
+        }
+        self.unreachable_reported = true;
+        log::warn!(
+            "[Node {}] peer {} unreachable: its connection closed and a reconnect was refused",
+            self.shared.id,
+            self.peer
+        );
+        self.shared
+            .deliver(TransportEvent::PeerUnreachable(self.peer));
     }
 
     /// Drops the outbound connection and schedules the next attempt: at once
     /// if the connection had been healthy, else after the backoff, so that a
-    /// peer that accepts and then closes is not hammered.
+    /// peer that accepts and then closes is not hammered. When the peer
+    /// closed it, the next attempt doubles as the crash probe, or, if that
+    /// attempt must wait for the backoff, a bare probe goes out now: the hint
+    /// is worth most when it is early.
     fn drop_connection(&mut self, reason: &str, closed_by_peer: bool) {
         let lived = self.conn.as_ref().map(|c| c.established_at.elapsed());
         self.disconnect();
@@ -402,13 +423,16 @@ impl PeerSender {
             self.shared.id,
             self.peer
         );
-        self.probe = closed_by_peer;
-        match lived {
-            Some(lived) if lived >= self.backoff.max => {
-                self.backoff.reset();
-                self.reconnect_at = Instant::now();
+        let healthy = lived.is_some_and(|lived| lived >= self.backoff.max);
+        if healthy {
+            self.backoff.reset();
+            self.reconnect_at = Instant::now();
+            self.probe = closed_by_peer;
+        } else {
+            self.reconnect_at = Instant::now() + self.backoff.step();
+            if closed_by_peer {
+                self.probe_now();
             }
-            _ => self.reconnect_at = Instant::now() + self.backoff.step(),
         }
     }
 
