@@ -6,9 +6,9 @@
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use rand::Rng;
 use sraft::core::{Message, MessageBody, NodeId, Term};
-use sraft::transport::frame::encode_frame;
+use sraft::transport::frame::{encode_frame, read_frame};
 use sraft::transport::{
-    Hello, PROTOCOL_VERSION, PeerFrame, Transport, TransportConfig, TransportEvent,
+    FrameError, Hello, PROTOCOL_VERSION, PeerFrame, Transport, TransportConfig, TransportEvent,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
@@ -447,4 +447,41 @@ fn shutdown_is_bounded_with_a_backed_up_peer() {
             "shutdown took {elapsed:?}"
         );
     }
+}
+
+/// A peer that closes a connection but still listens (say, it dropped the
+/// connection on an error) is reconnected to, and is no crash.
+#[test]
+fn a_connection_closed_by_a_live_peer_is_reopened_without_a_hint() {
+    init_log();
+    let peer = TcpListener::bind(local(free_port())).unwrap();
+    let peers = BTreeMap::from([(NodeId(2), peer.local_addr().unwrap())]);
+    let (tx, inbox) = crossbeam_channel::bounded(16);
+    let config = TransportConfig::new(NodeId(1), CLUSTER, local(free_port()), peers);
+    let transport = Transport::start(config, tx).unwrap();
+    let (first, _) = peer.accept().unwrap();
+    drop(first);
+    // A bare probe (connect, hang up) may come first; then the reconnect,
+    // which carries a hello from node 1.
+    let (hello, _open) = loop {
+        let (mut next, _) = peer.accept().unwrap();
+        next.set_read_timeout(Some(WAIT)).unwrap();
+        match read_frame::<PeerFrame>(&mut next, 1 << 20) {
+            Err(FrameError::Eof) => continue,
+            frame => break (frame.unwrap(), next),
+        }
+    };
+    assert!(matches!(
+        hello,
+        PeerFrame::Hello(Hello {
+            node_id: NodeId(1),
+            ..
+        })
+    ));
+    match inbox.recv_timeout(Duration::from_millis(500)) {
+        Err(RecvTimeoutError::Timeout) => {}
+        other => panic!("expected no crash hint, got {other:?}"),
+    }
+    wait_connected(&transport, 1);
+    assert!(transport.stats()[&NodeId(2)].reconnects >= 1);
 }
