@@ -485,3 +485,18 @@ fn a_connection_closed_by_a_live_peer_is_reopened_without_a_hint() {
     wait_connected(&transport, 1);
     assert!(transport.stats()[&NodeId(2)].reconnects >= 1);
 }
+
+/// Each inbound connection costs a thread, so their number is bounded (64):
+/// connections past the bound are closed, and peers already in keep going.
+#[test]
+fn inbound_connections_past_the_bound_are_closed() {
+    let nodes = cluster(2, |c| c.hello_timeout_ms = 60_000);
+    let addr = nodes[1].config.listen;
+    // Node 1's connection is one of the 64; 63 silent ones fill the rest.
+    let silent: Vec<TcpStream> = (0..63).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let mut refused = TcpStream::connect(addr).unwrap();
+    assert_closes(&mut refused);
+    nodes[0].transport.send(msg(1, 2, 0));
+    assert_eq!(recv_message(&nodes[1].inbox), msg(1, 2, 0));
+    drop(silent);
+}

@@ -20,6 +20,9 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// Bytes of the length prefix in front of every payload.
 pub const FRAME_HEADER_BYTES: usize = 4;
 
+/// Most of a payload buffer allocated before its bytes arrive.
+const PAYLOAD_PREALLOCATE_BYTES_MAX: usize = 64 << 10;
+
 /// The first frame on a peer connection: who is calling, and in which cluster.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
@@ -108,8 +111,21 @@ pub fn read_frame<T: DeserializeOwned>(
             max: frame_bytes_max,
         });
     }
-    let mut payload = vec![0u8; len as usize];
-    r.read_exact(&mut payload).map_err(FrameError::Io)?;
+    // Grown as bytes arrive rather than allocated from the prefix up front:
+    // a peer that announces 16 MiB and sends nothing costs nothing.
+    let mut payload = Vec::with_capacity((len as usize).min(PAYLOAD_PREALLOCATE_BYTES_MAX));
+    r.take(u64::from(len))
+        .read_to_end(&mut payload)
+        .map_err(FrameError::Io)?;
+    if payload.len() < len as usize {
+        return Err(FrameError::Io(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!(
+                "stream ended after {} of {len} payload bytes",
+                payload.len()
+            ),
+        )));
+    }
     let (value, rest) =
         postcard::take_from_bytes::<T>(&payload).map_err(|e| FrameError::Decode(e.to_string()))?;
     if !rest.is_empty() {

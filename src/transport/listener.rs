@@ -20,6 +20,11 @@ const READ_BUFFER_BYTES: usize = 64 << 10;
 /// persistent failure is logged a few times a second, not in a hot loop.
 const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(100);
 
+/// Inbound connections served at once. Each costs a thread; a healthy
+/// cluster needs one per peer (two while a peer reconnects), so this bounds
+/// what a misbehaving client can take, not what peers need.
+const INBOUND_CONNECTIONS_MAX: usize = 64;
+
 /// How long `shutdown` waits to reach its own listener.
 const WAKE_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -96,6 +101,13 @@ fn spawn_reader(stream: TcpStream, addr: SocketAddr, shared: &Arc<Shared>) {
     // The lock is held across the spawn so that the thread, which removes its
     // own entry on exit, cannot do so before the entry exists.
     let mut readers = shared.readers.lock();
+    if readers.live.len() >= INBOUND_CONNECTIONS_MAX {
+        log::warn!(
+            "[Node {}] refusing connection from {addr}: {INBOUND_CONNECTIONS_MAX} connections open",
+            shared.id
+        );
+        return;
+    }
     let reader_id = readers.next_id;
     readers.next_id += 1;
     let thread_shared = Arc::clone(shared);
