@@ -416,6 +416,13 @@ impl Transport {
     }
 }
 
+// The runtime hands the transport between threads (built in `main`, used by
+// the Raft thread): keep it Send and Sync.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Transport>();
+};
+
 impl Drop for Transport {
     fn drop(&mut self) {
         self.shutdown();
