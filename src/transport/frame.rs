@@ -1,0 +1,293 @@
+//! Peer wire format: a 4-byte big-endian payload length, then a postcard
+//! payload (DESIGN.md 2, "Frames").
+//!
+//! The first frame on every peer connection is a [`Hello`]; every later frame
+//! carries one [`Message`]. Both travel as a [`PeerFrame`] so that a reader can
+//! tell a misbehaving peer (a message before the hello, a second hello) from a
+//! decoding error.
+
+use crate::core::{Message, NodeId};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::io::{self, Read};
+
+/// Bumped whenever `PeerFrame` or `Message` change incompatibly: a node
+/// refuses a connection whose hello names another version, instead of
+/// misreading its frames.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Bytes of the length prefix in front of every payload.
+pub const FRAME_HEADER_BYTES: usize = 4;
+
+/// Most of a payload buffer allocated before its bytes arrive.
+const PAYLOAD_PREALLOCATE_BYTES_MAX: usize = 64 << 10;
+
+/// The first frame on a peer connection: who is calling, and in which cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub protocol_version: u32,
+    pub cluster_id: String,
+    pub node_id: NodeId,
+}
+
+/// Everything a peer connection carries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerFrame {
+    Hello(Hello),
+    Message(Message),
+}
+
+/// Why a frame could not be read. Every variant but `Eof` closes the
+/// connection it came from, and only that connection.
+#[derive(Debug)]
+pub enum FrameError {
+    /// The socket failed, or closed in the middle of a frame.
+    Io(io::Error),
+    /// The peer closed the connection cleanly, at a frame boundary.
+    Eof,
+    /// The length prefix exceeds the configured maximum: the payload is not
+    /// read (a garbage prefix must not make us allocate 4 GiB).
+    TooLarge { len: u32, max: u32 },
+    /// The payload is not a postcard encoding of the expected type.
+    Decode(String),
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameError::Io(e) => write!(f, "i/o error: {e}"),
+            FrameError::Eof => write!(f, "connection closed"),
+            FrameError::TooLarge { len, max } => write!(f, "frame too large {len} > {max}"),
+            FrameError::Decode(e) => write!(f, "undecodable frame: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            FrameError::Io(e) => Some(e),
+            FrameError::Eof | FrameError::TooLarge { .. } | FrameError::Decode(_) => None,
+        }
+    }
+}
+
+/// Appends one frame (length prefix and payload) to `buf` and returns the
+/// payload length, so that the caller can hold it against its own maximum.
+///
+/// Panics if `value` cannot be serialized: postcard only fails on types that
+/// do not know their sequence lengths up front, and the wire types are plain
+/// derives, so a failure is a bug in this crate, not bad input.
+pub fn encode_frame<T: Serialize>(value: &T, buf: &mut Vec<u8>) -> usize {
+    let start = buf.len();
+    buf.extend_from_slice(&[0; FRAME_HEADER_BYTES]);
+    let buf = postcard::to_io(value, buf).expect("wire types always serialize");
+    let payload_bytes = buf.len() - start - FRAME_HEADER_BYTES;
+    let len = u32::try_from(payload_bytes)
+        .unwrap_or_else(|_| panic!("frame payload of {payload_bytes} bytes exceeds u32"));
+    buf[start..start + FRAME_HEADER_BYTES].copy_from_slice(&len.to_be_bytes());
+    payload_bytes
+}
+
+/// Reads one frame and decodes its payload as a `T`.
+///
+/// Returns `Eof` only when the stream ends before the first byte of a frame;
+/// an end inside a frame is an `Io(UnexpectedEof)`, since the peer died (or
+/// lied) mid-message. A payload with trailing bytes is a `Decode` error: the
+/// length prefix and the encoding must agree exactly.
+pub fn read_frame<T: DeserializeOwned>(
+    r: &mut impl Read,
+    frame_bytes_max: u32,
+) -> Result<T, FrameError> {
+    let mut header = [0u8; FRAME_HEADER_BYTES];
+    if !read_header(r, &mut header)? {
+        return Err(FrameError::Eof);
+    }
+    let len = u32::from_be_bytes(header);
+    if len > frame_bytes_max {
+        return Err(FrameError::TooLarge {
+            len,
+            max: frame_bytes_max,
+        });
+    }
+    // Grown as bytes arrive rather than allocated from the prefix up front:
+    // a peer that announces 16 MiB and sends nothing costs nothing.
+    let mut payload = Vec::with_capacity((len as usize).min(PAYLOAD_PREALLOCATE_BYTES_MAX));
+    r.take(u64::from(len))
+        .read_to_end(&mut payload)
+        .map_err(FrameError::Io)?;
+    if payload.len() < len as usize {
+        return Err(FrameError::Io(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!(
+                "stream ended after {} of {len} payload bytes",
+                payload.len()
+            ),
+        )));
+    }
+    let (value, rest) =
+        postcard::take_from_bytes::<T>(&payload).map_err(|e| FrameError::Decode(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(FrameError::Decode(format!(
+            "{} trailing bytes after the payload",
+            rest.len()
+        )));
+    }
+    Ok(value)
+}
+
+/// Fills `header`; `Ok(false)` if the stream ended before its first byte.
+fn read_header(
+    r: &mut impl Read,
+    header: &mut [u8; FRAME_HEADER_BYTES],
+) -> Result<bool, FrameError> {
+    let mut filled = 0;
+    while filled < header.len() {
+        match r.read(&mut header[filled..]) {
+            Ok(0) if filled == 0 => return Ok(false),
+            Ok(0) => {
+                return Err(FrameError::Io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("stream ended after {filled} of {FRAME_HEADER_BYTES} header bytes"),
+                )));
+            }
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(FrameError::Io(e)),
+        }
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{MessageBody, Term};
+    use proptest::prelude::*;
+
+    const MAX: u32 = 1 << 20;
+
+    fn message() -> Message {
+        Message {
+            from: NodeId(1),
+            to: NodeId(2),
+            term: Term(7),
+            body: MessageBody::HeartbeatReply {
+                sent_at_us: 123,
+                read_round: 4,
+            },
+        }
+    }
+
+    fn encoded(frame: &PeerFrame) -> Vec<u8> {
+        let mut buf = Vec::new();
+        encode_frame(frame, &mut buf);
+        buf
+    }
+
+    #[test]
+    fn frames_round_trip_back_to_back() {
+        let hello = PeerFrame::Hello(Hello {
+            protocol_version: PROTOCOL_VERSION,
+            cluster_id: "c1".into(),
+            node_id: NodeId(3),
+        });
+        let msg = PeerFrame::Message(message());
+        let mut buf = Vec::new();
+        let hello_len = encode_frame(&hello, &mut buf);
+        encode_frame(&msg, &mut buf);
+        assert_eq!(
+            u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize,
+            hello_len
+        );
+        let mut r = &buf[..];
+        assert_eq!(read_frame::<PeerFrame>(&mut r, MAX).unwrap(), hello);
+        assert_eq!(read_frame::<PeerFrame>(&mut r, MAX).unwrap(), msg);
+        assert!(matches!(
+            read_frame::<PeerFrame>(&mut r, MAX),
+            Err(FrameError::Eof)
+        ));
+    }
+
+    #[test]
+    fn empty_stream_is_a_clean_eof() {
+        let mut r: &[u8] = &[];
+        assert!(matches!(
+            read_frame::<PeerFrame>(&mut r, MAX),
+            Err(FrameError::Eof)
+        ));
+    }
+
+    #[test]
+    fn stream_ending_inside_the_header_is_an_io_error() {
+        let mut r: &[u8] = &[0, 0];
+        let err = read_frame::<PeerFrame>(&mut r, MAX).unwrap_err();
+        assert!(
+            matches!(&err, FrameError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn stream_ending_inside_the_payload_is_an_io_error() {
+        let buf = encoded(&PeerFrame::Message(message()));
+        let mut r = &buf[..buf.len() - 1];
+        let err = read_frame::<PeerFrame>(&mut r, MAX).unwrap_err();
+        assert!(
+            matches!(&err, FrameError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn length_above_the_maximum_is_refused_before_reading_the_payload() {
+        let mut r: &[u8] = &[0xff, 0xff, 0xff, 0xff];
+        let err = read_frame::<PeerFrame>(&mut r, 16 << 20).unwrap_err();
+        assert!(matches!(
+            err,
+            FrameError::TooLarge {
+                len: u32::MAX,
+                max: 16_777_216
+            }
+        ));
+        assert_eq!(err.to_string(), "frame too large 4294967295 > 16777216");
+    }
+
+    #[test]
+    fn garbage_payload_is_a_decode_error() {
+        // Variant index 9 does not exist in PeerFrame.
+        let mut r: &[u8] = &[0, 0, 0, 2, 9, 9];
+        let err = read_frame::<PeerFrame>(&mut r, MAX).unwrap_err();
+        assert!(matches!(err, FrameError::Decode(_)), "{err}");
+        assert!(err.to_string().starts_with("undecodable frame"), "{err}");
+    }
+
+    #[test]
+    fn trailing_bytes_inside_a_frame_are_a_decode_error() {
+        let mut buf = encoded(&PeerFrame::Message(message()));
+        buf.push(0);
+        let len = (buf.len() - FRAME_HEADER_BYTES) as u32;
+        buf[..4].copy_from_slice(&len.to_be_bytes());
+        let err = read_frame::<PeerFrame>(&mut &buf[..], MAX).unwrap_err();
+        assert!(matches!(err, FrameError::Decode(_)), "{err}");
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let mut r = &bytes[..];
+            // Read until the first error: every outcome is a value or an error.
+            while read_frame::<PeerFrame>(&mut r, 256).is_ok() {}
+        }
+
+        #[test]
+        fn arbitrary_payload_behind_a_valid_length_never_panics(
+            payload in proptest::collection::vec(any::<u8>(), 0..256),
+        ) {
+            let mut buf = (payload.len() as u32).to_be_bytes().to_vec();
+            buf.extend_from_slice(&payload);
+            let _ = read_frame::<PeerFrame>(&mut &buf[..], MAX);
+        }
+    }
+}

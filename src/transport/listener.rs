@@ -1,0 +1,259 @@
+//! Inbound side: the `listener` thread, and one `conn-<addr>` reader thread per
+//! accepted connection that checks the hello and forwards messages.
+
+use super::frame::{FrameError, PROTOCOL_VERSION, PeerFrame, read_frame};
+use super::{Nudge, Shared, TransportError, TransportEvent, join};
+use crate::core::NodeId;
+use std::collections::BTreeMap;
+use std::io::{self, BufReader};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+/// Read buffer per connection: large enough to take a sender's whole batch
+/// in a few syscalls.
+const READ_BUFFER_BYTES: usize = 64 << 10;
+
+/// Pause after a failed `accept` (say, out of file descriptors), so that a
+/// persistent failure is logged a few times a second, not in a hot loop.
+const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// Inbound connections served at once. Each costs a thread; a healthy
+/// cluster needs one per peer (two while a peer reconnects), so this bounds
+/// what a misbehaving client can take, not what peers need.
+const INBOUND_CONNECTIONS_MAX: usize = 64;
+
+/// How long `shutdown` waits to reach its own listener.
+const WAKE_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Live reader threads, with a handle on each socket so that shutdown can
+/// close it (a blocked `read` only returns when its socket is shut down).
+#[derive(Default)]
+pub(super) struct Readers {
+    next_id: u64,
+    live: BTreeMap<u64, (TcpStream, JoinHandle<()>)>,
+}
+
+impl Readers {
+    pub(super) fn close_and_join(self) {
+        for (stream, _) in self.live.values() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        for (_, (_, handle)) in self.live {
+            join(handle);
+        }
+    }
+}
+
+pub(super) fn spawn(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+) -> Result<JoinHandle<()>, TransportError> {
+    thread::Builder::new()
+        .name("listener".into())
+        .spawn(move || accept_loop(listener, &shared))
+        .map_err(TransportError::Spawn)
+}
+
+/// Unblocks the listener's `accept` by connecting to it: std offers no other
+/// way to interrupt a blocking accept.
+pub(super) fn wake(listen_addr: SocketAddr) {
+    let mut addr = listen_addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        });
+    }
+    if let Err(e) = TcpStream::connect_timeout(&addr, WAKE_CONNECT_TIMEOUT) {
+        log::error!("cannot wake the listener on {addr} for shutdown: {e}");
+    }
+}
+
+fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
+    loop {
+        let accepted = listener.accept();
+        if shared.shutting_down.load(Ordering::SeqCst) {
+            return; // Dropping the listener closes the port.
+        }
+        match accepted {
+            Ok((stream, addr)) => spawn_reader(stream, addr, shared),
+            Err(e) => {
+                log::warn!("[Node {}] accept failed: {e}", shared.id);
+                // Returns early on shutdown; the next accept then takes the
+                // wake connection and the check above ends the loop.
+                let _ = shared.shutdown_rx.recv_timeout(ACCEPT_RETRY_PAUSE);
+            }
+        }
+    }
+}
+
+fn spawn_reader(stream: TcpStream, addr: SocketAddr, shared: &Arc<Shared>) {
+    let closer = match stream.try_clone() {
+        Ok(closer) => closer,
+        Err(e) => {
+            log::warn!("[Node {}] dropping connection from {addr}: {e}", shared.id);
+            return;
+        }
+    };
+    // The lock is held across the spawn so that the thread, which removes its
+    // own entry on exit, cannot do so before the entry exists.
+    let mut readers = shared.readers.lock();
+    if readers.live.len() >= INBOUND_CONNECTIONS_MAX {
+        log::warn!(
+            "[Node {}] refusing connection from {addr}: {INBOUND_CONNECTIONS_MAX} connections open",
+            shared.id
+        );
+        return;
+    }
+    let reader_id = readers.next_id;
+    readers.next_id += 1;
+    let thread_shared = Arc::clone(shared);
+    let spawned = thread::Builder::new()
+        .name(format!("conn-{addr}"))
+        .spawn(move || {
+            serve(&stream, addr, &thread_shared);
+            let _ = stream.shutdown(Shutdown::Both);
+            thread_shared.readers.lock().live.remove(&reader_id);
+        });
+    match spawned {
+        Ok(handle) => {
+            readers.live.insert(reader_id, (closer, handle));
+        }
+        Err(e) => log::warn!("[Node {}] dropping connection from {addr}: {e}", shared.id),
+    }
+}
+
+/// How a connection ended, which decides what is logged and whether the
+/// peer's sender hears about it.
+enum End {
+    /// EOF or a reset from the peer's side: maybe its process died.
+    PeerClosed(String),
+    /// The peer broke the protocol: we close, and say why.
+    Rejected(String),
+    /// Closed before its hello with nothing sent, as a port probe does.
+    Probe,
+    /// Our own shutdown.
+    Shutdown,
+}
+
+fn serve(stream: &TcpStream, addr: SocketAddr, shared: &Shared) {
+    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, stream);
+    let (peer, end) = match handshake(stream, &mut reader, shared) {
+        Ok(peer) => {
+            log::info!("[Node {}] accepted peer {peer} from {addr}", shared.id);
+            (Some(peer), forward(&mut reader, peer, shared))
+        }
+        Err(end) => (None, end),
+    };
+    let end = if shared.shutting_down.load(Ordering::SeqCst) {
+        End::Shutdown
+    } else {
+        end
+    };
+    let who = match peer {
+        Some(peer) => format!("peer {peer} at {addr}"),
+        None => addr.to_string(),
+    };
+    match end {
+        End::PeerClosed(reason) => {
+            log::info!("[Node {}] connection from {who} ended: {reason}", shared.id);
+            // Crash fast path (DESIGN.md 3.5): the peer's sender probes it.
+            if let Some(nudges) = peer.and_then(|peer| shared.nudges.get(&peer)) {
+                let _ = nudges.try_send(Nudge::InboundClosed);
+            }
+        }
+        End::Rejected(reason) => {
+            log::warn!(
+                "[Node {}] closing connection from {who}: {reason}",
+                shared.id
+            );
+        }
+        End::Probe => log::debug!("[Node {}] {who} closed before its hello", shared.id),
+        End::Shutdown => {}
+    }
+}
+
+/// Reads and checks the hello; returns the caller's node id.
+fn handshake(
+    stream: &TcpStream,
+    reader: &mut BufReader<&TcpStream>,
+    shared: &Shared,
+) -> Result<NodeId, End> {
+    // Only the hello is timed: a silent connection must not hold a thread
+    // forever, while an accepted peer may be quiet for as long as it likes.
+    stream
+        .set_read_timeout(Some(shared.hello_timeout))
+        .map_err(|e| End::Rejected(format!("cannot set the hello timeout: {e}")))?;
+    let hello = match read_frame::<PeerFrame>(reader, shared.frame_bytes_max) {
+        Ok(PeerFrame::Hello(hello)) => hello,
+        Ok(PeerFrame::Message(_)) => {
+            return Err(End::Rejected(
+                "no hello: the first frame is a message".into(),
+            ));
+        }
+        Err(FrameError::Eof) => return Err(End::Probe),
+        Err(FrameError::Io(e))
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            return Err(End::Rejected(format!(
+                "no hello within {} ms",
+                shared.hello_timeout.as_millis()
+            )));
+        }
+        Err(e) => return Err(End::Rejected(e.to_string())),
+    };
+    if hello.protocol_version != PROTOCOL_VERSION {
+        return Err(End::Rejected(format!(
+            "protocol version {}, expected {PROTOCOL_VERSION}",
+            hello.protocol_version
+        )));
+    }
+    if hello.cluster_id != shared.cluster_id {
+        return Err(End::Rejected(format!(
+            "wrong cluster id {:?} (expected {:?})",
+            hello.cluster_id, shared.cluster_id
+        )));
+    }
+    if !shared.nudges.contains_key(&hello.node_id) {
+        return Err(End::Rejected(format!("unknown node {}", hello.node_id)));
+    }
+    stream
+        .set_read_timeout(None)
+        .map_err(|e| End::Rejected(format!("cannot clear the hello timeout: {e}")))?;
+    Ok(hello.node_id)
+}
+
+/// Forwards messages from an accepted peer until the connection ends.
+fn forward(reader: &mut BufReader<&TcpStream>, peer: NodeId, shared: &Shared) -> End {
+    loop {
+        let msg = match read_frame::<PeerFrame>(reader, shared.frame_bytes_max) {
+            Ok(PeerFrame::Message(msg)) => msg,
+            Ok(PeerFrame::Hello(_)) => return End::Rejected("second hello".into()),
+            Err(FrameError::Eof) => return End::PeerClosed("closed by the peer".into()),
+            Err(FrameError::Io(e)) => return End::PeerClosed(e.to_string()),
+            Err(e @ (FrameError::TooLarge { .. } | FrameError::Decode(_))) => {
+                return End::Rejected(e.to_string());
+            }
+        };
+        // A node may speak only for itself: `from` decides whose vote or
+        // reply this is, so a mismatch is refused, not forwarded.
+        if msg.from != peer {
+            return End::Rejected(format!(
+                "message from node {} on peer {peer}'s connection",
+                msg.from
+            ));
+        }
+        if msg.to != shared.id {
+            return End::Rejected(format!("message addressed to node {}", msg.to));
+        }
+        if !shared.deliver(TransportEvent::Message(msg)) {
+            return End::Shutdown;
+        }
+    }
+}

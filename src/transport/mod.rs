@@ -1,0 +1,496 @@
+//! Peer transport: length-prefixed postcard frames over plain TCP, with no
+//! async runtime (DESIGN.md 1 and 2).
+//!
+//! Threads, each named and each ending when its channel closes or on
+//! [`Transport::shutdown`]:
+//! - `listener` accepts peer connections and spawns a `conn-<addr>` reader per
+//!   connection, which checks the hello and forwards messages to the inbox;
+//! - `peer-<id>` owns the outbound connection to one peer: it drains a bounded
+//!   queue, writes every queued frame in one `write`, and reconnects with
+//!   backoff; `peer-<id>-watch` blocks on a read of that connection to notice
+//!   the moment the peer's kernel closes it (DESIGN.md 3.5).
+//!
+//! The caller (the Raft thread) never blocks here: [`Transport::send`] is a
+//! `try_send`, and a full queue drops the message and counts it, because Raft
+//! retransmits whatever still matters.
+
+pub mod frame;
+mod listener;
+mod sender;
+
+use crate::core::{Message, NodeId};
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+pub use frame::{FrameError, Hello, PROTOCOL_VERSION, PeerFrame};
+
+/// What the transport hands to the Raft thread.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransportEvent {
+    /// A message from a peer whose hello was accepted.
+    Message(Message),
+    /// Crash hint (DESIGN.md 3.5): a connection with this peer ended and an
+    /// immediate reconnect was refused, so no process is listening at its
+    /// address. Sent once per outage: not again until a connection to the peer
+    /// has succeeded. A hint that may start an election, never authority.
+    PeerUnreachable(NodeId),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransportConfig {
+    pub id: NodeId,
+    /// Peers refuse connections whose hello names another cluster, so that two
+    /// clusters sharing hosts and ports can never exchange votes.
+    pub cluster_id: String,
+    pub listen: SocketAddr,
+    /// Every other voter, by id. Must not contain `id`.
+    pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// Largest payload accepted or sent; a larger length prefix closes the
+    /// connection before any allocation.
+    pub frame_bytes_max: u32,
+    /// Messages queued per peer before `send` starts dropping.
+    pub queue_depth: usize,
+    pub reconnect_backoff_ms_min: u64,
+    pub reconnect_backoff_ms_max: u64,
+    /// How long an accepted connection may take to send its hello.
+    pub hello_timeout_ms: u64,
+    /// TEST-ONLY one-way delay emulation (the kernel here has no netem): the
+    /// sender holds each message until its enqueue time plus this delay.
+    pub delay_us: u64,
+}
+
+impl TransportConfig {
+    pub const FRAME_BYTES_MAX_DEFAULT: u32 = 16 << 20;
+    pub const QUEUE_DEPTH_DEFAULT: usize = 4096;
+
+    /// A config with the default limits, timeouts and no delay.
+    pub fn new(
+        id: NodeId,
+        cluster_id: impl Into<String>,
+        listen: SocketAddr,
+        peers: BTreeMap<NodeId, SocketAddr>,
+    ) -> TransportConfig {
+        TransportConfig {
+            id,
+            cluster_id: cluster_id.into(),
+            listen,
+            peers,
+            frame_bytes_max: Self::FRAME_BYTES_MAX_DEFAULT,
+            queue_depth: Self::QUEUE_DEPTH_DEFAULT,
+            reconnect_backoff_ms_min: 5,
+            reconnect_backoff_ms_max: 500,
+            hello_timeout_ms: 5_000,
+            delay_us: 0,
+        }
+    }
+
+    /// Names the first bad value.
+    pub fn validate(&self) -> Result<(), TransportError> {
+        let bad = |reason: String| Err(TransportError::Config(reason));
+        if self.peers.contains_key(&self.id) {
+            return bad(format!("peers contain this node's own id {}", self.id));
+        }
+        if self.queue_depth == 0 {
+            return bad("queue_depth must be at least 1".into());
+        }
+        if self.frame_bytes_max == 0 {
+            return bad("frame_bytes_max must be at least 1".into());
+        }
+        if self.reconnect_backoff_ms_min == 0 {
+            return bad("reconnect_backoff_ms_min must be at least 1".into());
+        }
+        if self.reconnect_backoff_ms_min > self.reconnect_backoff_ms_max {
+            return bad(format!(
+                "reconnect_backoff_ms_min={} exceeds reconnect_backoff_ms_max={}",
+                self.reconnect_backoff_ms_min, self.reconnect_backoff_ms_max
+            ));
+        }
+        if self.hello_timeout_ms == 0 {
+            return bad("hello_timeout_ms must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+pub enum TransportError {
+    Config(String),
+    Listen { addr: SocketAddr, source: io::Error },
+    Spawn(io::Error),
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TransportError::Config(reason) => write!(f, "bad transport config: {reason}"),
+            TransportError::Listen { addr, source } => {
+                write!(f, "cannot listen on {addr}: {}", os_error_text(source))
+            }
+            TransportError::Spawn(e) => write!(f, "cannot spawn a transport thread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for TransportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TransportError::Config(_) => None,
+            TransportError::Listen { source, .. } | TransportError::Spawn(source) => Some(source),
+        }
+    }
+}
+
+/// The OS's wording ("Address already in use") without Rust's " (os error 98)"
+/// suffix, which means nothing to an operator.
+fn os_error_text(e: &io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error ") {
+        Some(at) => text[..at].to_string(),
+        None => text,
+    }
+}
+
+/// Counters for one peer, as of the moment they were read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerStats {
+    /// Messages written to the peer's socket.
+    pub sent: u64,
+    /// Messages dropped: queue full, stale when a connect failed, lost in a
+    /// failed write, or larger than `frame_bytes_max`.
+    pub dropped: u64,
+    /// Successful connects after the first one.
+    pub reconnects: u64,
+    /// Whether an outbound connection is established right now.
+    pub connected: bool,
+}
+
+#[derive(Default)]
+struct PeerCounters {
+    sent: AtomicU64,
+    dropped: AtomicU64,
+    reconnects: AtomicU64,
+    connected: AtomicBool,
+}
+
+impl PeerCounters {
+    fn snapshot(&self) -> PeerStats {
+        PeerStats {
+            sent: self.sent.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            reconnects: self.reconnects.load(Ordering::Relaxed),
+            connected: self.connected.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A message waiting in a peer's queue.
+struct Queued {
+    msg: Message,
+    /// Only read when `delay_us > 0`.
+    enqueued_at: Instant,
+}
+
+/// Wakes a peer's sender thread about a connection that ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Nudge {
+    /// The watcher saw outbound connection `generation` closed by the peer.
+    OutboundClosed { generation: u64 },
+    /// The peer's connection to us ended with EOF or a reset.
+    InboundClosed,
+}
+
+/// Capacity of a sender's nudge channel: a nudge means "look now", so one
+/// waiting is as good as many and the rest can be dropped.
+const NUDGE_DEPTH: usize = 4;
+
+/// Never sent: the channel's only use is to disconnect when the transport
+/// shuts down, which wakes every thread blocked in a `select!` on it.
+enum Never {}
+
+/// A socket that `shutdown` must close to unblock the thread using it.
+/// `closed` is set first, so a socket registered after shutdown began is
+/// closed on registration instead of being missed.
+#[derive(Default)]
+struct SocketSlot {
+    closed: bool,
+    stream: Option<TcpStream>,
+}
+
+impl SocketSlot {
+    fn set(&mut self, stream: TcpStream) {
+        if self.closed {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+        self.stream = Some(stream);
+    }
+
+    fn close(&mut self) {
+        self.closed = true;
+        if let Some(stream) = self.stream.take() {
+            // Wakes a blocked read or write on the other handle; an error
+            // means the socket is already gone, which is the goal.
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// State the listener, readers and senders share.
+struct Shared {
+    id: NodeId,
+    cluster_id: String,
+    frame_bytes_max: u32,
+    hello_timeout: Duration,
+    inbox: Sender<TransportEvent>,
+    shutdown_rx: Receiver<Never>,
+    shutting_down: AtomicBool,
+    /// Per-peer nudge channels, fixed at start: readers tell a peer's sender
+    /// when that peer's inbound connection ends.
+    nudges: BTreeMap<NodeId, Sender<Nudge>>,
+    readers: Mutex<listener::Readers>,
+}
+
+impl Shared {
+    /// Hands `event` to the Raft thread, blocking while its inbox is full
+    /// (back-pressure onto the peer's socket) but not past shutdown. Returns
+    /// false if the event could not be delivered and the caller should stop.
+    fn deliver(&self, event: TransportEvent) -> bool {
+        crossbeam_channel::select! {
+            send(self.inbox, event) -> sent => sent.is_ok(),
+            recv(self.shutdown_rx) -> _ => false,
+        }
+    }
+}
+
+struct PeerHandle {
+    queue: Option<Sender<Queued>>,
+    counters: Arc<PeerCounters>,
+    outbound: Arc<Mutex<SocketSlot>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// A running transport. Dropping it shuts it down.
+pub struct Transport {
+    id: NodeId,
+    listen_addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown_tx: Option<Sender<Never>>,
+    listener: Option<JoinHandle<()>>,
+    peers: BTreeMap<NodeId, PeerHandle>,
+}
+
+impl Transport {
+    /// Binds the listener (so a port in use fails here, before any thread
+    /// exists), then starts the listener and one sender per peer.
+    pub fn start(
+        config: TransportConfig,
+        inbox: Sender<TransportEvent>,
+    ) -> Result<Transport, TransportError> {
+        config.validate()?;
+        let tcp_listener =
+            TcpListener::bind(config.listen).map_err(|source| TransportError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let listen_addr = tcp_listener
+            .local_addr()
+            .map_err(|source| TransportError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let (shutdown_tx, shutdown_rx) = crossbeam_channel::bounded::<Never>(0);
+        let mut nudge_rxs = BTreeMap::new();
+        let mut nudges = BTreeMap::new();
+        for &peer in config.peers.keys() {
+            let (tx, rx) = crossbeam_channel::bounded(NUDGE_DEPTH);
+            nudges.insert(peer, tx);
+            nudge_rxs.insert(peer, rx);
+        }
+        let shared = Arc::new(Shared {
+            id: config.id,
+            cluster_id: config.cluster_id.clone(),
+            frame_bytes_max: config.frame_bytes_max,
+            hello_timeout: Duration::from_millis(config.hello_timeout_ms),
+            inbox,
+            shutdown_rx,
+            shutting_down: AtomicBool::new(false),
+            nudges,
+            readers: Mutex::new(listener::Readers::default()),
+        });
+        let mut transport = Transport {
+            id: config.id,
+            listen_addr,
+            shared: Arc::clone(&shared),
+            shutdown_tx: Some(shutdown_tx),
+            listener: None,
+            peers: BTreeMap::new(),
+        };
+        // From here on, a failure drops `transport`, which shuts down
+        // whatever was already started.
+        transport.listener = Some(listener::spawn(tcp_listener, Arc::clone(&shared))?);
+        for (&peer, &addr) in &config.peers {
+            let nudges = nudge_rxs.remove(&peer).expect("one nudge channel per peer");
+            let handle = sender::spawn(&config, peer, addr, nudges, Arc::clone(&shared))?;
+            transport.peers.insert(peer, handle);
+        }
+        log::info!(
+            "[Node {}] transport listening on {listen_addr}, {} peers",
+            config.id,
+            config.peers.len()
+        );
+        Ok(transport)
+    }
+
+    /// The address the listener is bound to (useful when `listen` had port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listen_addr
+    }
+
+    /// Queues `msg` for `msg.to` without blocking. A message for an unknown
+    /// peer is logged and dropped; a full queue drops the message and counts it.
+    pub fn send(&self, msg: Message) {
+        let Some(peer) = self.peers.get(&msg.to) else {
+            log::warn!(
+                "[Node {}] dropping {} for unknown peer {}",
+                self.id,
+                msg.body.kind(),
+                msg.to
+            );
+            return;
+        };
+        let Some(queue) = &peer.queue else {
+            return; // Shut down: nothing leaves any more.
+        };
+        let queued = Queued {
+            msg,
+            enqueued_at: Instant::now(),
+        };
+        if queue.try_send(queued).is_err() {
+            peer.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counters per peer.
+    pub fn stats(&self) -> BTreeMap<NodeId, PeerStats> {
+        self.peers
+            .iter()
+            .map(|(&id, peer)| (id, peer.counters.snapshot()))
+            .collect()
+    }
+
+    /// Stops accepting, closes every connection, and joins every thread.
+    /// Bounded in time: every blocking call a thread can be in is woken by
+    /// a closed socket or the disconnected shutdown channel; the longest wait
+    /// is a sender's connect timeout. Idempotent.
+    pub fn shutdown(&mut self) {
+        if self.shutdown_tx.is_none() {
+            return;
+        }
+        self.shared.shutting_down.store(true, Ordering::SeqCst);
+        drop(self.shutdown_tx.take());
+        // The listener goes first, as with a killed process: once peers see
+        // our connections close, a reconnect is refused.
+        if let Some(handle) = self.listener.take() {
+            listener::wake(self.listen_addr);
+            join(handle);
+        }
+        let readers = std::mem::take(&mut *self.shared.readers.lock());
+        readers.close_and_join();
+        for peer in self.peers.values_mut() {
+            drop(peer.queue.take());
+            peer.outbound.lock().close();
+        }
+        for peer in self.peers.values_mut() {
+            if let Some(handle) = peer.thread.take() {
+                join(handle);
+            }
+        }
+        log::info!("[Node {}] transport shut down", self.id);
+    }
+}
+
+// The runtime hands the transport between threads (built in `main`, used by
+// the Raft thread): keep it Send and Sync.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Transport>();
+};
+
+impl Drop for Transport {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Joins a transport thread; a panic in it is a bug in this module, so it is
+/// re-raised rather than hidden.
+fn join(handle: JoinHandle<()>) {
+    let name = handle.thread().name().unwrap_or("?").to_string();
+    if let Err(panic) = handle.join() {
+        if thread::panicking() {
+            log::error!("transport thread {name} panicked");
+        } else {
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> TransportConfig {
+        let addr = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        let peers = BTreeMap::from([(NodeId(2), addr(5002)), (NodeId(3), addr(5003))]);
+        TransportConfig::new(NodeId(1), "c1", addr(5001), peers)
+    }
+
+    fn config_error(config: &TransportConfig) -> String {
+        match config.validate() {
+            Err(TransportError::Config(reason)) => reason,
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn default_config_is_valid() {
+        config().validate().unwrap();
+    }
+
+    #[test]
+    fn validate_names_the_bad_value() {
+        let mut c = config();
+        c.peers.insert(NodeId(1), c.listen);
+        assert_eq!(config_error(&c), "peers contain this node's own id 1");
+        let mut c = config();
+        c.queue_depth = 0;
+        assert_eq!(config_error(&c), "queue_depth must be at least 1");
+        let mut c = config();
+        c.reconnect_backoff_ms_min = 600;
+        assert_eq!(
+            config_error(&c),
+            "reconnect_backoff_ms_min=600 exceeds reconnect_backoff_ms_max=500"
+        );
+    }
+
+    #[test]
+    fn listen_error_reads_like_the_os_message() {
+        let err = TransportError::Listen {
+            addr: SocketAddr::from(([127, 0, 0, 1], 5000)),
+            source: io::Error::from_raw_os_error(98),
+        };
+        let text = err.to_string();
+        assert!(
+            text.starts_with("cannot listen on 127.0.0.1:5000: "),
+            "{text}"
+        );
+        assert!(!text.contains("os error"), "{text}");
+    }
+}

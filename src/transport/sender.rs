@@ -1,0 +1,511 @@
+//! Outbound side: the `peer-<id>` thread that owns the connection to one peer,
+//! and the `peer-<id>-watch` thread that notices when the peer closes it.
+
+use super::frame::{Hello, PROTOCOL_VERSION, PeerFrame, encode_frame};
+use super::{
+    Nudge, PeerCounters, PeerHandle, Queued, Shared, SocketSlot, TransportConfig, TransportError,
+    TransportEvent, join,
+};
+use crate::core::NodeId;
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// A batch is written once it reaches this size, so that one burst of large
+/// appends does not build an unbounded buffer.
+const BATCH_BYTES_MAX: usize = 1 << 20;
+
+/// Longest wait for a TCP handshake. A peer whose host is down (no RST comes
+/// back) costs one of these per attempt, and shutdown may wait for one.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+pub(super) fn spawn(
+    config: &TransportConfig,
+    peer: NodeId,
+    addr: SocketAddr,
+    nudges: Receiver<Nudge>,
+    shared: Arc<Shared>,
+) -> Result<PeerHandle, TransportError> {
+    let (queue_tx, queue) = crossbeam_channel::bounded(config.queue_depth);
+    let counters = Arc::new(PeerCounters::default());
+    let outbound = Arc::new(Mutex::new(SocketSlot::default()));
+    let mut hello = Vec::new();
+    encode_frame(
+        &PeerFrame::Hello(Hello {
+            protocol_version: PROTOCOL_VERSION,
+            cluster_id: config.cluster_id.clone(),
+            node_id: config.id,
+        }),
+        &mut hello,
+    );
+    let nudge_tx = shared.nudges[&peer].clone();
+    let sender = PeerSender {
+        peer,
+        addr,
+        frame_bytes_max: config.frame_bytes_max,
+        delay: Duration::from_micros(config.delay_us),
+        pending_max: config.queue_depth,
+        hello,
+        queue,
+        nudges,
+        nudge_tx,
+        counters: Arc::clone(&counters),
+        outbound: Arc::clone(&outbound),
+        shared,
+        backoff: Backoff::new(
+            Duration::from_millis(config.reconnect_backoff_ms_min),
+            Duration::from_millis(config.reconnect_backoff_ms_max),
+        ),
+        conn: None,
+        generation: 0,
+        connected_before: false,
+        failures_in_a_row: 0,
+        probe: false,
+        unreachable_reported: false,
+        reconnect_at: Instant::now(),
+        pending: VecDeque::new(),
+        buf: Vec::new(),
+    };
+    let thread = thread::Builder::new()
+        .name(format!("peer-{peer}"))
+        .spawn(move || sender.run())
+        .map_err(TransportError::Spawn)?;
+    Ok(PeerHandle {
+        queue: Some(queue_tx),
+        counters,
+        outbound,
+        thread: Some(thread),
+    })
+}
+
+/// Exponential backoff between connect attempts.
+struct Backoff {
+    min: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    fn new(min: Duration, max: Duration) -> Backoff {
+        assert!(min <= max, "backoff min={min:?} max={max:?}");
+        Backoff {
+            min,
+            max,
+            next: min,
+        }
+    }
+
+    /// The wait before the next attempt; doubles the one after it.
+    fn step(&mut self) -> Duration {
+        let wait = self.next;
+        self.next = (self.next * 2).min(self.max);
+        wait
+    }
+
+    fn reset(&mut self) {
+        self.next = self.min;
+    }
+}
+
+struct Connection {
+    stream: TcpStream,
+    generation: u64,
+    established_at: Instant,
+    watcher: Option<JoinHandle<()>>,
+}
+
+/// What ended a wait in the sender's loop.
+enum Wake {
+    Queued(Queued),
+    Nudge(Nudge),
+    Deadline,
+    Shutdown,
+}
+
+struct PeerSender {
+    peer: NodeId,
+    addr: SocketAddr,
+    frame_bytes_max: u32,
+    delay: Duration,
+    /// Messages taken off the queue but not yet written, at most this many.
+    pending_max: usize,
+    /// The encoded hello frame, sent first on every connection.
+    hello: Vec<u8>,
+    queue: Receiver<Queued>,
+    nudges: Receiver<Nudge>,
+    /// Given to each watcher, which reports on this sender's own channel.
+    nudge_tx: Sender<Nudge>,
+    counters: Arc<PeerCounters>,
+    outbound: Arc<Mutex<SocketSlot>>,
+    shared: Arc<Shared>,
+    backoff: Backoff,
+    conn: Option<Connection>,
+    /// Numbers connections, so that a watcher's report about a connection
+    /// already replaced is recognized and ignored.
+    generation: u64,
+    connected_before: bool,
+    failures_in_a_row: u64,
+    /// The next connect attempt follows an EOF or reset from the peer: if it
+    /// is refused, the peer's process is gone (DESIGN.md 3.5).
+    probe: bool,
+    /// `PeerUnreachable` was sent and no connect has succeeded since.
+    unreachable_reported: bool,
+    reconnect_at: Instant,
+    pending: VecDeque<Queued>,
+    /// Reused for every batch.
+    buf: Vec<u8>,
+}
+
+impl PeerSender {
+    fn run(mut self) {
+        loop {
+            if self.conn.is_none() && Instant::now() >= self.reconnect_at {
+                self.connect();
+            }
+            if self.conn.is_some() {
+                self.flush_due();
+            }
+            match self.wait() {
+                Wake::Queued(queued) => {
+                    self.pending.push_back(queued);
+                    self.take_queued();
+                }
+                Wake::Nudge(nudge) => self.on_nudge(nudge),
+                Wake::Deadline => {}
+                Wake::Shutdown => break,
+            }
+        }
+        self.disconnect();
+    }
+
+    /// Blocks until there is something to do. While disconnected the queue
+    /// is left alone, so that it fills and `send` drops (bounded) instead of
+    /// this thread hoarding stale messages.
+    fn wait(&self) -> Wake {
+        let idle = crossbeam_channel::never();
+        let take = self.conn.is_some() && self.pending.len() < self.pending_max;
+        let queue = if take { &self.queue } else { &idle };
+        let deadline = match &self.conn {
+            Some(_) => self.pending.front().map(|q| q.enqueued_at + self.delay),
+            None => Some(self.reconnect_at),
+        };
+        let timer = deadline.map_or_else(crossbeam_channel::never, crossbeam_channel::at);
+        crossbeam_channel::select! {
+            recv(queue) -> queued => queued.map_or(Wake::Shutdown, Wake::Queued),
+            recv(self.nudges) -> nudge => nudge.map_or(Wake::Shutdown, Wake::Nudge),
+            recv(self.shared.shutdown_rx) -> _ => Wake::Shutdown,
+            recv(timer) -> _ => Wake::Deadline,
+        }
+    }
+
+    /// Takes everything already queued, so that it leaves in one write.
+    fn take_queued(&mut self) {
+        while self.pending.len() < self.pending_max {
+            match self.queue.try_recv() {
+                Ok(queued) => self.pending.push_back(queued),
+                Err(_) => break,
+            }
+        }
+    }
+
+    fn on_nudge(&mut self, nudge: Nudge) {
+        match nudge {
+            Nudge::OutboundClosed { generation } => {
+                if self.conn.as_ref().map(|c| c.generation) == Some(generation) {
+                    self.drop_connection("closed by the peer", true);
+                }
+            }
+            // With an outbound connection up, its watcher sees the same
+            // death at the same moment. Without one (in backoff, or never
+            // connected), this is the only early sign.
+            Nudge::InboundClosed => {
+                if self.conn.is_none() {
+                    self.probe_now();
+                }
+            }
+        }
+    }
+
+    /// Writes every message whose (emulated) delay has passed, in as few
+    /// writes as `BATCH_BYTES_MAX` allows.
+    fn flush_due(&mut self) {
+        let now = Instant::now();
+        self.buf.clear();
+        let mut batch_messages = 0;
+        while let Some(front) = self.pending.front() {
+            if front.enqueued_at + self.delay > now {
+                break;
+            }
+            let Some(queued) = self.pending.pop_front() else {
+                break;
+            };
+            let kind = queued.msg.body.kind();
+            let start = self.buf.len();
+            let payload_bytes = encode_frame(&PeerFrame::Message(queued.msg), &mut self.buf);
+            if payload_bytes > self.frame_bytes_max as usize {
+                // The peer would close the connection on it; better to lose
+                // this one message than the connection.
+                self.buf.truncate(start);
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                log::warn!(
+                    "[Node {}] dropping {kind} of {payload_bytes} bytes for peer {}: above frame_bytes_max={}",
+                    self.shared.id,
+                    self.peer,
+                    self.frame_bytes_max
+                );
+                continue;
+            }
+            batch_messages += 1;
+            if self.buf.len() >= BATCH_BYTES_MAX {
+                if !self.write_batch(batch_messages) {
+                    return;
+                }
+                batch_messages = 0;
+            }
+        }
+        if batch_messages > 0 {
+            self.write_batch(batch_messages);
+        }
+    }
+
+    /// Writes `buf`; false if the connection failed and was dropped.
+    fn write_batch(&mut self, messages: u64) -> bool {
+        let Some(conn) = &mut self.conn else {
+            return false;
+        };
+        let written = conn.stream.write_all(&self.buf);
+        self.buf.clear();
+        match written {
+            Ok(()) => {
+                self.counters.sent.fetch_add(messages, Ordering::Relaxed);
+                true
+            }
+            Err(e) => {
+                // Some of the batch may have arrived; Raft tolerates both.
+                self.counters.dropped.fetch_add(messages, Ordering::Relaxed);
+                let by_peer = is_closed_by_peer(&e);
+                self.drop_connection(&format!("write failed: {e}"), by_peer);
+                false
+            }
+        }
+    }
+
+    fn connect(&mut self) {
+        let probe = std::mem::take(&mut self.probe);
+        match self.open() {
+            Ok(stream) => self.on_connected(stream),
+            Err(e) => self.on_connect_failed(&e, probe),
+        }
+    }
+
+    /// Connects and sends the hello.
+    fn open(&self) -> io::Result<TcpStream> {
+        let mut stream = TcpStream::connect_timeout(&self.addr, CONNECT_TIMEOUT)?;
+        // Raft messages are small and latency-bound; batching is done here.
+        stream.set_nodelay(true)?;
+        self.outbound.lock().set(stream.try_clone()?);
+        stream.write_all(&self.hello)?;
+        Ok(stream)
+    }
+
+    fn on_connected(&mut self, stream: TcpStream) {
+        self.generation += 1;
+        let watcher = match stream.try_clone() {
+            Ok(watched) => spawn_watcher(self.peer, watched, self.generation, &self.nudge_tx),
+            Err(e) => {
+                log::warn!(
+                    "[Node {}] cannot watch peer {}: {e}",
+                    self.shared.id,
+                    self.peer
+                );
+                None
+            }
+        };
+        if self.connected_before {
+            self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
+        self.connected_before = true;
+        self.failures_in_a_row = 0;
+        self.unreachable_reported = false;
+        self.counters.connected.store(true, Ordering::Relaxed);
+        log::info!(
+            "[Node {}] connected to peer {} at {}",
+            self.shared.id,
+            self.peer,
+            self.addr
+        );
+        self.conn = Some(Connection {
+            stream,
+            generation: self.generation,
+            established_at: Instant::now(),
+            watcher,
+        });
+    }
+
+    fn on_connect_failed(&mut self, e: &io::Error, probe: bool) {
+        self.outbound.lock().stream = None;
+        self.failures_in_a_row += 1;
+        if self.failures_in_a_row == 1 {
+            log::warn!(
+                "[Node {}] cannot connect to peer {} at {}: {e}",
+                self.shared.id,
+                self.peer,
+                self.addr
+            );
+        } else {
+            log::debug!(
+                "[Node {}] cannot connect to peer {} at {} (attempt {}): {e}",
+                self.shared.id,
+                self.peer,
+                self.addr,
+                self.failures_in_a_row
+            );
+        }
+        // Whatever waited for this connection is stale by the next attempt,
+        // and Raft retransmits what still matters.
+        let stale = self.pending.len() + self.queue.try_iter().count();
+        self.pending.clear();
+        self.counters
+            .dropped
+            .fetch_add(stale as u64, Ordering::Relaxed);
+        self.reconnect_at = Instant::now() + self.backoff.step();
+        if probe {
+            self.report_if_refused(e);
+        }
+    }
+
+    /// Crash probe (DESIGN.md 3.5) outside the reconnect schedule: connect
+    /// and hang up at once, only to learn whether anything still listens at
+    /// the peer's address. The peer sees a connection close before its
+    /// hello, which it ignores.
+    fn probe_now(&mut self) {
+        if let Err(e) = TcpStream::connect_timeout(&self.addr, CONNECT_TIMEOUT) {
+            self.report_if_refused(&e);
+        }
+    }
+
+    /// Called when a connect that followed an EOF or reset from the peer
+    /// failed. Refused means the kernel closed the peer's sockets, listener
+    /// included: its process is gone. A frozen process keeps its listener
+    /// (the kernel completes handshakes into the backlog), so it is never
+    /// reported.
+    fn report_if_refused(&mut self, e: &io::Error) {
+        if e.kind() != io::ErrorKind::ConnectionRefused || self.unreachable_reported {
+            return;
+        }
+        self.unreachable_reported = true;
+        log::warn!(
+            "[Node {}] peer {} unreachable: its connection closed and a reconnect was refused",
+            self.shared.id,
+            self.peer
+        );
+        self.shared
+            .deliver(TransportEvent::PeerUnreachable(self.peer));
+    }
+
+    /// Drops the outbound connection and schedules the next attempt: at once
+    /// if the connection had been healthy, else after the backoff, so that a
+    /// peer that accepts and then closes is not hammered. When the peer
+    /// closed it, the next attempt doubles as the crash probe, or, if that
+    /// attempt must wait for the backoff, a bare probe goes out now: the hint
+    /// is worth most when it is early.
+    fn drop_connection(&mut self, reason: &str, closed_by_peer: bool) {
+        let lived = self.conn.as_ref().map(|c| c.established_at.elapsed());
+        self.disconnect();
+        log::info!(
+            "[Node {}] connection to peer {} dropped: {reason}",
+            self.shared.id,
+            self.peer
+        );
+        let healthy = lived.is_some_and(|lived| lived >= self.backoff.max);
+        if healthy {
+            self.backoff.reset();
+            self.reconnect_at = Instant::now();
+            self.probe = closed_by_peer;
+        } else {
+            self.reconnect_at = Instant::now() + self.backoff.step();
+            if closed_by_peer {
+                self.probe_now();
+            }
+        }
+    }
+
+    fn disconnect(&mut self) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        self.counters.connected.store(false, Ordering::Relaxed);
+        // Wakes the watcher's read so that it can be joined.
+        let _ = conn.stream.shutdown(Shutdown::Both);
+        self.outbound.lock().stream = None;
+        if let Some(watcher) = conn.watcher {
+            join(watcher);
+        }
+    }
+}
+
+/// Errors that mean the other end closed or reset the connection.
+fn is_closed_by_peer(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof
+    )
+}
+
+/// Peers never write on a connection we opened, so a read on it returns only
+/// when the connection ends: 0 bytes for a FIN, an error for a RST. That is
+/// the first sign that the peer's process died (DESIGN.md 3.5).
+fn spawn_watcher(
+    peer: NodeId,
+    mut stream: TcpStream,
+    generation: u64,
+    nudges: &Sender<Nudge>,
+) -> Option<JoinHandle<()>> {
+    let nudges = nudges.clone();
+    let spawned = thread::Builder::new()
+        .name(format!("peer-{peer}-watch"))
+        .spawn(move || {
+            let mut discard = [0u8; 256];
+            loop {
+                match stream.read(&mut discard) {
+                    Ok(0) => break,
+                    Ok(_) => {} // Not our protocol, but harmless: ignore it.
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+            // Full means a nudge is already waiting; closed means shutdown.
+            let _ = nudges.try_send(Nudge::OutboundClosed { generation });
+        });
+    match spawned {
+        Ok(handle) => Some(handle),
+        Err(e) => {
+            log::warn!("cannot spawn the watcher for peer {peer}: {e}");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_maximum_and_resets() {
+        let ms = Duration::from_millis;
+        let mut backoff = Backoff::new(ms(5), ms(30));
+        let waits: Vec<_> = (0..5).map(|_| backoff.step()).collect();
+        assert_eq!(waits, [ms(5), ms(10), ms(20), ms(30), ms(30)]);
+        backoff.reset();
+        assert_eq!(backoff.step(), ms(5));
+    }
+}

@@ -1,0 +1,502 @@
+//! Peer transport over real sockets on 127.0.0.1 (DESIGN.md 2 and 3.5).
+//!
+//! Every wait is bounded: tests block on `recv_timeout` or poll a condition
+//! against a deadline, never sleep and then assert.
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
+use rand::Rng;
+use sraft::core::{Message, MessageBody, NodeId, Term};
+use sraft::transport::frame::{encode_frame, read_frame};
+use sraft::transport::{
+    FrameError, Hello, PROTOCOL_VERSION, PeerFrame, Transport, TransportConfig, TransportEvent,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const CLUSTER: &str = "test-cluster";
+const WAIT: Duration = Duration::from_secs(5);
+
+fn init_log() {
+    let _ = env_logger::builder().is_test(true).try_init();
+}
+
+/// A port that was free a moment ago, below the ephemeral range (32768+), so
+/// that no outgoing connection of this or another process takes it meanwhile.
+/// Ports handed out in this process are never handed out twice.
+fn free_port() -> u16 {
+    static TAKEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut rng = rand::rng();
+    for _ in 0..1000 {
+        let port = rng.random_range(20_000..32_000);
+        if TAKEN.lock().unwrap().contains(&port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            TAKEN.lock().unwrap().insert(port);
+            return port;
+        }
+    }
+    panic!("no free port in 20000-32000 after 1000 tries");
+}
+
+fn local(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+struct Node {
+    id: NodeId,
+    config: TransportConfig,
+    transport: Transport,
+    inbox: Receiver<TransportEvent>,
+}
+
+impl Node {
+    fn restart(&mut self) {
+        self.transport.shutdown();
+        let (tx, rx) = crossbeam_channel::bounded(1024);
+        self.transport = Transport::start(self.config.clone(), tx).unwrap();
+        self.inbox = rx;
+    }
+}
+
+/// Nodes 1..=n on fresh ports, each `tweak`ed, started, and connected to
+/// every peer before this returns.
+fn cluster(n: u64, tweak: impl Fn(&mut TransportConfig)) -> Vec<Node> {
+    init_log();
+    let addrs: BTreeMap<NodeId, SocketAddr> =
+        (1..=n).map(|i| (NodeId(i), local(free_port()))).collect();
+    let nodes: Vec<Node> = addrs
+        .iter()
+        .map(|(&id, &listen)| {
+            let mut peers = addrs.clone();
+            peers.remove(&id);
+            let mut config = TransportConfig::new(id, CLUSTER, listen, peers);
+            tweak(&mut config);
+            let (tx, rx) = crossbeam_channel::bounded(1024);
+            let transport = Transport::start(config.clone(), tx).unwrap();
+            Node {
+                id,
+                config,
+                transport,
+                inbox: rx,
+            }
+        })
+        .collect();
+    for node in &nodes {
+        wait_connected(&node.transport, n as usize - 1);
+    }
+    nodes
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn wait_connected(transport: &Transport, peers: usize) {
+    wait_until("all peers are connected", || {
+        transport.stats().values().filter(|s| s.connected).count() == peers
+    });
+}
+
+fn msg(from: u64, to: u64, seq: u64) -> Message {
+    Message {
+        from: NodeId(from),
+        to: NodeId(to),
+        term: Term(1),
+        body: MessageBody::HeartbeatReply {
+            sent_at_us: seq,
+            read_round: 0,
+        },
+    }
+}
+
+fn recv_message(inbox: &Receiver<TransportEvent>) -> Message {
+    match inbox.recv_timeout(WAIT) {
+        Ok(TransportEvent::Message(m)) => m,
+        other => panic!("expected a message, got {other:?}"),
+    }
+}
+
+fn frame(value: &PeerFrame) -> Vec<u8> {
+    let mut buf = Vec::new();
+    encode_frame(value, &mut buf);
+    buf
+}
+
+fn hello(cluster_id: &str, node_id: u64) -> Vec<u8> {
+    frame(&PeerFrame::Hello(Hello {
+        protocol_version: PROTOCOL_VERSION,
+        cluster_id: cluster_id.into(),
+        node_id: NodeId(node_id),
+    }))
+}
+
+/// Sends `bytes` on a raw connection to `addr` and asserts that the
+/// transport closes it.
+fn assert_closed_after(addr: SocketAddr, bytes: &[u8]) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.write_all(bytes).unwrap();
+    assert_closes(&mut stream);
+}
+
+fn assert_closes(stream: &mut TcpStream) {
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buf = [0u8; 16];
+    match stream.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
+        other => panic!("expected the transport to close the connection, got {other:?}"),
+    }
+}
+
+#[test]
+fn three_transports_exchange_messages_both_ways() {
+    let nodes = cluster(3, |_| {});
+    for from in &nodes {
+        for to in &nodes {
+            if from.id != to.id {
+                from.transport.send(msg(from.id.0, to.id.0, 7));
+            }
+        }
+    }
+    for node in &nodes {
+        let senders: BTreeSet<NodeId> = (0..2)
+            .map(|_| {
+                let m = recv_message(&node.inbox);
+                assert_eq!(m.to, node.id);
+                m.from
+            })
+            .collect();
+        let expected: BTreeSet<NodeId> = node.config.peers.keys().copied().collect();
+        assert_eq!(senders, expected);
+    }
+}
+
+#[test]
+fn a_burst_of_messages_arrives_complete_and_in_order() {
+    const COUNT: u64 = 20_000;
+    let nodes = cluster(2, |c| c.queue_depth = COUNT as usize);
+    for seq in 0..COUNT {
+        nodes[0].transport.send(msg(1, 2, seq));
+    }
+    for seq in 0..COUNT {
+        let m = recv_message(&nodes[1].inbox);
+        assert_eq!(m, msg(1, 2, seq));
+    }
+    let stats = nodes[0].transport.stats()[&NodeId(2)];
+    assert_eq!((stats.sent, stats.dropped), (COUNT, 0));
+}
+
+#[test]
+fn bad_connections_are_closed_and_real_peers_keep_delivering() {
+    let nodes = cluster(2, |c| c.hello_timeout_ms = 200);
+    let addr = nodes[1].config.listen;
+    let spoofed = frame(&PeerFrame::Message(msg(3, 2, 0)));
+    let mut impostor = hello(CLUSTER, 1);
+    impostor.extend_from_slice(&spoofed);
+    let cases: [(&str, Vec<u8>); 7] = [
+        ("garbage", b"GET / HTTP/1.1\r\n\r\n".to_vec()),
+        ("undecodable frame", vec![0, 0, 0, 2, 9, 9]),
+        ("oversized length", vec![0xff; 4]),
+        ("wrong cluster id", hello("other-cluster", 1)),
+        ("unknown node", hello(CLUSTER, 9)),
+        ("no hello", spoofed.clone()),
+        ("message from another node", impostor),
+    ];
+    for (seq, (case, bytes)) in cases.iter().enumerate() {
+        eprintln!("case: {case}");
+        assert_closed_after(addr, bytes);
+        nodes[0].transport.send(msg(1, 2, seq as u64));
+        assert_eq!(
+            recv_message(&nodes[1].inbox),
+            msg(1, 2, seq as u64),
+            "{case}"
+        );
+    }
+    // A silent connection is closed once the hello timeout passes.
+    let mut silent = TcpStream::connect(addr).unwrap();
+    assert_closes(&mut silent);
+    nodes[0].transport.send(msg(1, 2, 99));
+    assert_eq!(recv_message(&nodes[1].inbox), msg(1, 2, 99));
+    assert!(
+        nodes[1].inbox.is_empty(),
+        "a bad connection delivered something"
+    );
+}
+
+#[test]
+fn a_restarted_peer_is_reconnected_to() {
+    let mut nodes = cluster(2, |_| {});
+    nodes[1].restart();
+    // Messages written into the old connection before node 1 noticed the
+    // restart are lost, as Raft allows: resend until one arrives.
+    let deadline = Instant::now() + WAIT;
+    let mut seq = 0;
+    loop {
+        assert!(Instant::now() < deadline, "restarted peer never received");
+        nodes[0].transport.send(msg(1, 2, seq));
+        seq += 1;
+        match nodes[1].inbox.recv_timeout(Duration::from_millis(20)) {
+            Ok(TransportEvent::Message(m)) => {
+                assert_eq!((m.from, m.to), (NodeId(1), NodeId(2)));
+                break;
+            }
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(nodes[0].transport.stats()[&NodeId(2)].reconnects >= 1);
+    nodes[1].transport.send(msg(2, 1, 0));
+    // Node 1 may have seen the restart as an outage: that hint is allowed.
+    let reply = loop {
+        match nodes[0].inbox.recv_timeout(WAIT) {
+            Ok(TransportEvent::PeerUnreachable(NodeId(2))) => {}
+            Ok(TransportEvent::Message(m)) => break m,
+            other => panic!("expected a message, got {other:?}"),
+        }
+    };
+    assert_eq!(reply, msg(2, 1, 0));
+}
+
+/// A killed process's kernel closes its sockets, listener included: emulated
+/// by shutting the peer's transport down, which closes its port.
+#[test]
+fn peer_unreachable_fires_once_when_a_peer_goes_away() {
+    let mut nodes = cluster(2, |_| {});
+    let started = Instant::now();
+    nodes[1].transport.shutdown();
+    assert_eq!(
+        nodes[0].inbox.recv_timeout(WAIT),
+        Ok(TransportEvent::PeerUnreachable(NodeId(2)))
+    );
+    eprintln!("crash hint after {:?}", started.elapsed());
+    // Refused retries during the outage do not repeat it.
+    assert_eq!(
+        nodes[0].inbox.recv_timeout(Duration::from_millis(300)),
+        Err(RecvTimeoutError::Timeout)
+    );
+    // Once a connection succeeds again, the next outage is reported again.
+    nodes[1].restart();
+    wait_connected(&nodes[0].transport, 1);
+    nodes[1].transport.shutdown();
+    assert_eq!(
+        nodes[0].inbox.recv_timeout(WAIT),
+        Ok(TransportEvent::PeerUnreachable(NodeId(2)))
+    );
+}
+
+/// SIGSTOP leaves every socket open and the kernel still completes
+/// handshakes into the listen backlog: emulated by a listener that never
+/// accepts, and by a real peer whose Raft thread never drains its inbox.
+#[test]
+fn peer_unreachable_does_not_fire_for_a_frozen_or_slow_peer() {
+    init_log();
+    let frozen = TcpListener::bind(local(free_port())).unwrap();
+    let frozen_addr = frozen.local_addr().unwrap();
+    let slow_addr = local(free_port());
+    let fast_addr = local(free_port());
+    let peers = BTreeMap::from([(NodeId(2), slow_addr), (NodeId(3), frozen_addr)]);
+    let (fast_tx, fast_inbox) = crossbeam_channel::bounded(1024);
+    let fast = Transport::start(
+        TransportConfig::new(NodeId(1), CLUSTER, fast_addr, peers),
+        fast_tx,
+    )
+    .unwrap();
+    let (slow_tx, slow_inbox) = crossbeam_channel::bounded(1);
+    let slow_peers = BTreeMap::from([(NodeId(1), fast_addr)]);
+    let slow = Transport::start(
+        TransportConfig::new(NodeId(2), CLUSTER, slow_addr, slow_peers),
+        slow_tx,
+    )
+    .unwrap();
+    wait_connected(&fast, 2);
+    for seq in 0..10_000 {
+        fast.send(msg(1, 2, seq));
+        fast.send(msg(1, 3, seq));
+    }
+    match fast_inbox.recv_timeout(Duration::from_millis(1_000)) {
+        Err(RecvTimeoutError::Timeout) => {}
+        other => panic!("expected silence, got {other:?}"),
+    }
+    assert!(slow_inbox.is_full(), "the slow peer should be backed up");
+    drop((slow, fast));
+}
+
+#[test]
+fn delay_us_holds_each_message_for_at_least_the_delay() {
+    const DELAY: Duration = Duration::from_millis(50);
+    let nodes = cluster(2, |c| c.delay_us = DELAY.as_micros() as u64);
+    for seq in 0..3 {
+        let sent_at = Instant::now();
+        nodes[0].transport.send(msg(1, 2, seq));
+        assert_eq!(recv_message(&nodes[1].inbox), msg(1, 2, seq));
+        let elapsed = sent_at.elapsed();
+        assert!(elapsed >= DELAY, "delivered after {elapsed:?} < {DELAY:?}");
+    }
+}
+
+#[test]
+fn send_to_a_full_queue_drops_and_counts_without_blocking() {
+    init_log();
+    const QUEUE_DEPTH: usize = 8;
+    const COUNT: u64 = 1_000;
+    // Nothing listens at the peer's address, so nothing leaves the queue.
+    let peers = BTreeMap::from([(NodeId(2), local(free_port()))]);
+    let mut config = TransportConfig::new(NodeId(1), CLUSTER, local(free_port()), peers);
+    config.queue_depth = QUEUE_DEPTH;
+    config.reconnect_backoff_ms_min = 200;
+    config.reconnect_backoff_ms_max = 200;
+    let (tx, _rx) = crossbeam_channel::bounded(16);
+    let transport = Transport::start(config, tx).unwrap();
+    let started = Instant::now();
+    for seq in 0..COUNT {
+        transport.send(msg(1, 2, seq));
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_millis(500),
+        "send blocked for {elapsed:?}"
+    );
+    let stats = transport.stats()[&NodeId(2)];
+    assert_eq!(stats.sent, 0);
+    assert!(
+        stats.dropped >= COUNT - QUEUE_DEPTH as u64,
+        "dropped={} of {COUNT}",
+        stats.dropped
+    );
+}
+
+#[test]
+fn sending_to_an_unknown_peer_drops_it() {
+    let nodes = cluster(2, |_| {});
+    nodes[0].transport.send(msg(1, 9, 0));
+    nodes[0].transport.send(msg(1, 2, 1));
+    assert_eq!(recv_message(&nodes[1].inbox), msg(1, 2, 1));
+}
+
+#[test]
+fn a_port_in_use_fails_start_with_the_address() {
+    init_log();
+    let listen = local(free_port());
+    let _holder = TcpListener::bind(listen).unwrap();
+    let (tx, _rx) = crossbeam_channel::bounded(1);
+    let config = TransportConfig::new(NodeId(1), CLUSTER, listen, BTreeMap::new());
+    let err = Transport::start(config, tx).err().expect("bind must fail");
+    assert_eq!(
+        err.to_string(),
+        format!("cannot listen on {listen}: Address already in use")
+    );
+}
+
+/// Every transport thread holds the inbox sender; once shutdown has joined
+/// them all and the handle is dropped, the inbox disconnects.
+#[test]
+fn shutdown_joins_every_thread_and_closes_the_port() {
+    let nodes = cluster(3, |_| {});
+    for node in nodes {
+        let Node {
+            mut transport,
+            inbox,
+            config,
+            ..
+        } = node;
+        let started = Instant::now();
+        transport.shutdown();
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed < Duration::from_secs(3),
+            "shutdown took {elapsed:?}"
+        );
+        drop(transport);
+        while let Ok(event) = inbox.try_recv() {
+            assert!(
+                matches!(event, TransportEvent::PeerUnreachable(_)),
+                "{event:?}"
+            );
+        }
+        assert_eq!(inbox.try_recv(), Err(TryRecvError::Disconnected));
+        let refused = TcpStream::connect(config.listen).unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
+    }
+}
+
+/// A reader blocked on a full inbox and a sender blocked on a full socket
+/// must both give way to shutdown.
+#[test]
+fn shutdown_is_bounded_with_a_backed_up_peer() {
+    let nodes = cluster(2, |c| c.queue_depth = 100_000);
+    // Node 2's inbox holds 1024; nobody drains it.
+    for seq in 0..100_000 {
+        nodes[0].transport.send(msg(1, 2, seq));
+    }
+    wait_until("node 2's inbox is full", || nodes[1].inbox.is_full());
+    for mut node in nodes {
+        let started = Instant::now();
+        node.transport.shutdown();
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed < Duration::from_secs(3),
+            "shutdown took {elapsed:?}"
+        );
+    }
+}
+
+/// A peer that closes a connection but still listens (say, it dropped the
+/// connection on an error) is reconnected to, and is no crash.
+#[test]
+fn a_connection_closed_by_a_live_peer_is_reopened_without_a_hint() {
+    init_log();
+    let peer = TcpListener::bind(local(free_port())).unwrap();
+    let peers = BTreeMap::from([(NodeId(2), peer.local_addr().unwrap())]);
+    let (tx, inbox) = crossbeam_channel::bounded(16);
+    let config = TransportConfig::new(NodeId(1), CLUSTER, local(free_port()), peers);
+    let transport = Transport::start(config, tx).unwrap();
+    let (first, _) = peer.accept().unwrap();
+    drop(first);
+    // A bare probe (connect, hang up) may come first; then the reconnect,
+    // which carries a hello from node 1.
+    let (hello, _open) = loop {
+        let (mut next, _) = peer.accept().unwrap();
+        next.set_read_timeout(Some(WAIT)).unwrap();
+        match read_frame::<PeerFrame>(&mut next, 1 << 20) {
+            Err(FrameError::Eof) => continue,
+            frame => break (frame.unwrap(), next),
+        }
+    };
+    assert!(matches!(
+        hello,
+        PeerFrame::Hello(Hello {
+            node_id: NodeId(1),
+            ..
+        })
+    ));
+    match inbox.recv_timeout(Duration::from_millis(500)) {
+        Err(RecvTimeoutError::Timeout) => {}
+        other => panic!("expected no crash hint, got {other:?}"),
+    }
+    wait_connected(&transport, 1);
+    assert!(transport.stats()[&NodeId(2)].reconnects >= 1);
+}
+
+/// Each inbound connection costs a thread, so their number is bounded (64):
+/// connections past the bound are closed, and peers already in keep going.
+#[test]
+fn inbound_connections_past_the_bound_are_closed() {
+    let nodes = cluster(2, |c| c.hello_timeout_ms = 60_000);
+    let addr = nodes[1].config.listen;
+    // Node 1's connection is one of the 64; 63 silent ones fill the rest.
+    let silent: Vec<TcpStream> = (0..63).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let mut refused = TcpStream::connect(addr).unwrap();
+    assert_closes(&mut refused);
+    nodes[0].transport.send(msg(1, 2, 0));
+    assert_eq!(recv_message(&nodes[1].inbox), msg(1, 2, 0));
+    drop(silent);
+}
