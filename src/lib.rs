@@ -4,3 +4,4 @@
 pub mod core;
 pub mod sim;
 pub mod state_machine;
+pub mod storage;
