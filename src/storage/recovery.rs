@@ -32,9 +32,17 @@ pub struct Recovered {
     pub entries: Vec<Entry>,
     /// Surviving segments, oldest first.
     pub segments: Vec<SegmentInfo>,
-    /// The last surviving segment's path and length once its torn tail, if
-    /// any, is cut off: where appending resumes.
-    pub tail: Option<(PathBuf, u64)>,
+    /// The last surviving segment: where appending resumes.
+    pub tail: Option<Tail>,
+}
+
+#[derive(Debug)]
+pub struct Tail {
+    pub path: PathBuf,
+    /// Length once a torn tail, if any, is cut off.
+    pub bytes: u64,
+    /// Records after the header.
+    pub batches: u64,
 }
 
 impl Recovered {
@@ -56,7 +64,7 @@ pub fn recover(dir: &Path, segments: &[(u64, PathBuf)]) -> Result<Recovered, Sto
         }
         let is_last = position + 1 == segments.len();
         let bytes = fs::read(path).map_err(|e| StorageError::io(path, "read WAL segment", e))?;
-        let good_bytes = replay_segment(&mut recovered, *seq, path, &bytes, is_last)?;
+        let (good_bytes, batches) = replay_segment(&mut recovered, *seq, path, &bytes, is_last)?;
         if good_bytes == 0 {
             // Only the last segment gets here (`replay_segment` rejects an
             // empty one elsewhere): it was being created when the node
@@ -73,28 +81,33 @@ pub fn recover(dir: &Path, segments: &[(u64, PathBuf)]) -> Result<Recovered, Sto
         if good_bytes < bytes.len() {
             cut_torn_tail(path, good_bytes as u64)?;
         }
-        recovered.tail = Some((path.clone(), good_bytes as u64));
+        recovered.tail = Some(Tail {
+            path: path.clone(),
+            bytes: good_bytes as u64,
+            batches,
+        });
     }
     Ok(recovered)
 }
 
 /// Applies the records of one segment; returns the length of its good
 /// prefix, which is shorter than `bytes` only for a torn tail of the last
-/// segment.
+/// segment, and the number of records after the header.
 fn replay_segment(
     recovered: &mut Recovered,
     seq: u64,
     path: &Path,
     bytes: &[u8],
     is_last: bool,
-) -> Result<usize, StorageError> {
+) -> Result<(usize, u64), StorageError> {
     let mut offset = 0;
+    let mut batches = 0;
     loop {
         match next_frame(bytes, offset) {
             Frame::End if offset == 0 && !is_last => {
                 return Err(StorageError::corrupt(path, 0, "empty WAL segment"));
             }
-            Frame::End => return Ok(offset),
+            Frame::End => return Ok((offset, batches)),
             Frame::Bad(defect) => {
                 if is_last && is_torn_tail(bytes, offset, &defect) {
                     log::warn!(
@@ -102,7 +115,7 @@ fn replay_segment(
                         path.display(),
                         defect.describe()
                     );
-                    return Ok(offset);
+                    return Ok((offset, batches));
                 }
                 return Err(StorageError::corrupt(
                     path,
@@ -114,6 +127,7 @@ fn replay_segment(
                 let corrupt = |reason| StorageError::corrupt(path, offset as u64, reason);
                 let record = decode_record(payload).map_err(corrupt)?;
                 apply_record(recovered, seq, offset == 0, record).map_err(corrupt)?;
+                batches += u64::from(offset > 0);
                 offset = end;
             }
         }

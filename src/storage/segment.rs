@@ -99,6 +99,9 @@ pub struct ActiveSegment {
     pub bytes: u64,
     /// Written since the last fsync.
     pub unsynced: bool,
+    /// Records after the header. A segment is never rolled over before it
+    /// holds one, whatever `segment_bytes_max` says.
+    pub batches: u64,
 }
 
 impl ActiveSegment {
@@ -133,6 +136,7 @@ impl ActiveSegment {
             file,
             bytes: 0,
             unsynced: false,
+            batches: 0,
         };
         segment.append(&buf)?;
         Ok(segment)
@@ -140,7 +144,12 @@ impl ActiveSegment {
 
     /// Opens an existing segment for appending after its first `bytes`
     /// bytes. Recovery has already cut off any torn tail.
-    pub fn open_at(seq: u64, path: PathBuf, bytes: u64) -> Result<ActiveSegment, StorageError> {
+    pub fn open_at(
+        seq: u64,
+        path: PathBuf,
+        bytes: u64,
+        batches: u64,
+    ) -> Result<ActiveSegment, StorageError> {
         let mut file = OpenOptions::new()
             .write(true)
             .open(&path)
@@ -153,6 +162,7 @@ impl ActiveSegment {
             file,
             bytes,
             unsynced: false,
+            batches,
         })
     }
 

@@ -82,9 +82,9 @@ impl FileStorage {
             options,
             _lock: lock,
             active: match &recovered.tail {
-                Some((path, bytes)) => {
+                Some(tail) => {
                     let seq = recovered.segments.last().map_or(0, |info| info.seq);
-                    ActiveSegment::open_at(seq, path.clone(), *bytes)?
+                    ActiveSegment::open_at(seq, tail.path.clone(), tail.bytes, tail.batches)?
                 }
                 // No segment survived: start the first one. Reusing the
                 // number of a segment recovery removed keeps numbers dense.
@@ -174,10 +174,11 @@ impl FileStorage {
 
     /// Appends the record in `frame_buf` and, with `fsync`, makes it durable.
     fn write_frame(&mut self) -> Result<(), StorageError> {
-        if self.active.bytes >= self.options.segment_bytes_max {
+        if self.active.bytes >= self.options.segment_bytes_max && self.active.batches > 0 {
             self.roll_over()?;
         }
         self.active.append(&self.frame_buf)?;
+        self.active.batches += 1;
         self.stats.bytes_written += self.frame_buf.len() as u64;
         self.stats.records_written += 1;
         if self.options.fsync {
