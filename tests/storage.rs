@@ -460,7 +460,7 @@ impl Model {
         };
         let hard_state = with_hard_state.then(|| HardState {
             term: Term(term),
-            vote: (raw[3] % 2 == 0).then_some(NodeId(raw[3] % 5)),
+            vote: raw[3].is_multiple_of(2).then_some(NodeId(raw[3] % 5)),
             commit: LogIndex(commit + raw[3] % (new_last - commit + 1)),
         });
         (hard_state, new_entries)

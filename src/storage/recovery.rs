@@ -255,3 +255,117 @@ fn cut_torn_tail(path: &Path, good_bytes: u64) -> Result<(), StorageError> {
         .and_then(|()| file.sync_all())
         .map_err(|e| StorageError::io(path, "truncate torn WAL segment", e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::types::{EntryPayload, Term};
+    use crate::storage::record::encode_frame;
+    use crate::storage::segment::segment_file_name;
+    use std::borrow::Cow;
+
+    fn entry(index: u64) -> Entry {
+        Entry {
+            term: Term(1),
+            index: LogIndex(index),
+            payload: EntryPayload::Noop,
+        }
+    }
+
+    fn header(seq: u64, last_index: u64) -> Record<'static> {
+        Record::Header(SegmentHeader {
+            magic: WAL_MAGIC,
+            version: WAL_VERSION,
+            seq,
+            hard_state: HardState::default(),
+            last_index: LogIndex(last_index),
+        })
+    }
+
+    fn batch(commit: u64, indexes: &[u64]) -> Record<'static> {
+        Record::Batch {
+            hard_state: Some(HardState {
+                commit: LogIndex(commit),
+                ..HardState::default()
+            }),
+            entries: Cow::Owned(indexes.iter().map(|&i| entry(i)).collect()),
+        }
+    }
+
+    /// Writes `records` as segment 1 and recovers; returns the error's
+    /// offset and reason, with the offset of the last record for reference.
+    fn recover_records(records: &[Record<'static>]) -> (Result<Recovered, StorageError>, u64) {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(segment_file_name(1));
+        let (mut bytes, mut frame, mut last_offset) = (Vec::new(), Vec::new(), 0);
+        for record in records {
+            encode_frame(record, &mut frame).unwrap();
+            last_offset = bytes.len() as u64;
+            bytes.extend_from_slice(&frame);
+        }
+        fs::write(&path, &bytes).unwrap();
+        (recover(tmp.path(), &[(1, path)]), last_offset)
+    }
+
+    fn corrupt_reason(records: &[Record<'static>]) -> (u64, String, u64) {
+        match recover_records(records) {
+            (Err(StorageError::Corrupt { offset, reason, .. }), last) => (offset, reason, last),
+            (other, _) => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn well_formed_records_replay() {
+        let (recovered, _) = recover_records(&[header(1, 0), batch(1, &[1, 2]), batch(2, &[2])]);
+        let recovered = recovered.unwrap();
+        assert_eq!(recovered.entries.len(), 2);
+        assert_eq!(recovered.hard_state.commit, LogIndex(2));
+        assert_eq!(recovered.tail.unwrap().batches, 2);
+    }
+
+    #[test]
+    fn a_commit_index_beyond_the_log_is_corruption() {
+        let (offset, reason, last) = corrupt_reason(&[header(1, 0), batch(3, &[1, 2])]);
+        assert_eq!(offset, last);
+        assert!(
+            reason.contains("commit index 3 is beyond the last log index 2"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn a_gap_in_the_entries_is_corruption() {
+        let (offset, reason, last) =
+            corrupt_reason(&[header(1, 0), batch(0, &[1]), batch(0, &[3])]);
+        assert_eq!(offset, last);
+        assert!(reason.contains("entries start at index 3"), "{reason}");
+    }
+
+    #[test]
+    fn non_contiguous_entries_are_corruption() {
+        let (_, reason, _) = corrupt_reason(&[header(1, 0), batch(0, &[1, 3])]);
+        assert!(reason.contains("not contiguous"), "{reason}");
+    }
+
+    #[test]
+    fn replacing_a_committed_entry_is_corruption() {
+        let (_, reason, _) = corrupt_reason(&[header(1, 0), batch(2, &[1, 2]), batch(2, &[2])]);
+        assert!(reason.contains("replace committed"), "{reason}");
+    }
+
+    #[test]
+    fn a_segment_must_start_with_its_own_header() {
+        let (offset, reason, _) = corrupt_reason(&[batch(0, &[1])]);
+        assert_eq!(offset, 0);
+        assert!(reason.contains("does not start with a header"), "{reason}");
+
+        let (_, reason, _) = corrupt_reason(&[header(7, 0)]);
+        assert!(reason.contains("header says segment 7"), "{reason}");
+
+        let (_, reason, _) = corrupt_reason(&[header(1, 5)]);
+        assert!(reason.contains("starts after index 5"), "{reason}");
+
+        let (_, reason, _) = corrupt_reason(&[header(1, 0), batch(0, &[1]), header(1, 1)]);
+        assert!(reason.contains("middle of a segment"), "{reason}");
+    }
+}

@@ -257,3 +257,61 @@ impl FileStorage {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::types::{EntryPayload, NodeId, Term};
+
+    fn entry(index: u64) -> Entry {
+        Entry {
+            term: Term(1),
+            index: LogIndex(index),
+            payload: EntryPayload::Command(vec![7; 32]),
+        }
+    }
+
+    fn open_fast(dir: &Path, segment_bytes_max: u64) -> FileStorage {
+        let options = WalOptions {
+            segment_bytes_max,
+            fsync: false,
+        };
+        FileStorage::open(dir, ClusterConfig::new(vec![NodeId(0)]), options)
+            .unwrap()
+            .0
+    }
+
+    #[test]
+    fn sync_without_per_persist_fsync_flushes_the_segment_and_the_dir() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut storage = open_fast(tmp.path(), u64::MAX);
+        storage.persist(None, &[entry(1)]).unwrap();
+        assert_eq!(storage.stats().fsyncs, 0);
+        storage.sync().unwrap();
+        assert_eq!(storage.stats().fsyncs, 2);
+        storage.sync().unwrap();
+        assert_eq!(storage.stats().fsyncs, 2, "nothing new to sync");
+    }
+
+    #[test]
+    fn rollover_syncs_the_segment_it_leaves_even_without_fsync() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut storage = open_fast(tmp.path(), 1);
+        storage.persist(None, &[entry(1)]).unwrap();
+        storage.persist(None, &[entry(2)]).unwrap();
+        let stats = storage.stats();
+        assert_eq!(stats.segments_created, 2);
+        assert_eq!(stats.fsyncs, 1);
+        assert_eq!(storage.segments.len(), 2);
+        assert_eq!(storage.segments[1].last_index_before, LogIndex(1));
+    }
+
+    #[test]
+    fn an_empty_persist_writes_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut storage = open_fast(tmp.path(), u64::MAX);
+        let before = storage.stats();
+        storage.persist(None, &[]).unwrap();
+        assert_eq!(storage.stats(), before);
+    }
+}
