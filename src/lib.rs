@@ -4,4 +4,5 @@
 pub mod core;
 pub mod sim;
 pub mod state_machine;
+pub mod storage;
 pub mod transport;

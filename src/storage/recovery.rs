@@ -1,0 +1,371 @@
+//! Rebuilding the log and hard state from the segment files at startup.
+//!
+//! Replay applies every record in order with the same truncation rule as
+//! `persist`. Only the end of the log may be damaged by a crash: a torn last
+//! record of the last segment is cut off. Damage anywhere else is reported,
+//! never skipped, since the records after it may hold entries this node has
+//! acknowledged, and losing those could lose committed data.
+
+use super::StorageError;
+use super::record::{
+    Defect, Frame, Record, SegmentHeader, WAL_MAGIC, WAL_VERSION, decode_record, defect_is_at_tail,
+    next_frame,
+};
+use super::segment::sync_dir;
+use crate::core::types::{Entry, HardState, LogIndex};
+use std::fs::{self, OpenOptions};
+use std::path::{Path, PathBuf};
+
+/// A segment that survived recovery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentInfo {
+    pub seq: u64,
+    /// The last log index when the segment was started.
+    pub last_index_before: LogIndex,
+}
+
+/// What replay found.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    pub hard_state: HardState,
+    /// Contiguous from index 1 (there are no snapshots yet).
+    pub entries: Vec<Entry>,
+    /// Surviving segments, oldest first.
+    pub segments: Vec<SegmentInfo>,
+    /// The last surviving segment: where appending resumes.
+    pub tail: Option<Tail>,
+}
+
+#[derive(Debug)]
+pub struct Tail {
+    pub path: PathBuf,
+    /// Length once a torn tail, if any, is cut off.
+    pub bytes: u64,
+    /// Records after the header.
+    pub batches: u64,
+}
+
+impl Recovered {
+    fn last_index(&self) -> LogIndex {
+        LogIndex(self.entries.len() as u64)
+    }
+}
+
+/// Replays `segments` (ascending sequence numbers, from `list_segments`),
+/// cutting off a torn tail of the last one on disk.
+pub fn recover(dir: &Path, segments: &[(u64, PathBuf)]) -> Result<Recovered, StorageError> {
+    let mut recovered = Recovered::default();
+    for (position, (seq, path)) in segments.iter().enumerate() {
+        if let Some(previous) = recovered.segments.last()
+            && *seq != previous.seq + 1
+        {
+            let reason = format!("segment {} is missing before it", previous.seq + 1);
+            return Err(StorageError::corrupt(path, 0, reason));
+        }
+        let is_last = position + 1 == segments.len();
+        let bytes = fs::read(path).map_err(|e| StorageError::io(path, "read WAL segment", e))?;
+        let (good_bytes, batches) = replay_segment(&mut recovered, *seq, path, &bytes, is_last)?;
+        if good_bytes == 0 {
+            // Only the last segment gets here (`replay_segment` rejects an
+            // empty one elsewhere): it was being created when the node
+            // stopped, before its header was durable, so it holds nothing.
+            log::warn!(
+                "WAL segment {} has no complete header: removing it",
+                path.display()
+            );
+            fs::remove_file(path)
+                .map_err(|e| StorageError::io(path, "remove torn WAL segment", e))?;
+            sync_dir(dir)?;
+            continue;
+        }
+        if good_bytes < bytes.len() {
+            cut_torn_tail(path, good_bytes as u64)?;
+        }
+        recovered.tail = Some(Tail {
+            path: path.clone(),
+            bytes: good_bytes as u64,
+            batches,
+        });
+    }
+    Ok(recovered)
+}
+
+/// Applies the records of one segment; returns the length of its good
+/// prefix, which is shorter than `bytes` only for a torn tail of the last
+/// segment, and the number of records after the header.
+fn replay_segment(
+    recovered: &mut Recovered,
+    seq: u64,
+    path: &Path,
+    bytes: &[u8],
+    is_last: bool,
+) -> Result<(usize, u64), StorageError> {
+    let mut offset = 0;
+    let mut batches = 0;
+    loop {
+        match next_frame(bytes, offset) {
+            Frame::End if offset == 0 && !is_last => {
+                return Err(StorageError::corrupt(path, 0, "empty WAL segment"));
+            }
+            Frame::End => return Ok((offset, batches)),
+            Frame::Bad(defect) => {
+                if is_last && is_torn_tail(bytes, offset, &defect) {
+                    log::warn!(
+                        "torn WAL record in {} at offset {offset} ({}): cutting the log off there",
+                        path.display(),
+                        defect.describe()
+                    );
+                    return Ok((offset, batches));
+                }
+                return Err(StorageError::corrupt(
+                    path,
+                    offset as u64,
+                    defect.describe(),
+                ));
+            }
+            Frame::Good { payload, end } => {
+                let corrupt = |reason| StorageError::corrupt(path, offset as u64, reason);
+                let record = decode_record(payload).map_err(corrupt)?;
+                apply_record(recovered, seq, offset == 0, record).map_err(corrupt)?;
+                batches += u64::from(offset > 0);
+                offset = end;
+            }
+        }
+    }
+}
+
+fn is_torn_tail(bytes: &[u8], offset: usize, defect: &Defect) -> bool {
+    defect.is_torn_write() && defect_is_at_tail(bytes, offset, defect)
+}
+
+/// Applies one decoded record; the error is the reason it is corrupt.
+fn apply_record(
+    recovered: &mut Recovered,
+    seq: u64,
+    is_first_in_segment: bool,
+    record: Record<'static>,
+) -> Result<(), String> {
+    match (record, is_first_in_segment) {
+        (Record::Header(header), true) => {
+            check_header(recovered, seq, &header)?;
+            recovered.segments.push(SegmentInfo {
+                seq,
+                last_index_before: header.last_index,
+            });
+            Ok(())
+        }
+        (Record::Header(_), false) => Err("segment header in the middle of a segment".into()),
+        (Record::Batch { .. }, true) => Err("segment does not start with a header".into()),
+        (
+            Record::Batch {
+                hard_state,
+                entries,
+            },
+            false,
+        ) => apply_batch(recovered, hard_state, entries.into_owned()),
+    }
+}
+
+fn check_header(recovered: &Recovered, seq: u64, header: &SegmentHeader) -> Result<(), String> {
+    if header.magic != WAL_MAGIC {
+        return Err(format!("bad magic {:#018x}", header.magic));
+    }
+    if header.version != WAL_VERSION {
+        return Err(format!(
+            "WAL format version {} (this build reads {WAL_VERSION})",
+            header.version
+        ));
+    }
+    if header.seq != seq {
+        return Err(format!(
+            "header says segment {}, file name says {seq}",
+            header.seq
+        ));
+    }
+    // Without snapshots, replay starts from the empty log, so each header
+    // must agree with what the segments before it produced.
+    // Snapshot compaction will change this for the first segment replayed.
+    let last_index = recovered.last_index();
+    if header.last_index != last_index {
+        return Err(format!(
+            "segment starts after index {} but the log before it ends at {last_index}",
+            header.last_index
+        ));
+    }
+    if header.hard_state != recovered.hard_state {
+        return Err(format!(
+            "segment starts with hard state {:?} but the log before it has {:?}",
+            header.hard_state, recovered.hard_state
+        ));
+    }
+    Ok(())
+}
+
+fn apply_batch(
+    recovered: &mut Recovered,
+    hard_state: Option<HardState>,
+    entries: Vec<Entry>,
+) -> Result<(), String> {
+    if let Some(first) = entries.first() {
+        let last_index = recovered.last_index();
+        let commit = recovered.hard_state.commit;
+        if first.index.0 == 0 || first.index > last_index.next() {
+            return Err(format!(
+                "entries start at index {} but the log ends at {last_index}",
+                first.index
+            ));
+        }
+        if first.index <= commit {
+            return Err(format!(
+                "entries at index {} replace committed ones (commit {commit})",
+                first.index
+            ));
+        }
+        for pair in entries.windows(2) {
+            if pair[1].index != pair[0].index.next() {
+                return Err(format!(
+                    "entries not contiguous: {} then {}",
+                    pair[0].index, pair[1].index
+                ));
+            }
+        }
+        recovered.entries.truncate((first.index.0 - 1) as usize);
+        recovered.entries.extend(entries);
+    }
+    if let Some(hard_state) = hard_state {
+        recovered.hard_state = hard_state;
+    }
+    let (commit, last_index) = (recovered.hard_state.commit, recovered.last_index());
+    if commit > last_index {
+        return Err(format!(
+            "commit index {commit} is beyond the last log index {last_index}"
+        ));
+    }
+    Ok(())
+}
+
+/// Cuts a torn tail so that appends continue right after the last good
+/// record instead of after garbage that would fail the next recovery.
+fn cut_torn_tail(path: &Path, good_bytes: u64) -> Result<(), StorageError> {
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| StorageError::io(path, "open WAL segment", e))?;
+    file.set_len(good_bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| StorageError::io(path, "truncate torn WAL segment", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::types::{EntryPayload, Term};
+    use crate::storage::record::encode_frame;
+    use crate::storage::segment::segment_file_name;
+    use std::borrow::Cow;
+
+    fn entry(index: u64) -> Entry {
+        Entry {
+            term: Term(1),
+            index: LogIndex(index),
+            payload: EntryPayload::Noop,
+        }
+    }
+
+    fn header(seq: u64, last_index: u64) -> Record<'static> {
+        Record::Header(SegmentHeader {
+            magic: WAL_MAGIC,
+            version: WAL_VERSION,
+            seq,
+            hard_state: HardState::default(),
+            last_index: LogIndex(last_index),
+        })
+    }
+
+    fn batch(commit: u64, indexes: &[u64]) -> Record<'static> {
+        Record::Batch {
+            hard_state: Some(HardState {
+                commit: LogIndex(commit),
+                ..HardState::default()
+            }),
+            entries: Cow::Owned(indexes.iter().map(|&i| entry(i)).collect()),
+        }
+    }
+
+    /// Writes `records` as segment 1 and recovers; returns the error's
+    /// offset and reason, with the offset of the last record for reference.
+    fn recover_records(records: &[Record<'static>]) -> (Result<Recovered, StorageError>, u64) {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(segment_file_name(1));
+        let (mut bytes, mut frame, mut last_offset) = (Vec::new(), Vec::new(), 0);
+        for record in records {
+            encode_frame(record, &mut frame).unwrap();
+            last_offset = bytes.len() as u64;
+            bytes.extend_from_slice(&frame);
+        }
+        fs::write(&path, &bytes).unwrap();
+        (recover(tmp.path(), &[(1, path)]), last_offset)
+    }
+
+    fn corrupt_reason(records: &[Record<'static>]) -> (u64, String, u64) {
+        match recover_records(records) {
+            (Err(StorageError::Corrupt { offset, reason, .. }), last) => (offset, reason, last),
+            (other, _) => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn well_formed_records_replay() {
+        let (recovered, _) = recover_records(&[header(1, 0), batch(1, &[1, 2]), batch(2, &[2])]);
+        let recovered = recovered.unwrap();
+        assert_eq!(recovered.entries.len(), 2);
+        assert_eq!(recovered.hard_state.commit, LogIndex(2));
+        assert_eq!(recovered.tail.unwrap().batches, 2);
+    }
+
+    #[test]
+    fn a_commit_index_beyond_the_log_is_corruption() {
+        let (offset, reason, last) = corrupt_reason(&[header(1, 0), batch(3, &[1, 2])]);
+        assert_eq!(offset, last);
+        assert!(
+            reason.contains("commit index 3 is beyond the last log index 2"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn a_gap_in_the_entries_is_corruption() {
+        let (offset, reason, last) =
+            corrupt_reason(&[header(1, 0), batch(0, &[1]), batch(0, &[3])]);
+        assert_eq!(offset, last);
+        assert!(reason.contains("entries start at index 3"), "{reason}");
+    }
+
+    #[test]
+    fn non_contiguous_entries_are_corruption() {
+        let (_, reason, _) = corrupt_reason(&[header(1, 0), batch(0, &[1, 3])]);
+        assert!(reason.contains("not contiguous"), "{reason}");
+    }
+
+    #[test]
+    fn replacing_a_committed_entry_is_corruption() {
+        let (_, reason, _) = corrupt_reason(&[header(1, 0), batch(2, &[1, 2]), batch(2, &[2])]);
+        assert!(reason.contains("replace committed"), "{reason}");
+    }
+
+    #[test]
+    fn a_segment_must_start_with_its_own_header() {
+        let (offset, reason, _) = corrupt_reason(&[batch(0, &[1])]);
+        assert_eq!(offset, 0);
+        assert!(reason.contains("does not start with a header"), "{reason}");
+
+        let (_, reason, _) = corrupt_reason(&[header(7, 0)]);
+        assert!(reason.contains("header says segment 7"), "{reason}");
+
+        let (_, reason, _) = corrupt_reason(&[header(1, 5)]);
+        assert!(reason.contains("starts after index 5"), "{reason}");
+
+        let (_, reason, _) = corrupt_reason(&[header(1, 0), batch(0, &[1]), header(1, 1)]);
+        assert!(reason.contains("middle of a segment"), "{reason}");
+    }
+}

@@ -1,0 +1,200 @@
+//! Segment files and the data dir: names, listing, the lock, and the
+//! segment being appended to.
+
+use super::StorageError;
+use super::record::{Record, SegmentHeader, WAL_MAGIC, WAL_VERSION, encode_frame};
+use crate::core::types::{HardState, LogIndex};
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+const LOCK_FILE_NAME: &str = "LOCK";
+const SEGMENT_PREFIX: &str = "wal-";
+const SEGMENT_SUFFIX: &str = ".log";
+const SEGMENT_SEQ_DIGITS: usize = 16;
+
+pub fn segment_file_name(seq: u64) -> String {
+    format!(
+        "{SEGMENT_PREFIX}{seq:0width$}{SEGMENT_SUFFIX}",
+        width = SEGMENT_SEQ_DIGITS
+    )
+}
+
+/// The sequence number of a segment file name; `None` for other files.
+fn parse_segment_file_name(name: &str) -> Option<u64> {
+    let digits = name
+        .strip_prefix(SEGMENT_PREFIX)?
+        .strip_suffix(SEGMENT_SUFFIX)?;
+    if digits.len() != SEGMENT_SEQ_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Segment files in `dir`, by ascending sequence number. A file that looks
+/// like a segment but is misnamed is an error rather than skipped: skipping
+/// it would silently drop whatever it holds.
+pub fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageError> {
+    let read_dir = fs::read_dir(dir).map_err(|e| StorageError::io(dir, "list data dir", e))?;
+    let mut segments = Vec::new();
+    for dir_entry in read_dir {
+        let dir_entry = dir_entry.map_err(|e| StorageError::io(dir, "list data dir", e))?;
+        let name = dir_entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.starts_with(SEGMENT_PREFIX) || !name.ends_with(SEGMENT_SUFFIX) {
+            continue;
+        }
+        match parse_segment_file_name(name) {
+            Some(seq) => segments.push((seq, dir_entry.path())),
+            None => {
+                return Err(StorageError::corrupt(
+                    dir_entry.path(),
+                    0,
+                    "misnamed WAL segment (expected wal-<16 digits>.log)",
+                ));
+            }
+        }
+    }
+    segments.sort();
+    Ok(segments)
+}
+
+/// Creates `dir` if needed and takes an exclusive lock on it for as long as
+/// the returned file lives. The lock is an advisory `flock`, so a crashed
+/// process leaves no stale lock behind; the LOCK file itself is never
+/// deleted, since deleting it would race with a process that just opened it.
+pub fn create_and_lock_dir(dir: &Path) -> Result<File, StorageError> {
+    fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, "create data dir", e))?;
+    let lock_path = dir.join(LOCK_FILE_NAME);
+    let lock_file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| StorageError::io(&lock_path, "open lock file", e))?;
+    match lock_file.try_lock() {
+        Ok(()) => Ok(lock_file),
+        Err(TryLockError::WouldBlock) => Err(StorageError::Locked {
+            dir: dir.to_path_buf(),
+        }),
+        Err(TryLockError::Error(e)) => Err(StorageError::io(&lock_path, "lock", e)),
+    }
+}
+
+/// Makes the creation or removal of a file in `dir` durable: fsync on the
+/// file covers its data, not the directory entry that names it.
+pub fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StorageError::io(dir, "fsync data dir", e))
+}
+
+/// The segment being appended to.
+#[derive(Debug)]
+pub struct ActiveSegment {
+    pub seq: u64,
+    pub path: PathBuf,
+    file: File,
+    /// File length, including anything written but not yet fsynced.
+    pub bytes: u64,
+    /// Written since the last fsync.
+    pub unsynced: bool,
+    /// Records after the header. A segment is never rolled over before it
+    /// holds one, whatever `segment_bytes_max` says.
+    pub batches: u64,
+}
+
+impl ActiveSegment {
+    /// Creates segment `seq` holding only its header, not yet fsynced: the
+    /// caller syncs it and the directory.
+    pub fn create(
+        dir: &Path,
+        seq: u64,
+        hard_state: HardState,
+        last_index: LogIndex,
+    ) -> Result<ActiveSegment, StorageError> {
+        let path = dir.join(segment_file_name(seq));
+        // create_new: an existing file with this name would mean our
+        // bookkeeping is wrong, and appending to it would mix two logs.
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| StorageError::io(&path, "create WAL segment", e))?;
+        let header = Record::Header(SegmentHeader {
+            magic: WAL_MAGIC,
+            version: WAL_VERSION,
+            seq,
+            hard_state,
+            last_index,
+        });
+        let mut buf = Vec::new();
+        encode_frame(&header, &mut buf).expect("a segment header is a few dozen bytes");
+        let mut segment = ActiveSegment {
+            seq,
+            path,
+            file,
+            bytes: 0,
+            unsynced: false,
+            batches: 0,
+        };
+        segment.append(&buf)?;
+        Ok(segment)
+    }
+
+    /// Opens an existing segment for appending after its first `bytes`
+    /// bytes. Recovery has already cut off any torn tail.
+    pub fn open_at(
+        seq: u64,
+        path: PathBuf,
+        bytes: u64,
+        batches: u64,
+    ) -> Result<ActiveSegment, StorageError> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| StorageError::io(&path, "open WAL segment", e))?;
+        file.seek(SeekFrom::Start(bytes))
+            .map_err(|e| StorageError::io(&path, "seek in WAL segment", e))?;
+        Ok(ActiveSegment {
+            seq,
+            path,
+            file,
+            bytes,
+            unsynced: false,
+            batches,
+        })
+    }
+
+    pub fn append(&mut self, frame: &[u8]) -> Result<(), StorageError> {
+        self.unsynced = true;
+        self.file
+            .write_all(frame)
+            .map_err(|e| StorageError::io(&self.path, "write WAL segment", e))?;
+        self.bytes += frame.len() as u64;
+        Ok(())
+    }
+
+    /// fdatasync: enough for appends, as it also flushes the file size.
+    pub fn sync(&mut self) -> Result<(), StorageError> {
+        self.file
+            .sync_data()
+            .map_err(|e| StorageError::io(&self.path, "fsync WAL segment", e))?;
+        self.unsynced = false;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_round_trip() {
+        assert_eq!(segment_file_name(1), "wal-0000000000000001.log");
+        assert_eq!(parse_segment_file_name(&segment_file_name(42)), Some(42));
+        assert_eq!(parse_segment_file_name("wal-1.log"), None);
+        assert_eq!(parse_segment_file_name("wal-000000000000000x.log"), None);
+        assert_eq!(parse_segment_file_name("LOCK"), None);
+    }
+}

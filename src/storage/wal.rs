@@ -1,0 +1,317 @@
+//! [`FileStorage`]: the write-ahead log in segment files.
+//!
+//! The data dir holds `LOCK` and segments `wal-<16-digit seq>.log`. Each
+//! `persist` call appends one record (see `record.rs`) to the newest segment
+//! and fsyncs it once, however many entries it carries. When a segment
+//! reaches `segment_bytes_max`, the next record goes to a new segment that
+//! starts with the current hard state and last index.
+
+use super::record::{RECORD_BYTES_MAX, Record, encode_frame};
+use super::recovery::{SegmentInfo, recover};
+use super::segment::{ActiveSegment, create_and_lock_dir, list_segments, sync_dir};
+use super::{Storage, StorageError, check_persist};
+use crate::core::types::{ClusterConfig, Entry, HardState, LogIndex, RestoredState};
+use std::borrow::Cow;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WalOptions {
+    /// A segment that has reached this size gets no more records; the next
+    /// one starts a new segment. Small segments let snapshot compaction
+    /// reclaim space sooner; each costs a file and a directory fsync.
+    pub segment_bytes_max: u64,
+    /// Turning this off gives up durability: only for benchmarks and tests.
+    pub fsync: bool,
+}
+
+impl Default for WalOptions {
+    fn default() -> WalOptions {
+        WalOptions {
+            segment_bytes_max: 64 << 20,
+            fsync: true,
+        }
+    }
+}
+
+/// Counters since `open`, for benchmarks and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WalStats {
+    pub bytes_written: u64,
+    pub records_written: u64,
+    /// File and directory fsyncs.
+    pub fsyncs: u64,
+    pub segments_created: u64,
+}
+
+#[derive(Debug)]
+pub struct FileStorage {
+    dir: PathBuf,
+    options: WalOptions,
+    /// Holds the data dir's flock until the storage is dropped.
+    _lock: File,
+    active: ActiveSegment,
+    /// Every segment on disk, oldest first; the last one is `active`.
+    segments: Vec<SegmentInfo>,
+    /// A segment was created without a directory fsync (`fsync: false`).
+    dir_unsynced: bool,
+    hard_state: HardState,
+    last_index: LogIndex,
+    /// Reused across `persist` calls to encode the record.
+    frame_buf: Vec<u8>,
+    stats: WalStats,
+    /// Set when a write or fsync failed; see `StorageError::Poisoned`.
+    poisoned: bool,
+}
+
+impl FileStorage {
+    /// Opens the WAL in `dir`, creating the dir if it is missing, and
+    /// recovers what was persisted. `initial_config` is the configuration of
+    /// the empty log prefix (there are no snapshots yet).
+    pub fn open(
+        dir: &Path,
+        initial_config: ClusterConfig,
+        options: WalOptions,
+    ) -> Result<(FileStorage, RestoredState), StorageError> {
+        let lock = create_and_lock_dir(dir)?;
+        let listed = list_segments(dir)?;
+        let recovered = recover(dir, &listed)?;
+        let last_index = LogIndex(recovered.entries.len() as u64);
+        let mut storage = FileStorage {
+            dir: dir.to_path_buf(),
+            options,
+            _lock: lock,
+            active: match &recovered.tail {
+                Some(tail) => {
+                    let seq = recovered.segments.last().map_or(0, |info| info.seq);
+                    ActiveSegment::open_at(seq, tail.path.clone(), tail.bytes, tail.batches)?
+                }
+                // No segment survived: start the first one. Reusing the
+                // number of a segment recovery removed keeps numbers dense.
+                None => {
+                    let seq = listed.first().map_or(1, |(seq, _)| *seq);
+                    ActiveSegment::create(dir, seq, recovered.hard_state, last_index)?
+                }
+            },
+            segments: recovered.segments,
+            dir_unsynced: false,
+            hard_state: recovered.hard_state,
+            last_index,
+            frame_buf: Vec::new(),
+            stats: WalStats::default(),
+            poisoned: false,
+        };
+        if recovered.tail.is_none() {
+            storage.on_segment_created()?;
+        }
+        log::info!(
+            "WAL {} opened: {} entries, hard state {:?}, {} segments",
+            dir.display(),
+            last_index,
+            recovered.hard_state,
+            storage.segments.len()
+        );
+        let restored = RestoredState {
+            hard_state: recovered.hard_state,
+            entries: recovered.entries,
+            ..RestoredState::fresh(initial_config)
+        };
+        Ok((storage, restored))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn stats(&self) -> WalStats {
+        self.stats
+    }
+
+    pub fn hard_state(&self) -> HardState {
+        self.hard_state
+    }
+
+    pub fn last_index(&self) -> LogIndex {
+        self.last_index
+    }
+
+    /// Bookkeeping for a segment `ActiveSegment::create` just made: its
+    /// header and its directory entry must be durable before any record in
+    /// it is acknowledged, or a crash could lose the whole file.
+    fn on_segment_created(&mut self) -> Result<(), StorageError> {
+        self.stats.segments_created += 1;
+        self.stats.bytes_written += self.active.bytes;
+        self.segments.push(SegmentInfo {
+            seq: self.active.seq,
+            last_index_before: self.last_index,
+        });
+        if self.options.fsync {
+            self.active.sync()?;
+            sync_dir(&self.dir)?;
+            self.stats.fsyncs += 2;
+        } else {
+            self.dir_unsynced = true;
+        }
+        Ok(())
+    }
+
+    /// Starts the next segment with the current hard state, so that replay
+    /// can begin at any segment once the ones before it are gone.
+    // Snapshot compaction will delete segments wholly below the snapshot
+    // index: segment i holds only indexes <= segments[i + 1].last_index_before.
+    fn roll_over(&mut self) -> Result<(), StorageError> {
+        // The old segment's handle goes away here, so `sync` could no longer
+        // reach it: make it durable now even with `fsync: false`.
+        if self.active.unsynced {
+            self.active.sync()?;
+            self.stats.fsyncs += 1;
+        }
+        let seq = self.active.seq + 1;
+        self.active = ActiveSegment::create(&self.dir, seq, self.hard_state, self.last_index)?;
+        log::debug!("WAL rolled over to {}", self.active.path.display());
+        self.on_segment_created()
+    }
+
+    /// Appends the record in `frame_buf` and, with `fsync`, makes it durable.
+    fn write_frame(&mut self) -> Result<(), StorageError> {
+        if self.active.bytes >= self.options.segment_bytes_max && self.active.batches > 0 {
+            self.roll_over()?;
+        }
+        self.active.append(&self.frame_buf)?;
+        self.active.batches += 1;
+        self.stats.bytes_written += self.frame_buf.len() as u64;
+        self.stats.records_written += 1;
+        if self.options.fsync {
+            self.active.sync()?;
+            self.stats.fsyncs += 1;
+        }
+        Ok(())
+    }
+
+    fn check_not_poisoned(&self) -> Result<(), StorageError> {
+        if self.poisoned {
+            return Err(StorageError::Poisoned {
+                path: self.active.path.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Storage for FileStorage {
+    fn persist(
+        &mut self,
+        hard_state: Option<&HardState>,
+        entries: &[Entry],
+    ) -> Result<(), StorageError> {
+        self.check_not_poisoned()?;
+        let last_index =
+            check_persist(self.last_index, self.hard_state.commit, hard_state, entries);
+        if hard_state.is_none() && entries.is_empty() {
+            return Ok(());
+        }
+        let record = Record::Batch {
+            hard_state: hard_state.copied(),
+            entries: Cow::Borrowed(entries),
+        };
+        encode_frame(&record, &mut self.frame_buf).map_err(|bytes| {
+            StorageError::RecordTooLarge {
+                bytes,
+                max: RECORD_BYTES_MAX,
+            }
+        })?;
+        if let Err(err) = self.write_frame() {
+            // A partial record may now sit at the end of the file; appending
+            // after it would turn a torn tail into mid-log corruption.
+            self.poisoned = true;
+            return Err(err);
+        }
+        self.last_index = last_index;
+        if let Some(hard_state) = hard_state {
+            self.hard_state = *hard_state;
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), StorageError> {
+        self.check_not_poisoned()?;
+        let result = self.sync_everything();
+        if result.is_err() {
+            self.poisoned = true;
+        }
+        result
+    }
+}
+
+impl FileStorage {
+    fn sync_everything(&mut self) -> Result<(), StorageError> {
+        if self.active.unsynced {
+            self.active.sync()?;
+            self.stats.fsyncs += 1;
+        }
+        if self.dir_unsynced {
+            sync_dir(&self.dir)?;
+            self.stats.fsyncs += 1;
+            self.dir_unsynced = false;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::types::{EntryPayload, NodeId, Term};
+
+    fn entry(index: u64) -> Entry {
+        Entry {
+            term: Term(1),
+            index: LogIndex(index),
+            payload: EntryPayload::Command(vec![7; 32]),
+        }
+    }
+
+    fn open_fast(dir: &Path, segment_bytes_max: u64) -> FileStorage {
+        let options = WalOptions {
+            segment_bytes_max,
+            fsync: false,
+        };
+        FileStorage::open(dir, ClusterConfig::new(vec![NodeId(0)]), options)
+            .unwrap()
+            .0
+    }
+
+    #[test]
+    fn sync_without_per_persist_fsync_flushes_the_segment_and_the_dir() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut storage = open_fast(tmp.path(), u64::MAX);
+        storage.persist(None, &[entry(1)]).unwrap();
+        assert_eq!(storage.stats().fsyncs, 0);
+        storage.sync().unwrap();
+        assert_eq!(storage.stats().fsyncs, 2);
+        storage.sync().unwrap();
+        assert_eq!(storage.stats().fsyncs, 2, "nothing new to sync");
+    }
+
+    #[test]
+    fn rollover_syncs_the_segment_it_leaves_even_without_fsync() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut storage = open_fast(tmp.path(), 1);
+        storage.persist(None, &[entry(1)]).unwrap();
+        storage.persist(None, &[entry(2)]).unwrap();
+        let stats = storage.stats();
+        assert_eq!(stats.segments_created, 2);
+        assert_eq!(stats.fsyncs, 1);
+        assert_eq!(storage.segments.len(), 2);
+        assert_eq!(storage.segments[1].last_index_before, LogIndex(1));
+    }
+
+    #[test]
+    fn an_empty_persist_writes_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut storage = open_fast(tmp.path(), u64::MAX);
+        let before = storage.stats();
+        storage.persist(None, &[]).unwrap();
+        assert_eq!(storage.stats(), before);
+    }
+}
