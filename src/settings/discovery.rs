@@ -75,7 +75,10 @@ mod tests {
     fn a_local_address_on_another_port_is_not_this_node() {
         let list = peers("192.0.2.11:5000,192.0.2.12:5000");
         let e = find_self(&list, Some(5001), &ec2_host).unwrap_err();
-        assert!(e.to_string().contains("with port 5001; pass --node-id"), "{e}");
+        assert!(
+            e.to_string().contains("with port 5001; pass --node-id"),
+            "{e}"
+        );
     }
 
     #[test]

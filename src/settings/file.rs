@@ -198,7 +198,10 @@ mod tests {
             ..TransportSettings::default()
         };
         let e = small.validate(&raft).unwrap_err().to_string();
-        assert!(e.starts_with("bad transport.frame_bytes_max: 1048576"), "{e}");
+        assert!(
+            e.starts_with("bad transport.frame_bytes_max: 1048576"),
+            "{e}"
+        );
         TransportSettings::default().validate(&raft).unwrap();
     }
 

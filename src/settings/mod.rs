@@ -42,6 +42,9 @@ pub const CLUSTER_ID_DEFAULT: &str = "sraft";
 pub const DATA_DIR_DEFAULT: &str = "./data/node-{id}";
 
 /// What the command line asks for.
+// Built once per process, so boxing `Settings` to shrink the enum would only
+// make every `main` match uglier.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
     Server(Settings),

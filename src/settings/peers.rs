@@ -193,7 +193,10 @@ mod tests {
             parse_peer("10.0.1.10:5001").unwrap(),
             "10.0.1.10:5001".parse().unwrap()
         );
-        assert_eq!(parse_peer("[::1]:7000").unwrap(), "[::1]:7000".parse().unwrap());
+        assert_eq!(
+            parse_peer("[::1]:7000").unwrap(),
+            "[::1]:7000".parse().unwrap()
+        );
         assert_eq!(parse_peer("10.0.1.10").unwrap().port(), PEER_PORT_DEFAULT);
         assert_eq!(parse_peer("[fd00::1]").unwrap().port(), PEER_PORT_DEFAULT);
     }
@@ -214,10 +217,16 @@ mod tests {
 
     #[test]
     fn bad_ports_are_named() {
-        assert_eq!(reason("10.0.1.10:70000"), "invalid port '70000' (must be 1-65535)");
+        assert_eq!(
+            reason("10.0.1.10:70000"),
+            "invalid port '70000' (must be 1-65535)"
+        );
         assert_eq!(reason("10.0.1.10:0"), "invalid port '0' (must be 1-65535)");
         assert_eq!(reason("10.0.1.10:"), "missing port after ':'");
-        assert_eq!(reason("10.0.1.10:http"), "invalid port 'http' (must be 1-65535)");
+        assert_eq!(
+            reason("10.0.1.10:http"),
+            "invalid port 'http' (must be 1-65535)"
+        );
     }
 
     #[test]
@@ -269,7 +278,10 @@ mod tests {
         assert_eq!(parse_bind_host("0.0.0.0").unwrap(), Ipv4Addr::UNSPECIFIED);
         assert!(parse_bind_host("[::]").unwrap().is_unspecified());
         let e = parse_bind_host("eth0").unwrap_err().to_string();
-        assert!(e.starts_with("bad host 'eth0': --host must be an IP address"), "{e}");
+        assert!(
+            e.starts_with("bad host 'eth0': --host must be an IP address"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -128,15 +128,9 @@ fn env_value<T>(
     parse: impl Fn(&str) -> Result<T, String>,
 ) -> Result<Option<T>, SettingsError> {
     match env(var) {
-        Some(value) if !value.trim().is_empty() => {
-            parse(value.trim())
-                .map(Some)
-                .map_err(|reason| SettingsError::BadEnv {
-                    var,
-                    value,
-                    reason,
-                })
-        }
+        Some(value) if !value.trim().is_empty() => parse(value.trim())
+            .map(Some)
+            .map_err(|reason| SettingsError::BadEnv { var, value, reason }),
         _ => Ok(None),
     }
 }
@@ -184,7 +178,9 @@ fn server(args: &ServerArgs, env: Env, is_local: IsLocal) -> Result<Settings, Se
         None => find_self(&peers, layer.port, is_local)?,
     };
     let index = node_id.0 as usize;
-    let offset = file.client_port_offset.unwrap_or(CLIENT_PORT_OFFSET_DEFAULT);
+    let offset = file
+        .client_port_offset
+        .unwrap_or(CLIENT_PORT_OFFSET_DEFAULT);
     let client_addrs = client_addrs(&peers, offset)?;
     let (listen, client_listen) = listen_addrs(
         &layer,
@@ -281,7 +277,7 @@ fn client_addrs(peers: &[SocketAddr], offset: u16) -> Result<Vec<SocketAddr>, Se
 fn cluster_shape_warnings(peers: &[SocketAddr]) -> Vec<String> {
     let mut warnings = Vec::new();
     let n = peers.len();
-    if n > 1 && n % 2 == 0 {
+    if n > 1 && n.is_multiple_of(2) {
         warnings.push(format!(
             "{n} nodes tolerate {} failure(s), no more than {}: an odd size is cheaper",
             (n - 1) / 2,
@@ -351,7 +347,9 @@ fn cluster(
     }
     .or(file.peers);
     let peers = parse_peers(items.as_deref().unwrap_or_default())?;
-    let offset = file.client_port_offset.unwrap_or(CLIENT_PORT_OFFSET_DEFAULT);
+    let offset = file
+        .client_port_offset
+        .unwrap_or(CLIENT_PORT_OFFSET_DEFAULT);
     let client_addrs = client_addrs(&peers, offset)?;
     Ok((peers, client_addrs))
 }
