@@ -1,0 +1,134 @@
+//! The `sraft` command line as clap sees it: raw, optional values. Nothing
+//! here has a default, because a flag that was not given must fall through
+//! to the environment and then the config file (`resolve.rs`). For the same
+//! reason clap's `env` attribute is not used: the environment is read
+//! through an injectable function, and listed in the help by hand.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sraft",
+    version,
+    about = "S-Raft: Raft with RTT-ranked sub-leaders, and a replicated Redis-compatible KV store",
+    long_about = None,
+    after_help = "Without a subcommand, runs a server node. Each setting comes from its flag, \
+                  else its environment variable, else the config file, else its default.",
+    args_conflicts_with_subcommands = true
+)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(subcommand)]
+    pub command: Option<SubCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SubCommand {
+    /// Sends one command to the cluster through any node's client port.
+    Client(ClientArgs),
+    /// Prints each node's role, term, leader, indexes and sub-leaders.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServerArgs {
+    /// This node's id: its position in the peer list, from 0 [env: RAFT_NODE_ID]
+    /// [default: the peer whose address is this host's]
+    #[arg(long, value_name = "N")]
+    pub node_id: Option<u64>,
+    /// Every node's peer address, in id order: host:port,host:port,...
+    /// [env: RAFT_PEERS]
+    #[arg(long, value_name = "H:P,H:P,...")]
+    pub peers: Option<String>,
+    /// IP address to bind [default: the own peer IP if loopback, else 0.0.0.0]
+    #[arg(long, value_name = "IP")]
+    pub host: Option<String>,
+    /// Peer port to bind; without --node-id, also picks this node's entry
+    /// among peers on one host [env: RAFT_PORT] [default: own entry's port]
+    #[arg(long, value_name = "P", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+    /// Client (RESP) port [default: peer port + client_port_offset (1000)]
+    #[arg(long, value_name = "P", value_parser = clap::value_parser!(u16).range(1..))]
+    pub client_port: Option<u16>,
+    /// TOML config file; flags and environment variables override it
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Write-ahead log and snapshots; {id} is replaced by the node id
+    /// [env: RAFT_DATA_DIR] [default: ./data/node-{id}]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log at debug level (default: info)
+    #[arg(long)]
+    pub debug: bool,
+    /// Disable sub-leaders: plain Raft, for comparison
+    /// [env: ENABLE_SUBLEADER=false]
+    #[arg(long)]
+    pub original_raft: bool,
+    /// Append one JSON object per event to FILE; {id} is replaced
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
+    /// Name checked in every peer handshake [default: sraft]
+    #[arg(long, value_name = "ID")]
+    pub cluster_id: Option<String>,
+}
+
+/// Where a client-side tool finds the cluster.
+#[derive(Debug, Args)]
+pub(crate) struct ClusterArgs {
+    /// Every node's peer address, in id order; client ports are derived
+    /// from them [env: RAFT_PEERS]
+    #[arg(long, value_name = "H:P,H:P,...")]
+    pub peers: Option<String>,
+    /// TOML config file to take peers and client_port_offset from
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ClientArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    #[command(subcommand)]
+    pub op: ClientOp,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// One JSON object per node instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One `sraft client` command; each maps to the RESP command of that name.
+#[derive(Clone, Debug, PartialEq, Eq, Subcommand)]
+pub enum ClientOp {
+    /// SET key value
+    Set { key: String, value: String },
+    /// GET key
+    Get { key: String },
+    /// DEL key
+    Del { key: String },
+    /// CAS key expected new: set to NEW only if the value is EXPECTED
+    Cas {
+        key: String,
+        expected: String,
+        new: String,
+    },
+    /// INCR key
+    Incr { key: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

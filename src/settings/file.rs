@@ -1,0 +1,230 @@
+//! The TOML config file (`--config`). One file usually serves a whole
+//! cluster: the node id is a position in `peers`, and `{id}` in paths is
+//! replaced by it. Every key is optional; flags and environment variables
+//! override the file (DESIGN.md 4). Unknown keys are errors, so a typo does
+//! not quietly leave a setting at its default.
+
+use super::SettingsError;
+use crate::core::RaftConfig;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Client port = peer port + this, unless `client_port` is given
+/// (DESIGN.md 4: 5000 -> 6000).
+pub const CLIENT_PORT_OFFSET_DEFAULT: u16 = 1000;
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConfigFile {
+    pub cluster_id: Option<String>,
+    /// For a per-node file; a shared file leaves it to discovery.
+    pub node_id: Option<u64>,
+    pub peers: Option<Vec<String>>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub client_port: Option<u16>,
+    pub client_port_offset: Option<u16>,
+    pub data_dir: Option<PathBuf>,
+    pub metrics_file: Option<PathBuf>,
+    pub debug: Option<bool>,
+    #[serde(default)]
+    pub raft: RaftConfig,
+    #[serde(default)]
+    pub storage: StorageSettings,
+    #[serde(default)]
+    pub transport: TransportSettings,
+}
+
+/// `[storage]`: the write-ahead log (DESIGN.md 5).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSettings {
+    /// fsync before a vote or an append is acknowledged. Turning it off
+    /// gives up Raft's safety on power loss; only for benchmarks on tmpfs.
+    pub fsync: bool,
+    /// A log segment is closed and a new one started past this size.
+    pub segment_bytes_max: u64,
+}
+
+impl Default for StorageSettings {
+    fn default() -> StorageSettings {
+        StorageSettings {
+            fsync: true,
+            segment_bytes_max: 64 << 20,
+        }
+    }
+}
+
+/// `[transport]`: peer connections (DESIGN.md 2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransportSettings {
+    /// A frame announcing more than this closes the connection.
+    pub frame_bytes_max: u32,
+    /// Frames waiting for one peer's sender thread; beyond it they are
+    /// dropped and Raft retransmits.
+    pub queue_depth: usize,
+}
+
+impl Default for TransportSettings {
+    fn default() -> TransportSettings {
+        TransportSettings {
+            frame_bytes_max: 16 << 20,
+            queue_depth: 1024,
+        }
+    }
+}
+
+impl StorageSettings {
+    pub(crate) fn validate(&self) -> Result<(), SettingsError> {
+        if self.segment_bytes_max == 0 {
+            return Err(bad("storage.segment_bytes_max", "must be > 0"));
+        }
+        Ok(())
+    }
+}
+
+impl TransportSettings {
+    /// An Append of `append_bytes_max` payload bytes must fit one frame with
+    /// its per-entry headers; twice the payload is the headroom we ask for.
+    pub(crate) fn validate(&self, raft: &RaftConfig) -> Result<(), SettingsError> {
+        if self.queue_depth == 0 {
+            return Err(bad("transport.queue_depth", "must be > 0"));
+        }
+        let needed = (raft.append_bytes_max as u64).saturating_mul(2);
+        if u64::from(self.frame_bytes_max) < needed {
+            return Err(SettingsError::BadValue {
+                key: "transport.frame_bytes_max".to_owned(),
+                reason: format!(
+                    "{} must be at least twice raft.append_bytes_max={}",
+                    self.frame_bytes_max, raft.append_bytes_max
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn bad(key: &str, reason: &str) -> SettingsError {
+    SettingsError::BadValue {
+        key: key.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+impl ConfigFile {
+    pub(crate) fn load(path: &Path) -> Result<ConfigFile, SettingsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::ConfigRead {
+            path: path.to_owned(),
+            source,
+        })?;
+        ConfigFile::parse(&text, path)
+    }
+
+    /// `path` only names the file in errors. toml's own Display draws the
+    /// offending line with a caret over several lines; we keep the message
+    /// (which names the key) and turn the span into a line number.
+    pub(crate) fn parse(text: &str, path: &Path) -> Result<ConfigFile, SettingsError> {
+        toml::from_str(text).map_err(|e: toml::de::Error| SettingsError::ConfigParse {
+            path: path.to_owned(),
+            line: e
+                .span()
+                .map(|span| text[..span.start].matches('\n').count() + 1),
+            message: e.message().trim().replace('\n', " "),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ConfigFile, SettingsError> {
+        ConfigFile::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn empty_file_is_all_defaults() {
+        let file = parse("").unwrap();
+        assert_eq!(file, ConfigFile::default());
+        assert_eq!(file.raft, RaftConfig::default());
+    }
+
+    #[test]
+    fn sections_fill_missing_keys_with_defaults() {
+        let file = parse("[raft]\nheartbeat_interval_ms = 20\n[storage]\nfsync = false\n").unwrap();
+        assert_eq!(file.raft.heartbeat_interval_ms, 20);
+        assert_eq!(file.raft.follower_timeout_ms_max, 1000);
+        assert!(!file.storage.fsync);
+        assert_eq!(file.storage.segment_bytes_max, 64 << 20);
+    }
+
+    #[test]
+    fn unknown_top_level_key_is_named_with_its_line() {
+        let e = parse("cluster_id = \"x\"\npeer = [\"127.0.0.1:5000\"]\n").unwrap_err();
+        let line = e.to_string();
+        assert!(
+            line.starts_with("config file 'test.toml' line 2: unknown field `peer`"),
+            "{line}"
+        );
+        assert!(!line.contains('\n'), "{line}");
+    }
+
+    #[test]
+    fn unknown_key_in_a_section_is_named() {
+        for (section, key) in [
+            ("raft", "heartbeat_ms"),
+            ("storage", "sync"),
+            ("transport", "queue_len"),
+        ] {
+            let e = parse(&format!("[{section}]\n{key} = 1\n")).unwrap_err();
+            let line = e.to_string();
+            assert!(line.contains(&format!("unknown field `{key}`")), "{line}");
+            assert!(line.contains("line 2"), "{line}");
+        }
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let e = parse("port = \"5000\"\n").unwrap_err().to_string();
+        assert!(e.contains("line 1") && e.contains("invalid type"), "{e}");
+    }
+
+    #[test]
+    fn transport_frames_must_hold_an_append() {
+        let raft = RaftConfig::default();
+        let small = TransportSettings {
+            frame_bytes_max: 1 << 20,
+            ..TransportSettings::default()
+        };
+        let e = small.validate(&raft).unwrap_err().to_string();
+        assert!(
+            e.starts_with("bad transport.frame_bytes_max: 1048576"),
+            "{e}"
+        );
+        TransportSettings::default().validate(&raft).unwrap();
+    }
+
+    #[test]
+    fn zero_sizes_are_rejected_by_key() {
+        let storage = StorageSettings {
+            segment_bytes_max: 0,
+            ..StorageSettings::default()
+        };
+        assert_eq!(
+            storage.validate().unwrap_err().to_string(),
+            "bad storage.segment_bytes_max: must be > 0"
+        );
+        let transport = TransportSettings {
+            queue_depth: 0,
+            ..TransportSettings::default()
+        };
+        assert_eq!(
+            transport
+                .validate(&RaftConfig::default())
+                .unwrap_err()
+                .to_string(),
+            "bad transport.queue_depth: must be > 0"
+        );
+    }
+}

@@ -1,0 +1,119 @@
+//! Command line, environment and config file, resolved into one validated
+//! `Settings` before the node opens a file or a socket (DESIGN.md 4).
+//!
+//! Precedence, for every setting: flag, then environment variable, then the
+//! `--config` TOML file, then the default. clap parses the flags into
+//! options; `resolve.rs` stacks the three sources and fills the defaults.
+//!
+//! ```text
+//! sraft [--node-id N] --peers H:P,H:P,... [--host IP] [--port P] [--client-port P]
+//!       [--config FILE] [--data-dir DIR] [--debug] [--original-raft]
+//!       [--metrics-file FILE] [--cluster-id ID]
+//! sraft client [--peers ...] [--config FILE] set K V | get K | del K | cas K EXPECTED NEW | incr K
+//! sraft status [--peers ...] [--config FILE] [--json]
+//! ```
+
+mod cli;
+mod discovery;
+mod error;
+mod file;
+mod peers;
+mod resolve;
+
+pub use cli::ClientOp;
+pub use error::{EXIT_STATUS_BAD_SETTINGS, SettingsError};
+pub use file::{CLIENT_PORT_OFFSET_DEFAULT, StorageSettings, TransportSettings};
+pub use peers::PEER_PORT_DEFAULT;
+
+use crate::core::{NodeId, RaftConfig};
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub const ENV_NODE_ID: &str = "RAFT_NODE_ID";
+pub const ENV_PORT: &str = "RAFT_PORT";
+pub const ENV_PEERS: &str = "RAFT_PEERS";
+pub const ENV_DATA_DIR: &str = "RAFT_DATA_DIR";
+/// `true`/`false`/`1`/`0`; false means original Raft, like `--original-raft`.
+pub const ENV_ENABLE_SUBLEADER: &str = "ENABLE_SUBLEADER";
+
+pub const CLUSTER_ID_DEFAULT: &str = "sraft";
+/// `{id}` is replaced by the node id.
+pub const DATA_DIR_DEFAULT: &str = "./data/node-{id}";
+
+/// What the command line asks for.
+// Built once per process, so boxing `Settings` to shrink the enum would only
+// make every `main` match uglier.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    Server(Settings),
+    Client(ClientSettings),
+    Status(StatusSettings),
+}
+
+/// Everything a server node needs, resolved and validated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    pub node_id: NodeId,
+    /// Sent in the peer handshake; a node of another cluster is refused.
+    pub cluster_id: String,
+    /// Peer (Raft) address of every node; index = node id.
+    pub peers: Vec<SocketAddr>,
+    /// Where this node accepts peer connections.
+    pub listen: SocketAddr,
+    /// Where this node accepts RESP clients.
+    pub client_listen: SocketAddr,
+    /// Client address of every node; index = node id. A follower tells
+    /// clients, and `sraft status` asks, at these.
+    pub client_addrs: Vec<SocketAddr>,
+    pub data_dir: PathBuf,
+    pub debug: bool,
+    pub metrics_file: Option<PathBuf>,
+    /// `enable_subleader` already reflects `--original-raft` and
+    /// `ENABLE_SUBLEADER`.
+    pub raft: RaftConfig,
+    pub storage: StorageSettings,
+    pub transport: TransportSettings,
+    /// Legal but suspicious choices (an even cluster, a bind port that is not
+    /// the advertised one). Settings are resolved before the logger exists,
+    /// since `--debug` sets its level, so `main` logs these once it does.
+    pub warnings: Vec<String>,
+}
+
+/// `sraft client`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientSettings {
+    pub peers: Vec<SocketAddr>,
+    pub client_addrs: Vec<SocketAddr>,
+    pub op: ClientOp,
+}
+
+/// `sraft status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusSettings {
+    pub peers: Vec<SocketAddr>,
+    pub client_addrs: Vec<SocketAddr>,
+    pub json: bool,
+}
+
+impl Settings {
+    /// Parses `args` (program name first, as from `std::env::args_os()`),
+    /// reading environment variables through `env`, so tests need not touch
+    /// the process environment. Discovery tests this host's real addresses.
+    pub fn from_args<I, T>(
+        args: I,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Command, SettingsError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        resolve::command(args, env, &discovery::is_local_ip)
+    }
+
+    /// `from_args` on this process's arguments and environment.
+    pub fn from_process() -> Result<Command, SettingsError> {
+        Settings::from_args(std::env::args_os(), &|var| std::env::var(var).ok())
+    }
+}

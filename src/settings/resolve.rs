@@ -1,0 +1,358 @@
+//! Stacks flags over environment over config file, fills defaults, and
+//! checks the result.
+
+use super::cli::{Cli, ClusterArgs, ServerArgs, SubCommand};
+use super::discovery::find_self;
+use super::file::{CLIENT_PORT_OFFSET_DEFAULT, ConfigFile};
+use super::peers::{default_bind_ip, parse_bind_host, parse_peers, split_list};
+use super::*;
+use clap::Parser;
+use std::net::IpAddr;
+use std::path::Path;
+
+type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+type IsLocal<'a> = &'a dyn Fn(IpAddr) -> bool;
+
+/// cluster_id travels in every handshake frame; keep it short.
+const CLUSTER_ID_BYTES_MAX: usize = 64;
+
+pub(crate) fn command<I, T>(args: I, env: Env, is_local: IsLocal) -> Result<Command, SettingsError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = Cli::try_parse_from(args)?;
+    match cli.command {
+        None => server(&cli.server, env, is_local).map(Command::Server),
+        Some(SubCommand::Client(args)) => {
+            let (peers, client_addrs) = cluster(&args.cluster, env)?;
+            Ok(Command::Client(ClientSettings {
+                peers,
+                client_addrs,
+                op: args.op,
+            }))
+        }
+        Some(SubCommand::Status(args)) => {
+            let (peers, client_addrs) = cluster(&args.cluster, env)?;
+            Ok(Command::Status(StatusSettings {
+                peers,
+                client_addrs,
+                json: args.json,
+            }))
+        }
+    }
+}
+
+/// One source's view of the settings that more than one source can give.
+/// `a.or(b)` keeps what `a` says and takes the rest from `b`.
+#[derive(Debug, Default)]
+struct Layer {
+    node_id: Option<u64>,
+    peers: Option<Vec<String>>,
+    host: Option<String>,
+    port: Option<u16>,
+    client_port: Option<u16>,
+    data_dir: Option<PathBuf>,
+    metrics_file: Option<PathBuf>,
+    cluster_id: Option<String>,
+    debug: Option<bool>,
+    enable_subleader: Option<bool>,
+}
+
+impl Layer {
+    fn or(self, lower: Layer) -> Layer {
+        Layer {
+            node_id: self.node_id.or(lower.node_id),
+            peers: self.peers.or(lower.peers),
+            host: self.host.or(lower.host),
+            port: self.port.or(lower.port),
+            client_port: self.client_port.or(lower.client_port),
+            data_dir: self.data_dir.or(lower.data_dir),
+            metrics_file: self.metrics_file.or(lower.metrics_file),
+            cluster_id: self.cluster_id.or(lower.cluster_id),
+            debug: self.debug.or(lower.debug),
+            enable_subleader: self.enable_subleader.or(lower.enable_subleader),
+        }
+    }
+
+    /// A boolean flag can only say "yes"; its absence says nothing, so that
+    /// the environment and the file still count.
+    fn from_flags(args: &ServerArgs) -> Layer {
+        Layer {
+            node_id: args.node_id,
+            peers: args.peers.as_deref().map(split_list),
+            host: args.host.clone(),
+            port: args.port,
+            client_port: args.client_port,
+            data_dir: args.data_dir.clone(),
+            metrics_file: args.metrics_file.clone(),
+            cluster_id: args.cluster_id.clone(),
+            debug: args.debug.then_some(true),
+            enable_subleader: args.original_raft.then_some(false),
+        }
+    }
+
+    fn from_env(env: Env) -> Result<Layer, SettingsError> {
+        Ok(Layer {
+            node_id: env_value(env, ENV_NODE_ID, parse_node_id)?,
+            peers: env_value(env, ENV_PEERS, |s| Ok(split_list(s)))?,
+            port: env_value(env, ENV_PORT, parse_port)?,
+            data_dir: env_value(env, ENV_DATA_DIR, |s| Ok(PathBuf::from(s)))?,
+            enable_subleader: env_value(env, ENV_ENABLE_SUBLEADER, parse_bool)?,
+            ..Layer::default()
+        })
+    }
+
+    fn from_file(file: &ConfigFile) -> Layer {
+        Layer {
+            node_id: file.node_id,
+            peers: file.peers.clone(),
+            host: file.host.clone(),
+            port: file.port,
+            client_port: file.client_port,
+            data_dir: file.data_dir.clone(),
+            metrics_file: file.metrics_file.clone(),
+            cluster_id: file.cluster_id.clone(),
+            debug: file.debug,
+            // The file says this in [raft], applied in `raft_config`.
+            enable_subleader: None,
+        }
+    }
+}
+
+/// An empty variable counts as unset: scripts often `export RAFT_NODE_ID=`
+/// to clear a value, and clap treats empty variables the same way.
+fn env_value<T>(
+    env: Env,
+    var: &'static str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Option<T>, SettingsError> {
+    match env(var) {
+        Some(value) if !value.trim().is_empty() => parse(value.trim())
+            .map(Some)
+            .map_err(|reason| SettingsError::BadEnv { var, value, reason }),
+        _ => Ok(None),
+    }
+}
+
+fn parse_node_id(s: &str) -> Result<u64, String> {
+    s.parse()
+        .map_err(|_| "not a node id (a number from 0)".to_owned())
+}
+
+fn parse_port(s: &str) -> Result<u16, String> {
+    match s.parse::<u16>() {
+        Ok(port) if port > 0 => Ok(port),
+        _ => Err("not a port (1-65535)".to_owned()),
+    }
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err("expected true, false, 1 or 0".to_owned()),
+    }
+}
+
+fn load_file(path: Option<&Path>) -> Result<ConfigFile, SettingsError> {
+    path.map_or_else(|| Ok(ConfigFile::default()), ConfigFile::load)
+}
+
+fn server(args: &ServerArgs, env: Env, is_local: IsLocal) -> Result<Settings, SettingsError> {
+    let file = load_file(args.config.as_deref())?;
+    let layer = Layer::from_flags(args)
+        .or(Layer::from_env(env)?)
+        .or(Layer::from_file(&file));
+    let mut warnings = Vec::new();
+
+    let peers = parse_peers(layer.peers.as_deref().unwrap_or_default())?;
+    let node_id = match layer.node_id {
+        Some(id) if id < peers.len() as u64 => NodeId(id),
+        Some(id) => {
+            return Err(SettingsError::NodeIdOutOfRange {
+                node_id: id,
+                peer_count: peers.len(),
+            });
+        }
+        None => find_self(&peers, layer.port, is_local)?,
+    };
+    let index = node_id.0 as usize;
+    let offset = file
+        .client_port_offset
+        .unwrap_or(CLIENT_PORT_OFFSET_DEFAULT);
+    let client_addrs = client_addrs(&peers, offset)?;
+    let (listen, client_listen) = listen_addrs(
+        &layer,
+        node_id,
+        peers[index],
+        client_addrs[index],
+        &mut warnings,
+    )?;
+    warnings.extend(cluster_shape_warnings(&peers));
+
+    let raft = raft_config(file.raft, layer.enable_subleader)?;
+    file.storage.validate()?;
+    file.transport.validate(&raft)?;
+    Ok(Settings {
+        node_id,
+        cluster_id: cluster_id(layer.cluster_id)?,
+        peers,
+        listen,
+        client_listen,
+        client_addrs,
+        data_dir: substitute_id(
+            &layer.data_dir.unwrap_or_else(|| DATA_DIR_DEFAULT.into()),
+            node_id,
+        ),
+        debug: layer.debug.unwrap_or(false),
+        metrics_file: layer.metrics_file.map(|path| substitute_id(&path, node_id)),
+        raft,
+        storage: file.storage,
+        transport: file.transport,
+        warnings,
+    })
+}
+
+/// The peer and client addresses to bind.
+///
+/// `--port` (or RAFT_PORT) that disagrees with this node's entry in the
+/// peer list: like etcd's listen vs advertise URLs, the node binds the port
+/// it was told to and stays known to the others at the listed address. That
+/// is right behind a port mapping (a container's `-p 5000:7000`) and wrong
+/// otherwise, so it is a warning, not an error. Only possible with an
+/// explicit node id: discovery by port never picks a disagreeing entry.
+fn listen_addrs(
+    layer: &Layer,
+    node_id: NodeId,
+    own: SocketAddr,
+    own_client: SocketAddr,
+    warnings: &mut Vec<String>,
+) -> Result<(SocketAddr, SocketAddr), SettingsError> {
+    let ip = match &layer.host {
+        Some(host) => parse_bind_host(host)?,
+        None => default_bind_ip(own.ip()),
+    };
+    let port = layer.port.unwrap_or(own.port());
+    if port != own.port() {
+        warnings.push(format!(
+            "node {node_id} listens on port {port} but the peer list has it at {own}; \
+             peers will dial {own}, so something must forward that to port {port}"
+        ));
+    }
+    let client_port = layer.client_port.unwrap_or(own_client.port());
+    if client_port != own_client.port() {
+        warnings.push(format!(
+            "node {node_id} serves clients on port {client_port}, but the other nodes and \
+             `sraft status` expect it at {own_client} (peer port + client_port_offset)"
+        ));
+    }
+    if client_port == port {
+        return Err(SettingsError::BadValue {
+            key: "client_port".to_owned(),
+            reason: format!("{client_port} is also the peer port"),
+        });
+    }
+    Ok((SocketAddr::new(ip, port), SocketAddr::new(ip, client_port)))
+}
+
+/// Every node's client address: its peer address with the port moved by
+/// `offset`. Every node and tool computes the same list from the same peers.
+fn client_addrs(peers: &[SocketAddr], offset: u16) -> Result<Vec<SocketAddr>, SettingsError> {
+    peers
+        .iter()
+        .map(|peer| match peer.port().checked_add(offset) {
+            Some(port) if offset > 0 => Ok(SocketAddr::new(peer.ip(), port)),
+            _ => Err(SettingsError::BadValue {
+                key: "client_port_offset".to_owned(),
+                reason: format!(
+                    "{offset} must be > 0 and keep the client port of {peer} within 65535"
+                ),
+            }),
+        })
+        .collect()
+}
+
+/// Legal clusters that an operator probably did not mean.
+fn cluster_shape_warnings(peers: &[SocketAddr]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let n = peers.len();
+    if n > 1 && n.is_multiple_of(2) {
+        warnings.push(format!(
+            "{n} nodes tolerate {} failure(s), no more than {}: an odd size is cheaper",
+            (n - 1) / 2,
+            n - 1
+        ));
+    }
+    let loopback = peers.iter().find(|p| p.ip().is_loopback());
+    let remote = peers.iter().find(|p| !p.ip().is_loopback());
+    if let (Some(loopback), Some(remote)) = (loopback, remote) {
+        warnings.push(format!(
+            "peers mix loopback and network addresses: {remote} cannot reach {loopback}"
+        ));
+    }
+    warnings
+}
+
+/// The file's [raft] table with the mode from flag or environment on top.
+fn raft_config(
+    file_raft: RaftConfig,
+    enable_subleader: Option<bool>,
+) -> Result<RaftConfig, SettingsError> {
+    let raft = match enable_subleader {
+        Some(false) => file_raft.original(),
+        Some(true) => RaftConfig {
+            enable_subleader: true,
+            ..file_raft
+        },
+        None => file_raft,
+    };
+    raft.validate()?;
+    Ok(raft)
+}
+
+fn cluster_id(id: Option<String>) -> Result<String, SettingsError> {
+    let id = id.unwrap_or_else(|| CLUSTER_ID_DEFAULT.to_owned());
+    let printable = id.chars().all(|c| c.is_ascii_graphic());
+    if id.is_empty() || id.len() > CLUSTER_ID_BYTES_MAX || !printable {
+        return Err(SettingsError::BadValue {
+            key: "cluster_id".to_owned(),
+            reason: format!(
+                "'{id}' must be 1 to {CLUSTER_ID_BYTES_MAX} printable ASCII characters, no spaces"
+            ),
+        });
+    }
+    Ok(id)
+}
+
+/// Replaces `{id}` so that one config file or one RAFT_DATA_DIR serves
+/// every node. A path that is not UTF-8 cannot contain `{id}` as written
+/// and is kept as is.
+fn substitute_id(path: &Path, node_id: NodeId) -> PathBuf {
+    match path.to_str() {
+        Some(text) => PathBuf::from(text.replace("{id}", &node_id.to_string())),
+        None => path.to_owned(),
+    }
+}
+
+/// Peers and client addresses for `sraft client` and `sraft status`.
+fn cluster(
+    args: &ClusterArgs,
+    env: Env,
+) -> Result<(Vec<SocketAddr>, Vec<SocketAddr>), SettingsError> {
+    let file = load_file(args.config.as_deref())?;
+    let items = match args.peers.as_deref() {
+        Some(list) => Some(split_list(list)),
+        None => env_value(env, ENV_PEERS, |s| Ok(split_list(s)))?,
+    }
+    .or(file.peers);
+    let peers = parse_peers(items.as_deref().unwrap_or_default())?;
+    let offset = file
+        .client_port_offset
+        .unwrap_or(CLIENT_PORT_OFFSET_DEFAULT);
+    let client_addrs = client_addrs(&peers, offset)?;
+    Ok((peers, client_addrs))
+}
+
+#[cfg(test)]
+mod tests;
