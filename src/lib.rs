@@ -2,6 +2,7 @@
 //! Redis-compatible key-value store. See DESIGN.md for the architecture.
 
 pub mod core;
+pub mod kv;
 pub mod settings;
 pub mod sim;
 pub mod state_machine;
