@@ -2,5 +2,6 @@
 //! Redis-compatible key-value store. See DESIGN.md for the architecture.
 
 pub mod core;
+pub mod kv;
 pub mod sim;
 pub mod state_machine;
