@@ -8,7 +8,7 @@
 //! (ReadIndex, then `KvStore::read`) or `Write` (wrap in a `KvCommand`,
 //! propose, reply with what `KvStore::apply` returned).
 
-// pub mod command;
+pub mod command;
 // pub mod linearizability;
 pub mod resp;
 // pub mod store;
