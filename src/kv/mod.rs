@@ -11,4 +11,4 @@
 pub mod command;
 // pub mod linearizability;
 pub mod resp;
-// pub mod store;
+pub mod store;
