@@ -1,0 +1,397 @@
+//! The replicated key-value state machine.
+//!
+//! Every node applies the same committed `KvCommand`s in the same order and
+//! must end in the same state with the same replies, so everything here is a
+//! function of the log alone: ordered maps, no clock, no randomness, and
+//! limits taken from a [`KvStoreConfig`] that must be identical on every node.
+//!
+//! **Exactly-once writes.** A client's write can reach the log twice: the
+//! forwarder times out and retries, or a new leader re-proposes. Each command
+//! carries `(client_id, seq)`; the store remembers, per client, the last seq
+//! it applied and the reply it gave, and answers a repeat from that memory
+//! instead of applying again (Raft dissertation, section 6.3). This requires
+//! that a client (a `client_id`) has at most one write in flight and numbers
+//! its writes 1, 2, 3, ...; `seq == 0` opts out of deduplication.
+
+#[cfg(test)]
+mod tests;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use super::command::{ReadOp, SetCondition, WriteOp};
+use super::resp::{Value, parse_i64};
+use crate::core::LogIndex;
+use crate::state_machine::StateMachine;
+
+/// First byte of every encoded `KvCommand`: log entries outlive binaries.
+const COMMAND_FORMAT_VERSION: u8 = 1;
+/// First byte of every snapshot.
+const SNAPSHOT_FORMAT_VERSION: u8 = 1;
+
+/// One write, as stored in the Raft log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvCommand {
+    pub client_id: u64,
+    /// 1, 2, 3, ... per client; 0 means "do not deduplicate".
+    pub seq: u64,
+    pub op: WriteOp,
+}
+
+impl KvCommand {
+    /// The bytes to propose: a version byte, then postcard.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![COMMAND_FORMAT_VERSION];
+        postcard::to_io(self, &mut out).expect("writing to a Vec cannot fail");
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<KvCommand, String> {
+        let body = versioned_body(bytes, COMMAND_FORMAT_VERSION, "command")?;
+        decode_exact(body, "command")
+    }
+}
+
+/// Settings that shape the replicated state: every node of a cluster must
+/// use the same values, or their states (and replies) diverge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KvStoreConfig {
+    /// Client sessions remembered for deduplication; past this, the session
+    /// used least recently (by log index) is forgotten.
+    pub sessions_max: usize,
+    /// Longest value APPEND may produce (SET's values are checked before
+    /// they reach the log, by `CommandLimits`).
+    pub value_bytes_max: usize,
+}
+
+impl Default for KvStoreConfig {
+    fn default() -> Self {
+        KvStoreConfig {
+            sessions_max: 10_000,
+            value_bytes_max: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// What the store remembers about one client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Session {
+    last_seq: u64,
+    /// The RESP-encoded reply to `last_seq`, replayed to a retry.
+    last_reply: Vec<u8>,
+    /// The log index that last used this session: the eviction order.
+    last_used: LogIndex,
+}
+
+#[derive(Debug)]
+pub struct KvStore {
+    config: KvStoreConfig,
+    data: BTreeMap<Vec<u8>, Vec<u8>>,
+    sessions: BTreeMap<u64, Session>,
+    /// `last_used` → client id, for least-recently-used eviction. Exactly
+    /// the inverse of `sessions`' `last_used`: one index touches one session.
+    sessions_by_use: BTreeMap<LogIndex, u64>,
+    applied: LogIndex,
+}
+
+/// The snapshot's contents, borrowed for writing.
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    applied: LogIndex,
+    data: &'a BTreeMap<Vec<u8>, Vec<u8>>,
+    sessions: &'a BTreeMap<u64, Session>,
+}
+
+/// The snapshot's contents, owned for reading.
+#[derive(Deserialize)]
+struct SnapshotOwned {
+    applied: LogIndex,
+    data: BTreeMap<Vec<u8>, Vec<u8>>,
+    sessions: BTreeMap<u64, Session>,
+}
+
+impl KvStore {
+    pub fn new(config: KvStoreConfig) -> KvStore {
+        assert!(config.sessions_max > 0, "sessions_max must be positive");
+        KvStore {
+            config,
+            data: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            sessions_by_use: BTreeMap::new(),
+            applied: LogIndex(0),
+        }
+    }
+
+    /// Serves a read. The caller is responsible for linearizability: call
+    /// only once `applied_index()` has reached the read's ReadIndex.
+    pub fn read(&self, op: &ReadOp) -> Value {
+        match op {
+            ReadOp::Get(key) => Value::bulk_or_nil(self.get(key)),
+            ReadOp::Exists(keys) => {
+                let count = keys.iter().filter(|k| self.data.contains_key(*k)).count();
+                Value::Integer(count as i64)
+            }
+            ReadOp::MGet(keys) => Value::Array(
+                keys.iter()
+                    .map(|k| Value::bulk_or_nil(self.get(k)))
+                    .collect(),
+            ),
+        }
+    }
+
+    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        self.data.get(key).map(Vec::as_slice)
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// Number of client sessions remembered for deduplication.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Applies one decoded command at `index`, deduplicating by session.
+    fn apply_command(&mut self, index: LogIndex, command: KvCommand) -> Vec<u8> {
+        let KvCommand { client_id, seq, op } = command;
+        if seq == 0 {
+            return self.execute(op).to_bytes();
+        }
+        if let Some(session) = self.sessions.get(&client_id) {
+            let last_seq = session.last_seq;
+            if seq < last_seq {
+                // Its reply was delivered (one write in flight per client)
+                // or nobody waits for it; either way, never apply it.
+                return Value::error(format!(
+                    "ERR duplicate request: client {client_id} seq {seq} was superseded by seq {last_seq}"
+                ))
+                .to_bytes();
+            }
+            if seq == last_seq {
+                let reply = session.last_reply.clone();
+                self.touch_session(client_id, index);
+                return reply;
+            }
+        }
+        let reply = self.execute(op).to_bytes();
+        self.record_session(client_id, seq, reply.clone(), index);
+        reply
+    }
+
+    fn execute(&mut self, op: WriteOp) -> Value {
+        match op {
+            WriteOp::Set {
+                key,
+                value,
+                condition,
+                get,
+            } => self.set(key, value, condition, get),
+            WriteOp::Del(keys) => {
+                let removed = keys
+                    .iter()
+                    .filter(|k| self.data.remove(*k).is_some())
+                    .count();
+                Value::Integer(removed as i64)
+            }
+            WriteOp::Append { key, value } => self.append(key, &value),
+            WriteOp::IncrBy { key, delta } => self.incr_by(key, delta),
+            WriteOp::Cas { key, expected, new } => match self.data.get_mut(&key) {
+                Some(current) if *current == expected => {
+                    *current = new;
+                    Value::Integer(1)
+                }
+                _ => Value::Integer(0),
+            },
+        }
+    }
+
+    /// Redis 7 semantics: with GET the reply is the old value (or nil)
+    /// whether or not the condition let the write happen; without GET it is
+    /// OK, or nil when NX/XX prevented the write.
+    fn set(&mut self, key: Vec<u8>, value: Vec<u8>, condition: SetCondition, get: bool) -> Value {
+        let old = self.data.get(&key);
+        let allowed = match condition {
+            SetCondition::Always => true,
+            SetCondition::IfAbsent => old.is_none(),
+            SetCondition::IfPresent => old.is_some(),
+        };
+        let reply = match (get, allowed) {
+            (true, _) => Value::bulk_or_nil(old.map(Vec::as_slice)),
+            (false, true) => Value::ok(),
+            (false, false) => Value::NullBulk,
+        };
+        if allowed {
+            self.data.insert(key, value);
+        }
+        reply
+    }
+
+    fn append(&mut self, key: Vec<u8>, value: &[u8]) -> Value {
+        let current_len = self.data.get(&key).map_or(0, Vec::len);
+        let new_len = current_len.saturating_add(value.len());
+        if new_len > self.config.value_bytes_max {
+            // Redis's text for the same check (`checkStringLength`).
+            return Value::error("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+        }
+        self.data.entry(key).or_default().extend_from_slice(value);
+        Value::Integer(new_len as i64)
+    }
+
+    fn incr_by(&mut self, key: Vec<u8>, delta: i64) -> Value {
+        let current = match self.data.get(&key) {
+            None => 0,
+            Some(bytes) => match parse_i64(bytes) {
+                Some(n) => n,
+                None => return Value::error("ERR value is not an integer or out of range"),
+            },
+        };
+        let Some(next) = current.checked_add(delta) else {
+            return Value::error("ERR increment or decrement would overflow");
+        };
+        self.data.insert(key, next.to_string().into_bytes());
+        Value::Integer(next)
+    }
+
+    fn record_session(&mut self, client_id: u64, seq: u64, reply: Vec<u8>, index: LogIndex) {
+        if let Some(old) = self.sessions.insert(
+            client_id,
+            Session {
+                last_seq: seq,
+                last_reply: reply,
+                last_used: index,
+            },
+        ) {
+            self.sessions_by_use.remove(&old.last_used);
+        }
+        self.sessions_by_use.insert(index, client_id);
+        self.evict_sessions();
+    }
+
+    fn touch_session(&mut self, client_id: u64, index: LogIndex) {
+        let session = self
+            .sessions
+            .get_mut(&client_id)
+            .expect("touched session exists");
+        self.sessions_by_use.remove(&session.last_used);
+        session.last_used = index;
+        self.sessions_by_use.insert(index, client_id);
+    }
+
+    /// Forgets the least recently used sessions beyond `sessions_max`. The
+    /// order is by log index, so every node forgets the same ones.
+    fn evict_sessions(&mut self) {
+        while self.sessions.len() > self.config.sessions_max {
+            let (_, client_id) = self
+                .sessions_by_use
+                .pop_first()
+                .expect("index matches sessions");
+            self.sessions.remove(&client_id);
+        }
+        self.assert_sessions_indexed();
+    }
+
+    fn assert_sessions_indexed(&self) {
+        debug_assert_eq!(
+            self.sessions.len(),
+            self.sessions_by_use.len(),
+            "sessions and their use index disagree"
+        );
+    }
+}
+
+impl StateMachine for KvStore {
+    fn apply(&mut self, index: LogIndex, command: &[u8]) -> Vec<u8> {
+        assert!(
+            index > self.applied,
+            "apply out of order: index={index} applied={}",
+            self.applied
+        );
+        self.applied = index;
+        match KvCommand::decode(command) {
+            Ok(command) => self.apply_command(index, command),
+            // Still applied: every node decodes the same bytes the same way.
+            Err(problem) => Value::error(format!(
+                "ERR undecodable command at index {index}: {problem}"
+            ))
+            .to_bytes(),
+        }
+    }
+
+    fn applied_index(&self) -> LogIndex {
+        self.applied
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        let contents = SnapshotRef {
+            applied: self.applied,
+            data: &self.data,
+            sessions: &self.sessions,
+        };
+        let mut out = vec![SNAPSHOT_FORMAT_VERSION];
+        postcard::to_io(&contents, &mut out).expect("writing to a Vec cannot fail");
+        out
+    }
+
+    /// `index` may be past the snapshot's own applied index: entries that
+    /// carry no command (no-ops, configuration) advance the log without
+    /// reaching the store.
+    fn restore(&mut self, index: LogIndex, snapshot: &[u8]) -> Result<(), String> {
+        let body = versioned_body(snapshot, SNAPSHOT_FORMAT_VERSION, "snapshot")?;
+        let contents: SnapshotOwned = decode_exact(body, "snapshot")?;
+        if contents.applied > index {
+            return Err(format!(
+                "snapshot covers index {} but was installed at index {index}",
+                contents.applied
+            ));
+        }
+        let mut sessions_by_use = BTreeMap::new();
+        for (client_id, session) in &contents.sessions {
+            if session.last_used > contents.applied {
+                return Err(format!(
+                    "snapshot session of client {client_id} used at index {} after the snapshot's index {}",
+                    session.last_used, contents.applied
+                ));
+            }
+            if let Some(other) = sessions_by_use.insert(session.last_used, *client_id) {
+                return Err(format!(
+                    "snapshot sessions of clients {other} and {client_id} both used at index {}",
+                    session.last_used
+                ));
+            }
+        }
+        self.data = contents.data;
+        self.sessions = contents.sessions;
+        self.sessions_by_use = sessions_by_use;
+        self.applied = index;
+        self.evict_sessions();
+        Ok(())
+    }
+}
+
+/// The bytes after a matching version byte.
+fn versioned_body<'a>(bytes: &'a [u8], version: u8, what: &str) -> Result<&'a [u8], String> {
+    match bytes.split_first() {
+        None => Err(format!("empty {what}")),
+        Some((&found, body)) if found == version => Ok(body),
+        Some((&found, _)) => Err(format!(
+            "{what} format version {found} is not supported (expected {version})"
+        )),
+    }
+}
+
+/// Decodes postcard and insists that every byte was used: trailing bytes
+/// mean the writer and reader disagree about the format.
+fn decode_exact<'a, T: Deserialize<'a>>(body: &'a [u8], what: &str) -> Result<T, String> {
+    let (value, rest) =
+        postcard::take_from_bytes(body).map_err(|e| format!("{what} does not decode: {e}"))?;
+    if !rest.is_empty() {
+        return Err(format!("{what} has {} trailing bytes", rest.len()));
+    }
+    Ok(value)
+}
