@@ -8,3 +8,6 @@ pub mod sim;
 pub mod state_machine;
 pub mod storage;
 pub mod transport;
+pub mod client;
+pub mod runtime;
+pub mod server;

@@ -1,1 +1,121 @@
-fn main() {}
+//! `sraft`: one S-Raft node per process (DESIGN.md 4), plus the `client`
+//! and `status` tools.
+
+use sraft::kv::store::KvStore;
+use sraft::runtime::{self, NodeOptions};
+use sraft::server::{ClientServer, ServerContext};
+use sraft::settings::{Command, Settings};
+use std::time::Duration;
+
+fn main() {
+    let command = Settings::from_process().unwrap_or_else(|e| e.exit());
+    let code = match command {
+        Command::Server(settings) => {
+            init_logging(settings.debug);
+            for warning in &settings.warnings {
+                log::warn!("{warning}");
+            }
+            run_server(settings)
+        }
+        Command::Client(settings) => {
+            init_logging(false);
+            sraft::client::run_client(&settings, Duration::from_secs(10))
+        }
+        Command::Status(settings) => {
+            init_logging(false);
+            sraft::client::run_status(&settings)
+        }
+    };
+    std::process::exit(code);
+}
+
+fn init_logging(debug: bool) {
+    let default = if debug { "debug" } else { "info" };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
+        .format_timestamp_millis()
+        .init();
+}
+
+fn run_server(settings: Settings) -> i32 {
+    let options = NodeOptions {
+        id: settings.node_id,
+        cluster_id: settings.cluster_id.clone(),
+        peers: settings.peers.clone(),
+        listen: settings.listen,
+        data_dir: settings.data_dir.clone(),
+        raft: settings.raft.clone(),
+        wal: sraft::storage::WalOptions {
+            fsync: settings.storage.fsync,
+            segment_bytes_max: settings.storage.segment_bytes_max,
+        },
+        frame_bytes_max: settings.transport.frame_bytes_max,
+        queue_depth: settings.transport.queue_depth,
+        delay_us: test_delay_us(),
+        metrics_file: settings.metrics_file.clone(),
+    };
+    // Bind the client port first: a port in use is reported before the
+    // node opens its log or talks to peers.
+    let client_listener = match std::net::TcpListener::bind(settings.client_listen) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("sraft: cannot listen for clients on {}: {e}", settings.client_listen);
+            return 1;
+        }
+    };
+    let mut node = match runtime::start(&options, KvStore::new(Default::default())) {
+        Ok(node) => node,
+        Err(e) => {
+            eprintln!("sraft: {e}");
+            return 1;
+        }
+    };
+    let context = ServerContext::new(
+        settings.node_id.0,
+        node.requests.clone(),
+        node.status.clone(),
+        settings.client_addrs.clone(),
+    );
+    let mut server = match ClientServer::from_listener(client_listener, context) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("sraft: cannot serve clients on {}: {e}", settings.client_listen);
+            return 1;
+        }
+    };
+    let shutdown = node.shutdown_sender();
+    if let Err(e) = ctrlc::set_handler(move || {
+        let _ = shutdown.try_send(());
+    }) {
+        log::warn!("cannot install the SIGINT/SIGTERM handler: {e}");
+    }
+    log::info!(
+        "Node {} up: peers on {}, clients on {}, data in {}, mode {}",
+        settings.node_id,
+        settings.listen,
+        server.local_addr(),
+        settings.data_dir.display(),
+        if settings.raft.enable_subleader { "s-raft" } else { "original" }
+    );
+    let result = node.join();
+    server.shutdown();
+    match result {
+        Ok(()) => {
+            log::info!("Node {}: stopped cleanly", settings.node_id);
+            0
+        }
+        Err(e) => {
+            log::error!("Node {}: stopping: {e}", settings.node_id);
+            eprintln!("sraft: {e}");
+            1
+        }
+    }
+}
+
+/// Test-only: `SRAFT_TEST_DELAY_US` makes the transport hold every message
+/// that long (the kernel here has no netem). Never set in production.
+fn test_delay_us() -> u64 {
+    std::env::var("SRAFT_TEST_DELAY_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}

@@ -29,7 +29,11 @@ impl Raft {
             .filter_map(|(id, pr)| pr.srtt_us.map(|rtt| (rtt, *id)))
             .collect();
         eligible.sort();
-        eligible.truncate(self.config.subleader_count(self.cluster.voters.len()));
+        let count = self.config.subleader_count(self.cluster.voters.len());
+        if self.designation_still_good(&eligible, count) {
+            return;
+        }
+        eligible.truncate(count);
         let ranks: Vec<NodeId> = eligible.iter().map(|(_, id)| *id).collect();
         if ranks != self.designation {
             self.designation = ranks;
@@ -39,6 +43,31 @@ impl Raft {
                 .events
                 .push(Event::SubleadersAssigned { term, ranks });
         }
+    }
+
+    /// Hysteresis: RTTs on a LAN differ by microseconds and jitter more
+    /// than that, so a ranking by raw SRTT would flap every heartbeat. Keep
+    /// the current ranks while every holder is still eligible and no one
+    /// beats a holder (or a lower rank beats a higher one) by more than
+    /// `RTT_SWITCH_PERCENT`.
+    fn designation_still_good(&self, eligible: &[(u64, NodeId)], count: usize) -> bool {
+        const RTT_SWITCH_PERCENT: u64 = 25;
+        let better = |a: u64, b: u64| a * 100 < b * (100 - RTT_SWITCH_PERCENT);
+        let rtt_of = |id: NodeId| eligible.iter().find(|(_, e)| *e == id).map(|(rtt, _)| *rtt);
+        let held: Option<Vec<u64>> = self.designation.iter().map(|id| rtt_of(*id)).collect();
+        let Some(held) = held else {
+            return false; // a holder fell behind or went quiet
+        };
+        if held.len() < count.min(eligible.len()) {
+            return false; // room for more sub-leaders
+        }
+        let in_order = held.windows(2).all(|w| !better(w[1], w[0]));
+        let worst = held.iter().copied().max().unwrap_or(0);
+        let challenger = eligible
+            .iter()
+            .filter(|(_, id)| !self.designation.contains(id))
+            .any(|(rtt, _)| better(*rtt, worst));
+        in_order && !challenger
     }
 
     pub(super) fn current_designation(&self) -> Option<Designation> {

@@ -1,0 +1,43 @@
+//! A node's state as INFO and `sraft status` report it (DESIGN.md 4),
+//! published by the Raft thread after every batch so that readers never
+//! wait on it.
+
+use crate::core::{LogIndex, NodeId, Raft, Term};
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub node_id: u64,
+    pub role: &'static str,
+    pub term: Term,
+    pub leader: Option<NodeId>,
+    pub commit_index: LogIndex,
+    pub applied_index: LogIndex,
+    pub last_log_index: LogIndex,
+    /// Sub-leaders in rank order with the leader's smoothed RTT to each
+    /// (leader only).
+    pub subleaders: Vec<(NodeId, Option<u64>)>,
+    /// This follower's own rank, while valid.
+    pub subleader_rank: Option<usize>,
+    pub original_mode: bool,
+}
+
+impl NodeStatus {
+    pub fn of(raft: &Raft) -> NodeStatus {
+        NodeStatus {
+            node_id: raft.id().0,
+            role: raft.role().name(),
+            term: raft.term(),
+            leader: raft.leader(),
+            commit_index: raft.commit_index(),
+            applied_index: raft.applied_index(),
+            last_log_index: raft.last_index(),
+            subleaders: raft
+                .subleaders()
+                .iter()
+                .map(|id| (*id, raft.srtt_us(*id)))
+                .collect(),
+            subleader_rank: raft.subleader_rank(),
+            original_mode: !raft.config().enable_subleader,
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! One client connection: parse pipelined RESP requests, answer each in
+//! order. Framing garbage gets Redis's protocol error and closes this
+//! connection only; a bad command gets an error reply and the connection
+//! goes on.
+
+use super::ServerContext;
+use super::forward::Forwarder;
+use super::info::info_text;
+use crate::core::NodeId;
+use crate::kv::command::{CommandLimits, LocalOp, ReadOp, Request as KvRequest};
+use crate::kv::resp::{Value, parse};
+use crate::kv::store::{KvCommand, KvStore};
+use crate::runtime::{Reply, Request, RequestError};
+use crossbeam_channel::bounded;
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// Internal commands between nodes' client ports. A follower forwards a
+/// write as the exact log command it built (client id and sequence number
+/// inside), so that a retried forward is deduplicated by the state machine
+/// and never applied twice.
+const PROPOSE: &[u8] = b"SRAFT.PROPOSE";
+/// A read forwarded to the leader: serve it here or fail, never forward again.
+const LOCAL: &[u8] = b"SRAFT.LOCAL";
+/// Prefix of the error a node answers when it cannot serve an internal
+/// command because it is not the leader.
+const NOT_LEADER: &str = "NOTLEADER";
+/// Pause between attempts while a leader is being elected.
+const RETRY_PAUSE: Duration = Duration::from_millis(5);
+
+struct Session {
+    client_id: u64,
+    seq: u64,
+    forwarder: Forwarder,
+}
+
+pub fn refuse(mut stream: TcpStream, message: &str) -> io::Result<()> {
+    stream.write_all(&Value::Error(message.into()).to_bytes())
+}
+
+pub fn serve(stream: TcpStream, ctx: &ServerContext) {
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "?".into());
+    if let Err(e) = serve_inner(stream, ctx) {
+        log::debug!("client {peer}: connection ended: {e}");
+    }
+}
+
+fn serve_inner(mut stream: TcpStream, ctx: &ServerContext) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut session = Session {
+        // Unique across the cluster and across restarts, without coordination.
+        client_id: rand::random::<u64>() | 1,
+        seq: 0,
+        forwarder: Forwarder::default(),
+    };
+    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut start = 0;
+    let mut out: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        loop {
+            match parse(&buf[start..], &ctx.limits) {
+                Ok(Some((value, used))) => {
+                    start += used;
+                    let quit = is_quit(&value);
+                    if let Some(reply) = handle(value, &mut session, ctx) {
+                        reply.encode(&mut out);
+                    }
+                    if quit {
+                        stream.write_all(&out)?;
+                        return Ok(());
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    // Redis answers framing errors and closes the connection:
+                    // the stream cannot be resynchronized.
+                    out.extend_from_slice(&e.to_reply().to_bytes());
+                    stream.write_all(&out)?;
+                    log::info!("client {:?}: {e}; closing", stream.peer_addr().ok());
+                    return Ok(());
+                }
+            }
+        }
+        if !out.is_empty() {
+            stream.write_all(&out)?;
+            out.clear();
+        }
+        buf.drain(..start);
+        start = 0;
+        if ctx.stopping.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn is_quit(value: &Value) -> bool {
+    matches!(value, Value::Array(items) if matches!(items.first(), Some(Value::Bulk(name)) if name.eq_ignore_ascii_case(b"QUIT")))
+}
+
+fn args_of(value: &Value) -> Option<Vec<Vec<u8>>> {
+    match value {
+        Value::Array(items) => items
+            .iter()
+            .map(|v| match v {
+                Value::Bulk(b) => Some(b.clone()),
+                _ => None,
+            })
+            .collect(),
+        _ => None,
+    }
+}
+
+/// The reply to one request; None for an empty request, which Redis
+/// answers with nothing.
+fn handle(value: Value, session: &mut Session, ctx: &ServerContext) -> Option<Value> {
+    if let Some(args) = args_of(&value) {
+        if let Some(name) = args.first() {
+            if name.eq_ignore_ascii_case(PROPOSE) {
+                return Some(match args.get(1) {
+                    Some(command) if args.len() == 2 => write(command.clone(), session, ctx, false),
+                    _ => Value::Error("ERR wrong number of arguments for 'sraft.propose' command".into()),
+                });
+            }
+            if name.eq_ignore_ascii_case(LOCAL) {
+                let inner = Value::Array(args[1..].iter().cloned().map(Value::Bulk).collect());
+                return dispatch(inner, session, ctx, false);
+            }
+            if name.eq_ignore_ascii_case(b"QUIT") {
+                return Some(Value::ok());
+            }
+        }
+    }
+    dispatch(value, session, ctx, true)
+}
+
+fn dispatch(
+    value: Value,
+    session: &mut Session,
+    ctx: &ServerContext,
+    may_forward: bool,
+) -> Option<Value> {
+    let args = args_of(&value).unwrap_or_default();
+    let limits = CommandLimits {
+        value_bytes_max: ctx.value_bytes_max,
+    };
+    let request = match KvRequest::from_value(value, &limits) {
+        Ok(Some(request)) => request,
+        Ok(None) => return None,
+        Err(error) => return Some(error.to_reply()),
+    };
+    Some(match request {
+        KvRequest::Local(op) => local(&op, ctx),
+        KvRequest::Read(op) => read(op, args, session, ctx, may_forward),
+        KvRequest::Write(op) => {
+            session.seq += 1;
+            let command = KvCommand {
+                client_id: session.client_id,
+                seq: session.seq,
+                op,
+            }
+            .encode();
+            write(command, session, ctx, may_forward)
+        }
+    })
+}
+
+fn local(op: &LocalOp, ctx: &ServerContext) -> Value {
+    op.stateless_reply().unwrap_or_else(|| {
+        let status = ctx.status.lock().clone();
+        Value::Bulk(info_text(&status, &ctx.client_addrs).into_bytes())
+    })
+}
+
+/// Submits one request to the Raft thread and waits for its answer.
+fn submit(ctx: &ServerContext, make: impl FnOnce(crossbeam_channel::Sender<Reply>) -> Request<KvStore>, deadline: Instant) -> Option<Reply> {
+    let (tx, rx) = bounded(1);
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    ctx.requests.send_timeout(make(tx), remaining).ok()?;
+    rx.recv_deadline(deadline).ok()
+}
+
+fn no_leader(ctx: &ServerContext) -> Value {
+    let term = ctx.status.lock().term;
+    Value::Error(format!(
+        "ERR no leader: none elected within the request timeout (term {term}); retry"
+    ))
+}
+
+fn is_not_leader(value: &Value) -> bool {
+    matches!(value, Value::Error(e) if e.starts_with(NOT_LEADER))
+}
+
+fn not_leader(leader: Option<NodeId>) -> Value {
+    Value::Error(format!(
+        "{NOT_LEADER} {}",
+        leader.map(|l| l.to_string()).unwrap_or_else(|| "?".into())
+    ))
+}
+
+/// Replicates `command` here if this node leads, else (when allowed) at the
+/// leader; retries through elections until the request timeout.
+fn write(command: Vec<u8>, session: &mut Session, ctx: &ServerContext, may_forward: bool) -> Value {
+    let deadline = Instant::now() + ctx.request_timeout;
+    loop {
+        let make = |reply| Request::Write {
+            command: command.clone(),
+            reply,
+        };
+        let Some(result) = submit(ctx, make, deadline) else {
+            return Value::Error("ERR timeout: the write may or may not have been applied".into());
+        };
+        match result {
+            Ok(reply) => return decode_reply(&reply),
+            Err(RequestError::NotLeader { leader }) => {
+                if !may_forward {
+                    return not_leader(leader);
+                }
+                if let Some(leader) = leader.filter(|l| l.0 != ctx.node_id) {
+                    let args = vec![PROPOSE.to_vec(), command.clone()];
+                    if let Some(answer) = forward(leader, &args, session, ctx, deadline) {
+                        return answer;
+                    }
+                }
+            }
+            // The entry was overwritten before it committed, so it was not
+            // applied: proposing it again is safe (and deduplicated anyway).
+            Err(RequestError::LeadershipLost) | Err(RequestError::TransferInProgress) => {}
+            Err(RequestError::Busy) => return Value::Error("ERR busy: too many requests in flight; retry".into()),
+        }
+        if Instant::now() + RETRY_PAUSE >= deadline {
+            return no_leader(ctx);
+        }
+        std::thread::sleep(RETRY_PAUSE);
+    }
+}
+
+fn read(
+    op: ReadOp,
+    args: Vec<Vec<u8>>,
+    session: &mut Session,
+    ctx: &ServerContext,
+    may_forward: bool,
+) -> Value {
+    let deadline = Instant::now() + ctx.request_timeout;
+    loop {
+        let op = op.clone();
+        let make = |reply| Request::Read {
+            query: Box::new(move |kv: &KvStore| kv.read(&op).to_bytes()),
+            reply,
+        };
+        let Some(result) = submit(ctx, make, deadline) else {
+            return Value::Error("ERR timeout waiting for a linearizable read".into());
+        };
+        match result {
+            Ok(reply) => return decode_reply(&reply),
+            Err(RequestError::NotLeader { leader }) => {
+                if !may_forward {
+                    return not_leader(leader);
+                }
+                if let Some(leader) = leader.filter(|l| l.0 != ctx.node_id) {
+                    let mut fwd = vec![LOCAL.to_vec()];
+                    fwd.extend(args.iter().cloned());
+                    if let Some(answer) = forward(leader, &fwd, session, ctx, deadline) {
+                        return answer;
+                    }
+                }
+            }
+            Err(RequestError::LeadershipLost) | Err(RequestError::TransferInProgress) => {}
+            Err(RequestError::Busy) => return Value::Error("ERR busy: too many requests in flight; retry".into()),
+        }
+        if Instant::now() + RETRY_PAUSE >= deadline {
+            return no_leader(ctx);
+        }
+        std::thread::sleep(RETRY_PAUSE);
+    }
+}
+
+/// Relays a request to the leader. None: the leader could not serve it
+/// (gone, or no longer leader); the caller retries.
+fn forward(
+    leader: NodeId,
+    args: &[Vec<u8>],
+    session: &mut Session,
+    ctx: &ServerContext,
+    deadline: Instant,
+) -> Option<Value> {
+    let addr = *ctx.client_addrs.get(leader.0 as usize)?;
+    let timeout = deadline.saturating_duration_since(Instant::now());
+    if timeout.is_zero() {
+        return None;
+    }
+    match session.forwarder.call(addr, args, timeout, &ctx.limits) {
+        Ok(answer) if is_not_leader(&answer) => None,
+        Ok(answer) => Some(answer),
+        Err(e) => {
+            log::debug!("forward to node {leader} at {addr} failed: {e}");
+            None
+        }
+    }
+}
+
+/// The state machine's replies are RESP-encoded; decode to re-encode in
+/// order with the rest of the pipeline.
+fn decode_reply(bytes: &[u8]) -> Value {
+    match crate::kv::resp::parse_reply(bytes, &Default::default()) {
+        Ok(Some((value, _))) => value,
+        _ => Value::Error("ERR internal: undecodable state machine reply".into()),
+    }
+}

@@ -1,0 +1,147 @@
+//! The client port (DESIGN.md 4): RESP2, a thread per connection, requests
+//! answered in order. Any node accepts any command: a follower forwards
+//! writes and reads to the leader's client port and relays the answer.
+
+mod connection;
+mod forward;
+mod info;
+
+pub use forward::Forwarder;
+pub use info::{info_text, parse_info};
+
+use crate::kv::resp::RespLimits;
+use crate::kv::store::KvStore;
+use crate::runtime::{NodeStatus, Request};
+use crossbeam_channel::Sender;
+use parking_lot::Mutex;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+/// What every connection thread shares.
+pub struct ServerContext {
+    pub node_id: u64,
+    pub requests: Sender<Request<KvStore>>,
+    pub status: Arc<Mutex<NodeStatus>>,
+    /// Client addresses by node id, for forwarding and INFO.
+    pub client_addrs: Vec<SocketAddr>,
+    pub limits: RespLimits,
+    /// Largest value accepted by SET, APPEND, CAS.
+    pub value_bytes_max: usize,
+    /// How long a request may wait for a leader, a commit or a forward
+    /// before the client gets an error.
+    pub request_timeout: Duration,
+    pub connections_max: u64,
+    connections: AtomicU64,
+    stopping: AtomicBool,
+}
+
+impl ServerContext {
+    pub fn new(
+        node_id: u64,
+        requests: Sender<Request<KvStore>>,
+        status: Arc<Mutex<NodeStatus>>,
+        client_addrs: Vec<SocketAddr>,
+    ) -> ServerContext {
+        ServerContext {
+            node_id,
+            requests,
+            status,
+            client_addrs,
+            limits: RespLimits::default(),
+            value_bytes_max: 16 << 20,
+            request_timeout: Duration::from_secs(5),
+            connections_max: 1024,
+            connections: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
+        }
+    }
+}
+
+pub struct ClientServer {
+    addr: SocketAddr,
+    context: Arc<ServerContext>,
+    listener: Option<JoinHandle<()>>,
+}
+
+impl ClientServer {
+    /// Binds the client port (so "address in use" fails before the node
+    /// starts serving) and starts accepting.
+    pub fn start(listen: SocketAddr, context: ServerContext) -> io::Result<ClientServer> {
+        ClientServer::from_listener(TcpListener::bind(listen)?, context)
+    }
+
+    /// Serves on a listener bound earlier.
+    pub fn from_listener(listener: TcpListener, context: ServerContext) -> io::Result<ClientServer> {
+        let addr = listener.local_addr()?;
+        let context = Arc::new(context);
+        let shared = context.clone();
+        let handle = thread::Builder::new()
+            .name("client-listener".into())
+            .spawn(move || accept_loop(listener, shared))?;
+        Ok(ClientServer {
+            addr,
+            context,
+            listener: Some(handle),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting; open connections end when their clients leave or
+    /// their next request finds the node gone.
+    pub fn shutdown(&mut self) {
+        self.context.stopping.store(true, Ordering::SeqCst);
+        // Wake the blocking accept.
+        let _ = std::net::TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(handle) = self.listener.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for ClientServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn accept_loop(listener: TcpListener, context: Arc<ServerContext>) {
+    let mut next_conn: u64 = 0;
+    for stream in listener.incoming() {
+        if context.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(e) => {
+                log::warn!("client port: accept failed: {e}");
+                thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        if context.connections.load(Ordering::SeqCst) >= context.connections_max {
+            log::warn!("client port: {} connections open; refusing another", context.connections_max);
+            let _ = connection::refuse(stream, "ERR max number of clients reached");
+            continue;
+        }
+        next_conn += 1;
+        context.connections.fetch_add(1, Ordering::SeqCst);
+        let shared = context.clone();
+        let spawned = thread::Builder::new()
+            .name(format!("client-{next_conn}"))
+            .spawn(move || {
+                connection::serve(stream, &shared);
+                shared.connections.fetch_sub(1, Ordering::SeqCst);
+            });
+        if let Err(e) = spawned {
+            context.connections.fetch_sub(1, Ordering::SeqCst);
+            log::warn!("client port: cannot start a connection thread: {e}");
+        }
+    }
+}
