@@ -5,7 +5,8 @@
 use super::*;
 use std::io::Write;
 
-/// Five EC2-like peers on TEST-NET-1 (RFC 5737); this host is the last one.
+/// Five EC2-like peers on TEST-NET-1 (RFC 5737); `this_host` pretends to be
+/// the last one, whatever this machine's real addresses are.
 const PEERS: &str =
     "192.0.2.10:5000,192.0.2.11:5000,192.0.2.12:5000,192.0.2.13:5000,192.0.2.14:5000";
 const OWN_IP: &str = "192.0.2.14";
