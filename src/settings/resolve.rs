@@ -258,7 +258,21 @@ fn listen_addrs(
 
 /// Every node's client address: its peer address with the port moved by
 /// `offset`. Every node and tool computes the same list from the same peers.
+/// On one host a small offset can land a client port on another node's peer
+/// port (offset 1 with peers 5000, 5001), which is refused here rather than
+/// as a bind error in whichever node starts second.
 fn client_addrs(peers: &[SocketAddr], offset: u16) -> Result<Vec<SocketAddr>, SettingsError> {
+    let addrs = shifted_ports(peers, offset)?;
+    if let Some(clash) = addrs.iter().find(|addr| peers.contains(addr)) {
+        return Err(SettingsError::BadValue {
+            key: "client_port_offset".to_owned(),
+            reason: format!("{offset} puts a client port on peer address {clash}"),
+        });
+    }
+    Ok(addrs)
+}
+
+fn shifted_ports(peers: &[SocketAddr], offset: u16) -> Result<Vec<SocketAddr>, SettingsError> {
     peers
         .iter()
         .map(|peer| match peer.port().checked_add(offset) {

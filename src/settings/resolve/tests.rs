@@ -5,7 +5,8 @@
 use super::*;
 use std::io::Write;
 
-/// Five EC2-like peers on TEST-NET-1 (RFC 5737); this host is the last one.
+/// Five EC2-like peers on TEST-NET-1 (RFC 5737); `this_host` pretends to be
+/// the last one, whatever this machine's real addresses are.
 const PEERS: &str =
     "192.0.2.10:5000,192.0.2.11:5000,192.0.2.12:5000,192.0.2.13:5000,192.0.2.14:5000";
 const OWN_IP: &str = "192.0.2.14";
@@ -246,6 +247,15 @@ fn invalid_values_are_named_by_key() {
     assert_eq!(e, "invalid raft config: heartbeat_interval_ms must be > 0");
     let e = error(&[], &[], file("client_port_offset = 61000\n").as_deref());
     assert!(e.starts_with("bad client_port_offset: 61000"), "{e}");
+    let e = error(
+        &["--peers", "127.0.0.1:5000,127.0.0.1:5001", "--node-id", "0"],
+        &[],
+        Some("client_port_offset = 1\n"),
+    );
+    assert_eq!(
+        e,
+        "bad client_port_offset: 1 puts a client port on peer address 127.0.0.1:5001"
+    );
     let e = error(&["--client-port", "5000"], &[], file("").as_deref());
     assert_eq!(e, "bad client_port: 5000 is also the peer port");
     let e = error(&["--cluster-id", "my cluster"], &[], file("").as_deref());

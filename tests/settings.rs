@@ -1,0 +1,253 @@
+//! The `sraft` command line through the public API, with this host's real
+//! addresses: the shipped config files, discovery on loopback, and the
+//! one-line error for each way a configuration can be wrong.
+
+use clap::error::ErrorKind;
+use sraft::core::NodeId;
+use sraft::settings::{ClientOp, Command, Settings, SettingsError};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn parse(args: &[&str]) -> Result<Command, SettingsError> {
+    Settings::from_args(
+        std::iter::once("sraft").chain(args.iter().copied()),
+        &no_env,
+    )
+}
+
+fn server(args: &[&str]) -> Settings {
+    match parse(args) {
+        Ok(Command::Server(settings)) => settings,
+        other => panic!("sraft {args:?}: expected server settings, got {other:?}"),
+    }
+}
+
+fn error(args: &[&str]) -> String {
+    match parse(args) {
+        Err(SettingsError::Usage(e)) => panic!("sraft {args:?}: usage error {e}"),
+        Err(e) => e.to_string(),
+        Ok(command) => panic!("sraft {args:?}: expected an error, got {command:?}"),
+    }
+}
+
+fn conf(name: &str) -> String {
+    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "conf", name].iter().collect();
+    path.to_str().unwrap().to_owned()
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn local_5_conf_describes_five_loopback_nodes() {
+    let settings = server(&["--config", &conf("local-5.toml"), "--node-id", "2"]);
+    assert_eq!(settings.node_id, NodeId(2));
+    assert_eq!(settings.cluster_id, "local-5");
+    assert_eq!(settings.peers.len(), 5);
+    assert_eq!(settings.peers[4], addr("127.0.0.1:5004"));
+    assert_eq!(settings.listen, addr("127.0.0.1:5002"));
+    assert_eq!(settings.client_listen, addr("127.0.0.1:6002"));
+    let client_ports: Vec<u16> = settings.client_addrs.iter().map(|a| a.port()).collect();
+    assert_eq!(client_ports, vec![6000, 6001, 6002, 6003, 6004]);
+    assert_eq!(settings.data_dir, Path::new("data/node-2"));
+    assert!(settings.raft.enable_subleader);
+    assert!(settings.storage.fsync);
+    assert!(settings.warnings.is_empty(), "{:?}", settings.warnings);
+}
+
+#[test]
+fn ec2_conf_describes_five_vpc_nodes_bound_to_every_interface() {
+    let settings = server(&["--config", &conf("ec2-example.toml"), "--node-id", "1"]);
+    assert_eq!(settings.cluster_id, "ec2-5");
+    assert_eq!(settings.peers[1], addr("10.0.1.11:5000"));
+    assert_eq!(settings.listen, addr("0.0.0.0:5000"));
+    assert_eq!(settings.client_listen, addr("0.0.0.0:6000"));
+    assert_eq!(settings.client_addrs[4], addr("10.0.1.14:6000"));
+    assert_eq!(settings.data_dir, Path::new("data/node-1"));
+    assert_eq!(
+        settings.metrics_file.as_deref(),
+        Some(Path::new("logs/metrics-node-1.jsonl"))
+    );
+    let original = server(&[
+        "--config",
+        &conf("ec2-example.toml"),
+        "--node-id",
+        "1",
+        "--original-raft",
+    ]);
+    assert!(!original.raft.enable_subleader);
+}
+
+#[test]
+fn loopback_node_is_discovered_by_its_port() {
+    let settings = server(&["--config", &conf("local-5.toml"), "--port", "5003"]);
+    assert_eq!(settings.node_id, NodeId(3));
+    assert_eq!(settings.listen, addr("127.0.0.1:5003"));
+}
+
+#[test]
+fn loopback_cluster_without_id_or_port_is_ambiguous() {
+    assert_eq!(
+        error(&["--config", &conf("local-5.toml")]),
+        "several peers are this host (ids 0,1,2,3,4); pass --node-id or --port"
+    );
+}
+
+#[test]
+fn host_that_is_no_peer_asks_for_node_id() {
+    // TEST-NET-3 (RFC 5737). Documentation ranges do get assigned in
+    // containers (this suite once ran on 192.0.2.2), so check first.
+    let peers = ["203.0.113.1:5000", "203.0.113.2:5000", "203.0.113.3:5000"];
+    let local = |peer: &&str| std::net::UdpSocket::bind(addr(peer).ip().to_string() + ":0").is_ok();
+    if peers.iter().any(local) {
+        eprintln!("skipped: this host owns one of {peers:?}");
+        return;
+    }
+    assert_eq!(
+        error(&["--peers", &peers.join(",")]),
+        "this host is none of the peers (203.0.113.1:5000, 203.0.113.2:5000, 203.0.113.3:5000); pass --node-id"
+    );
+}
+
+#[test]
+fn bad_peer_lists_are_named() {
+    let cases = [
+        (
+            "10.0.1.10:5000,10.0.1.x:5000",
+            "bad peer '10.0.1.x:5000': invalid IP address",
+        ),
+        (
+            "10.0.1.10:99999",
+            "bad peer '10.0.1.10:99999': invalid port '99999' (must be 1-65535)",
+        ),
+        (
+            "10.0.1.10:5000,10.0.1.10:5000",
+            "duplicate peer 10.0.1.10:5000: ids 0 and 1 are the same address",
+        ),
+        (
+            "",
+            "no peers: pass --peers, set RAFT_PEERS, or list peers in the config file",
+        ),
+    ];
+    for (peers, expected) in cases {
+        assert_eq!(error(&["--node-id", "0", "--peers", peers]), expected);
+    }
+    let unresolvable = error(&["--node-id", "0", "--peers", "no-such-node.invalid:5000"]);
+    assert!(
+        unresolvable.starts_with("bad peer 'no-such-node.invalid:5000': cannot resolve host"),
+        "{unresolvable}"
+    );
+}
+
+#[test]
+fn node_id_beyond_the_peer_list_is_named() {
+    assert_eq!(
+        error(&["--config", &conf("local-5.toml"), "--node-id", "5"]),
+        "node id 5 is out of range: the peer list has 5 entries (ids 0..=4)"
+    );
+}
+
+#[test]
+fn environment_is_read_through_the_injected_lookup() {
+    let env = |var: &str| match var {
+        "RAFT_PEERS" => Some("127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002".to_owned()),
+        "RAFT_PORT" => Some("7001".to_owned()),
+        "ENABLE_SUBLEADER" => Some("false".to_owned()),
+        "RAFT_DATA_DIR" => Some("/var/lib/sraft/{id}".to_owned()),
+        _ => None,
+    };
+    let Ok(Command::Server(settings)) = Settings::from_args(["sraft"], &env) else {
+        panic!("expected server settings");
+    };
+    assert_eq!(settings.node_id, NodeId(1));
+    assert_eq!(settings.client_listen, addr("127.0.0.1:8001"));
+    assert!(!settings.raft.enable_subleader);
+    assert_eq!(settings.data_dir, Path::new("/var/lib/sraft/1"));
+}
+
+#[test]
+fn unknown_config_key_is_rejected_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("typo.toml");
+    std::fs::write(
+        &path,
+        "peers = [\"127.0.0.1:5000\"]\n\n[raft]\nheartbeat_ms = 10\n",
+    )
+    .unwrap();
+    let e = error(&["--config", path.to_str().unwrap()]);
+    assert!(
+        e.contains("typo.toml' line 4: unknown field `heartbeat_ms`"),
+        "{e}"
+    );
+    assert!(!e.contains('\n'), "{e}");
+}
+
+#[test]
+fn missing_config_file_is_named() {
+    let e = error(&["--config", "/nonexistent/sraft.toml"]);
+    assert!(
+        e.starts_with("cannot read config file '/nonexistent/sraft.toml': "),
+        "{e}"
+    );
+}
+
+#[test]
+fn help_and_version_are_clap_outcomes_for_main_to_exit_with() {
+    let Err(SettingsError::Usage(help)) = parse(&["--help"]) else {
+        panic!("--help");
+    };
+    assert_eq!(help.kind(), ErrorKind::DisplayHelp);
+    let text = help.to_string();
+    for expected in [
+        "--node-id",
+        "--peers",
+        "--original-raft",
+        "RAFT_NODE_ID",
+        "client",
+        "status",
+    ] {
+        assert!(text.contains(expected), "help lacks {expected}:\n{text}");
+    }
+    let Err(SettingsError::Usage(version)) = parse(&["--version"]) else {
+        panic!("--version");
+    };
+    assert_eq!(version.kind(), ErrorKind::DisplayVersion);
+    let Err(SettingsError::Usage(bad)) = parse(&["--port", "seventy"]) else {
+        panic!("bad --port");
+    };
+    assert_eq!(bad.kind(), ErrorKind::ValueValidation);
+}
+
+#[test]
+fn client_commands_parse_into_typed_ops() {
+    let peers = "127.0.0.1:5000,127.0.0.1:5001,127.0.0.1:5002";
+    let Ok(Command::Client(client)) =
+        parse(&["client", "--peers", peers, "cas", "k", "old", "new"])
+    else {
+        panic!("client cas");
+    };
+    assert_eq!(
+        client.op,
+        ClientOp::Cas {
+            key: "k".into(),
+            expected: "old".into(),
+            new: "new".into()
+        }
+    );
+    assert_eq!(client.client_addrs[2], addr("127.0.0.1:6002"));
+    let Ok(Command::Status(status)) = parse(&["status", "--config", &conf("local-5.toml")]) else {
+        panic!("status from conf");
+    };
+    assert_eq!(status.peers.len(), 5);
+    assert!(!status.json);
+    let Err(SettingsError::Usage(missing)) = parse(&["client", "--peers", peers, "set", "k"])
+    else {
+        panic!("set without value");
+    };
+    assert_eq!(missing.kind(), ErrorKind::MissingRequiredArgument);
+}
