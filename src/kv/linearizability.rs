@@ -76,7 +76,10 @@ pub enum Verdict {
     Linearizable,
     NotLinearizable(Violation),
     /// The step budget ran out on this key before an answer was found.
-    Unknown { key: Vec<u8>, steps: u64 },
+    Unknown {
+        key: Vec<u8>,
+        steps: u64,
+    },
 }
 
 impl Verdict {
@@ -155,7 +158,10 @@ pub fn check_with_budget(history: &[Operation], steps_max: u64) -> Verdict {
     let mut by_key: BTreeMap<&[u8], Vec<&Operation>> = BTreeMap::new();
     for op in history {
         if let Some(done) = op.complete_us {
-            assert!(done >= op.invoke_us, "operation completes before it starts: {op:?}");
+            assert!(
+                done >= op.invoke_us,
+                "operation completes before it starts: {op:?}"
+            );
         }
         by_key.entry(op.key.as_slice()).or_default().push(op);
     }
@@ -164,7 +170,10 @@ pub fn check_with_budget(history: &[Operation], steps_max: u64) -> Verdict {
         match Search::new(&ops).run(&mut steps_left) {
             SearchResult::Linearizable => {}
             SearchResult::OutOfSteps => {
-                return Verdict::Unknown { key: key.to_vec(), steps: steps_max };
+                return Verdict::Unknown {
+                    key: key.to_vec(),
+                    steps: steps_max,
+                };
             }
             SearchResult::Stuck(deepest) => {
                 return Verdict::NotLinearizable(deepest.into_violation(key, &ops));
@@ -256,7 +265,10 @@ impl Deepest {
             key: key.to_vec(),
             operations: ops.len(),
             ordered: self.ordered.len(),
-            ordered_tail: self.ordered[tail_from..].iter().map(|&i| ops[i].clone()).collect(),
+            ordered_tail: self.ordered[tail_from..]
+                .iter()
+                .map(|&i| ops[i].clone())
+                .collect(),
             stuck: ops[self.stuck].clone(),
             state: self.state,
         }
@@ -299,13 +311,24 @@ impl<'a> Search<'a> {
             }
         }
         let n = kinds.len();
-        let next = (0..n).map(|i| if i + 1 < n { i + 1 } else { NIL }).collect();
+        let next = (0..n)
+            .map(|i| if i + 1 < n { i + 1 } else { NIL })
+            .collect();
         let prev = (0..n).map(|i| if i == 0 { NIL } else { i - 1 }).collect();
-        Search { ops, kinds, next, prev }
+        Search {
+            ops,
+            kinds,
+            next,
+            prev,
+        }
     }
 
     fn run(mut self, steps_left: &mut u64) -> SearchResult {
-        let mut unordered_completed = self.ops.iter().filter(|op| op.complete_us.is_some()).count();
+        let mut unordered_completed = self
+            .ops
+            .iter()
+            .filter(|op| op.complete_us.is_some())
+            .count();
         let mut state: Option<Vec<u8>> = None;
         let mut ordered = Bitset::new(self.ops.len());
         let mut stack: Vec<(usize, Option<Vec<u8>>)> = Vec::new();
@@ -338,13 +361,21 @@ impl<'a> Search<'a> {
             // here had to be ordered before anything invoked later, and no
             // order tried so far allows it. Undo the last choice.
             if let Some(EntryKind::Return { op }) = self.kinds.get(entry).copied()
-                && deepest.as_ref().is_none_or(|d| stack.len() > d.ordered.len())
+                && deepest
+                    .as_ref()
+                    .is_none_or(|d| stack.len() > d.ordered.len())
             {
                 let ordered_ops = stack.iter().map(|&(e, _)| self.entry_op(e)).collect();
-                deepest = Some(Deepest { ordered: ordered_ops, stuck: op, state: state.clone() });
+                deepest = Some(Deepest {
+                    ordered: ordered_ops,
+                    stuck: op,
+                    state: state.clone(),
+                });
             }
             let Some((call, previous_state)) = stack.pop() else {
-                return SearchResult::Stuck(deepest.expect("a completed operation was never ordered"));
+                return SearchResult::Stuck(
+                    deepest.expect("a completed operation was never ordered"),
+                );
             };
             let EntryKind::Call { op, ret } = self.kinds[call] else {
                 unreachable!("only calls are pushed");

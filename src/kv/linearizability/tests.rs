@@ -7,15 +7,34 @@ fn b(s: &str) -> Vec<u8> {
 
 /// An operation on key "x" by client 0.
 fn op(invoke_us: u64, complete_us: u64, kv: KvOp, result: Outcome) -> Operation {
-    Operation { client: 0, key: b("x"), invoke_us, complete_us: Some(complete_us), op: kv, result }
+    Operation {
+        client: 0,
+        key: b("x"),
+        invoke_us,
+        complete_us: Some(complete_us),
+        op: kv,
+        result,
+    }
 }
 
 fn timed_out(invoke_us: u64, kv: KvOp) -> Operation {
-    Operation { client: 9, key: b("x"), invoke_us, complete_us: None, op: kv, result: Outcome::Unknown }
+    Operation {
+        client: 9,
+        key: b("x"),
+        invoke_us,
+        complete_us: None,
+        op: kv,
+        result: Outcome::Unknown,
+    }
 }
 
 fn get(invoke_us: u64, complete_us: u64, seen: Option<&str>) -> Operation {
-    op(invoke_us, complete_us, KvOp::Get, Outcome::Value(seen.map(b)))
+    op(
+        invoke_us,
+        complete_us,
+        KvOp::Get,
+        Outcome::Value(seen.map(b)),
+    )
 }
 
 fn set(invoke_us: u64, complete_us: u64, value: &str) -> Operation {
@@ -37,7 +56,15 @@ fn accepts_a_sequential_history() {
         get(4, 5, Some("1")),
         op(6, 7, KvOp::Append(b("2")), Outcome::Int(2)),
         op(8, 9, KvOp::Incr, Outcome::Int(13)),
-        op(10, 11, KvOp::Cas { expected: b("13"), new: b("a") }, Outcome::Bool(true)),
+        op(
+            10,
+            11,
+            KvOp::Cas {
+                expected: b("13"),
+                new: b("a"),
+            },
+            Outcome::Bool(true),
+        ),
         op(12, 13, KvOp::Incr, Outcome::Error),
         op(14, 15, KvOp::Del, Outcome::Int(1)),
         op(16, 17, KvOp::Del, Outcome::Int(0)),
@@ -55,7 +82,10 @@ fn accepts_reads_concurrent_with_a_write_seeing_either_value() {
     // Two concurrent reads may see the write in either order only
     // consistently with one point for the write.
     let history = vec![set(0, 100, "1"), get(10, 20, Some("1")), get(30, 40, None)];
-    assert!(!check(&history).is_linearizable(), "the value cannot disappear");
+    assert!(
+        !check(&history).is_linearizable(),
+        "the value cannot disappear"
+    );
 }
 
 #[test]
@@ -100,7 +130,11 @@ fn a_timed_out_write_may_take_effect_later_or_never() {
         get(2000, 2010, Some("1")),
     ];
     assert_eq!(check(&later), Verdict::Linearizable);
-    let never = vec![timed_out(0, KvOp::Set(b("1"))), get(10, 20, None), get(30, 40, None)];
+    let never = vec![
+        timed_out(0, KvOp::Set(b("1"))),
+        get(10, 20, None),
+        get(30, 40, None),
+    ];
     assert_eq!(check(&never), Verdict::Linearizable);
 }
 
@@ -112,7 +146,11 @@ fn a_timed_out_write_cannot_take_effect_before_it_was_sent() {
 
 #[test]
 fn a_timed_out_write_once_seen_cannot_be_unseen() {
-    let history = vec![timed_out(0, KvOp::Set(b("1"))), get(10, 20, Some("1")), get(30, 40, None)];
+    let history = vec![
+        timed_out(0, KvOp::Set(b("1"))),
+        get(10, 20, Some("1")),
+        get(30, 40, None),
+    ];
     assert!(!check(&history).is_linearizable());
 }
 
@@ -124,7 +162,10 @@ fn a_timed_out_increment_applies_at_most_once() {
         get(30, 40, Some("2")),
     ];
     assert_eq!(check(&history), Verdict::Linearizable);
-    let twice = vec![timed_out(0, KvOp::Incr), op(10, 20, KvOp::Incr, Outcome::Int(3))];
+    let twice = vec![
+        timed_out(0, KvOp::Incr),
+        op(10, 20, KvOp::Incr, Outcome::Int(3)),
+    ];
     assert!(!check(&twice).is_linearizable());
 }
 
@@ -132,10 +173,29 @@ fn a_timed_out_increment_applies_at_most_once() {
 fn cas_results_must_match_the_value() {
     let history = vec![
         set(0, 10, "a"),
-        op(20, 30, KvOp::Cas { expected: b("a"), new: b("b") }, Outcome::Bool(true)),
-        op(40, 50, KvOp::Cas { expected: b("a"), new: b("c") }, Outcome::Bool(true)),
+        op(
+            20,
+            30,
+            KvOp::Cas {
+                expected: b("a"),
+                new: b("b"),
+            },
+            Outcome::Bool(true),
+        ),
+        op(
+            40,
+            50,
+            KvOp::Cas {
+                expected: b("a"),
+                new: b("c"),
+            },
+            Outcome::Bool(true),
+        ),
     ];
-    assert!(!check(&history).is_linearizable(), "two CAS from the same value cannot both win");
+    assert!(
+        !check(&history).is_linearizable(),
+        "two CAS from the same value cannot both win"
+    );
 }
 
 #[test]
@@ -151,8 +211,14 @@ fn keys_are_checked_independently_and_the_bad_key_is_named() {
 
 #[test]
 fn a_spent_budget_gives_unknown_not_a_verdict() {
-    let history: Vec<Operation> = (0..20).map(|i| set(0, 100, &i.to_string())).chain([get(200, 300, Some("7"))]).collect();
-    assert!(matches!(check_with_budget(&history, 5), Verdict::Unknown { .. }));
+    let history: Vec<Operation> = (0..20)
+        .map(|i| set(0, 100, &i.to_string()))
+        .chain([get(200, 300, Some("7"))])
+        .collect();
+    assert!(matches!(
+        check_with_budget(&history, 5),
+        Verdict::Unknown { .. }
+    ));
     assert_eq!(check(&history), Verdict::Linearizable);
 }
 
@@ -176,7 +242,13 @@ fn arb_op() -> impl Strategy<Value = KvOp> {
 /// (key, op, invoke lead, completion lag, 0 = completed, 1 = timed out
 /// after taking effect, 2 = timed out without taking effect)
 fn arb_step() -> impl Strategy<Value = (u8, KvOp, u64, u64, u8)> {
-    (0..3u8, arb_op(), 0..60u64, 0..60u64, prop_oneof![6 => Just(0u8), 1 => Just(1u8), 1 => Just(2u8)])
+    (
+        0..3u8,
+        arb_op(),
+        0..60u64,
+        0..60u64,
+        prop_oneof![6 => Just(0u8), 1 => Just(1u8), 1 => Just(2u8)],
+    )
 }
 
 proptest! {
