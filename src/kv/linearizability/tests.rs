@@ -283,3 +283,48 @@ proptest! {
         prop_assert_eq!(check(&history), Verdict::Linearizable);
     }
 }
+
+#[test]
+fn a_long_concurrent_history_is_checked_quickly() {
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+    let seed: u64 = std::env::var("KV_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(11);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut values: BTreeMap<u8, Option<Vec<u8>>> = BTreeMap::new();
+    let mut history = Vec::new();
+    for i in 0..3000u64 {
+        let key = rng.random_range(0..3u8);
+        let kv = match rng.random_range(0..4) {
+            0 => KvOp::Set(rng.random_range(0..5u8).to_string().into_bytes()),
+            1 => KvOp::Incr,
+            2 => KvOp::Cas {
+                expected: b("1"),
+                new: b("2"),
+            },
+            _ => KvOp::Get,
+        };
+        let state = values.entry(key).or_default();
+        let (next, result) = step(state, &kv);
+        *state = next;
+        // About eight operations in flight at any moment.
+        let at_us = 1000 + 10 * i;
+        history.push(Operation {
+            client: i % 8,
+            key: vec![key],
+            invoke_us: at_us - rng.random_range(0..40),
+            complete_us: Some(at_us + rng.random_range(0..40)),
+            op: kv,
+            result,
+        });
+    }
+    assert_eq!(check(&history), Verdict::Linearizable, "seed {seed}");
+    // Corrupt one late read: it now returns a value nobody wrote.
+    let last_get = history
+        .iter()
+        .rposition(|o| o.op == KvOp::Get)
+        .expect("a get");
+    history[last_get].result = Outcome::Value(Some(b("never written")));
+    assert_eq!(violation(&history).stuck, history[last_get], "seed {seed}");
+}
