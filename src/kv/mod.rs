@@ -9,6 +9,6 @@
 //! propose, reply with what `KvStore::apply` returned).
 
 pub mod command;
-// pub mod linearizability;
+pub mod linearizability;
 pub mod resp;
 pub mod store;
