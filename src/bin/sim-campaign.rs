@@ -26,7 +26,7 @@ fn main() {
                 failed.push(seed);
             }
         }
-        if (seed - first + 1) % 1000 == 0 {
+        if (seed - first + 1).is_multiple_of(1000) {
             eprintln!(
                 "{} seeds, {} failed, {:.0}s",
                 seed - first + 1,

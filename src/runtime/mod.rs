@@ -111,8 +111,8 @@ pub fn start<S: StateMachine + 'static>(
     state_machine: S,
 ) -> Result<NodeHandle<S>, StartError> {
     let cluster = ClusterConfig::new((0..options.peers.len() as u64).map(NodeId).collect());
-    let (storage, restored) = FileStorage::open(&options.data_dir, cluster, options.wal.clone())
-        .map_err(StartError::Storage)?;
+    let (storage, restored) =
+        FileStorage::open(&options.data_dir, cluster, options.wal).map_err(StartError::Storage)?;
     log::info!(
         "Node {}: recovered term {} vote {:?} commit {} and {} log entries from {}",
         options.id,

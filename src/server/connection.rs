@@ -124,23 +124,23 @@ fn args_of(value: &Value) -> Option<Vec<Vec<u8>>> {
 /// The reply to one request; None for an empty request, which Redis
 /// answers with nothing.
 fn handle(value: Value, session: &mut Session, ctx: &ServerContext) -> Option<Value> {
-    if let Some(args) = args_of(&value) {
-        if let Some(name) = args.first() {
-            if name.eq_ignore_ascii_case(PROPOSE) {
-                return Some(match args.get(1) {
-                    Some(command) if args.len() == 2 => write(command.clone(), session, ctx, false),
-                    _ => Value::Error(
-                        "ERR wrong number of arguments for 'sraft.propose' command".into(),
-                    ),
-                });
-            }
-            if name.eq_ignore_ascii_case(LOCAL) {
-                let inner = Value::Array(args[1..].iter().cloned().map(Value::Bulk).collect());
-                return dispatch(inner, session, ctx, false);
-            }
-            if name.eq_ignore_ascii_case(b"QUIT") {
-                return Some(Value::ok());
-            }
+    if let Some(args) = args_of(&value)
+        && let Some(name) = args.first()
+    {
+        if name.eq_ignore_ascii_case(PROPOSE) {
+            return Some(match args.get(1) {
+                Some(command) if args.len() == 2 => write(command.clone(), session, ctx, false),
+                _ => {
+                    Value::Error("ERR wrong number of arguments for 'sraft.propose' command".into())
+                }
+            });
+        }
+        if name.eq_ignore_ascii_case(LOCAL) {
+            let inner = Value::Array(args[1..].iter().cloned().map(Value::Bulk).collect());
+            return dispatch(inner, session, ctx, false);
+        }
+        if name.eq_ignore_ascii_case(b"QUIT") {
+            return Some(Value::ok());
         }
     }
     dispatch(value, session, ctx, true)
