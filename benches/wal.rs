@@ -32,14 +32,6 @@ fn bench_persist(c: &mut Criterion) {
                     storage.persist(None, &batch).expect("persist");
                     next_index += batch_entries;
                 });
-                let stats = storage.stats();
-                eprintln!(
-                    "batch={batch_entries}: {} records, {} bytes, {} fsyncs, {} segments",
-                    stats.records_written,
-                    stats.bytes_written,
-                    stats.fsyncs,
-                    stats.segments_created
-                );
             },
         );
     }

@@ -38,6 +38,7 @@ pub struct Recovered {
 
 #[derive(Debug)]
 pub struct Tail {
+    pub seq: u64,
     pub path: PathBuf,
     /// Length once a torn tail, if any, is cut off.
     pub bytes: u64,
@@ -82,6 +83,7 @@ pub fn recover(dir: &Path, segments: &[(u64, PathBuf)]) -> Result<Recovered, Sto
             cut_torn_tail(path, good_bytes as u64)?;
         }
         recovered.tail = Some(Tail {
+            seq: *seq,
             path: path.clone(),
             bytes: good_bytes as u64,
             batches,

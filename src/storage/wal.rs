@@ -83,8 +83,7 @@ impl FileStorage {
             _lock: lock,
             active: match &recovered.tail {
                 Some(tail) => {
-                    let seq = recovered.segments.last().map_or(0, |info| info.seq);
-                    ActiveSegment::open_at(seq, tail.path.clone(), tail.bytes, tail.batches)?
+                    ActiveSegment::open_at(tail.seq, tail.path.clone(), tail.bytes, tail.batches)?
                 }
                 // No segment survived: start the first one. Reusing the
                 // number of a segment recovery removed keeps numbers dense.
