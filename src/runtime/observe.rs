@@ -47,7 +47,12 @@ fn ms(us: u64) -> f64 {
 impl Observer {
     pub fn new(id: NodeId, metrics_file: Option<&Path>) -> io::Result<Observer> {
         let metrics = match metrics_file {
-            Some(path) => Some(OpenOptions::new().create(true).append(true).open(path)?),
+            Some(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)?;
+                }
+                Some(OpenOptions::new().create(true).append(true).open(path)?)
+            }
             None => None,
         };
         Ok(Observer { id, metrics })
