@@ -300,6 +300,26 @@ fn a_flipped_byte_in_an_earlier_record_is_corruption_at_that_record() {
 }
 
 #[test]
+fn a_flipped_length_field_followed_by_good_records_is_corruption_not_a_torn_tail() {
+    // A bit flip that makes a record's length run past the end of the file
+    // looks like a torn write on its own; the intact records after it show
+    // it is not one, and cutting them off would lose acknowledged entries.
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut storage, _) = open(tmp.path(), fast());
+    storage.persist(None, &entries(1..=3, 1)).unwrap();
+    let path = segment_files(tmp.path()).remove(0);
+    let second_record = file_len(&path);
+    storage.persist(None, &entries(4..=6, 1)).unwrap();
+    storage.persist(None, &entries(7..=9, 1)).unwrap();
+    drop(storage);
+
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[second_record as usize + 2] ^= 0x40; // length += 4 MiB
+    fs::write(&path, &bytes).unwrap();
+    assert_corrupt_at(open_err(tmp.path()), &path, second_record);
+}
+
+#[test]
 fn damage_at_the_end_of_an_earlier_segment_is_corruption() {
     let tmp = tempfile::tempdir().unwrap();
     {

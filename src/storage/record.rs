@@ -182,8 +182,11 @@ pub fn next_frame(bytes: &[u8], offset: usize) -> Frame<'_> {
 }
 
 /// Whether a bad frame at `offset` is the last thing in the file: true when
-/// nothing but zeros follows the bytes the frame claims. A CRC mismatch with
-/// real data after it is damage in the middle of the log, not a torn tail.
+/// nothing but zeros follows the bytes the frame claims, and no intact frame
+/// starts anywhere after `offset`. A CRC mismatch with real data after it is
+/// damage in the middle of the log, not a torn tail; so is a flipped length
+/// field that makes a record appear to run past the end of the file while
+/// good records follow it (a torn write is always the last thing written).
 pub fn defect_is_at_tail(bytes: &[u8], offset: usize, defect: &Defect) -> bool {
     let claimed_end = match defect {
         Defect::CrcMismatch { .. } => {
@@ -194,7 +197,23 @@ pub fn defect_is_at_tail(bytes: &[u8], offset: usize, defect: &Defect) -> bool {
         Defect::ShortHeader { .. } | Defect::ShortPayload { .. } | Defect::ZeroFill => bytes.len(),
         Defect::ZeroLength | Defect::LengthTooLarge { .. } => return false,
     };
-    bytes[claimed_end..].iter().all(|&b| b == 0)
+    bytes[claimed_end..].iter().all(|&b| b == 0) && !intact_frame_after(bytes, offset)
+}
+
+/// Whether a frame with a good CRC and a decodable payload starts at some
+/// offset after `offset`. Runs only on recovery, only after a defect.
+fn intact_frame_after(bytes: &[u8], offset: usize) -> bool {
+    let last_start = bytes.len().saturating_sub(FRAME_HEADER_BYTES + 1);
+    (offset + 1..=last_start).any(|start| {
+        let rest = &bytes[start..];
+        let length = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        if length == 0 || length > rest.len() - FRAME_HEADER_BYTES {
+            return false;
+        }
+        let stored = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
+        let payload = &rest[FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + length];
+        crc32fast::hash(payload) == stored && decode_record(payload).is_ok()
+    })
 }
 
 /// Decodes a payload whose CRC was good. The CRC makes a decoding failure
