@@ -981,3 +981,87 @@ fn acknowledged_writes_survive_kill_9_of_every_node() {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// A write whose forward to the leader failed may still commit later, so the
+/// follower must not answer it with an error that claims "no effect".
+/// Leader and one follower alive, the other three killed: the leader takes
+/// the write, replicates it to the follower but cannot commit it; then the
+/// leader is killed too, so the follower's forward breaks and it retries in
+/// vain until its deadline. Restarting the three lets the follower, whose
+/// log holds the write, win the election and commit it.
+#[test]
+fn a_write_answered_as_not_executed_never_takes_effect() {
+    let _guard = cluster_lock();
+    let mut cluster = Cluster::start("noeffect");
+    let Some((leader, _)) = cluster.wait_for_leader(Duration::from_secs(20)) else {
+        panic!("no leader\n{}", cluster.log_tails(40));
+    };
+    let follower = (leader + 1) % NODES;
+    let others: Vec<usize> = (0..NODES)
+        .filter(|&i| i != leader && i != follower)
+        .collect();
+    for &i in &others {
+        cluster.kill_node(i);
+    }
+    let recorder = Recorder::new();
+    let mut conn = Conn::open(cluster.client_addr(follower), CLIENT_TIMEOUT).expect("connect");
+    let op = KvOp::Set(b"committed-later".to_vec());
+    let invoke_us = recorder.now_us();
+    let request = thread::spawn(move || conn.call(&[b"SET", b"probe", b"committed-later"]));
+    thread::sleep(Duration::from_secs(1));
+    cluster.kill_node(leader);
+    let reply = request.join().expect("client thread");
+    eprintln!(
+        "[jepsen] SET through follower {follower} without a quorum, leader {leader} killed after 1 s: {reply:?}"
+    );
+    match classify(&op, reply) {
+        Classified::Done(result) => recorder.record(Operation {
+            client: 0,
+            key: b"probe".to_vec(),
+            invoke_us,
+            complete_us: Some(recorder.now_us()),
+            op,
+            result,
+        }),
+        Classified::Failed => {}
+        Classified::Indeterminate => recorder.record(Operation {
+            client: 0,
+            key: b"probe".to_vec(),
+            invoke_us,
+            complete_us: None,
+            op,
+            result: Outcome::Unknown,
+        }),
+    }
+    for &i in &others {
+        cluster.start_node(i);
+    }
+    assert!(
+        cluster.wait_for_leader(Duration::from_secs(20)).is_some(),
+        "no leader after restarting nodes {others:?}\n{}",
+        cluster.log_tails(40)
+    );
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(Instant::now() < until, "GET probe never answered");
+        let Ok(mut c) = Conn::open(cluster.client_addr(others[0]), CLIENT_TIMEOUT) else {
+            thread::sleep(Duration::from_millis(100));
+            continue;
+        };
+        let invoke_us = recorder.now_us();
+        if let Ok(Reply::Bulk(value)) = c.call(&[b"GET", b"probe"]) {
+            eprintln!("[jepsen] GET probe after the restart: {value:?}");
+            recorder.record(Operation {
+                client: 1,
+                key: b"probe".to_vec(),
+                invoke_us,
+                complete_us: Some(recorder.now_us()),
+                op: KvOp::Get,
+                result: Outcome::Value(value),
+            });
+            break;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    check_or_panic(&cluster, &recorder.history());
+}
