@@ -473,11 +473,32 @@ struct Client {
     stats: Stats,
 }
 
-#[derive(Default, Debug, Clone, Copy)]
+#[derive(Default, Debug, Clone)]
 struct Stats {
     ok: u64,
     failed: u64,
     indeterminate: u64,
+    /// Error replies and I/O errors, by their first words.
+    errors: BTreeMap<String, u64>,
+}
+
+impl Stats {
+    fn add(&mut self, other: Stats) {
+        self.ok += other.ok;
+        self.failed += other.failed;
+        self.indeterminate += other.indeterminate;
+        for (e, n) in other.errors {
+            *self.errors.entry(e).or_default() += n;
+        }
+    }
+}
+
+fn error_kind(reply: &io::Result<Reply>) -> Option<String> {
+    match reply {
+        Ok(Reply::Error(e)) => Some(e.split(':').next().unwrap_or(e).to_string()),
+        Ok(_) => None,
+        Err(e) => Some(format!("io: {:?}", e.kind())),
+    }
 }
 
 impl Client {
@@ -500,6 +521,9 @@ impl Client {
             }
         };
         let io_error = reply.is_err();
+        if let Some(kind) = error_kind(&reply) {
+            *self.stats.errors.entry(kind).or_default() += 1;
+        }
         let classified = classify(&op, reply);
         let complete_us = self.recorder.now_us();
         let result = match classified {
@@ -774,22 +798,20 @@ fn linearizable_under_kills_pauses_and_leader_failover() {
     stop.store(true, Ordering::SeqCst);
     let mut total = Stats::default();
     for c in clients {
-        let s = c.join().expect("client thread");
-        total.ok += s.ok;
-        total.failed += s.failed;
-        total.indeterminate += s.indeterminate;
+        total.add(c.join().expect("client thread"));
     }
     let cluster = cluster.into_inner().unwrap();
     for a in &actions {
         eprintln!("[jepsen] nemesis: {a}");
     }
     eprintln!(
-        "[jepsen] healed at {:.1}s, leader after heal {:?}; ops: {} ok, {} failed (no effect), {} indeterminate",
+        "[jepsen] healed at {:.1}s, leader after heal {:?}; ops: {} ok, {} failed (no effect), {} indeterminate; errors {:?}",
         healed.as_secs_f64(),
         leader,
         total.ok,
         total.failed,
-        total.indeterminate
+        total.indeterminate,
+        total.errors
     );
     assert!(
         leader.is_some(),
