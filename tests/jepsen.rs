@@ -638,9 +638,12 @@ fn nemesis(cluster: &Mutex<Cluster>, rng: &mut StdRng, duration: Duration) -> Ve
             1 => {
                 let leader = cluster.lock().unwrap().leader();
                 if let Some((leader, _)) = leader {
+                    // Sometimes beyond the request timeout (5 s): the
+                    // followers' forwards to it time out, and it wakes up to
+                    // requests buffered on connections given up on.
                     cluster.lock().unwrap().pause_node(leader);
                     actions.push(format!("{t:.1}s SIGSTOP leader {leader}"));
-                    thread::sleep(Duration::from_millis(rng.random_range(1000..3000)));
+                    thread::sleep(Duration::from_millis(rng.random_range(1000..6500)));
                     cluster.lock().unwrap().resume_node(leader);
                     actions.push(format!(
                         "{:.1}s SIGCONT node {leader}",
