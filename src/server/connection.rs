@@ -214,17 +214,37 @@ fn not_leader(leader: Option<NodeId>) -> Value {
     ))
 }
 
+fn write_unresolved() -> Value {
+    Value::Error("ERR timeout: the write may or may not have been applied".into())
+}
+
+fn busy() -> Value {
+    Value::Error("ERR busy: too many requests in flight; retry".into())
+}
+
+/// Errors that tell the client its request was not executed.
+fn claims_no_effect(value: &Value) -> bool {
+    matches!(value, Value::Error(e) if e.starts_with("ERR no leader") || e.starts_with("ERR busy"))
+}
+
 /// Replicates `command` here if this node leads, else (when allowed) at the
 /// leader; retries through elections until the request timeout.
+///
+/// `ERR no leader` and `ERR busy` tell the client the write had no effect,
+/// so they are answered only when no attempt can have reached a leader's
+/// log: once a forward broke after the command was sent (the leader may
+/// have appended it, and a later leader commit it), a write that is not
+/// resolved by the deadline is answered as indeterminate.
 fn write(command: Vec<u8>, session: &mut Session, ctx: &ServerContext, may_forward: bool) -> Value {
     let deadline = Instant::now() + ctx.request_timeout;
+    let mut maybe_applied = false;
     loop {
         let make = |reply| Request::Write {
             command: command.clone(),
             reply,
         };
         let Some(result) = submit(ctx, make, deadline) else {
-            return Value::Error("ERR timeout: the write may or may not have been applied".into());
+            return write_unresolved();
         };
         match result {
             Ok(reply) => return decode_reply(&reply),
@@ -234,20 +254,27 @@ fn write(command: Vec<u8>, session: &mut Session, ctx: &ServerContext, may_forwa
                 }
                 if let Some(leader) = leader.filter(|l| l.0 != ctx.node_id) {
                     let args = vec![PROPOSE.to_vec(), command.clone()];
-                    if let Some(answer) = forward(leader, &args, session, ctx, deadline) {
-                        return answer;
+                    match forward(leader, &args, session, ctx, deadline) {
+                        Forwarded::Answer(answer) if maybe_applied && claims_no_effect(&answer) => {
+                            return write_unresolved();
+                        }
+                        Forwarded::Answer(answer) => return answer,
+                        Forwarded::Retry { maybe_sent } => maybe_applied |= maybe_sent,
                     }
                 }
             }
             // The entry was overwritten before it committed, so it was not
             // applied: proposing it again is safe (and deduplicated anyway).
             Err(RequestError::LeadershipLost) | Err(RequestError::TransferInProgress) => {}
-            Err(RequestError::Busy) => {
-                return Value::Error("ERR busy: too many requests in flight; retry".into());
-            }
+            Err(RequestError::Busy) if maybe_applied => return write_unresolved(),
+            Err(RequestError::Busy) => return busy(),
         }
         if Instant::now() + RETRY_PAUSE >= deadline {
-            return no_leader(ctx);
+            return if maybe_applied {
+                write_unresolved()
+            } else {
+                no_leader(ctx)
+            };
         }
         std::thread::sleep(RETRY_PAUSE);
     }
@@ -279,15 +306,14 @@ fn read(
                 if let Some(leader) = leader.filter(|l| l.0 != ctx.node_id) {
                     let mut fwd = vec![LOCAL.to_vec()];
                     fwd.extend(args.iter().cloned());
-                    if let Some(answer) = forward(leader, &fwd, session, ctx, deadline) {
+                    if let Forwarded::Answer(answer) = forward(leader, &fwd, session, ctx, deadline)
+                    {
                         return answer;
                     }
                 }
             }
             Err(RequestError::LeadershipLost) | Err(RequestError::TransferInProgress) => {}
-            Err(RequestError::Busy) => {
-                return Value::Error("ERR busy: too many requests in flight; retry".into());
-            }
+            Err(RequestError::Busy) => return busy(),
         }
         if Instant::now() + RETRY_PAUSE >= deadline {
             return no_leader(ctx);
@@ -296,26 +322,44 @@ fn read(
     }
 }
 
-/// Relays a request to the leader. None: the leader could not serve it
-/// (gone, or no longer leader); the caller retries.
+enum Forwarded {
+    /// The leader's answer.
+    Answer(Value),
+    /// The leader could not serve it (gone, or no longer leader); the
+    /// caller retries. `maybe_sent`: the request may have reached it, so it
+    /// may take effect there even so.
+    Retry { maybe_sent: bool },
+}
+
+/// Relays a request to the leader.
 fn forward(
     leader: NodeId,
     args: &[Vec<u8>],
     session: &mut Session,
     ctx: &ServerContext,
     deadline: Instant,
-) -> Option<Value> {
-    let addr = *ctx.client_addrs.get(leader.0 as usize)?;
+) -> Forwarded {
+    let not_sent = Forwarded::Retry { maybe_sent: false };
+    let Some(&addr) = ctx.client_addrs.get(leader.0 as usize) else {
+        return not_sent;
+    };
     let timeout = deadline.saturating_duration_since(Instant::now());
     if timeout.is_zero() {
-        return None;
+        return not_sent;
     }
-    match session.forwarder.call(addr, args, timeout, &ctx.limits) {
-        Ok(answer) if is_not_leader(&answer) => None,
-        Ok(answer) => Some(answer),
+    match session
+        .forwarder
+        .call_tracking_sent(addr, args, timeout, &ctx.limits)
+    {
+        // The leader answers NOTLEADER only when none of its own attempts
+        // was proposed or each was overwritten: no effect.
+        Ok(answer) if is_not_leader(&answer) => not_sent,
+        Ok(answer) => Forwarded::Answer(answer),
         Err(e) => {
-            log::debug!("forward to node {leader} at {addr} failed: {e}");
-            None
+            log::debug!("forward to node {leader} at {addr} failed: {}", e.error);
+            Forwarded::Retry {
+                maybe_sent: e.maybe_sent,
+            }
         }
     }
 }
