@@ -444,7 +444,8 @@ fn second_node_on_the_same_data_dir_fails_with_a_lock_error() {
         "--cluster-id",
         cluster.cluster_id(),
     ]);
-    assert_refused(&args, "lock");
+    let line = assert_refused(&args, "in use by another process");
+    assert!(line.contains(cluster.data_dir(0).to_str().unwrap()), "{line}");
     assert!(cluster.info(0).is_some(), "the first node is gone");
     cluster.set(0, "k", "w");
     assert_eq!(cluster.get(0, "k").as_deref(), Some("w"));
