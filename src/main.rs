@@ -69,13 +69,14 @@ fn run_server(settings: Settings) -> i32 {
             return 1;
         }
     };
-    let mut node = match runtime::start_on(peer_listener, &options, KvStore::new(Default::default())) {
-        Ok(node) => node,
-        Err(e) => {
-            eprintln!("sraft: {e}");
-            return 1;
-        }
-    };
+    let mut node =
+        match runtime::start_on(peer_listener, &options, KvStore::new(Default::default())) {
+            Ok(node) => node,
+            Err(e) => {
+                eprintln!("sraft: {e}");
+                return 1;
+            }
+        };
     let context = ServerContext::new(
         settings.node_id.0,
         node.requests.clone(),

@@ -153,8 +153,8 @@ pub fn start_on<S: StateMachine + 'static>(
     transport_config.queue_depth = options.queue_depth;
     transport_config.delay_us = options.delay_us;
     let (peer_tx, peer_rx) = bounded(INBOX_DEPTH);
-    let transport =
-        Transport::start_on(peer_listener, transport_config, peer_tx).map_err(StartError::Transport)?;
+    let transport = Transport::start_on(peer_listener, transport_config, peer_tx)
+        .map_err(StartError::Transport)?;
     let clock = Clock::start();
     // Runtime randomness is fine: only the simulator needs replayable seeds.
     let seed = rand::random::<u64>();

@@ -106,8 +106,15 @@ fn usage_is_output(e: &clap::Error) -> bool {
 /// found"), without the "error: " prefix.
 fn usage_error_line(e: &clap::Error) -> String {
     let text = e.to_string();
-    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("bad command line");
-    first.strip_prefix("error: ").unwrap_or(first).trim().to_string()
+    let first = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("bad command line");
+    first
+        .strip_prefix("error: ")
+        .unwrap_or(first)
+        .trim()
+        .to_string()
 }
 
 fn join<T: fmt::Display>(items: &[T], separator: &str) -> String {
