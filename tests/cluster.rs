@@ -43,7 +43,12 @@ fn five_nodes_elect_one_leader_and_assign_sub_leaders() {
     let leader = lead.leader;
     assert!(
         cluster
-            .wait_log_line(leader, 0, "[ELECTION SUCCESS]", deadline_in(Duration::from_secs(5)))
+            .wait_log_line(
+                leader,
+                0,
+                "[ELECTION SUCCESS]",
+                deadline_in(Duration::from_secs(5))
+            )
             .is_some(),
         "no [ELECTION SUCCESS] in leader {leader}'s log"
     );
@@ -53,12 +58,18 @@ fn five_nodes_elect_one_leader_and_assign_sub_leaders() {
         })
         .unwrap_or_else(|| panic!("leader {leader} never named sub-leaders"));
     let subs = info.sub_leaders();
-    assert!(!subs.contains(&leader), "leader {leader} among its sub-leaders {subs:?}");
+    assert!(
+        !subs.contains(&leader),
+        "leader {leader} among its sub-leaders {subs:?}"
+    );
     let mut distinct = subs.clone();
     distinct.sort_unstable();
     distinct.dedup();
     assert_eq!(distinct.len(), subs.len(), "sub-leaders repeat: {subs:?}");
-    assert!(subs.len() <= 2, "5 nodes * 0.4 = at most 2 sub-leaders, got {subs:?}");
+    assert!(
+        subs.len() <= 2,
+        "5 nodes * 0.4 = at most 2 sub-leaders, got {subs:?}"
+    );
     let needle = format!("[Leader {leader}] Sub-leaders assigned");
     let line = poll_until(deadline_in(Duration::from_secs(5)), || {
         cluster
@@ -67,7 +78,10 @@ fn five_nodes_elect_one_leader_and_assign_sub_leaders() {
             .find(|l| l.contains(&needle) && !l.ends_with("none"))
             .map(str::to_string)
     });
-    assert!(line.is_some(), "no {needle:?} line naming a node in leader {leader}'s log");
+    assert!(
+        line.is_some(),
+        "no {needle:?} line naming a node in leader {leader}'s log"
+    );
     // Exactly one node thinks it leads, and the others agree on who.
     assert_eq!(
         lead.infos.values().filter(|i| i.role() == "leader").count(),
@@ -103,8 +117,10 @@ fn sigkill_of_the_leader_promotes_a_sub_leader() {
     );
     let log = cluster.log_since(new.leader, marks[new.leader]);
     assert!(
-        log.contains(&format!("[INSTANT PROMOTION SUCCESS] Node {} -> LEADER", new.leader))
-            || log.contains(&format!("[ELECTION SUCCESS] Node {} -> LEADER", new.leader)),
+        log.contains(&format!(
+            "[INSTANT PROMOTION SUCCESS] Node {} -> LEADER",
+            new.leader
+        )) || log.contains(&format!("[ELECTION SUCCESS] Node {} -> LEADER", new.leader)),
         "no success line in the winner's log since the kill:\n{log}"
     );
     for i in cluster.running() {
@@ -113,7 +129,10 @@ fn sigkill_of_the_leader_promotes_a_sub_leader() {
     for i in cluster.running() {
         assert_eq!(cluster.get(i, "before").as_deref(), Some("crash"));
         for j in cluster.running() {
-            assert_eq!(cluster.get(i, &format!("after-{j}")).as_deref(), Some("crash"));
+            assert_eq!(
+                cluster.get(i, &format!("after-{j}")).as_deref(),
+                Some("crash")
+            );
         }
     }
 }
@@ -136,10 +155,16 @@ fn sigstopped_leader_is_replaced_and_follows_after_sigcont() {
         })
         .unwrap_or_else(|| panic!("old leader {old} never stepped down to follow"));
     let settled = cluster.wait_for_leader_above(lead.term, deadline_in(ELECTION_DEADLINE));
-    assert_ne!(settled.leader, old, "the thawed node took leadership back: {info:?}");
+    assert_ne!(
+        settled.leader, old,
+        "the thawed node took leadership back: {info:?}"
+    );
     assert_eq!(cluster.get(old, "during-stop").as_deref(), Some("1"));
     cluster.set(old, "after-cont", "2");
-    assert_eq!(cluster.get(settled.leader, "after-cont").as_deref(), Some("2"));
+    assert_eq!(
+        cluster.get(settled.leader, "after-cont").as_deref(),
+        Some("2")
+    );
 }
 
 /// Raft 5.3: a follower that missed entries is brought up to date by the
@@ -169,7 +194,12 @@ fn restarted_node_catches_up_on_missed_writes() {
         cluster.info(victim)
     );
     for i in 0..keys {
-        assert_eq!(cluster.get(victim, &key(i)), Some(value(i, 1)), "{}", key(i));
+        assert_eq!(
+            cluster.get(victim, &key(i)),
+            Some(value(i, 1)),
+            "{}",
+            key(i)
+        );
     }
 }
 
@@ -199,12 +229,26 @@ fn acknowledged_writes_survive_sigkill_of_every_node() {
         let info = cluster
             .wait_info(i, deadline_in(ELECTION_DEADLINE), |_| true)
             .unwrap_or_else(|| panic!("node {i} did not come back"));
-        assert!(info.term() >= *before, "node {i}: term {} < {before} before the crash", info.term());
+        assert!(
+            info.term() >= *before,
+            "node {i}: term {} < {before} before the crash",
+            info.term()
+        );
     }
     let now = cluster.wait_for_leader(deadline_in(ELECTION_DEADLINE));
-    assert!(now.term > lead.term, "term {} after restart, {} before", now.term, lead.term);
+    assert!(
+        now.term > lead.term,
+        "term {} after restart, {} before",
+        now.term,
+        lead.term
+    );
     for i in 0..keys {
-        assert_eq!(cluster.get(i % cluster.len(), &key(i)), Some(value(i, 0)), "{}", key(i));
+        assert_eq!(
+            cluster.get(i % cluster.len(), &key(i)),
+            Some(value(i, 0)),
+            "{}",
+            key(i)
+        );
     }
 }
 
@@ -216,8 +260,13 @@ fn assert_closed_by_node(mut stream: TcpStream, what: &str) -> Vec<u8> {
     let mut chunk = [0u8; 4096];
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
-        assert!(!remaining.is_zero(), "{what}: connection still open after {CLOSE_DEADLINE:?}");
-        stream.set_read_timeout(Some(remaining)).expect("set timeout");
+        assert!(
+            !remaining.is_zero(),
+            "{what}: connection still open after {CLOSE_DEADLINE:?}"
+        );
+        stream
+            .set_read_timeout(Some(remaining))
+            .expect("set timeout");
         match stream.read(&mut chunk) {
             Ok(0) => return received,
             Ok(n) => received.extend_from_slice(&chunk[..n]),
@@ -233,7 +282,9 @@ fn assert_closed_by_node(mut stream: TcpStream, what: &str) -> Vec<u8> {
 fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
         .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    stream.set_write_timeout(Some(Duration::from_secs(2))).expect("set timeout");
+    stream
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .expect("set timeout");
     stream
 }
 
@@ -269,20 +320,71 @@ fn peer_port_closes_connections_that_break_the_protocol() {
     let id = cluster.cluster_id().to_string();
     let mut valid_then_garbage = hello_frame(&id, other as u64, PROTOCOL_VERSION);
     valid_then_garbage.extend(undecodable_frame());
-    let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("text garbage", b"GET / HTTP/1.1\r\nHost: sraft\r\n\r\n".to_vec()),
-        ("undecodable frame", undecodable_frame()),
-        ("hello with a wrong cluster id", hello_frame("not-this-cluster", other as u64, PROTOCOL_VERSION)),
-        ("hello with a wrong protocol version", hello_frame(&id, other as u64, PROTOCOL_VERSION + 1)),
-        ("hello from an unknown node", hello_frame(&id, 99, PROTOCOL_VERSION)),
-        ("length 0xFFFFFFFF", vec![0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]),
-        ("valid hello, then garbage", valid_then_garbage),
+    // Each case, and the reason the node must log for closing it: the
+    // reason shows the bytes were judged, not left to the hello timeout.
+    let cases: Vec<(&str, Vec<u8>, String)> = vec![
+        (
+            "text garbage",
+            b"GET / HTTP/1.1\r\nHost: sraft\r\n\r\n".to_vec(),
+            "frame too large".into(),
+        ),
+        (
+            "undecodable frame",
+            undecodable_frame(),
+            "undecodable frame".into(),
+        ),
+        (
+            "hello with a wrong cluster id",
+            hello_frame("not-this-cluster", other as u64, PROTOCOL_VERSION),
+            "wrong cluster id".into(),
+        ),
+        (
+            "hello with a wrong protocol version",
+            hello_frame(&id, other as u64, PROTOCOL_VERSION + 1),
+            format!("protocol version {}", PROTOCOL_VERSION + 1),
+        ),
+        (
+            "hello from an unknown node",
+            hello_frame(&id, 99, PROTOCOL_VERSION),
+            "unknown node 99".into(),
+        ),
+        (
+            "length 0xFFFFFFFF",
+            vec![0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0],
+            "frame too large 4294967295".into(),
+        ),
+        (
+            "valid hello, then garbage",
+            valid_then_garbage,
+            format!("peer {other} at 127.0.0.1:"),
+        ),
     ];
-    for (what, bytes) in cases {
+    for (what, bytes, reason) in cases {
+        let mark = cluster.log_len(target);
         let mut stream = connect(cluster.peer_addr(target));
-        stream.write_all(&bytes).unwrap_or_else(|e| panic!("{what}: write: {e}"));
+        stream
+            .write_all(&bytes)
+            .unwrap_or_else(|e| panic!("{what}: write: {e}"));
         assert_closed_by_node(stream, what);
-        assert!(cluster.info(target).is_some(), "node {target} stopped answering after {what}");
+        let logged = poll_until(deadline_in(CLOSE_DEADLINE), || {
+            cluster
+                .log_since(target, mark)
+                .lines()
+                .find(|l| {
+                    l.contains("closing connection from")
+                        && l.contains(&reason)
+                        && (what != "valid hello, then garbage" || l.contains("undecodable frame"))
+                })
+                .map(str::to_string)
+        });
+        assert!(
+            logged.is_some(),
+            "{what}: node {target} logged no close with {reason:?}"
+        );
+        assert!(
+            cluster.info(target).is_some(),
+            "node {target} stopped answering after {what}"
+        );
     }
     // The node is up and the cluster still commits writes, through it and
     // through another node.
@@ -291,7 +393,12 @@ fn peer_port_closes_connections_that_break_the_protocol() {
         cluster.set(i, &format!("after-garbage-{i}"), "ok");
     }
     for i in 0..cluster.len() {
-        assert_eq!(cluster.get(target, &format!("after-garbage-{i}")).as_deref(), Some("ok"));
+        assert_eq!(
+            cluster
+                .get(target, &format!("after-garbage-{i}"))
+                .as_deref(),
+            Some("ok")
+        );
     }
 }
 
@@ -304,7 +411,10 @@ fn read_line(stream: &mut TcpStream) -> String {
     let mut byte = [0u8; 1];
     while !line.ends_with(b"\r\n") {
         match stream.read(&mut byte) {
-            Ok(0) => panic!("connection closed after {:?}", String::from_utf8_lossy(&line)),
+            Ok(0) => panic!(
+                "connection closed after {:?}",
+                String::from_utf8_lossy(&line)
+            ),
             Ok(_) => line.push(byte[0]),
             Err(e) => panic!("read after {:?}: {e}", String::from_utf8_lossy(&line)),
         }
@@ -313,7 +423,9 @@ fn read_line(stream: &mut TcpStream) -> String {
 }
 
 fn ping(stream: &mut TcpStream) {
-    stream.write_all(b"*1\r\n$4\r\nPING\r\n").expect("write PING");
+    stream
+        .write_all(b"*1\r\n$4\r\nPING\r\n")
+        .expect("write PING");
     assert_eq!(read_line(stream), "+PONG");
 }
 
@@ -328,23 +440,40 @@ fn client_port_closes_on_framing_garbage_and_survives_bad_commands() {
     let mut bystander = connect(addr);
     ping(&mut bystander);
 
-    for garbage in [&b"*abc\r\n"[..], b"*1\r\n$-7x\r\n", b"*1\r\n$99999999999999999999\r\n"] {
+    for garbage in [
+        &b"*abc\r\n"[..],
+        b"*1\r\n$-7x\r\n",
+        b"*1\r\n$99999999999999999999\r\n",
+    ] {
         let mut bad = connect(addr);
         bad.write_all(garbage).expect("write garbage");
         let reply = assert_closed_by_node(bad, &format!("{garbage:?}"));
         let reply = String::from_utf8_lossy(&reply);
-        assert!(reply.starts_with("-ERR Protocol error"), "{garbage:?} got {reply:?}");
+        assert!(
+            reply.starts_with("-ERR Protocol error"),
+            "{garbage:?} got {reply:?}"
+        );
     }
     ping(&mut bystander);
 
     let mut client = connect(addr);
     client.write_all(b"*1\r\n$3\r\nGET\r\n").expect("write GET");
     let reply = read_line(&mut client);
-    assert!(reply.starts_with("-ERR wrong number of arguments"), "{reply}");
-    client.write_all(b"*2\r\n$3\r\nSET\r\n$1\r\nk\r\n").expect("write SET");
+    assert!(
+        reply.starts_with("-ERR wrong number of arguments"),
+        "{reply}"
+    );
+    client
+        .write_all(b"*2\r\n$3\r\nSET\r\n$1\r\nk\r\n")
+        .expect("write SET");
     let reply = read_line(&mut client);
-    assert!(reply.starts_with("-ERR wrong number of arguments"), "{reply}");
-    client.write_all(b"*1\r\n$7\r\nNOSUCHC\r\n").expect("write an unknown command");
+    assert!(
+        reply.starts_with("-ERR wrong number of arguments"),
+        "{reply}"
+    );
+    client
+        .write_all(b"*1\r\n$7\r\nNOSUCHC\r\n")
+        .expect("write an unknown command");
     let reply = read_line(&mut client);
     assert!(reply.starts_with("-ERR"), "{reply}");
     ping(&mut client);
@@ -358,9 +487,16 @@ fn client_port_closes_on_framing_garbage_and_survives_bad_commands() {
 /// Asserts one line on stderr naming `needle`, and a non-zero exit.
 fn assert_refused(args: &[String], needle: &str) -> String {
     let (status, _stdout, stderr) = run_to_exit(args, deadline_in(Duration::from_secs(15)));
-    assert!(!status.success(), "sraft {args:?} exited with {status}; stderr: {stderr}");
+    assert!(
+        !status.success(),
+        "sraft {args:?} exited with {status}; stderr: {stderr}"
+    );
     let lines: Vec<&str> = stderr.trim_end().lines().collect();
-    assert_eq!(lines.len(), 1, "sraft {args:?}: not one line on stderr:\n{stderr}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "sraft {args:?}: not one line on stderr:\n{stderr}"
+    );
     assert!(
         lines[0].to_lowercase().contains(&needle.to_lowercase()),
         "sraft {args:?}: {:?} does not name {needle:?}",
@@ -374,7 +510,11 @@ fn strings(items: &[&str]) -> Vec<String> {
 }
 
 fn assert_untouched(path: &Path) {
-    assert!(!path.exists(), "{} was created by a refused start", path.display());
+    assert!(
+        !path.exists(),
+        "{} was created by a refused start",
+        path.display()
+    );
 }
 
 /// DESIGN.md 4: "Bad flags or config: a one-line error naming the problem
@@ -407,7 +547,10 @@ fn bad_command_lines_exit_with_one_line_before_opening_anything() {
     assert_refused(&out_of_range, "3");
     let config = dir.path().join("bad.toml");
     std::fs::write(&config, "cluster_id = \"x\"\nno_such_key = 1\n").expect("write config");
-    assert_refused(&base(&["--config", config.to_str().unwrap()]), "no_such_key");
+    assert_refused(
+        &base(&["--config", config.to_str().unwrap()]),
+        "no_such_key",
+    );
     assert_untouched(&data);
     assert_untouched(&metrics);
 
@@ -445,7 +588,10 @@ fn second_node_on_the_same_data_dir_fails_with_a_lock_error() {
         cluster.cluster_id(),
     ]);
     let line = assert_refused(&args, "in use by another process");
-    assert!(line.contains(cluster.data_dir(0).to_str().unwrap()), "{line}");
+    assert!(
+        line.contains(cluster.data_dir(0).to_str().unwrap()),
+        "{line}"
+    );
     assert!(cluster.info(0).is_some(), "the first node is gone");
     cluster.set(0, "k", "w");
     assert_eq!(cluster.get(0, "k").as_deref(), Some("w"));
@@ -477,19 +623,28 @@ fn followers_forward_and_a_write_without_quorum_fails_in_bounded_time() {
     }
     for node in [lead.leader, followers[3]] {
         let started = Instant::now();
-        let reply = cluster.call(node, &[b"SET", b"no-quorum", b"x"], REQUEST_BOUND + CALL_TIMEOUT);
+        let reply = cluster.call(
+            node,
+            &[b"SET", b"no-quorum", b"x"],
+            REQUEST_BOUND + CALL_TIMEOUT,
+        );
         let elapsed = started.elapsed();
+        eprintln!("node {node}: write without quorum: {reply:?} after {elapsed:?}");
         match reply {
             Ok(Value::Error(e)) => {
                 let e = e.to_lowercase();
                 assert!(
-                    e.starts_with("err") && (e.contains("leader") || e.contains("timeout") || e.contains("quorum")),
+                    e.starts_with("err")
+                        && (e.contains("leader") || e.contains("timeout") || e.contains("quorum")),
                     "node {node}: error does not name a reason: {e}"
                 );
             }
             other => panic!("node {node}: write without quorum answered {other:?}"),
         }
-        assert!(elapsed < REQUEST_BOUND, "node {node}: the error took {elapsed:?}");
+        assert!(
+            elapsed < REQUEST_BOUND,
+            "node {node}: the error took {elapsed:?}"
+        );
     }
 }
 
@@ -503,7 +658,10 @@ fn sigterm_exits_zero_and_a_restart_recovers_everything() {
     for i in 0..keys {
         cluster.set(i % cluster.len(), &key(i), &value(i, 0));
     }
-    let commit = cluster.info(lead.leader).expect("leader INFO").commit_index();
+    let commit = cluster
+        .info(lead.leader)
+        .expect("leader INFO")
+        .commit_index();
     for i in 0..cluster.len() {
         let status = cluster
             .terminate(i, deadline_in(Duration::from_secs(15)))
@@ -512,7 +670,10 @@ fn sigterm_exits_zero_and_a_restart_recovers_everything() {
     }
     for i in 0..cluster.len() {
         let log = cluster.log_since(i, 0);
-        assert!(log.contains("stopped cleanly"), "node {i} did not log a clean stop");
+        assert!(
+            log.contains("stopped cleanly"),
+            "node {i} did not log a clean stop"
+        );
     }
     for i in 0..cluster.len() {
         cluster.restart(i);
@@ -522,10 +683,18 @@ fn sigterm_exits_zero_and_a_restart_recovers_everything() {
         let applied = cluster.wait_info(i, deadline_in(ELECTION_DEADLINE), |info| {
             info.applied_index() >= commit
         });
-        assert!(applied.is_some(), "node {i} did not re-apply up to {commit}");
+        assert!(
+            applied.is_some(),
+            "node {i} did not re-apply up to {commit}"
+        );
     }
     for i in 0..keys {
-        assert_eq!(cluster.get(i % cluster.len(), &key(i)), Some(value(i, 0)), "{}", key(i));
+        assert_eq!(
+            cluster.get(i % cluster.len(), &key(i)),
+            Some(value(i, 0)),
+            "{}",
+            key(i)
+        );
     }
     assert!(now.term > lead.term);
 }

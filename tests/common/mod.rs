@@ -137,7 +137,10 @@ impl Info {
         self.get("sub_leaders")
             .split(',')
             .filter(|s| !s.is_empty())
-            .map(|s| s.parse().unwrap_or_else(|e| panic!("sub_leaders {s:?}: {e}")))
+            .map(|s| {
+                s.parse()
+                    .unwrap_or_else(|e| panic!("sub_leaders {s:?}: {e}"))
+            })
             .collect()
     }
 
@@ -339,7 +342,11 @@ impl TestCluster {
     /// its old ports are free (a killed process's sockets close at once, but
     /// the poll keeps the test honest about it).
     pub fn restart(&mut self, i: usize) {
-        assert_eq!(self.states[i], NodeState::Down, "restart of a live node {i}");
+        assert_eq!(
+            self.states[i],
+            NodeState::Down,
+            "restart of a live node {i}"
+        );
         let peer = self.peer_ports[i];
         let free = poll_until(deadline_in(Duration::from_secs(5)), || {
             (port_is_free(peer) && port_is_free(peer + CLIENT_PORT_OFFSET)).then_some(())
@@ -464,7 +471,13 @@ impl TestCluster {
 
     /// Polls node `i`'s log (after byte `from`) for a line containing
     /// `needle`; returns that line.
-    pub fn wait_log_line(&self, i: usize, from: u64, needle: &str, deadline: Instant) -> Option<String> {
+    pub fn wait_log_line(
+        &self,
+        i: usize,
+        from: u64,
+        needle: &str,
+        deadline: Instant,
+    ) -> Option<String> {
         poll_until(deadline, || {
             self.log_since(i, from)
                 .lines()
