@@ -405,7 +405,7 @@ impl TestCluster {
             let agreed = infos
                 .values()
                 .all(|info| info.leader_id() == Some(leader) && info.term() == term);
-            (agreed && term > term_above).then(|| Leadership {
+            (agreed && term > term_above).then_some(Leadership {
                 leader,
                 term,
                 infos,
