@@ -53,8 +53,8 @@ fn run_server(settings: Settings) -> i32 {
         delay_us: test_delay_us(),
         metrics_file: settings.metrics_file.clone(),
     };
-    // Bind the client port first: a port in use is reported before the
-    // node opens its log or talks to peers.
+    // Bind both ports first: a port in use is reported before the node
+    // opens its log or talks to peers (DESIGN.md 4).
     let client_listener = match std::net::TcpListener::bind(settings.client_listen) {
         Ok(l) => l,
         Err(e) => {
@@ -65,13 +65,21 @@ fn run_server(settings: Settings) -> i32 {
             return 1;
         }
     };
-    let mut node = match runtime::start(&options, KvStore::new(Default::default())) {
-        Ok(node) => node,
+    let peer_listener = match std::net::TcpListener::bind(settings.listen) {
+        Ok(l) => l,
         Err(e) => {
-            eprintln!("sraft: {e}");
+            eprintln!("sraft: cannot listen for peers on {}: {e}", settings.listen);
             return 1;
         }
     };
+    let mut node =
+        match runtime::start_on(peer_listener, &options, KvStore::new(Default::default())) {
+            Ok(node) => node,
+            Err(e) => {
+                eprintln!("sraft: {e}");
+                return 1;
+            }
+        };
     let context = ServerContext::new(
         settings.node_id.0,
         node.requests.clone(),

@@ -19,7 +19,7 @@ use crossbeam_channel::{Sender, bounded};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -110,6 +110,23 @@ pub fn start<S: StateMachine + 'static>(
     options: &NodeOptions,
     state_machine: S,
 ) -> Result<NodeHandle<S>, StartError> {
+    let listener = TcpListener::bind(options.listen).map_err(|source| {
+        StartError::Transport(TransportError::Listen {
+            addr: options.listen,
+            source,
+        })
+    })?;
+    start_on(listener, options, state_machine)
+}
+
+/// As `start`, with the peer port already bound by the caller: the binary
+/// binds it before opening the data dir, so that a port in use fails before
+/// anything is opened (DESIGN.md 4).
+pub fn start_on<S: StateMachine + 'static>(
+    peer_listener: TcpListener,
+    options: &NodeOptions,
+    state_machine: S,
+) -> Result<NodeHandle<S>, StartError> {
     let cluster = ClusterConfig::new((0..options.peers.len() as u64).map(NodeId).collect());
     let (storage, restored) =
         FileStorage::open(&options.data_dir, cluster, options.wal).map_err(StartError::Storage)?;
@@ -146,7 +163,8 @@ pub fn start<S: StateMachine + 'static>(
     transport_config.queue_depth = options.queue_depth;
     transport_config.delay_us = options.delay_us;
     let (peer_tx, peer_rx) = bounded(INBOX_DEPTH);
-    let transport = Transport::start(transport_config, peer_tx).map_err(StartError::Transport)?;
+    let transport = Transport::start_on(peer_listener, transport_config, peer_tx)
+        .map_err(StartError::Transport)?;
     let clock = Clock::start();
     // Runtime randomness is fine: only the simulator needs replayable seeds.
     let seed = rand::random::<u64>();

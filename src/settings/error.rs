@@ -75,13 +75,46 @@ impl SettingsError {
     /// does it (status 0 for `--help`), ours as `sraft: <line>` on stderr.
     pub fn exit(self) -> ! {
         match self {
-            SettingsError::Usage(e) => e.exit(),
+            SettingsError::Usage(e) if usage_is_output(&e) => e.exit(),
+            SettingsError::Usage(e) => {
+                // DESIGN.md 4: a bad command line is one line on stderr, as
+                // every other bad setting is; clap's usage block and tips
+                // stay behind `--help`.
+                eprintln!("sraft: {} (see --help)", usage_error_line(&e));
+                std::process::exit(e.exit_code())
+            }
             other => {
                 eprintln!("sraft: {other}");
                 std::process::exit(EXIT_STATUS_BAD_SETTINGS)
             }
         }
     }
+}
+
+/// `--help`, `--version` and a bare subcommand: clap's text is the
+/// requested output, not an error.
+fn usage_is_output(e: &clap::Error) -> bool {
+    matches!(
+        e.kind(),
+        clap::error::ErrorKind::DisplayHelp
+            | clap::error::ErrorKind::DisplayVersion
+            | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    )
+}
+
+/// The first line of clap's message ("error: unexpected argument '--x'
+/// found"), without the "error: " prefix.
+fn usage_error_line(e: &clap::Error) -> String {
+    let text = e.to_string();
+    let first = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("bad command line");
+    first
+        .strip_prefix("error: ")
+        .unwrap_or(first)
+        .trim()
+        .to_string()
 }
 
 fn join<T: fmt::Display>(items: &[T], separator: &str) -> String {

@@ -299,6 +299,18 @@ impl Transport {
                 addr: config.listen,
                 source,
             })?;
+        Transport::start_on(tcp_listener, config, inbox)
+    }
+
+    /// As `start`, on a listener the caller bound earlier (the binary binds
+    /// its ports before it opens the data dir, so that a port in use is
+    /// reported before anything is opened).
+    pub fn start_on(
+        tcp_listener: TcpListener,
+        config: TransportConfig,
+        inbox: Sender<TransportEvent>,
+    ) -> Result<Transport, TransportError> {
+        config.validate()?;
         let listen_addr = tcp_listener
             .local_addr()
             .map_err(|source| TransportError::Listen {
