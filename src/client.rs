@@ -49,6 +49,10 @@ pub fn render(value: &Value) -> String {
 /// Returns the process exit status.
 pub fn run_client(settings: &ClientSettings, timeout: Duration) -> i32 {
     let args = op_args(&settings.op);
+    // Only GET may be retried after a request was sent and its answer lost:
+    // a write could then be applied twice (INCR twice), so its outcome is
+    // reported as unknown instead.
+    let idempotent = matches!(settings.op, ClientOp::Get { .. });
     let deadline = Instant::now() + timeout;
     let mut last_error = String::from("no node answered");
     let mut forwarder = Forwarder::default();
@@ -58,7 +62,7 @@ pub fn run_client(settings: &ClientSettings, timeout: Duration) -> i32 {
             if remaining.is_zero() {
                 break;
             }
-            match forwarder.call(
+            match forwarder.call_tracking_sent(
                 *addr,
                 &args,
                 remaining.min(Duration::from_secs(6)),
@@ -77,7 +81,14 @@ pub fn run_client(settings: &ClientSettings, timeout: Duration) -> i32 {
                     println!("{}", render(&value));
                     return 0;
                 }
-                Err(e) => last_error = format!("{addr}: {e}"),
+                Err(e) if e.maybe_sent && !idempotent => {
+                    eprintln!(
+                        "sraft client: {addr}: {}; the write may or may not have been applied",
+                        e.error
+                    );
+                    return 3;
+                }
+                Err(e) => last_error = format!("{addr}: {}", e.error),
             }
         }
         std::thread::sleep(Duration::from_millis(50));
