@@ -300,7 +300,16 @@ fn forward(
     if timeout.is_zero() {
         return None;
     }
-    match session.forwarder.call(addr, args, timeout, &ctx.limits) {
+    // A leader that froze (SIGSTOP, a stalled host) still accepts the
+    // connection and the request but never answers: stop waiting as soon as
+    // this node learns of another leader, or of none, and let the caller
+    // retry there. Safe: a forwarded write carries its client id and
+    // sequence number, so a retry is deduplicated.
+    let still_leader = || ctx.status.lock().leader == Some(leader);
+    match session
+        .forwarder
+        .call_unless(addr, args, timeout, &ctx.limits, || !still_leader())
+    {
         Ok(answer) if is_not_leader(&answer) => None,
         Ok(answer) => Some(answer),
         Err(e) => {
