@@ -341,10 +341,10 @@ impl Cluster {
     /// A node that exited on its own is a finding: report it.
     fn check_alive(&mut self) -> Result<(), String> {
         for node in &mut self.nodes {
-            if let Some(child) = node.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    return Err(format!("node {} exited by itself: {status}", node.id));
-                }
+            if let Some(child) = node.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                return Err(format!("node {} exited by itself: {status}", node.id));
             }
         }
         Ok(())
@@ -729,17 +729,16 @@ fn run_trial(
         }
         cluster.check_alive()?;
         let views = shared.views.lock().clone();
-        if goal.is_none() {
-            if let Some(l) =
+        if goal.is_none()
+            && let Some(l) =
                 (0..NODES).find(|&i| i != leader && views[i].get("role") == Some("leader"))
-            {
-                goal = views[l].num("applied_index");
-            }
+        {
+            goal = views[l].num("applied_index");
         }
-        if let (Some(g), Some(a)) = (goal, views[leader].num("applied_index")) {
-            if a >= g {
-                break;
-            }
+        if let (Some(g), Some(a)) = (goal, views[leader].num("applied_index"))
+            && a >= g
+        {
+            break;
         }
         thread::sleep(Duration::from_millis(5));
     }
