@@ -399,6 +399,8 @@ struct Shared {
     target: AtomicUsize,
     /// (sent, acked) of every acknowledged SET since the last clear.
     acks: Mutex<Vec<(Instant, Instant)>>,
+    /// The target and send time of the last acknowledged SET.
+    last_ack: Mutex<Option<(usize, Instant)>>,
     write_errors: AtomicUsize,
 }
 
@@ -469,6 +471,7 @@ fn writer(shared: Arc<Shared>, base: u16) {
             Ok(Value::Simple(_)) => {
                 let acked = Instant::now();
                 shared.acks.lock().push((sent, acked));
+                *shared.last_ack.lock() = Some((target, sent));
             }
             _ => {
                 shared.write_errors.fetch_add(1, Ordering::Relaxed);
@@ -648,6 +651,21 @@ fn run_trial(
             .collect();
         let target = candidates[rng.random_range(0..candidates.len())];
         shared.target.store(target, Ordering::SeqCst);
+        // The writer must have moved to its new target: a SET still in
+        // flight to the old one (possibly the leader itself, which would
+        // hang with it under SIGSTOP) would measure the client, not sraft.
+        let switched_at = Instant::now();
+        let switch_deadline = switched_at + Duration::from_secs(10);
+        while !shared
+            .last_ack
+            .lock()
+            .is_some_and(|(t, sent)| t == target && sent >= switched_at)
+        {
+            if Instant::now() > switch_deadline {
+                break;
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
         let phase = Duration::from_micros(rng.random_range(0..=50_000));
         // Let the writer settle on its target, then the random phase.
         thread::sleep(Duration::from_millis(20) + phase);
@@ -927,6 +945,7 @@ fn main() {
         stop: AtomicBool::new(false),
         target: AtomicUsize::new(0),
         acks: Mutex::new(Vec::new()),
+        last_ack: Mutex::new(None),
         write_errors: AtomicUsize::new(0),
     });
     let mut threads: Vec<JoinHandle<()>> = (0..NODES)
