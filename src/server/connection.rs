@@ -347,9 +347,15 @@ fn forward(
     if timeout.is_zero() {
         return not_sent;
     }
+    // A leader that froze (SIGSTOP, a stalled host) still accepts the
+    // connection and the request but never answers: stop waiting as soon as
+    // this node learns of another leader, or of none, and let the caller
+    // retry there. Safe: a forwarded write carries its client id and
+    // sequence number, so a retry is deduplicated.
+    let still_leader = || ctx.status.lock().leader == Some(leader);
     match session
         .forwarder
-        .call_tracking_sent(addr, args, timeout, &ctx.limits)
+        .call_unless(addr, args, timeout, &ctx.limits, || !still_leader())
     {
         // The leader answers NOTLEADER only when none of its own attempts
         // was proposed or each was overwritten: no effect.

@@ -5,7 +5,10 @@
 use crate::kv::resp::{RespLimits, Value, parse_reply};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How often `call_unless` asks whether to give up while waiting.
+const GIVE_UP_POLL: Duration = Duration::from_millis(5);
 
 #[derive(Default)]
 pub struct Forwarder {
@@ -29,7 +32,7 @@ impl Forwarder {
         timeout: Duration,
         limits: &RespLimits,
     ) -> io::Result<Value> {
-        self.call_tracking_sent(addr, args, timeout, limits)
+        self.call_unless(addr, args, timeout, limits, || false)
             .map_err(|e| e.error)
     }
 
@@ -40,6 +43,22 @@ impl Forwarder {
         args: &[Vec<u8>],
         timeout: Duration,
         limits: &RespLimits,
+    ) -> Result<Value, ForwardError> {
+        self.call_unless(addr, args, timeout, limits, || false)
+    }
+
+    /// Like `call_tracking_sent`, but while waiting for the reply asks
+    /// `give_up` every few milliseconds and, when it says so, abandons the
+    /// request with an `Interrupted` error (the connection is dropped). A
+    /// follower uses it to stop waiting on a leader that froze once another
+    /// was elected.
+    pub fn call_unless(
+        &mut self,
+        addr: SocketAddr,
+        args: &[Vec<u8>],
+        timeout: Duration,
+        limits: &RespLimits,
+        give_up: impl FnMut() -> bool,
     ) -> Result<Value, ForwardError> {
         if self.conn.as_ref().is_none_or(|(a, _, _)| *a != addr) {
             self.conn = None;
@@ -57,7 +76,7 @@ impl Forwarder {
                 }
             }
         }
-        let result = self.try_call(args, timeout, limits);
+        let result = self.try_call(args, timeout, limits, give_up);
         if result.is_err() {
             // The connection is in an unknown state: a late reply must not
             // be taken for the answer to the next request.
@@ -74,9 +93,11 @@ impl Forwarder {
         args: &[Vec<u8>],
         timeout: Duration,
         limits: &RespLimits,
+        mut give_up: impl FnMut() -> bool,
     ) -> io::Result<Value> {
-        let (_, stream, buf) = self.conn.as_mut().expect("connected by call");
-        stream.set_read_timeout(Some(timeout))?;
+        let deadline = Instant::now() + timeout;
+        let (_, stream, buf) = self.conn.as_mut().expect("connected by call_unless");
+        stream.set_read_timeout(Some(timeout.min(GIVE_UP_POLL)))?;
         stream.set_write_timeout(Some(timeout))?;
         let request = Value::Array(args.iter().map(|a| Value::Bulk(a.clone())).collect());
         stream.write_all(&request.to_bytes())?;
@@ -90,7 +111,29 @@ impl Forwarder {
                 Ok(None) => {}
                 Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
             }
-            let n = stream.read(&mut chunk)?;
+            let n = match stream.read(&mut chunk) {
+                Ok(n) => n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(e);
+                    }
+                    if give_up() {
+                        return Err(io::Error::new(
+                            io::ErrorKind::Interrupted,
+                            "request abandoned",
+                        ));
+                    }
+                    stream.set_read_timeout(Some((deadline - now).min(GIVE_UP_POLL)))?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if n == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -99,5 +142,45 @@ impl Forwarder {
             }
             buf.extend_from_slice(&chunk[..n]);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A peer that accepts and reads but never answers, like a leader under
+    /// SIGSTOP: `call_unless` returns as soon as `give_up` says so, long
+    /// before the timeout.
+    #[test]
+    fn a_silent_peer_is_abandoned_when_asked() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _hold = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 64];
+            while s.read(&mut buf).map(|n| n > 0).unwrap_or(false) {}
+        });
+        let started = Instant::now();
+        let mut f = Forwarder::default();
+        let args = vec![b"PING".to_vec()];
+        let err = f
+            .call_unless(
+                addr,
+                &args,
+                Duration::from_secs(10),
+                &RespLimits::default(),
+                || started.elapsed() > Duration::from_millis(50),
+            )
+            .unwrap_err();
+        assert_eq!(err.error.kind(), io::ErrorKind::Interrupted);
+        assert!(err.maybe_sent);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(f.conn.is_none(), "the connection must be dropped");
     }
 }
