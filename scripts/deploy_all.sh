@@ -80,68 +80,61 @@ fi
 echo "deploying to ${#SELECTED[@]} node(s) of $CLUSTER_FILE (mode $SRAFT_DEPLOY, runner ${SRAFT_SSH})"
 echo "peers = $(peers_toml)"
 
-# ship ID: scripts, config and (per mode) the source or the binary.
-ship() {
-    local id=$1 what=$2 dir
-    dir=$(install_dir "$id")
-    local unpack
-    unpack="mkdir -p $(sq "$dir") && tar -C $(sq "$dir") -xf -"
-    case $what in
-        payload) tar -C "$STAGE/payload" -cf - . | node_run "$id" "$unpack" ;;
-        source)
-            node_run "$id" "rm -rf $(sq "$dir/source") && mkdir -p $(sq "$dir/source")"
-            tar -C "$SRAFT_ROOT" -cf - Cargo.toml Cargo.lock src benches |
-                node_run "$id" "tar -C $(sq "$dir/source") -xf -"
-            ;;
-        binary)
-            mkdir -p "$STAGE/bin"
-            cp "$SRAFT_BIN" "$STAGE/bin/sraft"
-            tar -C "$STAGE/bin" -cf - sraft |
-                node_run "$id" "mkdir -p $(sq "$dir/incoming") && tar -C $(sq "$dir/incoming") -xf -"
-            ;;
-    esac
-}
-
-setup() {
-    local id=$1 dir
-    dir=$(install_dir "$id")
-    shift
-    node_run "$id" "cd $(sq "$dir") && scripts/setup_ec2.sh --install-dir . $*"
-}
-
-deploy_node() {
-    local id=$1 mode=$2
-    echo "--- node $id ($(node_where "$id")): $mode"
-    ship "$id" payload
-    if [[ $mode == binary ]]; then
-        ship "$id" binary
-        setup "$id" --binary incoming/sraft
-        node_run "$id" "rm -rf $(sq "$(install_dir "$id")/incoming")"
+# One tar stream per node: the payload plus the binary or the source tree.
+mkdir -p "$STAGE/binary" "$STAGE/source/source"
+build_tree() {
+    local tree=$STAGE/$1
+    (cd "$STAGE/payload" && tar -cf - .) | (cd "$tree" && tar -xf -)
+    if [[ $1 == binary ]]; then
+        mkdir -p "$tree/incoming"
+        cp "$SRAFT_BIN" "$tree/incoming/sraft"
     else
-        ship "$id" source
-        setup "$id" --source source
+        (cd "$SRAFT_ROOT" && tar -cf - Cargo.toml Cargo.lock src benches) |
+            (cd "$tree/source" && tar -xf -)
     fi
 }
 
-failed=()
-rest=("${SELECTED[@]}")
+# deploy_node ID MODE: one ssh session per node: unpack, run setup_ec2.sh.
+# A source build's target directory (build/) survives redeploys.
+deploy_node() {
+    local id=$1 mode=$2 dir setup
+    dir=$(install_dir "$id")
+    if [[ $mode == binary ]]; then
+        setup="scripts/setup_ec2.sh --install-dir . --binary incoming/sraft && rm -rf incoming"
+    else
+        setup="CARGO_TARGET_DIR=\"\$PWD/build\" scripts/setup_ec2.sh --install-dir . --source source"
+    fi
+    echo "--- node $id ($(node_where "$id")): $mode"
+    if tar -C "$STAGE/$mode" -cf - . |
+        node_run "$id" "mkdir -p $(sq "$dir") && cd $(sq "$dir") && rm -rf incoming source && tar -xf - && $setup"; then
+        echo "--- node $id: deployed"
+    else
+        echo "--- node $id: deploy FAILED" >&2
+        return 1
+    fi
+}
+deploy_binary() { deploy_node "$1" binary; }
+deploy_source() { deploy_node "$1" source; }
+
 if [[ $SRAFT_DEPLOY == build-once ]]; then
     first=${SELECTED[0]}
-    deploy_node "$first" source || die "build on node $first failed"
+    build_tree source
+    deploy_source "$first" || die "build on node $first failed"
     echo "--- fetching the binary built on node $first"
-    node_run "$first" "cat $(sq "$(install_dir "$first")/bin/sraft")" >"$STAGE/sraft-built"
+    node_run "$first" "cat $(sq "$(install_dir "$first")/bin/sraft")" </dev/null >"$STAGE/sraft-built"
     SRAFT_BIN=$STAGE/sraft-built
     SRAFT_DEPLOY=binary
-    rest=("${SELECTED[@]:1}")
+    SELECTED=("${SELECTED[@]:1}")
 fi
-for id in ${rest[@]+"${rest[@]}"}; do
-    if ! deploy_node "$id" "$SRAFT_DEPLOY"; then
-        echo "deploy_all: node $id FAILED" >&2
-        failed+=("$id")
-    fi
-done
+build_tree "$SRAFT_DEPLOY"
+# Every node at once: each builds or installs on its own instance.
+failed=0
+if ((${#SELECTED[@]})); then
+    for_each_node_parallel "deploy_$SRAFT_DEPLOY" || failed=$?
+fi
+select_nodes "$NODES_ARG"
 
-if ((${#failed[@]})); then
-    die "deploy failed on node(s) ${failed[*]}"
+if ((failed)); then
+    die "deploy failed on $failed node(s); see above"
 fi
 echo "deployed to node(s) ${SELECTED[*]}; next: scripts/start_all.sh${CLUSTER_FILE:+ --cluster $CLUSTER_FILE}"
