@@ -6,7 +6,7 @@ set -euo pipefail
 
 usage() {
     cat <<'EOF'
-Usage: scripts/stop_node.sh (--node-id N | --all) [--grace S] [--install-dir DIR]
+Usage: scripts/stop_node.sh (--node-id N | --all) [--grace S] [--signal SIG] [--install-dir DIR]
 
 Sends SIGTERM to the pid recorded in INSTALL_DIR/run/node-N.pid (--all: every
 run/node-*.pid), waits up to S seconds for it to exit, then sends SIGKILL.
@@ -16,6 +16,10 @@ reused), is not signalled; its stale pid file is removed.
   --node-id N       the node to stop (default: RAFT_NODE_ID)
   --all             every node with a pid file in this install directory
   --grace S         seconds between SIGTERM and SIGKILL (default: SRAFT_GRACE_S, else 10)
+  --signal SIG      instead of stopping: send only SIG (KILL, STOP, CONT, ...)
+                    to the recorded pid, for failover experiments. KILL (a
+                    crash) waits for the exit and removes the pid file; STOP
+                    (a silent failure) keeps it, heal with --signal CONT.
   --install-dir DIR default: SRAFT_INSTALL_DIR, else the directory above scripts/
   -h, --help        this text
 EOF
@@ -26,6 +30,7 @@ INSTALL_DIR=${SRAFT_INSTALL_DIR:-$(dirname "$SCRIPT_DIR")}
 NODE_ID=${RAFT_NODE_ID:-}
 GRACE_S=${SRAFT_GRACE_S:-10}
 ALL=0
+SIGNAL=""
 
 while (($#)); do
     case $1 in
@@ -34,6 +39,7 @@ while (($#)); do
         --node-id=*) NODE_ID=${1#--node-id=} ;;
         --all) ALL=1 ;;
         --grace) GRACE_S=${2:?--grace needs seconds}; shift ;;
+        --signal) SIGNAL=${2:?--signal needs a signal name}; SIGNAL=${SIGNAL#SIG}; shift ;;
         --install-dir) INSTALL_DIR=${2:?--install-dir needs a directory}; shift ;;
         *) echo "stop_node: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -73,6 +79,16 @@ stop_one() {
     if [[ $args != *sraft* || $args != *"--node-id $id "* ]]; then
         echo "node $id: pid $pid is now '$args', not this node; not signalled; removed $pidfile"
         rm -f "$pidfile"
+        return 0
+    fi
+    if [[ -n $SIGNAL ]]; then
+        kill -s "$SIGNAL" "$pid" || return 1
+        if [[ $SIGNAL == KILL || $SIGNAL == 9 ]]; then
+            local until=$((SECONDS + 5))
+            while running "$pid" && ((SECONDS < until)); do sleep 0.05; done
+            rm -f "$pidfile"
+        fi
+        echo "node $id: sent SIG$SIGNAL to pid $pid"
         return 0
     fi
     kill -TERM "$pid" 2>/dev/null || true
