@@ -102,7 +102,7 @@ deploy_node() {
     if [[ $mode == binary ]]; then
         setup="scripts/setup_ec2.sh --install-dir . --binary incoming/sraft && rm -rf incoming"
     else
-        setup="CARGO_TARGET_DIR=\"\$PWD/build\" scripts/setup_ec2.sh --install-dir . --source source"
+        setup="CARGO_TARGET_DIR=\"\$PWD/build\" scripts/setup_ec2.sh --install-dir . --source source${SRAFT_SWAP_MB:+ --swap-mb $SRAFT_SWAP_MB}"
     fi
     echo "--- node $id ($(node_where "$id")): $mode"
     if tar -C "$STAGE/$mode" -cf - . |
