@@ -58,8 +58,15 @@ pub fn run_client(settings: &ClientSettings, timeout: Duration) -> i32 {
             if remaining.is_zero() {
                 break;
             }
-            match forwarder.call(*addr, &args, remaining.min(Duration::from_secs(6)), &RespLimits::default()) {
-                Ok(Value::Error(e)) if e.starts_with("ERR no leader") || e.starts_with("NOTLEADER") => {
+            match forwarder.call(
+                *addr,
+                &args,
+                remaining.min(Duration::from_secs(6)),
+                &RespLimits::default(),
+            ) {
+                Ok(Value::Error(e))
+                    if e.starts_with("ERR no leader") || e.starts_with("NOTLEADER") =>
+                {
                     last_error = format!("{addr}: {e}");
                 }
                 Ok(Value::Error(e)) => {
@@ -160,5 +167,9 @@ pub fn run_status(settings: &StatusSettings) -> i32 {
         }
     }
     // Non-zero when no node answers: scripts can wait on it.
-    if rows.iter().any(|r| r.info.is_some()) { 0 } else { 1 }
+    if rows.iter().any(|r| r.info.is_some()) {
+        0
+    } else {
+        1
+    }
 }

@@ -1,13 +1,13 @@
 //! sraft: S-Raft (Raft with RTT-ranked sub-leaders) and a replicated,
 //! Redis-compatible key-value store. See DESIGN.md for the architecture.
 
+pub mod client;
 pub mod core;
 pub mod kv;
+pub mod runtime;
+pub mod server;
 pub mod settings;
 pub mod sim;
 pub mod state_machine;
 pub mod storage;
 pub mod transport;
-pub mod client;
-pub mod runtime;
-pub mod server;

@@ -58,7 +58,10 @@ fn run_server(settings: Settings) -> i32 {
     let client_listener = match std::net::TcpListener::bind(settings.client_listen) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("sraft: cannot listen for clients on {}: {e}", settings.client_listen);
+            eprintln!(
+                "sraft: cannot listen for clients on {}: {e}",
+                settings.client_listen
+            );
             return 1;
         }
     };
@@ -78,7 +81,10 @@ fn run_server(settings: Settings) -> i32 {
     let mut server = match ClientServer::from_listener(client_listener, context) {
         Ok(server) => server,
         Err(e) => {
-            eprintln!("sraft: cannot serve clients on {}: {e}", settings.client_listen);
+            eprintln!(
+                "sraft: cannot serve clients on {}: {e}",
+                settings.client_listen
+            );
             return 1;
         }
     };
@@ -94,7 +100,11 @@ fn run_server(settings: Settings) -> i32 {
         settings.listen,
         server.local_addr(),
         settings.data_dir.display(),
-        if settings.raft.enable_subleader { "s-raft" } else { "original" }
+        if settings.raft.enable_subleader {
+            "s-raft"
+        } else {
+            "original"
+        }
     );
     let result = node.join();
     server.shutdown();

@@ -438,7 +438,7 @@ fn deploy_start_status_stop_five_nodes() {
             cluster += &format!(
                 "SRAFT_SSH=ssh\nSRAFT_SSH_HOSTS=\"{hosts}\"\nSRAFT_SSH_PORT={port}\n\
                  SRAFT_SSH_USER={user}\nSRAFT_SSH_KEY=\"{key}\"\nSRAFT_SSH_OPTS=\"{opts}\"\n",
-                hosts = vec!["127.0.0.1"; NODES].join(" "),
+                hosts = ["127.0.0.1"; NODES].join(" "),
                 port = s.port,
                 user = s.user,
                 key = s.key.display(),

@@ -51,7 +51,10 @@ const INBOX_DEPTH: usize = 16_384;
 pub enum StartError {
     Storage(StorageError),
     Transport(TransportError),
-    Metrics { path: PathBuf, source: std::io::Error },
+    Metrics {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     Spawn(std::io::Error),
 }
 
@@ -89,7 +92,9 @@ impl<S> NodeHandle<S> {
     /// Waits for the Raft thread to end (after a shutdown or a fatal error).
     pub fn join(&mut self) -> Result<(), StorageError> {
         match self.thread.take() {
-            Some(thread) => thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Some(thread) => thread
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
             None => Ok(()),
         }
     }
@@ -106,8 +111,8 @@ pub fn start<S: StateMachine + 'static>(
     state_machine: S,
 ) -> Result<NodeHandle<S>, StartError> {
     let cluster = ClusterConfig::new((0..options.peers.len() as u64).map(NodeId).collect());
-    let (storage, restored) =
-        FileStorage::open(&options.data_dir, cluster, options.wal.clone()).map_err(StartError::Storage)?;
+    let (storage, restored) = FileStorage::open(&options.data_dir, cluster, options.wal.clone())
+        .map_err(StartError::Storage)?;
     log::info!(
         "Node {}: recovered term {} vote {:?} commit {} and {} log entries from {}",
         options.id,
@@ -117,12 +122,13 @@ pub fn start<S: StateMachine + 'static>(
         restored.entries.len(),
         options.data_dir.display()
     );
-    let observer = Observer::new(options.id, options.metrics_file.as_deref()).map_err(|source| {
-        StartError::Metrics {
-            path: options.metrics_file.clone().unwrap_or_default(),
-            source,
-        }
-    })?;
+    let observer =
+        Observer::new(options.id, options.metrics_file.as_deref()).map_err(|source| {
+            StartError::Metrics {
+                path: options.metrics_file.clone().unwrap_or_default(),
+                source,
+            }
+        })?;
     let peers: BTreeMap<NodeId, SocketAddr> = options
         .peers
         .iter()
@@ -130,8 +136,12 @@ pub fn start<S: StateMachine + 'static>(
         .map(|(i, addr)| (NodeId(i as u64), *addr))
         .filter(|(id, _)| *id != options.id)
         .collect();
-    let mut transport_config =
-        TransportConfig::new(options.id, options.cluster_id.clone(), options.listen, peers);
+    let mut transport_config = TransportConfig::new(
+        options.id,
+        options.cluster_id.clone(),
+        options.listen,
+        peers,
+    );
     transport_config.frame_bytes_max = options.frame_bytes_max;
     transport_config.queue_depth = options.queue_depth;
     transport_config.delay_us = options.delay_us;
@@ -140,7 +150,13 @@ pub fn start<S: StateMachine + 'static>(
     let clock = Clock::start();
     // Runtime randomness is fine: only the simulator needs replayable seeds.
     let seed = rand::random::<u64>();
-    let raft = Raft::new(options.id, options.raft.clone(), restored, seed, clock.now_us());
+    let raft = Raft::new(
+        options.id,
+        options.raft.clone(),
+        restored,
+        seed,
+        clock.now_us(),
+    );
     let status = Arc::new(Mutex::new(NodeStatus::of(&raft)));
     let (request_tx, request_rx) = bounded(INBOX_DEPTH);
     let (shutdown_tx, shutdown_rx) = bounded(1);

@@ -127,7 +127,9 @@ impl Observer {
                 json!({"event": "subleaders_assigned", "term": term.0, "ranks": ranks})
             }
             Event::RankChanged { term, leader, rank } => {
-                log::debug!("Node {id}: sub-leader rank {rank:?} under leader {leader} in term {term}");
+                log::debug!(
+                    "Node {id}: sub-leader rank {rank:?} under leader {leader} in term {term}"
+                );
                 json!({"event": "rank_changed", "term": term.0, "leader": leader.0, "rank": rank})
             }
             Event::LeaderChanged { term, leader } => {

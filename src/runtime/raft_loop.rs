@@ -49,7 +49,10 @@ pub enum Request<S> {
     },
     /// A linearizable read (ReadIndex): `query` runs once this node has
     /// applied everything committed when the read arrived.
-    Read { query: Query<S>, reply: Sender<Reply> },
+    Read {
+        query: Query<S>,
+        reply: Sender<Reply>,
+    },
 }
 
 struct PendingRead<S> {

@@ -129,7 +129,9 @@ fn handle(value: Value, session: &mut Session, ctx: &ServerContext) -> Option<Va
             if name.eq_ignore_ascii_case(PROPOSE) {
                 return Some(match args.get(1) {
                     Some(command) if args.len() == 2 => write(command.clone(), session, ctx, false),
-                    _ => Value::Error("ERR wrong number of arguments for 'sraft.propose' command".into()),
+                    _ => Value::Error(
+                        "ERR wrong number of arguments for 'sraft.propose' command".into(),
+                    ),
                 });
             }
             if name.eq_ignore_ascii_case(LOCAL) {
@@ -183,7 +185,11 @@ fn local(op: &LocalOp, ctx: &ServerContext) -> Value {
 }
 
 /// Submits one request to the Raft thread and waits for its answer.
-fn submit(ctx: &ServerContext, make: impl FnOnce(crossbeam_channel::Sender<Reply>) -> Request<KvStore>, deadline: Instant) -> Option<Reply> {
+fn submit(
+    ctx: &ServerContext,
+    make: impl FnOnce(crossbeam_channel::Sender<Reply>) -> Request<KvStore>,
+    deadline: Instant,
+) -> Option<Reply> {
     let (tx, rx) = bounded(1);
     let remaining = deadline.saturating_duration_since(Instant::now());
     ctx.requests.send_timeout(make(tx), remaining).ok()?;
@@ -236,7 +242,9 @@ fn write(command: Vec<u8>, session: &mut Session, ctx: &ServerContext, may_forwa
             // The entry was overwritten before it committed, so it was not
             // applied: proposing it again is safe (and deduplicated anyway).
             Err(RequestError::LeadershipLost) | Err(RequestError::TransferInProgress) => {}
-            Err(RequestError::Busy) => return Value::Error("ERR busy: too many requests in flight; retry".into()),
+            Err(RequestError::Busy) => {
+                return Value::Error("ERR busy: too many requests in flight; retry".into());
+            }
         }
         if Instant::now() + RETRY_PAUSE >= deadline {
             return no_leader(ctx);
@@ -277,7 +285,9 @@ fn read(
                 }
             }
             Err(RequestError::LeadershipLost) | Err(RequestError::TransferInProgress) => {}
-            Err(RequestError::Busy) => return Value::Error("ERR busy: too many requests in flight; retry".into()),
+            Err(RequestError::Busy) => {
+                return Value::Error("ERR busy: too many requests in flight; retry".into());
+            }
         }
         if Instant::now() + RETRY_PAUSE >= deadline {
             return no_leader(ctx);

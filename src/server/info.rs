@@ -12,7 +12,11 @@ pub fn info_text(status: &NodeStatus, client_addrs: &[SocketAddr]) -> String {
         .and_then(|l| client_addrs.get(l.0 as usize))
         .map(|a| a.to_string())
         .unwrap_or_default();
-    let subleaders: Vec<String> = status.subleaders.iter().map(|(id, _)| id.to_string()).collect();
+    let subleaders: Vec<String> = status
+        .subleaders
+        .iter()
+        .map(|(id, _)| id.to_string())
+        .collect();
     let rtts: Vec<String> = status
         .subleaders
         .iter()
@@ -35,7 +39,10 @@ pub fn info_text(status: &NodeStatus, client_addrs: &[SocketAddr]) -> String {
         status.node_id,
         status.role,
         status.term,
-        status.leader.map(|l| l.to_string()).unwrap_or_else(|| "-".into()),
+        status
+            .leader
+            .map(|l| l.to_string())
+            .unwrap_or_else(|| "-".into()),
         leader_addr,
         status.commit_index,
         status.applied_index,
@@ -46,7 +53,11 @@ pub fn info_text(status: &NodeStatus, client_addrs: &[SocketAddr]) -> String {
             .subleader_rank
             .map(|r| r.to_string())
             .unwrap_or_else(|| "-".into()),
-        if status.original_mode { "original" } else { "s-raft" },
+        if status.original_mode {
+            "original"
+        } else {
+            "s-raft"
+        },
     );
     out
 }

@@ -75,7 +75,10 @@ impl ClientServer {
     }
 
     /// Serves on a listener bound earlier.
-    pub fn from_listener(listener: TcpListener, context: ServerContext) -> io::Result<ClientServer> {
+    pub fn from_listener(
+        listener: TcpListener,
+        context: ServerContext,
+    ) -> io::Result<ClientServer> {
         let addr = listener.local_addr()?;
         let context = Arc::new(context);
         let shared = context.clone();
@@ -126,7 +129,10 @@ fn accept_loop(listener: TcpListener, context: Arc<ServerContext>) {
             }
         };
         if context.connections.load(Ordering::SeqCst) >= context.connections_max {
-            log::warn!("client port: {} connections open; refusing another", context.connections_max);
+            log::warn!(
+                "client port: {} connections open; refusing another",
+                context.connections_max
+            );
             let _ = connection::refuse(stream, "ERR max number of clients reached");
             continue;
         }
