@@ -3,6 +3,7 @@
 //! its (term, leader, configuration) scope.
 
 use super::message::Designation;
+use super::progress::ProgressState;
 use super::raft::{Raft, RankScope};
 use super::ready::Event;
 use super::types::NodeId;
@@ -21,7 +22,17 @@ impl Raft {
             .progress
             .iter()
             .filter(|(id, _)| self.cluster.contains(**id))
-            .filter(|(_, pr)| pr.match_index >= commit)
+            // Caught up: holds everything committed. A current holder under
+            // steady writes trails the commit index by the entries in
+            // flight, so it stays eligible while it is being replicated to
+            // (everything committed already sent, acks arriving); otherwise
+            // every burst of writes would reshuffle the ranks.
+            .filter(|(id, pr)| {
+                pr.match_index >= commit
+                    || (self.designation.contains(id)
+                        && pr.state == ProgressState::Replicate
+                        && pr.next_index > commit)
+            })
             .filter(|(_, pr)| {
                 pr.last_ack_us
                     .is_some_and(|t| now.saturating_sub(t) <= responsive_us)
