@@ -182,6 +182,11 @@ ensure_rust() {
 
 install_binary() {
     local from=$1 to=$INSTALL_DIR/bin/sraft
+    if ((DRY_RUN)) && [[ ! -f $from ]]; then
+        # A dry run did not build, so there may be nothing to look at yet.
+        say "would install $from as $to"
+        return 0
+    fi
     [[ -f $from ]] || die "no binary at $from"
     if [[ -x $to ]] && cmp -s "$from" "$to"; then
         say "$to is already this binary"
