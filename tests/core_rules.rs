@@ -960,3 +960,24 @@ fn original_mode_names_no_subleaders() {
             .any(|(_, e)| matches!(e, Event::SubleadersAssigned { .. }))
     );
 }
+
+#[test]
+fn followers_know_the_subleaders_their_leader_named() {
+    // INFO's `sub_leaders` on any node (DESIGN.md 4): what the current
+    // leader last named, and nothing once that leader is gone.
+    let (mut net, l) = ranked_net([100; 5]);
+    let named = net.node(l).subleaders().to_vec();
+    assert_eq!(named.len(), 2);
+    for i in (0..5).filter(|&i| i != l) {
+        assert_eq!(net.node(i).known_subleaders(), named.as_slice(), "node {i}");
+    }
+    net.stop(l);
+    net.run_for_ms(400);
+    let new = net.leader().expect("a new leader");
+    for i in (0..5).filter(|&i| i != l && i != new) {
+        assert!(
+            !net.node(i).known_subleaders().contains(&NodeId(new as u64)),
+            "node {i} still reports the old ranking naming the new leader"
+        );
+    }
+}

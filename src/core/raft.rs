@@ -95,6 +95,9 @@ pub struct Raft {
 
     // Follower's sub-leader rank.
     pub(super) rank: Option<RankScope>,
+    /// Follower: the ranks its leader last named, with the (term, leader)
+    /// they were named in; reported by INFO, never acted on.
+    pub(super) heard_designation: Option<(Term, NodeId, Vec<NodeId>)>,
 
     pub(super) out: Ready,
     pub(super) last_hard_state: HardState,
@@ -158,6 +161,7 @@ impl Raft {
             designation: Vec::new(),
             reads: ReadQueue::default(),
             rank: None,
+            heard_designation: None,
             out: Ready::default(),
             awaiting_advance: false,
         };
@@ -209,6 +213,20 @@ impl Raft {
     /// Leader: the current sub-leaders in rank order.
     pub fn subleaders(&self) -> &[NodeId] {
         &self.designation
+    }
+
+    /// Sub-leaders in rank order as this node knows them: its own ranking
+    /// if it leads, else what its current leader last named.
+    pub fn known_subleaders(&self) -> &[NodeId] {
+        if self.role == Role::Leader {
+            return &self.designation;
+        }
+        match &self.heard_designation {
+            Some((term, leader, ranks)) if *term == self.term && Some(*leader) == self.leader => {
+                ranks
+            }
+            _ => &[],
+        }
     }
     /// Leader: smoothed RTT to `peer`, when measured.
     /// This follower's sub-leader rank, while its scope is current.

@@ -91,6 +91,10 @@ impl Raft {
     /// Follower: adopt the rank a heartbeat of our leader names.
     pub(super) fn update_rank(&mut self, leader: NodeId, designation: Option<Designation>) {
         let before = self.valid_rank();
+        self.heard_designation = designation
+            .as_ref()
+            .filter(|d| d.config_index == self.cluster_index)
+            .map(|d| (self.term, leader, d.ranks.clone()));
         let rank = designation
             .filter(|d| self.config.enable_subleader && d.config_index == self.cluster_index)
             .and_then(|d| d.ranks.iter().position(|id| *id == self.id));

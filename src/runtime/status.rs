@@ -32,7 +32,7 @@ impl NodeStatus {
             applied_index: raft.applied_index(),
             last_log_index: raft.last_index(),
             subleaders: raft
-                .subleaders()
+                .known_subleaders()
                 .iter()
                 .map(|id| (*id, raft.srtt_us(*id)))
                 .collect(),
