@@ -117,7 +117,13 @@ impl<S: StateMachine> RaftLoop<S> {
         self.handle_ready()?;
         loop {
             let deadline = self.clock.instant_at(self.raft.next_deadline_us());
-            let timeout = deadline.saturating_duration_since(Instant::now());
+            // Output left over from a busy batch must not wait for the next
+            // tick, which for a follower can be a second away.
+            let timeout = if self.raft.has_ready() {
+                std::time::Duration::ZERO
+            } else {
+                deadline.saturating_duration_since(Instant::now())
+            };
             select! {
                 recv(self.peer_rx) -> event => match event {
                     Ok(event) => self.on_peer(event),
