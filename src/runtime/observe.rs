@@ -41,7 +41,7 @@ fn rank_name(rank: usize) -> String {
 }
 
 fn ms(us: u64) -> f64 {
-    (us as f64 / 1000.0 * 1000.0).round() / 1000.0
+    us as f64 / 1000.0
 }
 
 impl Observer {

@@ -21,8 +21,9 @@ use std::time::Instant;
 /// writes then share one fsync (group commit), while a flood of input can
 /// still not starve the output.
 const BATCH_INPUTS_MAX: usize = 4096;
-/// Writes awaiting commit; beyond this a new write is refused as busy.
-const PENDING_WRITES_MAX: usize = 100_000;
+/// Writes awaiting commit, or reads awaiting confirmation; beyond this a
+/// new request of that kind is refused as busy.
+const PENDING_REQUESTS_MAX: usize = 100_000;
 
 /// Why a client request could not be served here.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,16 +62,16 @@ struct PendingRead<S> {
 }
 
 pub struct RaftLoop<S> {
-    pub raft: Raft,
-    pub storage: Box<dyn Storage>,
-    pub state_machine: S,
-    pub transport: Transport,
-    pub clock: Clock,
-    pub observer: Observer,
-    pub peer_rx: Receiver<TransportEvent>,
-    pub request_rx: Receiver<Request<S>>,
-    pub shutdown_rx: Receiver<()>,
-    pub status: Arc<Mutex<NodeStatus>>,
+    raft: Raft,
+    storage: Box<dyn Storage>,
+    state_machine: S,
+    transport: Transport,
+    clock: Clock,
+    observer: Observer,
+    peer_rx: Receiver<TransportEvent>,
+    request_rx: Receiver<Request<S>>,
+    shutdown_rx: Receiver<()>,
+    status: Arc<Mutex<NodeStatus>>,
     pending_writes: BTreeMap<LogIndex, (Term, Sender<Reply>)>,
     pending_reads: BTreeMap<u64, PendingRead<S>>,
     /// Reads confirmed by a heartbeat round, waiting for apply to reach
@@ -176,7 +177,7 @@ impl<S: StateMachine> RaftLoop<S> {
         let now = self.clock.now_us();
         match request {
             Request::Write { command, reply } => {
-                if self.pending_writes.len() >= PENDING_WRITES_MAX {
+                if self.pending_writes.len() >= PENDING_REQUESTS_MAX {
                     let _ = reply.send(Err(RequestError::Busy));
                     return;
                 }
@@ -193,7 +194,7 @@ impl<S: StateMachine> RaftLoop<S> {
                 }
             }
             Request::Read { query, reply } => {
-                if self.pending_reads.len() >= PENDING_WRITES_MAX {
+                if self.pending_reads.len() >= PENDING_REQUESTS_MAX {
                     let _ = reply.send(Err(RequestError::Busy));
                     return;
                 }
@@ -245,9 +246,9 @@ impl<S: StateMachine> RaftLoop<S> {
 
     fn apply(&mut self, rd: &Ready) {
         for entry in &rd.committed {
-            let output = match &entry.payload {
-                EntryPayload::Command(data) => self.state_machine.apply(entry.index, data),
-                EntryPayload::Noop | EntryPayload::Config(_) => Vec::new(),
+            let mut output = match &entry.payload {
+                EntryPayload::Command(data) => Some(self.state_machine.apply(entry.index, data)),
+                EntryPayload::Noop | EntryPayload::Config(_) => None,
             };
             // Every pending write at or below this index is decided now: its
             // own entry was applied (same term) or replaced (another term).
@@ -257,7 +258,7 @@ impl<S: StateMachine> RaftLoop<S> {
                 }
                 let (index, (term, reply)) = entry_pending.remove_entry();
                 let result = if index == entry.index && term == entry.term {
-                    Ok(output.clone())
+                    Ok(output.take().unwrap_or_default())
                 } else {
                     Err(RequestError::LeadershipLost)
                 };

@@ -69,7 +69,7 @@ fn serve_inner(mut stream: TcpStream, ctx: &ServerContext) -> io::Result<()> {
                     start += used;
                     let quit = is_quit(&value);
                     if let Some(reply) = handle(value, &mut session, ctx) {
-                        reply.encode(&mut out);
+                        out.extend_from_slice(&reply);
                     }
                     if quit {
                         stream.write_all(&out)?;
@@ -135,9 +135,10 @@ fn args_of(value: &Value) -> Option<Vec<Vec<u8>>> {
     }
 }
 
-/// The reply to one request; None for an empty request, which Redis
-/// answers with nothing.
-fn handle(value: Value, session: &mut Session, ctx: &ServerContext) -> Option<Value> {
+/// The RESP-encoded reply to one request; None for an empty request, which
+/// Redis answers with nothing. Replies travel encoded: the state machine
+/// already returns the exact bytes to send, so they are never re-parsed.
+fn handle(value: Value, session: &mut Session, ctx: &ServerContext) -> Option<Vec<u8>> {
     if let Some(args) = args_of(&value)
         && let Some(name) = args.first()
     {
@@ -146,6 +147,7 @@ fn handle(value: Value, session: &mut Session, ctx: &ServerContext) -> Option<Va
                 Some(command) if args.len() == 2 => write(command.clone(), session, ctx, false),
                 _ => {
                     Value::Error("ERR wrong number of arguments for 'sraft.propose' command".into())
+                        .to_bytes()
                 }
             });
         }
@@ -154,7 +156,7 @@ fn handle(value: Value, session: &mut Session, ctx: &ServerContext) -> Option<Va
             return dispatch(inner, session, ctx, false);
         }
         if name.eq_ignore_ascii_case(b"QUIT") {
-            return Some(Value::ok());
+            return Some(Value::ok().to_bytes());
         }
     }
     dispatch(value, session, ctx, true)
@@ -165,7 +167,7 @@ fn dispatch(
     session: &mut Session,
     ctx: &ServerContext,
     may_forward: bool,
-) -> Option<Value> {
+) -> Option<Vec<u8>> {
     let args = args_of(&value).unwrap_or_default();
     let limits = CommandLimits {
         value_bytes_max: ctx.value_bytes_max,
@@ -173,10 +175,10 @@ fn dispatch(
     let request = match KvRequest::from_value(value, &limits) {
         Ok(Some(request)) => request,
         Ok(None) => return None,
-        Err(error) => return Some(error.to_reply()),
+        Err(error) => return Some(error.to_reply().to_bytes()),
     };
     Some(match request {
-        KvRequest::Local(op) => local(&op, ctx),
+        KvRequest::Local(op) => local(&op, ctx).to_bytes(),
         KvRequest::Read(op) => read(op, args, session, ctx, may_forward),
         KvRequest::Write(op) => {
             session.seq += 1;
@@ -249,7 +251,12 @@ fn claims_no_effect(value: &Value) -> bool {
 /// log: once a forward broke after the command was sent (the leader may
 /// have appended it, and a later leader commit it), a write that is not
 /// resolved by the deadline is answered as indeterminate.
-fn write(command: Vec<u8>, session: &mut Session, ctx: &ServerContext, may_forward: bool) -> Value {
+fn write(
+    command: Vec<u8>,
+    session: &mut Session,
+    ctx: &ServerContext,
+    may_forward: bool,
+) -> Vec<u8> {
     let deadline = Instant::now() + ctx.request_timeout;
     let mut maybe_applied = false;
     loop {
@@ -258,21 +265,21 @@ fn write(command: Vec<u8>, session: &mut Session, ctx: &ServerContext, may_forwa
             reply,
         };
         let Some(result) = submit(ctx, make, deadline) else {
-            return write_unresolved();
+            return write_unresolved().to_bytes();
         };
         match result {
-            Ok(reply) => return decode_reply(&reply),
+            Ok(reply) => return reply,
             Err(RequestError::NotLeader { leader }) => {
                 if !may_forward {
-                    return not_leader(leader);
+                    return not_leader(leader).to_bytes();
                 }
                 if let Some(leader) = leader.filter(|l| l.0 != ctx.node_id) {
                     let args = vec![PROPOSE.to_vec(), command.clone()];
                     match forward(leader, &args, session, ctx, deadline) {
                         Forwarded::Answer(answer) if maybe_applied && claims_no_effect(&answer) => {
-                            return write_unresolved();
+                            return write_unresolved().to_bytes();
                         }
-                        Forwarded::Answer(answer) => return answer,
+                        Forwarded::Answer(answer) => return answer.to_bytes(),
                         Forwarded::Retry { maybe_sent } => maybe_applied |= maybe_sent,
                     }
                 }
@@ -280,15 +287,16 @@ fn write(command: Vec<u8>, session: &mut Session, ctx: &ServerContext, may_forwa
             // The entry was overwritten before it committed, so it was not
             // applied: proposing it again is safe (and deduplicated anyway).
             Err(RequestError::LeadershipLost) | Err(RequestError::TransferInProgress) => {}
-            Err(RequestError::Busy) if maybe_applied => return write_unresolved(),
-            Err(RequestError::Busy) => return busy(),
+            Err(RequestError::Busy) if maybe_applied => return write_unresolved().to_bytes(),
+            Err(RequestError::Busy) => return busy().to_bytes(),
         }
         if Instant::now() + RETRY_PAUSE >= deadline {
-            return if maybe_applied {
+            let answer = if maybe_applied {
                 write_unresolved()
             } else {
                 no_leader(ctx)
             };
+            return answer.to_bytes();
         }
         std::thread::sleep(RETRY_PAUSE);
     }
@@ -300,7 +308,7 @@ fn read(
     session: &mut Session,
     ctx: &ServerContext,
     may_forward: bool,
-) -> Value {
+) -> Vec<u8> {
     let deadline = Instant::now() + ctx.request_timeout;
     loop {
         let op = op.clone();
@@ -309,28 +317,28 @@ fn read(
             reply,
         };
         let Some(result) = submit(ctx, make, deadline) else {
-            return Value::Error("ERR timeout waiting for a linearizable read".into());
+            return Value::Error("ERR timeout waiting for a linearizable read".into()).to_bytes();
         };
         match result {
-            Ok(reply) => return decode_reply(&reply),
+            Ok(reply) => return reply,
             Err(RequestError::NotLeader { leader }) => {
                 if !may_forward {
-                    return not_leader(leader);
+                    return not_leader(leader).to_bytes();
                 }
                 if let Some(leader) = leader.filter(|l| l.0 != ctx.node_id) {
                     let mut fwd = vec![LOCAL.to_vec()];
                     fwd.extend(args.iter().cloned());
                     if let Forwarded::Answer(answer) = forward(leader, &fwd, session, ctx, deadline)
                     {
-                        return answer;
+                        return answer.to_bytes();
                     }
                 }
             }
             Err(RequestError::LeadershipLost) | Err(RequestError::TransferInProgress) => {}
-            Err(RequestError::Busy) => return busy(),
+            Err(RequestError::Busy) => return busy().to_bytes(),
         }
         if Instant::now() + RETRY_PAUSE >= deadline {
-            return no_leader(ctx);
+            return no_leader(ctx).to_bytes();
         }
         std::thread::sleep(RETRY_PAUSE);
     }
@@ -381,14 +389,5 @@ fn forward(
                 maybe_sent: e.maybe_sent,
             }
         }
-    }
-}
-
-/// The state machine's replies are RESP-encoded; decode to re-encode in
-/// order with the rest of the pipeline.
-fn decode_reply(bytes: &[u8]) -> Value {
-    match crate::kv::resp::parse_reply(bytes, &Default::default()) {
-        Ok(Some((value, _))) => value,
-        _ => Value::Error("ERR internal: undecodable state machine reply".into()),
     }
 }
