@@ -8,12 +8,48 @@
 
 use sraft::core::{
     ClusterConfig, ElectionKind, Entry, EntryPayload, Event, HardState, LogIndex, Message,
-    MessageBody, NodeId, ProposeError, Raft, RaftConfig, RestoredState, Role, Term,
+    MessageBody, NodeId, Raft, RaftConfig, RestoredState, Role, Term,
 };
+use sraft::runtime::{Network, Node, Reply, RequestError, SyncWriter};
+use sraft::state_machine::StateMachine;
+use sraft::storage::MemStorage;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// The state machine of these tests: remembers the last index applied.
+#[derive(Default)]
+struct LastIndex(LogIndex);
+
+impl StateMachine for LastIndex {
+    fn apply(&mut self, index: LogIndex, _command: &[u8]) -> Vec<u8> {
+        self.0 = index;
+        index.0.to_le_bytes().to_vec()
+    }
+    fn applied_index(&self) -> LogIndex {
+        self.0
+    }
+    fn snapshot(&self) -> Vec<u8> {
+        Vec::new()
+    }
+    fn restore(&mut self, index: LogIndex, _snapshot: &[u8]) -> Result<(), String> {
+        self.0 = index;
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Outbox(Vec<Message>);
+
+impl Network for Outbox {
+    fn send(&mut self, msg: Message) {
+        self.0.push(msg);
+    }
+}
+
+/// The production driver over in-memory storage that fsyncs at once.
+type TestNode = Node<LastIndex, SyncWriter<MemStorage>, Outbox, u64>;
+
 struct Net {
-    nodes: Vec<Raft>,
+    nodes: Vec<TestNode>,
     now_us: u64,
     /// (deliver at, sequence) -> message.
     queue: BTreeMap<(u64, u64), Message>,
@@ -24,6 +60,8 @@ struct Net {
     events: Vec<(usize, Event)>,
     /// Every message handed to the network, for inspection.
     sent: Vec<Message>,
+    /// Client answers: (node, ticket, reply).
+    answers: Vec<(usize, u64, Reply)>,
 }
 
 fn ids(n: usize) -> Vec<NodeId> {
@@ -40,8 +78,14 @@ impl Net {
         let nodes = ids(n)
             .into_iter()
             .map(|id| {
-                let restored = RestoredState::fresh(cluster.clone());
-                Raft::new(id, config.clone(), restored, 1000 + id.0, 0)
+                let (storage, restored) = MemStorage::new(cluster.clone());
+                let raft = Raft::new(id, config.clone(), restored, 1000 + id.0, 0);
+                Node::new(
+                    raft,
+                    SyncWriter(storage),
+                    Outbox::default(),
+                    LastIndex::default(),
+                )
             })
             .collect();
         Net {
@@ -54,29 +98,34 @@ impl Net {
             cut: BTreeSet::new(),
             events: Vec::new(),
             sent: Vec::new(),
+            answers: Vec::new(),
         }
     }
 
     fn node(&self, i: usize) -> &Raft {
-        &self.nodes[i]
+        self.nodes[i].raft()
     }
 
     fn leader(&self) -> Option<usize> {
         (0..self.nodes.len())
             .filter(|i| !self.stopped.contains(i))
-            .find(|&i| self.nodes[i].role() == Role::Leader)
+            .find(|&i| self.node(i).role() == Role::Leader)
     }
 
-    /// Hands out what node `i` produced: persist (instant), send, advance.
+    /// Lets node `i`'s driver hand out its output (persist, which is
+    /// instant here, send, apply, answer) and puts its messages in flight.
     fn flush(&mut self, i: usize) {
-        if self.stopped.contains(&i) || !self.nodes[i].has_ready() {
+        if self.stopped.contains(&i) {
             return;
         }
-        let rd = self.nodes[i].ready();
-        for event in &rd.events {
-            self.events.push((i, event.clone()));
+        self.nodes[i].process().expect("memory storage never fails");
+        for event in self.nodes[i].take_events() {
+            self.events.push((i, event));
         }
-        for msg in rd.messages.iter().chain(&rd.messages_after_persist) {
+        for (ticket, reply) in self.nodes[i].take_answers() {
+            self.answers.push((i, ticket, reply));
+        }
+        for msg in std::mem::take(&mut self.nodes[i].network_mut().0) {
             self.sent.push(msg.clone());
             let to = msg.to.0 as usize;
             if self.cut.contains(&(i, to)) {
@@ -84,9 +133,8 @@ impl Net {
             }
             let at = self.now_us + self.latency_us[i].max(self.latency_us[to]);
             self.seq += 1;
-            self.queue.insert((at, self.seq), msg.clone());
+            self.queue.insert((at, self.seq), msg);
         }
-        self.nodes[i].advance(&rd);
     }
 
     /// Runs the cluster on logical time until `until_us`.
@@ -95,7 +143,7 @@ impl Net {
             let next_msg = self.queue.keys().next().map(|k| k.0);
             let next_tick = (0..self.nodes.len())
                 .filter(|i| !self.stopped.contains(i))
-                .map(|i| (self.nodes[i].next_deadline_us(), i))
+                .map(|i| (self.node(i).next_deadline_us(), i))
                 .min();
             let msg_first = match (next_msg, next_tick) {
                 (Some(m), Some((t, _))) => m <= t,
@@ -139,7 +187,7 @@ impl Net {
                 let id = NodeId(l as u64);
                 let all = (0..self.nodes.len())
                     .filter(|i| !self.stopped.contains(i))
-                    .all(|i| self.nodes[i].leader() == Some(id));
+                    .all(|i| self.node(i).leader() == Some(id));
                 if all {
                     return l;
                 }
@@ -170,10 +218,18 @@ impl Net {
 
     fn propose(&mut self, leader: usize, data: &[u8]) -> (LogIndex, Term) {
         let r = self.nodes[leader]
-            .propose(self.now_us, data.to_vec())
+            .propose(self.now_us, data.to_vec(), 0)
             .expect("leader accepts");
         self.flush(leader);
         r
+    }
+
+    /// A linearizable read through node `i`'s driver; answers with the last
+    /// index applied when it was served.
+    fn read(&mut self, i: usize, ticket: u64) {
+        let query = Box::new(|sm: &LastIndex| sm.0.0.to_le_bytes().to_vec());
+        self.nodes[i].read(self.now_us, query, ticket);
+        self.flush(i);
     }
 }
 
@@ -200,6 +256,14 @@ fn restored_node(id: u64, hard_state: HardState, entries: Vec<Entry>) -> Raft {
     restored.hard_state = hard_state;
     restored.entries = entries;
     Raft::new(NodeId(id), RaftConfig::default(), restored, 7, 0)
+}
+
+/// What the driver does for a single core when its write is durable at
+/// once: reports the write's last entry as persisted.
+fn persist(node: &mut Raft, rd: &sraft::core::Ready) {
+    if let Some(last) = rd.entries.last() {
+        node.persisted(node.now_us(), last.index, last.term);
+    }
 }
 
 fn replies(rd: &sraft::core::Ready) -> Vec<Message> {
@@ -322,7 +386,7 @@ fn a_voter_denies_a_candidate_whose_log_is_less_up_to_date() {
         );
         let rd = node.ready();
         let out = replies(&rd);
-        node.advance(&rd);
+        persist(&mut node, &rd);
         assert!(
             matches!(out[0].body, MessageBody::VoteReply { granted: false }),
             "candidate log ({last_index},{last_term}) got {:?}",
@@ -594,7 +658,7 @@ fn a_follower_overwrites_conflicting_uncommitted_entries() {
     );
     let rd = node.ready();
     assert_eq!(rd.entries, vec![entry(2, 3)]);
-    node.advance(&rd);
+    persist(&mut node, &rd);
     assert_eq!(node.last_index(), LogIndex(2));
     assert_eq!(node.term_at(LogIndex(2)), Some(Term(3)));
 }
@@ -643,20 +707,20 @@ fn a_leader_never_commits_an_old_term_entry_by_counting_replicas() {
         now += 10_000;
         leader.tick(now);
         let rd = leader.ready();
-        leader.advance(&rd);
+        persist(&mut leader, &rd);
         if leader.role() == Role::PreCandidate {
             leader.step(
                 now,
                 msg(1, 0, 3, MessageBody::PreVoteReply { granted: true }),
             );
             let rd = leader.ready();
-            leader.advance(&rd);
+            persist(&mut leader, &rd);
         }
     }
     leader.step(now, msg(1, 0, 3, MessageBody::VoteReply { granted: true }));
     assert_eq!(leader.role(), Role::Leader);
     let rd = leader.ready();
-    leader.advance(&rd);
+    persist(&mut leader, &rd);
     // Node 1 acknowledges index 2 (an old-term entry) but not the no-op.
     leader.step(
         now,
@@ -732,12 +796,13 @@ fn a_follower_refuses_proposals_and_names_the_leader() {
     let mut net = Net::new(3);
     let l = net.elect();
     let f = (l + 1) % 3;
-    let err = net.nodes[f].propose(net.now_us, b"x".to_vec()).unwrap_err();
+    assert_eq!(net.nodes[f].propose(net.now_us, b"x".to_vec(), 9), None);
+    let (_, err) = net.nodes[f].take_answers().pop().expect("answered at once");
     assert_eq!(
         err,
-        ProposeError::NotLeader {
+        Err(RequestError::NotLeader {
             leader: Some(NodeId(l as u64))
-        }
+        })
     );
 }
 
@@ -751,39 +816,21 @@ fn read_index_waits_for_a_quorum_round_after_the_noop_commits() {
     let l = net.elect();
     net.run_for_ms(5);
     let commit = net.node(l).commit_index();
-    net.nodes[l]
-        .read_index(net.now_us, 42)
-        .expect("leader reads");
-    let rd = net.nodes[l].ready();
-    assert!(rd.read_states.is_empty(), "served before a heartbeat round");
-    let heartbeats: Vec<Message> = rd.messages.clone();
-    net.nodes[l].advance(&rd);
+    let before = net.sent.len();
+    net.read(l, 42);
+    assert!(net.answers.is_empty(), "served before a heartbeat round");
     assert!(
-        heartbeats
+        net.sent[before..]
             .iter()
-            .any(|m| matches!(m.body, MessageBody::Heartbeat { read_round, .. } if read_round > 0))
+            .any(|m| matches!(m.body, MessageBody::Heartbeat { read_round, .. } if read_round > 0)),
+        "the read starts its own heartbeat round"
     );
-    net.queue.clear();
-    for m in heartbeats {
-        let to = m.to.0 as usize;
-        net.nodes[to].step(net.now_us, m);
-        net.flush(to);
-    }
-    let mut served = Vec::new();
-    for _ in 0..10 {
-        let Some((_, m)) = net.queue.pop_first() else {
-            break;
-        };
-        if m.to == NodeId(l as u64) {
-            net.nodes[l].step(net.now_us, m);
-            let rd = net.nodes[l].ready();
-            served.extend(rd.read_states.clone());
-            net.nodes[l].advance(&rd);
-        }
-    }
-    assert_eq!(served.len(), 1);
-    assert_eq!(served[0].ctx, 42);
-    assert!(served[0].index >= commit);
+    net.run_for_ms(1);
+    assert_eq!(net.answers.len(), 1);
+    let (node, ticket, reply) = net.answers.pop().unwrap();
+    assert_eq!((node, ticket), (l, 42));
+    let served = u64::from_le_bytes(reply.expect("served")[..8].try_into().unwrap());
+    assert!(LogIndex(served) <= commit, "nothing was written since");
 }
 
 #[test]
@@ -792,20 +839,13 @@ fn an_isolated_leader_cannot_serve_a_read() {
     let l = net.elect();
     net.run_for_ms(5);
     net.isolate(l);
-    net.nodes[l]
-        .read_index(net.now_us, 7)
-        .expect("still thinks it leads");
-    net.flush(l);
-    let mut served = false;
-    for _ in 0..150 {
-        net.run_for_ms(10);
-        if net.node(l).has_ready() {
-            let rd = net.nodes[l].ready();
-            served |= !rd.read_states.is_empty();
-            net.nodes[l].advance(&rd);
-        }
-    }
-    assert!(!served);
+    net.read(l, 7);
+    net.run_for_ms(1500);
+    assert!(
+        net.answers.iter().all(|(_, _, reply)| reply.is_err()),
+        "an isolated leader served a read: {:?}",
+        net.answers
+    );
 }
 
 #[test]
@@ -817,9 +857,7 @@ fn leadership_transfer_hands_over_in_the_next_term() {
     net.run_for_ms(20);
     let term = net.node(l).term();
     let target = (l + 3) % 5;
-    net.nodes[l]
-        .transfer_leadership(net.now_us, NodeId(target as u64))
-        .unwrap();
+    net.nodes[l].transfer_leadership(net.now_us, NodeId(target as u64));
     net.flush(l);
     net.run_for_ms(20);
     assert_eq!(net.leader(), Some(target));
@@ -917,7 +955,7 @@ fn the_crash_hint_starts_the_primary_at_once() {
     let at = net.now_us;
     for i in 0..5 {
         if i != l {
-            net.nodes[i].leader_unreachable(at, NodeId(l as u64));
+            net.nodes[i].peer_unreachable(at, NodeId(l as u64));
             net.flush(i);
         }
     }
@@ -941,7 +979,7 @@ fn a_crash_hint_about_a_non_leader_changes_nothing() {
     let term = net.node(l).term();
     let primary = net.node(l).subleaders()[0].0 as usize;
     let bystander = (0..5).find(|&i| i != l && i != primary).unwrap();
-    net.nodes[primary].leader_unreachable(net.now_us, NodeId(bystander as u64));
+    net.nodes[primary].peer_unreachable(net.now_us, NodeId(bystander as u64));
     net.flush(primary);
     net.run_for_ms(100);
     assert_eq!(net.leader(), Some(l));

@@ -223,20 +223,28 @@ impl RaftLog {
         self.persisted = self.persisted.max(index);
     }
 
-    /// Committed entries not yet handed to the application.
+    /// The highest index that may be applied: committed by the cluster and
+    /// durable here, so that what the state machine saw survives a restart
+    /// in the log it is rebuilt from.
+    fn appliable(&self) -> LogIndex {
+        self.commit.min(self.persisted)
+    }
+
+    /// Committed, durable entries not yet handed to the application.
     pub fn take_committed(&mut self) -> Vec<Entry> {
-        if self.commit <= self.applied {
+        let to = self.appliable();
+        if to <= self.applied {
             return Vec::new();
         }
-        let out = self.entries_from(self.applied.next(), usize::MAX, usize::MAX);
-        let take = (self.commit.0 - self.applied.0) as usize;
-        let out: Vec<Entry> = out.into_iter().take(take).collect();
-        self.applied = self.commit;
+        let count = (to.0 - self.applied.0) as usize;
+        let out = self.entries_from(self.applied.next(), count, usize::MAX);
+        assert_eq!(out.len(), count, "committed entries missing from the log");
+        self.applied = to;
         out
     }
 
     pub fn has_committed_to_apply(&self) -> bool {
-        self.commit > self.applied
+        self.appliable() > self.applied
     }
 
     pub fn check_invariants(&self) {
@@ -246,6 +254,11 @@ impl RaftLog {
         assert!(
             self.persisted <= last,
             "persisted={} last={last}",
+            self.persisted
+        );
+        assert!(
+            applied <= self.persisted,
+            "applied={applied} persisted={}",
             self.persisted
         );
     }
@@ -339,6 +352,21 @@ mod tests {
         assert!(log.take_committed().is_empty());
         log.commit_to(LogIndex(3));
         assert_eq!(log.take_committed()[0].index, LogIndex(3));
+    }
+
+    #[test]
+    fn only_durable_committed_entries_are_applied() {
+        let mut log = RaftLog::new(meta(), entries(&[1]), LogIndex(0));
+        let index = log.append_new(Term(1), EntryPayload::Noop);
+        log.commit_to(index);
+        assert_eq!(
+            log.take_committed().len(),
+            1,
+            "index 1 was restored, so durable"
+        );
+        assert!(!log.has_committed_to_apply(), "index 2 is not yet durable");
+        log.mark_persisted(index);
+        assert_eq!(log.take_committed()[0].index, index);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The Raft node: state, public inputs, the Ready/advance cycle and role
+//! The Raft node: state, public inputs, the Ready/persisted cycle and role
 //! transitions. Message handlers live in election.rs, replication.rs,
 //! read.rs and subleader.rs, as further `impl Raft` blocks.
 
@@ -101,7 +101,6 @@ pub struct Raft {
 
     pub(super) out: Ready,
     pub(super) last_hard_state: HardState,
-    pub(super) awaiting_advance: bool,
 }
 
 impl Raft {
@@ -163,7 +162,6 @@ impl Raft {
             rank: None,
             heard_designation: None,
             out: Ready::default(),
-            awaiting_advance: false,
         };
         raft.reset_election_timer();
         raft
@@ -173,6 +171,10 @@ impl Raft {
 
     pub fn id(&self) -> NodeId {
         self.id
+    }
+    /// The latest time the core was handed.
+    pub fn now_us(&self) -> u64 {
+        self.now_us
     }
     pub fn role(&self) -> Role {
         self.role
@@ -381,15 +383,14 @@ impl Raft {
             || (self.role == Role::Leader && (self.append_pending || self.reads.needs_flush()))
     }
 
-    /// Everything produced since the last call. The caller persists
-    /// `hard_state` and `entries`, sends `messages` (any time) and
-    /// `messages_after_persist` (after the persist), applies `committed`,
-    /// then calls `advance`.
+    /// Everything produced since the last call. The caller starts persisting
+    /// `hard_state` and `entries` (in the order of `ready()` calls), sends
+    /// `messages` at once, holds `messages_after_persist` until that write is
+    /// durable, and applies `committed`. When the write is durable it reports
+    /// it with [`Raft::persisted`]: the core keeps stepping in the meantime
+    /// (Raft thesis 10.2.1: the leader writes its log in parallel with
+    /// replication; etcd-io/raft's asynchronous storage writes).
     pub fn ready(&mut self) -> Ready {
-        assert!(
-            !self.awaiting_advance,
-            "ready() called twice without advance()"
-        );
         if self.role == Role::Leader {
             if self.append_pending {
                 self.broadcast_append();
@@ -404,17 +405,20 @@ impl Raft {
             self.last_hard_state = hs;
         }
         rd.committed = self.log.take_committed();
-        self.awaiting_advance = true;
+        self.check_invariants();
         rd
     }
 
-    /// The caller has persisted `rd.hard_state` and `rd.entries`.
-    pub fn advance(&mut self, rd: &Ready) {
-        assert!(self.awaiting_advance, "advance() without ready()");
-        self.awaiting_advance = false;
-        if let Some(last) = rd.entries.last() {
-            self.log.mark_persisted(last.index);
+    /// The caller's storage made the entries through `index` durable, the
+    /// last of them with `term`. A report for entries that a later conflict
+    /// replaced (the term no longer matches) is ignored: the write of their
+    /// replacements will report in its turn.
+    pub fn persisted(&mut self, now_us: u64, index: LogIndex, term: Term) {
+        self.set_now(now_us);
+        if index <= self.log.persisted() || self.log.term_at(index) != Some(term) {
+            return;
         }
+        self.log.mark_persisted(index);
         if self.role == Role::Leader {
             // Our own write counts toward the commit quorum only now.
             self.maybe_commit();
@@ -433,10 +437,6 @@ impl Raft {
     // ---- Internals shared by the handlers --------------------------------
 
     pub(super) fn set_now(&mut self, now_us: u64) {
-        assert!(
-            !self.awaiting_advance,
-            "input between ready() and advance()"
-        );
         // A monotonic clock never goes back; tolerate equal times.
         self.now_us = self.now_us.max(now_us);
     }

@@ -2,14 +2,18 @@
 //! thread, the peer transport, the durable log; the client port sits on top.
 
 mod clock;
+pub mod node;
 mod observe;
 mod raft_loop;
 mod status;
+pub mod wal_thread;
 
 pub use clock::Clock;
+pub use node::{LogWrite, LogWriter, Network, Node, Query, Reply, RequestError, SyncWriter};
 pub use observe::Observer;
-pub use raft_loop::{Query, RaftLoop, Reply, Request, RequestError};
+pub use raft_loop::{Inboxes, ProductionNode, RaftLoop, Request};
 pub use status::NodeStatus;
+pub use wal_thread::{WalEvent, WalWriter};
 
 use crate::core::{ClusterConfig, NodeId, Raft, RaftConfig};
 use crate::state_machine::StateMachine;
@@ -178,18 +182,18 @@ pub fn start_on<S: StateMachine + 'static>(
     let status = Arc::new(Mutex::new(NodeStatus::of(&raft)));
     let (request_tx, request_rx) = bounded(INBOX_DEPTH);
     let (shutdown_tx, shutdown_rx) = bounded(1);
-    let raft_loop = RaftLoop::new(
-        raft,
-        Box::new(storage),
-        state_machine,
-        transport,
-        clock,
-        observer,
-        peer_rx,
-        request_rx,
-        shutdown_rx,
-        status.clone(),
-    );
+    // Durable reports are few (one per group commit) and must never be
+    // dropped: the WAL thread waits rather than lose one.
+    let (wal_tx, wal_rx) = bounded(INBOX_DEPTH);
+    let writer = WalWriter::start(storage, wal_tx).map_err(StartError::Spawn)?;
+    let node = Node::new(raft, writer, transport, state_machine);
+    let inboxes = Inboxes {
+        peers: peer_rx,
+        requests: request_rx,
+        wal: wal_rx,
+        shutdown: shutdown_rx,
+    };
+    let raft_loop = RaftLoop::new(node, clock, observer, inboxes, status.clone());
     let thread = std::thread::Builder::new()
         .name("raft".into())
         .spawn(move || raft_loop.run())

@@ -1,45 +1,27 @@
-//! The Raft thread (DESIGN.md 2): owns the core, the storage and the state
-//! machine; loops on `select!` over its inboxes with a deadline at the next
-//! tick; after each batch of inputs persists what the core asks (one fsync
-//! for the batch), hands out messages, applies committed entries and answers
-//! clients.
+//! The Raft thread (DESIGN.md 2): a thin shell around the node driver. It
+//! loops on `select!` over its inboxes with a deadline at the next tick,
+//! feeds each input to the driver, and after each batch lets the driver
+//! hand out the result. Writes go to the WAL thread; their acknowledgements
+//! leave when it reports them durable, while this thread keeps ticking.
 
 use super::clock::Clock;
+use super::node::{Network, Node, Query, Reply};
 use super::observe::Observer;
 use super::status::NodeStatus;
-use crate::core::{EntryPayload, LogIndex, NodeId, ProposeError, Raft, ReadError, Ready, Term};
+use super::wal_thread::{WalEvent, WalWriter};
+use crate::core::Message;
 use crate::state_machine::StateMachine;
-use crate::storage::{Storage, StorageError};
+use crate::storage::StorageError;
 use crate::transport::{Transport, TransportEvent};
 use crossbeam_channel::{Receiver, Sender, select};
 use parking_lot::Mutex;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Inputs taken per batch before the core's output is handled: many client
-/// writes then share one fsync (group commit), while a flood of input can
+/// Inputs taken per batch before the driver's output is handled: many client
+/// writes then share one write to the WAL thread, while a flood of input can
 /// still not starve the output.
 const BATCH_INPUTS_MAX: usize = 4096;
-/// Writes awaiting commit, or reads awaiting confirmation; beyond this a
-/// new request of that kind is refused as busy.
-const PENDING_REQUESTS_MAX: usize = 100_000;
-
-/// Why a client request could not be served here.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RequestError {
-    /// Not the leader; the best guess of who is.
-    NotLeader { leader: Option<NodeId> },
-    /// The entry was overwritten by a new leader: it was not committed.
-    LeadershipLost,
-    /// A leadership transfer is under way; retry shortly.
-    TransferInProgress,
-    /// Too many requests are waiting.
-    Busy,
-}
-
-pub type Reply = Result<Vec<u8>, RequestError>;
-pub type Query<S> = Box<dyn FnOnce(&S) -> Vec<u8> + Send>;
 
 pub enum Request<S> {
     /// Replicate `command`; reply with the state machine's output once it is
@@ -56,111 +38,128 @@ pub enum Request<S> {
     },
 }
 
-struct PendingRead<S> {
-    query: Query<S>,
-    reply: Sender<Reply>,
+impl Network for Transport {
+    fn send(&mut self, msg: Message) {
+        Transport::send(self, msg);
+    }
+}
+
+/// The production node: the KV store (or any state machine), the WAL
+/// thread, the TCP transport, clients answered over channels.
+pub type ProductionNode<S> = Node<S, WalWriter, Transport, Sender<Reply>>;
+
+/// The inputs of the Raft thread.
+pub struct Inboxes<S> {
+    pub peers: Receiver<TransportEvent>,
+    pub requests: Receiver<Request<S>>,
+    pub wal: Receiver<WalEvent>,
+    pub shutdown: Receiver<()>,
 }
 
 pub struct RaftLoop<S> {
-    raft: Raft,
-    storage: Box<dyn Storage>,
-    state_machine: S,
-    transport: Transport,
+    node: ProductionNode<S>,
     clock: Clock,
     observer: Observer,
-    peer_rx: Receiver<TransportEvent>,
-    request_rx: Receiver<Request<S>>,
-    shutdown_rx: Receiver<()>,
+    inboxes: Inboxes<S>,
     status: Arc<Mutex<NodeStatus>>,
-    pending_writes: BTreeMap<LogIndex, (Term, Sender<Reply>)>,
-    pending_reads: BTreeMap<u64, PendingRead<S>>,
-    /// Reads confirmed by a heartbeat round, waiting for apply to reach
-    /// their index.
-    confirmed_reads: Vec<(LogIndex, PendingRead<S>)>,
-    next_read_ctx: u64,
 }
 
 impl<S: StateMachine> RaftLoop<S> {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        raft: Raft,
-        storage: Box<dyn Storage>,
-        state_machine: S,
-        transport: Transport,
+        node: ProductionNode<S>,
         clock: Clock,
         observer: Observer,
-        peer_rx: Receiver<TransportEvent>,
-        request_rx: Receiver<Request<S>>,
-        shutdown_rx: Receiver<()>,
+        inboxes: Inboxes<S>,
         status: Arc<Mutex<NodeStatus>>,
     ) -> RaftLoop<S> {
         RaftLoop {
-            raft,
-            storage,
-            state_machine,
-            transport,
+            node,
             clock,
             observer,
-            peer_rx,
-            request_rx,
-            shutdown_rx,
+            inboxes,
             status,
-            pending_writes: BTreeMap::new(),
-            pending_reads: BTreeMap::new(),
-            confirmed_reads: Vec::new(),
-            next_read_ctx: 1,
         }
     }
 
     /// Runs until shutdown is requested (Ok) or storage fails (Err: the node
     /// must stop, it can no longer keep its promises).
     pub fn run(mut self) -> Result<(), StorageError> {
-        self.handle_ready()?;
+        let result = self.run_until_stopped();
+        log::info!("Node {}: shutting down", self.node.raft().id());
+        // Orderly: every write handed out is written and fsynced first.
+        self.node.writer_mut().finish();
+        self.node.network_mut().shutdown();
+        result
+    }
+
+    fn run_until_stopped(&mut self) -> Result<(), StorageError> {
+        self.handle_output()?;
         loop {
-            let deadline = self.clock.instant_at(self.raft.next_deadline_us());
+            let deadline = self.clock.instant_at(self.node.raft().next_deadline_us());
             // Output left over from a busy batch must not wait for the next
             // tick, which for a follower can be a second away.
-            let timeout = if self.raft.has_ready() {
+            let timeout = if self.node.raft().has_ready() {
                 std::time::Duration::ZERO
             } else {
                 deadline.saturating_duration_since(Instant::now())
             };
             select! {
-                recv(self.peer_rx) -> event => match event {
-                    Ok(event) => self.on_peer(event),
-                    Err(_) => break,
+                recv(self.inboxes.wal) -> event => match event {
+                    Ok(event) => self.on_wal(event)?,
+                    Err(_) => return Ok(()),
                 },
-                recv(self.request_rx) -> request => {
+                recv(self.inboxes.peers) -> event => match event {
+                    Ok(event) => self.on_peer(event),
+                    Err(_) => return Ok(()),
+                },
+                recv(self.inboxes.requests) -> request => {
                     if let Ok(request) = request {
                         self.on_request(request);
                     }
                 },
-                recv(self.shutdown_rx) -> _ => break,
+                recv(self.inboxes.shutdown) -> _ => return Ok(()),
                 default(timeout) => {}
             }
-            self.drain_inputs();
-            let now = self.clock.now_us();
-            if now >= self.raft.next_deadline_us() {
-                self.raft.tick(now);
-            }
-            self.handle_ready()?;
+            self.drain_inputs()?;
+            self.node.tick(self.clock.now_us());
+            self.handle_output()?;
         }
-        self.shutdown()
     }
 
-    fn drain_inputs(&mut self) {
+    fn drain_inputs(&mut self) -> Result<(), StorageError> {
         for _ in 0..BATCH_INPUTS_MAX {
             let mut got = false;
-            if let Ok(event) = self.peer_rx.try_recv() {
+            if let Ok(event) = self.inboxes.wal.try_recv() {
+                self.on_wal(event)?;
+                got = true;
+            }
+            if let Ok(event) = self.inboxes.peers.try_recv() {
                 self.on_peer(event);
                 got = true;
             }
-            if let Ok(request) = self.request_rx.try_recv() {
+            if let Ok(request) = self.inboxes.requests.try_recv() {
                 self.on_request(request);
                 got = true;
             }
             if !got {
-                return;
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn on_wal(&mut self, event: WalEvent) -> Result<(), StorageError> {
+        match event {
+            WalEvent::Durable(seq) => {
+                self.node.persisted(self.clock.now_us(), seq);
+                Ok(())
+            }
+            WalEvent::Failed(error) => {
+                log::error!(
+                    "Node {}: the write-ahead log failed, stopping: {error}",
+                    self.node.raft().id()
+                );
+                Err(error)
             }
         }
     }
@@ -168,8 +167,8 @@ impl<S: StateMachine> RaftLoop<S> {
     fn on_peer(&mut self, event: TransportEvent) {
         let now = self.clock.now_us();
         match event {
-            TransportEvent::Message(msg) => self.raft.step(now, msg),
-            TransportEvent::PeerUnreachable(node) => self.raft.leader_unreachable(now, node),
+            TransportEvent::Message(msg) => self.node.step(now, msg),
+            TransportEvent::PeerUnreachable(node) => self.node.peer_unreachable(now, node),
         }
     }
 
@@ -177,126 +176,24 @@ impl<S: StateMachine> RaftLoop<S> {
         let now = self.clock.now_us();
         match request {
             Request::Write { command, reply } => {
-                if self.pending_writes.len() >= PENDING_REQUESTS_MAX {
-                    let _ = reply.send(Err(RequestError::Busy));
-                    return;
-                }
-                match self.raft.propose(now, command) {
-                    Ok((index, term)) => {
-                        self.pending_writes.insert(index, (term, reply));
-                    }
-                    Err(ProposeError::NotLeader { leader }) => {
-                        let _ = reply.send(Err(RequestError::NotLeader { leader }));
-                    }
-                    Err(ProposeError::TransferInProgress) => {
-                        let _ = reply.send(Err(RequestError::TransferInProgress));
-                    }
-                }
+                self.node.propose(now, command, reply);
             }
-            Request::Read { query, reply } => {
-                if self.pending_reads.len() >= PENDING_REQUESTS_MAX {
-                    let _ = reply.send(Err(RequestError::Busy));
-                    return;
-                }
-                let ctx = self.next_read_ctx;
-                self.next_read_ctx += 1;
-                match self.raft.read_index(now, ctx) {
-                    Ok(()) => {
-                        self.pending_reads.insert(ctx, PendingRead { query, reply });
-                    }
-                    Err(ReadError::NotLeader { leader }) => {
-                        let _ = reply.send(Err(RequestError::NotLeader { leader }));
-                    }
-                }
-            }
+            Request::Read { query, reply } => self.node.read(now, query, reply),
         }
     }
 
-    /// Persist, then send what depended on it, then apply (DESIGN.md 2).
-    fn handle_ready(&mut self) -> Result<(), StorageError> {
-        // A few rounds: applying can make the core produce more output
-        // (a leader's reads, a follower's acknowledgements).
-        for _ in 0..4 {
-            if !self.raft.has_ready() {
-                break;
-            }
-            let mut rd = self.raft.ready();
-            for msg in std::mem::take(&mut rd.messages) {
-                self.transport.send(msg);
-            }
-            if rd.hard_state.is_some() || !rd.entries.is_empty() {
-                self.storage.persist(rd.hard_state.as_ref(), &rd.entries)?;
-            }
-            // Vote grants and append acknowledgements leave only now, after
-            // the fsync (Raft thesis 3.8).
-            for msg in std::mem::take(&mut rd.messages_after_persist) {
-                self.transport.send(msg);
-            }
-            self.apply(&rd);
-            let now = self.clock.now_us();
-            for event in &rd.events {
-                self.observer.on_event(now, event);
-            }
-            self.raft.advance(&rd);
+    /// The driver does persist → send → apply → answer; this thread then
+    /// delivers the answers, logs the events and publishes the status.
+    fn handle_output(&mut self) -> Result<(), StorageError> {
+        self.node.process()?;
+        for (reply, answer) in self.node.take_answers() {
+            let _ = reply.send(answer);
         }
-        self.serve_confirmed_reads();
-        *self.status.lock() = NodeStatus::of(&self.raft);
+        let now = self.clock.now_us();
+        for event in self.node.take_events() {
+            self.observer.on_event(now, &event);
+        }
+        *self.status.lock() = NodeStatus::of(self.node.raft());
         Ok(())
-    }
-
-    fn apply(&mut self, rd: &Ready) {
-        for entry in &rd.committed {
-            let mut output = match &entry.payload {
-                EntryPayload::Command(data) => Some(self.state_machine.apply(entry.index, data)),
-                EntryPayload::Noop | EntryPayload::Config(_) => None,
-            };
-            // Every pending write at or below this index is decided now: its
-            // own entry was applied (same term) or replaced (another term).
-            while let Some(entry_pending) = self.pending_writes.first_entry() {
-                if *entry_pending.key() > entry.index {
-                    break;
-                }
-                let (index, (term, reply)) = entry_pending.remove_entry();
-                let result = if index == entry.index && term == entry.term {
-                    Ok(output.take().unwrap_or_default())
-                } else {
-                    Err(RequestError::LeadershipLost)
-                };
-                let _ = reply.send(result);
-            }
-        }
-        for read in &rd.read_states {
-            if let Some(pending) = self.pending_reads.remove(&read.ctx) {
-                self.confirmed_reads.push((read.index, pending));
-            }
-        }
-        for ctx in &rd.reads_dropped {
-            if let Some(pending) = self.pending_reads.remove(ctx) {
-                let _ = pending.reply.send(Err(RequestError::NotLeader {
-                    leader: self.raft.leader(),
-                }));
-            }
-        }
-    }
-
-    fn serve_confirmed_reads(&mut self) {
-        if self.confirmed_reads.is_empty() {
-            return;
-        }
-        let applied = self.raft.applied_index();
-        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.confirmed_reads)
-            .into_iter()
-            .partition(|(index, _)| *index <= applied);
-        self.confirmed_reads = waiting;
-        for (_, read) in ready {
-            let _ = read.reply.send(Ok((read.query)(&self.state_machine)));
-        }
-    }
-
-    fn shutdown(mut self) -> Result<(), StorageError> {
-        log::info!("Node {}: shutting down", self.raft.id());
-        let result = self.storage.sync();
-        self.transport.shutdown();
-        result
     }
 }

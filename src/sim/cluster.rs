@@ -1,12 +1,18 @@
-//! The simulated cluster: nodes running the real core over a simulated
-//! network and simulated durable storage, driven by one event queue.
+//! The simulated cluster: nodes running the production driver (and so the
+//! real core) over a simulated network and a simulated disk that loses what
+//! was not fsynced, driven by one event queue.
 
 use super::checker::{Checker, chain_hash, check_hard_state_transition, fnv1a};
 use super::net::{NetConfig, Partitions};
 use crate::core::{
-    ClusterConfig, Entry, Event, HardState, LogIndex, Message, MessageBody, NodeId, ProposeError,
-    Raft, RaftConfig, ReadError, ReadState, Ready, RestoredState, Role, Term,
+    ClusterConfig, Entry, Event, HardState, LogIndex, Message, MessageBody, NodeId, Raft,
+    RaftConfig, RestoredState, Role, Term,
 };
+use crate::runtime::node::{
+    AppliedEntry, DriverMutations, LogWrite, LogWriter, Network, Node, Reply,
+};
+use crate::state_machine::StateMachine;
+use crate::storage::StorageError;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, VecDeque};
@@ -19,7 +25,8 @@ pub struct SimConfig {
     pub net: NetConfig,
     /// Each node's clock runs at 1 +- up to this many parts per million.
     pub clock_skew_ppm_max: u64,
-    /// Time an fsync takes: messages that wait for the persist leave later.
+    /// Time an fsync takes: writes become durable, and the messages that
+    /// wait for them leave, this long after they were handed out.
     pub fsync_us: u64,
     /// Deliver the crash fast path's hint (EOF + refused reconnect) to the
     /// survivors of a crash, as the runtime's transport does for SIGKILL.
@@ -54,9 +61,15 @@ enum SimEvent {
         dead: NodeId,
         incarnation: u64,
     },
+    /// An fsync that started when write `seq` was the last one queued.
+    Fsync {
+        node: usize,
+        incarnation: u64,
+        seq: u64,
+    },
 }
 
-/// What survives a crash: the persisted hard state and log.
+/// What survives a crash: the fsynced hard state and log.
 #[derive(Default)]
 struct Durable {
     hard_state: HardState,
@@ -86,16 +99,93 @@ impl Durable {
     }
 }
 
+/// The simulated disk: writes sit in the page cache until an fsync, which
+/// takes `SimConfig::fsync_us`; a crash loses them (a write being flushed
+/// may leave a prefix of its entries, as a torn multi-record write does).
+#[derive(Default)]
+pub struct SimDisk {
+    unsynced: VecDeque<LogWrite>,
+    /// The last write an fsync already covers (scheduled, not yet done).
+    fsync_through: u64,
+}
+
+impl LogWriter for SimDisk {
+    fn submit(&mut self, write: LogWrite) -> Result<bool, StorageError> {
+        self.unsynced.push_back(write);
+        Ok(false)
+    }
+}
+
+/// The simulated network's outbox: the cluster routes what the driver sent.
+#[derive(Default)]
+pub struct SimNet {
+    outbox: Vec<Message>,
+}
+
+impl Network for SimNet {
+    fn send(&mut self, msg: Message) {
+        self.outbox.push(msg);
+    }
+}
+
+/// The simulated state machine: a hash chain of the applied commands, so
+/// that equal hashes mean equal histories.
+#[derive(Default)]
+pub struct HashMachine {
+    pub state_hash: u64,
+    /// The index of the last command applied (no-ops do not reach here).
+    pub applied: LogIndex,
+}
+
+impl StateMachine for HashMachine {
+    fn apply(&mut self, index: LogIndex, command: &[u8]) -> Vec<u8> {
+        assert!(
+            index > self.applied,
+            "applied {index} after {}",
+            self.applied
+        );
+        self.applied = index;
+        self.state_hash = fnv1a(self.state_hash, command);
+        index.0.to_le_bytes().to_vec()
+    }
+    fn applied_index(&self) -> LogIndex {
+        self.applied
+    }
+    fn snapshot(&self) -> Vec<u8> {
+        self.state_hash.to_le_bytes().to_vec()
+    }
+    fn restore(&mut self, index: LogIndex, snapshot: &[u8]) -> Result<(), String> {
+        let bytes: [u8; 8] = snapshot.try_into().map_err(|_| "bad snapshot".to_owned())?;
+        self.state_hash = u64::from_le_bytes(bytes);
+        self.applied = index;
+        Ok(())
+    }
+}
+
+/// The production driver, as the simulator runs it; clients hold tickets.
+pub type SimDriver = Node<HashMachine, SimDisk, SimNet, u64>;
+
 pub struct SimNode {
     pub id: NodeId,
-    pub raft: Option<Raft>,
+    pub driver: Option<SimDriver>,
     durable: Durable,
     skew_ppm: i64,
     tick_token: u64,
     pub incarnation: u64,
-    /// Hash of the applied command sequence: the "state machine".
-    pub state_hash: u64,
-    pub applied: LogIndex,
+}
+
+impl SimNode {
+    pub fn state_hash(&self) -> u64 {
+        self.driver
+            .as_ref()
+            .map_or(0, |d| d.state_machine().state_hash)
+    }
+    /// Everything applied, no-ops included.
+    pub fn applied(&self) -> LogIndex {
+        self.driver
+            .as_ref()
+            .map_or(LogIndex(0), |d| d.raft().applied_index())
+    }
 }
 
 /// One applied entry, for the client model: (node, index, term, command).
@@ -116,15 +206,16 @@ pub struct Cluster {
     /// Core events with their global time, for experiments; drained by callers.
     pub events: Vec<(u64, NodeId, Event)>,
     pub applied: Vec<Applied>,
-    pub reads: Vec<(NodeId, ReadState)>,
-    pub reads_dropped: Vec<(NodeId, u64)>,
+    /// Client answers: (node, ticket, reply).
+    pub answers: Vec<(NodeId, u64, Reply)>,
     pub steps: u64,
+    /// Test-only bugs switched into every node's driver.
+    pub driver_mutations: DriverMutations,
 }
 
 impl Cluster {
     pub fn new(config: SimConfig) -> Cluster {
         let mut rng = StdRng::seed_from_u64(config.seed);
-        let voters = ClusterConfig::new((0..config.nodes as u64).map(NodeId).collect());
         let mut nodes = Vec::new();
         for i in 0..config.nodes {
             let skew = config.clock_skew_ppm_max as i64;
@@ -133,24 +224,13 @@ impl Cluster {
             } else {
                 0
             };
-            let id = NodeId(i as u64);
-            let seed = config.seed.wrapping_mul(31).wrapping_add(i as u64);
-            let raft = Raft::new(
-                id,
-                config.raft.clone(),
-                RestoredState::fresh(voters.clone()),
-                seed,
-                0,
-            );
             nodes.push(SimNode {
-                id,
-                raft: Some(raft),
+                id: NodeId(i as u64),
+                driver: None,
                 durable: Durable::default(),
                 skew_ppm,
                 tick_token: 0,
                 incarnation: 0,
-                state_hash: 0,
-                applied: LogIndex(0),
             });
         }
         let net = config.net.clone();
@@ -168,14 +248,36 @@ impl Cluster {
             trace_hash: 0,
             events: Vec::new(),
             applied: Vec::new(),
-            reads: Vec::new(),
-            reads_dropped: Vec::new(),
+            answers: Vec::new(),
             steps: 0,
+            driver_mutations: DriverMutations::default(),
         };
         for i in 0..cluster.nodes.len() {
-            cluster.schedule_tick(i);
+            let seed = cluster.config.seed.wrapping_mul(31).wrapping_add(i as u64);
+            cluster.boot(i, seed);
         }
         cluster
+    }
+
+    /// Starts node `i`'s driver from what its disk holds.
+    fn boot(&mut self, node: usize, seed: u64) {
+        let voters = ClusterConfig::new(self.ids());
+        let n = &self.nodes[node];
+        let mut restored = RestoredState::fresh(voters);
+        restored.hard_state = n.durable.hard_state;
+        restored.entries = n.durable.entries.clone();
+        let now = self.local_time(node);
+        let raft = Raft::new(n.id, self.config.raft.clone(), restored, seed, now);
+        let mut driver = Node::new(
+            raft,
+            SimDisk::default(),
+            SimNet::default(),
+            HashMachine::default(),
+        );
+        driver.trace_applied(true);
+        driver.mutations = self.driver_mutations;
+        self.nodes[node].driver = Some(driver);
+        self.after_input(node);
     }
 
     // ---- Clocks ------------------------------------------------------------
@@ -197,11 +299,15 @@ impl Cluster {
     }
 
     pub fn is_up(&self, node: usize) -> bool {
-        self.nodes[node].raft.is_some()
+        self.nodes[node].driver.is_some()
     }
 
     pub fn raft(&self, node: usize) -> Option<&Raft> {
-        self.nodes[node].raft.as_ref()
+        self.nodes[node].driver.as_ref().map(|d| d.raft())
+    }
+
+    pub fn driver(&self, node: usize) -> Option<&SimDriver> {
+        self.nodes[node].driver.as_ref()
     }
 
     /// The live leader of the highest term, if any.
@@ -216,6 +322,14 @@ impl Cluster {
             .map(|(_, i)| i)
     }
 
+    /// Every live node that believes it leads (a deposed leader may not know
+    /// yet): clients talk to all of them, as real clients would.
+    pub fn believed_leaders(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|i| self.raft(*i).is_some_and(|r| r.role() == Role::Leader))
+            .collect()
+    }
+
     // ---- Event loop --------------------------------------------------------
 
     fn push(&mut self, at_us: u64, event: SimEvent) {
@@ -225,6 +339,10 @@ impl Cluster {
 
     pub fn next_event_time(&self) -> Option<u64> {
         self.queue.keys().next().map(|(t, _)| *t)
+    }
+
+    fn driver_mut(&mut self, node: usize) -> &mut SimDriver {
+        self.nodes[node].driver.as_mut().expect("node is up")
     }
 
     /// Processes one event; returns false when nothing is queued.
@@ -239,7 +357,7 @@ impl Cluster {
             SimEvent::Tick { node, token } => {
                 if self.nodes[node].tick_token == token && self.is_up(node) {
                     let now = self.local_time(node);
-                    self.nodes[node].raft.as_mut().expect("up").tick(now);
+                    self.driver_mut(node).tick(now);
                     self.after_input(node);
                 }
             }
@@ -251,12 +369,17 @@ impl Cluster {
                 if self.nodes[node].incarnation == incarnation && self.is_up(node) {
                     self.trace_line(format!("hint {} sees {dead} gone", node));
                     let now = self.local_time(node);
-                    self.nodes[node]
-                        .raft
-                        .as_mut()
-                        .expect("up")
-                        .leader_unreachable(now, dead);
+                    self.driver_mut(node).peer_unreachable(now, dead);
                     self.after_input(node);
+                }
+            }
+            SimEvent::Fsync {
+                node,
+                incarnation,
+                seq,
+            } => {
+                if self.nodes[node].incarnation == incarnation && self.is_up(node) {
+                    self.fsync_done(node, seq);
                 }
             }
         }
@@ -284,11 +407,11 @@ impl Cluster {
             msg.body.kind()
         ));
         let now = self.local_time(to);
-        self.nodes[to].raft.as_mut().expect("up").step(now, msg);
+        self.driver_mut(to).step(now, msg);
         self.after_input(to);
     }
 
-    fn send(&mut self, msg: Message, extra_delay_us: u64) {
+    fn send(&mut self, msg: Message) {
         if self.partitions.is_blocked(msg.from, msg.to) || self.rng.random_bool(self.net.loss) {
             return;
         }
@@ -301,15 +424,12 @@ impl Cluster {
             let latency = self
                 .rng
                 .random_range(self.net.latency_us_min..=self.net.latency_us_max);
-            self.push(
-                self.now_us + extra_delay_us + latency,
-                SimEvent::Deliver(msg.clone()),
-            );
+            self.push(self.now_us + latency, SimEvent::Deliver(msg.clone()));
         }
     }
 
     fn schedule_tick(&mut self, node: usize) {
-        let Some(raft) = self.nodes[node].raft.as_ref() else {
+        let Some(raft) = self.raft(node) else {
             return;
         };
         let at = self.global_of_local(node, raft.next_deadline_us());
@@ -318,62 +438,91 @@ impl Cluster {
         self.push(at, SimEvent::Tick { node, token });
     }
 
-    /// Drains the node's Ready: persist, send, apply, check, advance.
+    /// After any input: the driver hands out its output (the production
+    /// sequence, unchanged), then the simulator routes it and checks.
     fn after_input(&mut self, node: usize) {
-        while self.nodes[node]
-            .raft
-            .as_ref()
-            .is_some_and(|r| r.has_ready())
-        {
-            let rd = self.nodes[node].raft.as_mut().expect("up").ready();
-            self.handle_ready(node, &rd);
-            self.nodes[node].raft.as_mut().expect("up").advance(&rd);
+        if let Err(e) = self.driver_mut(node).process() {
+            panic!("node {node}: simulated storage failed: {e}");
         }
-        let raft = self.nodes[node].raft.as_ref().expect("up");
+        self.route_output(node);
+        self.schedule_fsync(node);
+        let raft = self.raft(node).expect("up");
         self.checker.check_node(self.nodes[node].id, raft);
         self.schedule_tick(node);
     }
 
-    fn handle_ready(&mut self, node: usize, rd: &Ready) {
+    /// One fsync covers every write queued when it starts (group commit).
+    fn schedule_fsync(&mut self, node: usize) {
+        let incarnation = self.nodes[node].incarnation;
+        let driver = self.driver_mut(node);
+        let last = driver.last_write_seq();
+        let disk = driver.writer_mut();
+        if disk.fsync_through >= last || disk.unsynced.is_empty() {
+            return;
+        }
+        disk.fsync_through = last;
+        let at = self.now_us + self.config.fsync_us;
+        self.push(
+            at,
+            SimEvent::Fsync {
+                node,
+                incarnation,
+                seq: last,
+            },
+        );
+    }
+
+    fn fsync_done(&mut self, node: usize, seq: u64) {
         let id = self.nodes[node].id;
-        for msg in &rd.messages {
-            check_sendable_before_persist(id, msg);
-            self.send(msg.clone(), 0);
+        loop {
+            let disk = self.driver_mut(node).writer_mut();
+            if disk.unsynced.front().is_none_or(|w| w.seq > seq) {
+                break;
+            }
+            let write = disk.unsynced.pop_front().expect("checked");
+            self.make_durable(node, &write);
         }
-        if let Some(hs) = rd.hard_state {
-            check_hard_state_transition(id, &self.nodes[node].durable.hard_state, &hs);
-            self.nodes[node].durable.hard_state = hs;
+        self.trace_line(format!("fsync {id} through write {seq}"));
+        let now = self.local_time(node);
+        self.driver_mut(node).persisted(now, seq);
+        self.after_input(node);
+    }
+
+    fn make_durable(&mut self, node: usize, write: &LogWrite) {
+        let id = self.nodes[node].id;
+        let durable = &mut self.nodes[node].durable;
+        durable.store(id, &write.entries, &mut self.checker);
+        if let Some(hs) = write.hard_state {
+            check_hard_state_transition(id, &durable.hard_state, &hs);
+            durable.hard_state = hs;
         }
-        self.nodes[node]
-            .durable
-            .store(id, &rd.entries, &mut self.checker);
-        for msg in &rd.messages_after_persist {
-            self.check_durable_for(node, msg);
-            self.send(msg.clone(), self.config.fsync_us);
+    }
+
+    fn route_output(&mut self, node: usize) {
+        let id = self.nodes[node].id;
+        let driver = self.driver_mut(node);
+        let outbox = std::mem::take(&mut driver.network_mut().outbox);
+        let applied = driver.take_applied();
+        let answers = driver.take_answers();
+        let events = driver.take_events();
+        for msg in outbox {
+            self.check_durable_for(node, &msg);
+            self.send(msg);
         }
-        for entry in &rd.committed {
-            self.apply(node, entry);
+        for entry in applied {
+            self.on_applied(node, entry);
         }
-        for read in &rd.read_states {
-            self.reads.push((id, *read));
+        for (ticket, reply) in answers {
+            self.answers.push((id, ticket, reply));
         }
-        for ctx in &rd.reads_dropped {
-            self.reads_dropped.push((id, *ctx));
-        }
-        for event in &rd.events {
+        for event in &events {
             self.on_event(node, event);
         }
     }
 
-    fn apply(&mut self, node: usize, entry: &Entry) {
-        let n = &mut self.nodes[node];
+    fn on_applied(&mut self, node: usize, entry: AppliedEntry) {
+        let n = &self.nodes[node];
         let i = (entry.index.0 - 1) as usize;
-        assert_eq!(
-            n.applied.next(),
-            entry.index,
-            "node {}: applied out of order",
-            n.id
-        );
         assert!(
             i < n.durable.entries.len(),
             "node {}: applying unpersisted {}",
@@ -383,18 +532,12 @@ impl Cluster {
         let chain = n.durable.chains[i];
         self.checker
             .on_committed(n.id, entry.index, entry.term, chain);
-        n.applied = entry.index;
-        let command = match &entry.payload {
-            crate::core::EntryPayload::Command(data) => Some(data.clone()),
-            _ => None,
-        };
-        if let Some(data) = &command {
-            n.state_hash = fnv1a(n.state_hash, data);
-        }
-        self.applied.push((n.id, entry.index, entry.term, command));
+        self.applied
+            .push((n.id, entry.index, entry.term, entry.command));
     }
 
-    /// A message that waited for the persist must find its premise on disk.
+    /// A message that promises durability must find its premise on disk
+    /// when it leaves (Raft thesis 3.8).
     fn check_durable_for(&self, node: usize, msg: &Message) {
         let durable = &self.nodes[node].durable;
         match &msg.body {
@@ -403,6 +546,12 @@ impl Cluster {
                 "node {}: vote for {} in term {} sent before it was persisted",
                 msg.from,
                 msg.to,
+                msg.term
+            ),
+            MessageBody::Vote { .. } => assert!(
+                durable.hard_state.term == msg.term && durable.hard_state.vote == Some(msg.from),
+                "node {}: asked for votes in term {} before its own vote was persisted",
+                msg.from,
                 msg.term
             ),
             MessageBody::AppendReply {
@@ -422,7 +571,7 @@ impl Cluster {
     fn on_event(&mut self, node: usize, event: &Event) {
         let id = self.nodes[node].id;
         if let Event::BecameLeader { .. } = event {
-            let raft = self.nodes[node].raft.as_ref().expect("up");
+            let raft = self.nodes[node].driver.as_ref().expect("up").raft();
             self.checker.on_leader(id, raft);
         }
         self.trace_line(format!("event {id} {event:?}"));
@@ -444,10 +593,31 @@ impl Cluster {
 
     // ---- Faults and clients -------------------------------------------------
 
-    /// Stops a node at once: all it had not persisted is lost.
+    /// Stops a node at once: every write not yet fsynced is lost, except
+    /// that the one being flushed may leave a prefix of its entries (a torn
+    /// write that recovery keeps as far as whole records go).
     pub fn crash(&mut self, node: usize) {
-        if self.nodes[node].raft.take().is_none() {
+        let Some(driver) = self.nodes[node].driver.take() else {
             return;
+        };
+        let (_, disk, _, _) = driver.into_parts();
+        let torn = disk
+            .unsynced
+            .front()
+            .filter(|w| w.seq <= disk.fsync_through && !w.entries.is_empty())
+            .map(|w| {
+                let keep = self.rng.random_range(0..=w.entries.len());
+                w.entries[..keep].to_vec()
+            });
+        if let Some(prefix) = torn.filter(|p| !p.is_empty()) {
+            let id = self.nodes[node].id;
+            self.nodes[node]
+                .durable
+                .store(id, &prefix, &mut self.checker);
+            self.trace_line(format!(
+                "crash {node} tears a write: {} entries kept",
+                prefix.len()
+            ));
         }
         self.nodes[node].incarnation += 1;
         self.nodes[node].tick_token += 1;
@@ -462,89 +632,71 @@ impl Cluster {
                 let rtt = 2 * self
                     .rng
                     .random_range(self.net.latency_us_min..=self.net.latency_us_max);
-                let incarnation = self.nodes[other].incarnation;
-                self.push(
-                    self.now_us + rtt,
-                    SimEvent::Hint {
-                        node: other,
-                        dead,
-                        incarnation,
-                    },
-                );
+                self.hint(other, dead, rtt);
             }
         }
     }
 
-    /// Restarts a crashed node from what it had persisted.
+    /// Tells `node` that `dead`'s process is gone, after `delay_us`. The
+    /// runtime can be wrong about it (a connection reset by a flaky
+    /// network): the hint may also name a live leader.
+    pub fn hint(&mut self, node: usize, dead: NodeId, delay_us: u64) {
+        let incarnation = self.nodes[node].incarnation;
+        self.push(
+            self.now_us + delay_us,
+            SimEvent::Hint {
+                node,
+                dead,
+                incarnation,
+            },
+        );
+    }
+
+    /// Restarts a crashed node from what it had fsynced.
     pub fn restart(&mut self, node: usize) {
         if self.is_up(node) {
             return;
         }
-        let voters = ClusterConfig::new(self.ids());
-        let n = &mut self.nodes[node];
-        let mut restored = RestoredState::fresh(voters);
-        restored.hard_state = n.durable.hard_state;
-        restored.entries = n.durable.entries.clone();
-        n.state_hash = 0;
-        n.applied = LogIndex(0);
-        let seed = self.config.seed ^ (n.incarnation << 32) ^ node as u64;
-        let now = self.local_time(node);
-        let raft = Raft::new(
-            self.nodes[node].id,
-            self.config.raft.clone(),
-            restored,
-            seed,
-            now,
-        );
-        self.nodes[node].raft = Some(raft);
+        let seed = self.config.seed ^ (self.nodes[node].incarnation << 32) ^ node as u64;
         self.trace_line(format!("restart {node}"));
-        self.after_input(node);
+        self.boot(node, seed);
     }
 
+    /// A client write to `node`; the answer arrives in `answers` under
+    /// `ticket`. Returns where it will land, when accepted.
     pub fn propose(
         &mut self,
         node: usize,
         command: Vec<u8>,
-    ) -> Result<(LogIndex, Term), ProposeError> {
+        ticket: u64,
+    ) -> Option<(LogIndex, Term)> {
+        if !self.is_up(node) {
+            return None;
+        }
         let now = self.local_time(node);
-        let Some(raft) = self.nodes[node].raft.as_mut() else {
-            return Err(ProposeError::NotLeader { leader: None });
-        };
-        let result = raft.propose(now, command);
+        let landed = self.driver_mut(node).propose(now, command, ticket);
         self.after_input(node);
-        result
+        landed
     }
 
-    pub fn read_index(&mut self, node: usize, ctx: u64) -> Result<(), ReadError> {
+    /// A linearizable read at `node`: answers with the state machine's
+    /// applied index when the read was served.
+    pub fn read(&mut self, node: usize, ticket: u64) -> bool {
+        if !self.is_up(node) {
+            return false;
+        }
         let now = self.local_time(node);
-        let Some(raft) = self.nodes[node].raft.as_mut() else {
-            return Err(ReadError::NotLeader { leader: None });
-        };
-        let result = raft.read_index(now, ctx);
+        let query = Box::new(|sm: &HashMachine| sm.applied.0.to_le_bytes().to_vec());
+        self.driver_mut(node).read(now, query, ticket);
         self.after_input(node);
-        result
+        true
     }
 
     pub fn transfer_leadership(&mut self, node: usize, target: NodeId) {
-        let now = self.local_time(node);
-        if let Some(raft) = self.nodes[node].raft.as_mut() {
-            let _ = raft.transfer_leadership(now, target);
+        if self.is_up(node) {
+            let now = self.local_time(node);
+            self.driver_mut(node).transfer_leadership(now, target);
             self.after_input(node);
         }
     }
-}
-
-/// Vote grants and append acknowledgements must wait for the persist
-/// (thesis 3.8); the core must never put them in `Ready::messages`.
-fn check_sendable_before_persist(node: NodeId, msg: &Message) {
-    let premature = matches!(
-        msg.body,
-        MessageBody::VoteReply { granted: true } | MessageBody::AppendReply { success: true, .. }
-    );
-    assert!(
-        !premature,
-        "node {node}: {} to {} would leave before the persist",
-        msg.body.kind(),
-        msg.to
-    );
 }

@@ -5,6 +5,7 @@
 use super::cluster::{Cluster, SimConfig};
 use super::net::NetConfig;
 use crate::core::{LogIndex, NodeId, Term};
+use crate::runtime::Reply;
 use rand::Rng;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -59,41 +60,53 @@ pub fn config_for_seed(seed: u64) -> SimConfig {
     config
 }
 
-/// The client: proposals with unique ids, resolved by what gets applied.
+/// The client: proposals with unique ids, resolved by what gets applied;
+/// reads whose answers must reflect every write acknowledged before them.
+/// It talks to every node that believes it leads, as real clients would,
+/// not only to the newest leader.
 #[derive(Default)]
 struct Client {
     next_id: u64,
     next_read: u64,
-    /// index -> (id, term) of proposals awaiting their fate.
-    pending: BTreeMap<LogIndex, (u64, Term)>,
+    /// (index, term) -> id of proposals awaiting their fate. Two nodes that
+    /// both believe they lead can place proposals at one index.
+    pending: BTreeMap<(LogIndex, Term), u64>,
     retry: VecDeque<u64>,
     committed: BTreeMap<u64, LogIndex>,
     /// Highest index known committed to the client: every later read must
     /// reflect it (linearizability of ReadIndex).
     acked_index: LogIndex,
+    /// Read ticket -> the acknowledged index when it was issued.
     reads: BTreeMap<u64, LogIndex>,
     proposals: u64,
     reads_done: u64,
 }
 
 const FILLER: u64 = u64::MAX;
+/// Read tickets live above every proposal id.
+const READ_TICKET_BASE: u64 = 1 << 62;
 
 impl Client {
     fn propose(&mut self, cluster: &mut Cluster, id: u64) {
-        let Some(leader) = cluster.leader() else {
+        let leaders = cluster.believed_leaders();
+        if leaders.is_empty() {
             if id != FILLER {
                 self.retry.push_back(id);
             }
             return;
-        };
-        match cluster.propose(leader, id.to_le_bytes().to_vec()) {
-            Ok((index, term)) if id != FILLER => {
-                self.proposals += 1;
-                self.pending.insert(index, (id, term));
+        }
+        let mut placed = false;
+        for leader in leaders {
+            if let Some((index, term)) = cluster.propose(leader, id.to_le_bytes().to_vec(), id) {
+                placed = true;
+                if id != FILLER {
+                    self.proposals += 1;
+                    self.pending.insert((index, term), id);
+                }
             }
-            Ok(_) => {}
-            Err(_) if id != FILLER => self.retry.push_back(id),
-            Err(_) => {}
+        }
+        if !placed && id != FILLER {
+            self.retry.push_back(id);
         }
     }
 
@@ -110,10 +123,11 @@ impl Client {
             Some(id) => self.propose(cluster, id),
             None => self.fill_gaps(cluster),
         }
-        if let Some(leader) = cluster.leader() {
+        for leader in cluster.believed_leaders() {
             self.next_read += 1;
-            if cluster.read_index(leader, self.next_read).is_ok() {
-                self.reads.insert(self.next_read, self.acked_index);
+            let ticket = READ_TICKET_BASE + self.next_read;
+            if cluster.read(leader, ticket) {
+                self.reads.insert(ticket, self.acked_index);
             }
         }
     }
@@ -125,46 +139,79 @@ impl Client {
             return;
         };
         let last = cluster.raft(leader).expect("leader is up").last_index();
-        if self.pending.keys().next_back().is_some_and(|i| *i > last) {
+        if self
+            .pending
+            .keys()
+            .next_back()
+            .is_some_and(|(i, _)| *i > last)
+        {
             self.propose(cluster, FILLER);
         }
     }
 
     fn observe(&mut self, cluster: &mut Cluster) {
         for (_, index, term, command) in std::mem::take(&mut cluster.applied) {
-            self.acked_index = self.acked_index.max(index);
-            let Some((id, proposed_term)) = self.pending.get(&index).copied() else {
-                continue;
-            };
-            self.pending.remove(&index);
-            if term != proposed_term {
-                self.retry.push_back(id); // definitively dropped
-                continue;
+            if command.is_some() {
+                // Only commands are acknowledged to clients; reads answer
+                // with the last command applied.
+                self.acked_index = self.acked_index.max(index);
             }
-            assert_eq!(
-                command,
-                Some(id.to_le_bytes().to_vec()),
-                "index {index} holds another command"
-            );
-            if let Some(before) = self.committed.insert(id, index) {
-                panic!("proposal {id} committed twice: at {before} and {index}");
+            let here: Vec<(LogIndex, Term)> = self
+                .pending
+                .range((index, Term(0))..=(index, Term(u64::MAX)))
+                .map(|(k, _)| *k)
+                .collect();
+            for key in here {
+                let id = self.pending.remove(&key).expect("listed");
+                if key.1 != term {
+                    // Definitively dropped; retried unless another copy
+                    // committed or may still commit.
+                    let elsewhere = self.pending.values().any(|other| *other == id);
+                    if !self.committed.contains_key(&id) && !elsewhere {
+                        self.retry.push_back(id);
+                    }
+                    continue;
+                }
+                assert_eq!(
+                    command,
+                    Some(id.to_le_bytes().to_vec()),
+                    "index {index} holds another command"
+                );
+                if let Some(before) = self.committed.insert(id, index) {
+                    panic!("proposal {id} committed twice: at {before} and {index}");
+                }
+                self.retry.retain(|r| *r != id);
             }
         }
-        for (node, read) in std::mem::take(&mut cluster.reads) {
-            let acked = self
-                .reads
-                .remove(&read.ctx)
-                .expect("read state for a read we issued");
+        for (node, ticket, reply) in std::mem::take(&mut cluster.answers) {
+            if (READ_TICKET_BASE..FILLER).contains(&ticket) {
+                self.on_read_answer(node, ticket, reply);
+            } else if let Ok(output) = reply {
+                // An acknowledged write is committed where it says.
+                let index = LogIndex(u64::from_le_bytes(output[..8].try_into().expect("index")));
+                if ticket != FILLER {
+                    assert_eq!(
+                        self.committed.get(&ticket),
+                        Some(&index),
+                        "node {node} acknowledged proposal {ticket} at {index}, not what was applied"
+                    );
+                }
+            }
+        }
+    }
+
+    fn on_read_answer(&mut self, node: NodeId, ticket: u64, reply: Reply) {
+        let acked = self
+            .reads
+            .remove(&ticket)
+            .expect("an answer for a read we issued");
+        if let Ok(output) = reply {
+            let served = LogIndex(u64::from_le_bytes(output[..8].try_into().expect("index")));
             assert!(
-                read.index >= acked,
-                "node {node}: read {} at index {} misses acknowledged index {acked}",
-                read.ctx,
-                read.index
+                served >= acked,
+                "node {node}: read {ticket} served at applied index {served}, missing acknowledged index {acked}"
             );
             self.reads_done += 1;
-        }
-        for (_, ctx) in std::mem::take(&mut cluster.reads_dropped) {
-            self.reads.remove(&ctx);
         }
     }
 
@@ -222,11 +269,11 @@ fn all_converged(cluster: &Cluster) -> bool {
     if raft.term_at(commit) != Some(raft.term()) {
         return false;
     }
-    let hash = cluster.nodes[leader].state_hash;
+    let hash = cluster.nodes[leader].state_hash();
     cluster
         .nodes
         .iter()
-        .all(|n| n.raft.is_some() && n.applied == commit && n.state_hash == hash)
+        .all(|n| n.driver.is_some() && n.applied() == commit && n.state_hash() == hash)
 }
 
 fn drive(cluster: &mut Cluster, options: &RunOptions) -> RunReport {

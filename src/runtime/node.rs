@@ -1,0 +1,435 @@
+//! The node driver (DESIGN.md 2): the one place that turns the core's
+//! `Ready` into persist → send → apply → answer.
+//!
+//! It is generic over the log writer, the network and the state machine, so
+//! that production (a WAL thread, TCP senders, the KV store), the simulator
+//! (a simulated disk that loses unsynced writes, a simulated network) and the
+//! tests run this same code. It owns no thread and reads no clock: every
+//! input carries the time, like the core's.
+//!
+//! Persistence is asynchronous (Raft thesis 10.2.1, etcd-io/raft's
+//! asynchronous storage writes): a write is handed to the [`LogWriter`] and
+//! the node goes on stepping messages and sending heartbeats while it is
+//! fsynced. The rules that make this safe:
+//! - messages that promise durability (vote grants and requests, append
+//!   acknowledgements) are held until the write that covers them is
+//!   reported durable (thesis 3.8);
+//! - the leader counts its own log toward commit only through what is
+//!   durable (`Raft::persisted`);
+//! - only committed entries that are durable here are applied.
+
+use crate::core::{
+    Entry, EntryPayload, Event, HardState, LogIndex, Message, NodeId, ProposeError, Raft,
+    ReadError, Term,
+};
+use crate::state_machine::StateMachine;
+use crate::storage::{Storage, StorageError};
+use std::collections::{BTreeMap, VecDeque};
+
+/// Why a client request could not be served here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequestError {
+    /// Not the leader; the best guess of who is.
+    NotLeader { leader: Option<NodeId> },
+    /// The entry was overwritten by a new leader: it was not committed.
+    LeadershipLost,
+    /// A leadership transfer is under way; retry shortly.
+    TransferInProgress,
+    /// Too many requests are waiting.
+    Busy,
+}
+
+pub type Reply = Result<Vec<u8>, RequestError>;
+pub type Query<M> = Box<dyn FnOnce(&M) -> Vec<u8> + Send>;
+
+/// One write for the log: hard state and entries land together, after every
+/// earlier write (writes are ordered by `seq`).
+#[derive(Clone, Debug)]
+pub struct LogWrite {
+    pub seq: u64,
+    pub hard_state: Option<HardState>,
+    /// Contiguous; replace any stored entries from `entries[0].index` on.
+    pub entries: Vec<Entry>,
+}
+
+/// Where the driver sends its writes. Writes become durable in `seq` order.
+pub trait LogWriter {
+    /// Starts making `write` durable. `Ok(true)`: it already is (a writer
+    /// that fsyncs in the calling thread). `Ok(false)`: whoever owns the
+    /// node reports it later with [`Node::persisted`].
+    fn submit(&mut self, write: LogWrite) -> Result<bool, StorageError>;
+}
+
+/// Any [`Storage`], written and fsynced in the calling thread: for tests,
+/// benchmarks and tools. Production uses the WAL thread instead.
+pub struct SyncWriter<S>(pub S);
+
+impl<S: Storage> LogWriter for SyncWriter<S> {
+    fn submit(&mut self, write: LogWrite) -> Result<bool, StorageError> {
+        self.0.persist(write.hard_state.as_ref(), &write.entries)?;
+        Ok(true)
+    }
+}
+
+/// The outbound side of the transport. Never blocks: a message that cannot
+/// be queued is dropped, and Raft retransmits.
+pub trait Network {
+    fn send(&mut self, msg: Message);
+}
+
+/// Writes awaiting commit, or reads awaiting confirmation; beyond this a
+/// new request of that kind is refused as busy.
+pub const PENDING_REQUESTS_MAX: usize = 100_000;
+
+/// Rounds of Ready per `process` call: applying can make the core produce
+/// more output (a leader's reads, a follower's acknowledgements), but a
+/// flood must not keep the caller from its other inputs.
+const READY_ROUNDS_MAX: usize = 4;
+
+/// A write handed to the writer and not yet reported durable.
+struct Unsynced {
+    seq: u64,
+    /// The last entry of the write, reported to the core when durable.
+    last: Option<(LogIndex, Term)>,
+    /// Messages that promise what this write makes durable.
+    held: Vec<Message>,
+}
+
+struct PendingRead<M, R> {
+    query: Query<M>,
+    reply: R,
+}
+
+/// What the driver saw applied, for the simulator's checker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppliedEntry {
+    pub index: LogIndex,
+    pub term: Term,
+    pub command: Option<Vec<u8>>,
+}
+
+/// The driver. `R` is the caller's handle for answering a client (a
+/// channel in production, a ticket in the simulator).
+pub struct Node<M, W, N, R> {
+    raft: Raft,
+    writer: W,
+    network: N,
+    state_machine: M,
+    /// Oldest first.
+    unsynced: VecDeque<Unsynced>,
+    last_seq: u64,
+    pending_writes: BTreeMap<LogIndex, (Term, R)>,
+    pending_reads: BTreeMap<u64, PendingRead<M, R>>,
+    /// Reads confirmed by a heartbeat round, waiting for apply to reach
+    /// their index.
+    confirmed_reads: Vec<(LogIndex, PendingRead<M, R>)>,
+    next_read_ctx: u64,
+    answers: Vec<(R, Reply)>,
+    events: Vec<Event>,
+    /// Kept only when `trace_applied` is set (the simulator's checker).
+    applied: Vec<AppliedEntry>,
+    trace_applied: bool,
+    /// Test-only: deliberate bugs that the simulator must catch.
+    pub mutations: DriverMutations,
+}
+
+/// Test-only switches that break the driver on purpose, so that a test can
+/// show the simulator catches each bug (TigerBeetle-style mutation check).
+/// All off in production.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DriverMutations {
+    /// Send vote grants and append acknowledgements before their fsync.
+    pub ack_before_fsync: bool,
+}
+
+impl<M: StateMachine, W: LogWriter, N: Network, R> Node<M, W, N, R> {
+    pub fn new(raft: Raft, writer: W, network: N, state_machine: M) -> Node<M, W, N, R> {
+        Node {
+            raft,
+            writer,
+            network,
+            state_machine,
+            unsynced: VecDeque::new(),
+            last_seq: 0,
+            pending_writes: BTreeMap::new(),
+            pending_reads: BTreeMap::new(),
+            confirmed_reads: Vec::new(),
+            next_read_ctx: 1,
+            answers: Vec::new(),
+            events: Vec::new(),
+            applied: Vec::new(),
+            trace_applied: false,
+            mutations: DriverMutations::default(),
+        }
+    }
+
+    // ---- Accessors -------------------------------------------------------
+
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+    pub fn state_machine(&self) -> &M {
+        &self.state_machine
+    }
+    pub fn writer(&self) -> &W {
+        &self.writer
+    }
+    pub fn writer_mut(&mut self) -> &mut W {
+        &mut self.writer
+    }
+    pub fn network(&self) -> &N {
+        &self.network
+    }
+    pub fn network_mut(&mut self) -> &mut N {
+        &mut self.network
+    }
+    /// The sequence number of the last write handed to the writer.
+    pub fn last_write_seq(&self) -> u64 {
+        self.last_seq
+    }
+    /// Writes handed out and not yet durable.
+    pub fn unsynced_writes(&self) -> usize {
+        self.unsynced.len()
+    }
+    pub fn pending_requests(&self) -> usize {
+        self.pending_writes.len() + self.pending_reads.len() + self.confirmed_reads.len()
+    }
+
+    /// Keeps every applied entry for `take_applied` (the simulator's checker).
+    pub fn trace_applied(&mut self, on: bool) {
+        self.trace_applied = on;
+    }
+
+    /// Answers produced since the last call, in the order they were decided.
+    pub fn take_answers(&mut self) -> Vec<(R, Reply)> {
+        std::mem::take(&mut self.answers)
+    }
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+    pub fn take_applied(&mut self) -> Vec<AppliedEntry> {
+        std::mem::take(&mut self.applied)
+    }
+
+    // ---- Inputs: each feeds the core; `process` hands out the result -----
+
+    pub fn step(&mut self, now_us: u64, msg: Message) {
+        self.raft.step(now_us, msg);
+    }
+
+    /// Fires the core's timers if one is due.
+    pub fn tick(&mut self, now_us: u64) {
+        if now_us >= self.raft.next_deadline_us() {
+            self.raft.tick(now_us);
+        }
+    }
+
+    /// The transport saw `node`'s connection close and a reconnect refused.
+    pub fn peer_unreachable(&mut self, now_us: u64, node: NodeId) {
+        self.raft.leader_unreachable(now_us, node);
+    }
+
+    /// Asks the leader to hand over to `target` (thesis 3.10).
+    pub fn transfer_leadership(&mut self, now_us: u64, target: NodeId) {
+        if let Err(e) = self.raft.transfer_leadership(now_us, target) {
+            log::info!(
+                "node {}: transfer to {target} refused: {e:?}",
+                self.raft.id()
+            );
+        }
+    }
+
+    /// A client write: answered once committed and applied, or refused now.
+    /// Returns where the entry will land when accepted.
+    pub fn propose(&mut self, now_us: u64, command: Vec<u8>, reply: R) -> Option<(LogIndex, Term)> {
+        if self.pending_writes.len() >= PENDING_REQUESTS_MAX {
+            self.answers.push((reply, Err(RequestError::Busy)));
+            return None;
+        }
+        match self.raft.propose(now_us, command) {
+            Ok((index, term)) => {
+                self.pending_writes.insert(index, (term, reply));
+                Some((index, term))
+            }
+            Err(e) => {
+                let error = match e {
+                    ProposeError::NotLeader { leader } => RequestError::NotLeader { leader },
+                    ProposeError::TransferInProgress => RequestError::TransferInProgress,
+                };
+                self.answers.push((reply, Err(error)));
+                None
+            }
+        }
+    }
+
+    /// A linearizable read (ReadIndex, thesis 6.4): `query` runs once this
+    /// node has applied everything committed when the read arrived and a
+    /// heartbeat round confirmed it still leads.
+    pub fn read(&mut self, now_us: u64, query: Query<M>, reply: R) {
+        if self.pending_reads.len() + self.confirmed_reads.len() >= PENDING_REQUESTS_MAX {
+            self.answers.push((reply, Err(RequestError::Busy)));
+            return;
+        }
+        let ctx = self.next_read_ctx;
+        self.next_read_ctx += 1;
+        match self.raft.read_index(now_us, ctx) {
+            Ok(()) => {
+                self.pending_reads.insert(ctx, PendingRead { query, reply });
+            }
+            Err(ReadError::NotLeader { leader }) => {
+                self.answers
+                    .push((reply, Err(RequestError::NotLeader { leader })));
+            }
+        }
+    }
+
+    /// The writer made every write through `seq` durable.
+    pub fn persisted(&mut self, now_us: u64, seq: u64) {
+        assert!(
+            seq <= self.last_seq,
+            "persisted seq={seq} beyond the last write {}",
+            self.last_seq
+        );
+        while self.unsynced.front().is_some_and(|w| w.seq <= seq) {
+            let write = self.unsynced.pop_front().expect("checked");
+            // Vote grants and append acknowledgements leave only now, after
+            // the fsync (Raft thesis 3.8).
+            for msg in write.held {
+                self.network.send(msg);
+            }
+            if let Some((index, term)) = write.last {
+                self.raft.persisted(now_us, index, term);
+            }
+        }
+    }
+
+    // ---- Output ------------------------------------------------------------
+
+    /// Hands out what the inputs since the last call produced: sends what
+    /// may leave now, starts the write, holds what must wait for it, applies
+    /// what is committed and durable, and answers clients. A writer error
+    /// means the node can no longer keep its promises: the caller stops.
+    pub fn process(&mut self) -> Result<(), StorageError> {
+        for _ in 0..READY_ROUNDS_MAX {
+            if !self.raft.has_ready() {
+                break;
+            }
+            let mut rd = self.raft.ready();
+            for msg in std::mem::take(&mut rd.messages) {
+                self.network.send(msg);
+            }
+            let held = std::mem::take(&mut rd.messages_after_persist);
+            self.write(rd.hard_state.take(), std::mem::take(&mut rd.entries), held)?;
+            self.apply(&rd.committed);
+            for read in &rd.read_states {
+                if let Some(pending) = self.pending_reads.remove(&read.ctx) {
+                    self.confirmed_reads.push((read.index, pending));
+                }
+            }
+            for ctx in &rd.reads_dropped {
+                if let Some(pending) = self.pending_reads.remove(ctx) {
+                    let leader = self.raft.leader();
+                    self.answers
+                        .push((pending.reply, Err(RequestError::NotLeader { leader })));
+                }
+            }
+            self.events.append(&mut rd.events);
+        }
+        self.serve_confirmed_reads();
+        Ok(())
+    }
+
+    fn write(
+        &mut self,
+        hard_state: Option<HardState>,
+        entries: Vec<Entry>,
+        mut held: Vec<Message>,
+    ) -> Result<(), StorageError> {
+        if self.mutations.ack_before_fsync {
+            for msg in held.drain(..) {
+                self.network.send(msg);
+            }
+        }
+        if hard_state.is_none() && entries.is_empty() {
+            // Nothing new to write: the messages promise only what earlier
+            // writes hold, so they wait for the last of those.
+            match self.unsynced.back_mut() {
+                Some(last) => last.held.append(&mut held),
+                None => {
+                    for msg in held {
+                        self.network.send(msg);
+                    }
+                }
+            }
+            return Ok(());
+        }
+        self.last_seq += 1;
+        let seq = self.last_seq;
+        let last = entries.last().map(|e| (e.index, e.term));
+        self.unsynced.push_back(Unsynced { seq, last, held });
+        let durable = self.writer.submit(LogWrite {
+            seq,
+            hard_state,
+            entries,
+        })?;
+        if durable {
+            // The writer fsynced in this thread; no later time to report it.
+            let now_us = self.raft.now_us();
+            self.persisted(now_us, seq);
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, committed: &[Entry]) {
+        for entry in committed {
+            let mut output = match &entry.payload {
+                EntryPayload::Command(data) => Some(self.state_machine.apply(entry.index, data)),
+                EntryPayload::Noop | EntryPayload::Config(_) => None,
+            };
+            if self.trace_applied {
+                self.applied.push(AppliedEntry {
+                    index: entry.index,
+                    term: entry.term,
+                    command: match &entry.payload {
+                        EntryPayload::Command(data) => Some(data.clone()),
+                        _ => None,
+                    },
+                });
+            }
+            // Every pending write at or below this index is decided now: its
+            // own entry was applied (same term) or replaced (another term).
+            while let Some(pending) = self.pending_writes.first_entry() {
+                if *pending.key() > entry.index {
+                    break;
+                }
+                let (index, (term, reply)) = pending.remove_entry();
+                let result = if index == entry.index && term == entry.term {
+                    Ok(output.take().unwrap_or_default())
+                } else {
+                    Err(RequestError::LeadershipLost)
+                };
+                self.answers.push((reply, result));
+            }
+        }
+    }
+
+    fn serve_confirmed_reads(&mut self) {
+        if self.confirmed_reads.is_empty() {
+            return;
+        }
+        let applied = self.raft.applied_index();
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.confirmed_reads)
+            .into_iter()
+            .partition(|(index, _)| *index <= applied);
+        self.confirmed_reads = waiting;
+        for (_, read) in ready {
+            let output = (read.query)(&self.state_machine);
+            self.answers.push((read.reply, Ok(output)));
+        }
+    }
+
+    /// Takes the node apart: what a crash leaves is the writer's business.
+    pub fn into_parts(self) -> (Raft, W, N, M) {
+        (self.raft, self.writer, self.network, self.state_machine)
+    }
+}
