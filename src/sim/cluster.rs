@@ -12,7 +12,7 @@ use crate::runtime::node::{
     AppliedEntry, DriverMutations, LogWrite, LogWriter, Network, Node, Reply,
 };
 use crate::state_machine::StateMachine;
-use crate::storage::StorageError;
+use crate::storage::{StorageError, WalImage};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, VecDeque};
@@ -99,19 +99,26 @@ impl Durable {
     }
 }
 
-/// The simulated disk: writes sit in the page cache until an fsync, which
-/// takes `SimConfig::fsync_us`; a crash loses them (a write being flushed
-/// may leave a prefix of its entries, as a torn multi-record write does).
+/// The simulated disk: each write is encoded into an in-memory WAL segment
+/// with the real record format and sits in the page cache until an fsync,
+/// which takes `SimConfig::fsync_us`. A crash keeps any prefix of the cache
+/// (a torn write), and the real WAL recovery decides what a restart finds.
 #[derive(Default)]
 pub struct SimDisk {
-    unsynced: VecDeque<LogWrite>,
+    image: WalImage,
+    /// Writes in the cache, oldest first, with their encoded length.
+    unsynced: VecDeque<(LogWrite, usize)>,
     /// The last write an fsync already covers (scheduled, not yet done).
     fsync_through: u64,
 }
 
 impl LogWriter for SimDisk {
     fn submit(&mut self, write: LogWrite) -> Result<bool, StorageError> {
-        self.unsynced.push_back(write);
+        let before = self.image.cached_bytes();
+        self.image
+            .write(write.hard_state.as_ref(), &write.entries)?;
+        let bytes = self.image.cached_bytes() - before;
+        self.unsynced.push_back((write, bytes));
         Ok(false)
     }
 }
@@ -168,7 +175,10 @@ pub type SimDriver = Node<HashMachine, SimDisk, SimNet, u64>;
 pub struct SimNode {
     pub id: NodeId,
     pub driver: Option<SimDriver>,
+    /// The model of what is durable, kept by the simulator for its checks.
     durable: Durable,
+    /// The disk while the node is down (the driver owns it while up).
+    image: WalImage,
     skew_ppm: i64,
     tick_token: u64,
     pub incarnation: u64,
@@ -228,6 +238,7 @@ impl Cluster {
                 id: NodeId(i as u64),
                 driver: None,
                 durable: Durable::default(),
+                image: WalImage::new(),
                 skew_ppm,
                 tick_token: 0,
                 incarnation: 0,
@@ -259,25 +270,50 @@ impl Cluster {
         cluster
     }
 
-    /// Starts node `i`'s driver from what its disk holds.
+    /// Starts node `i`'s driver from what the real WAL recovery finds on
+    /// its disk.
     fn boot(&mut self, node: usize, seed: u64) {
+        let id = self.nodes[node].id;
+        let mut image = std::mem::take(&mut self.nodes[node].image);
+        let (hard_state, entries) = image
+            .recover()
+            .unwrap_or_else(|e| panic!("node {id}: recovery failed: {e}"));
+        self.reconcile(node, hard_state, &entries);
         let voters = ClusterConfig::new(self.ids());
-        let n = &self.nodes[node];
         let mut restored = RestoredState::fresh(voters);
-        restored.hard_state = n.durable.hard_state;
-        restored.entries = n.durable.entries.clone();
+        restored.hard_state = hard_state;
+        restored.entries = entries;
         let now = self.local_time(node);
-        let raft = Raft::new(n.id, self.config.raft.clone(), restored, seed, now);
-        let mut driver = Node::new(
-            raft,
-            SimDisk::default(),
-            SimNet::default(),
-            HashMachine::default(),
-        );
+        let raft = Raft::new(id, self.config.raft.clone(), restored, seed, now);
+        let disk = SimDisk {
+            image,
+            ..SimDisk::default()
+        };
+        let mut driver = Node::new(raft, disk, SimNet::default(), HashMachine::default());
         driver.trace_applied(true);
         driver.mutations = self.driver_mutations;
         self.nodes[node].driver = Some(driver);
         self.after_input(node);
+    }
+
+    /// What recovery found must hold everything fsynced that a restart may
+    /// not lose: the term and vote, and the committed prefix. Beyond that a
+    /// torn write may have added or replaced entries; the model follows.
+    fn reconcile(&mut self, node: usize, hard_state: HardState, entries: &[Entry]) {
+        let id = self.nodes[node].id;
+        let model = &self.nodes[node].durable;
+        check_hard_state_transition(id, &model.hard_state, &hard_state);
+        let commit = model.hard_state.commit.0 as usize;
+        assert!(
+            entries.len() >= commit && entries[..commit] == model.entries[..commit],
+            "node {id}: recovery lost committed entries (commit {commit}, recovered {})",
+            entries.len()
+        );
+        let durable = &mut self.nodes[node].durable;
+        durable.hard_state = hard_state;
+        durable.entries.clear();
+        durable.chains.clear();
+        durable.store(id, entries, &mut self.checker);
     }
 
     // ---- Clocks ------------------------------------------------------------
@@ -476,10 +512,11 @@ impl Cluster {
         let id = self.nodes[node].id;
         loop {
             let disk = self.driver_mut(node).writer_mut();
-            if disk.unsynced.front().is_none_or(|w| w.seq > seq) {
+            if disk.unsynced.front().is_none_or(|(w, _)| w.seq > seq) {
                 break;
             }
-            let write = disk.unsynced.pop_front().expect("checked");
+            let (write, bytes) = disk.unsynced.pop_front().expect("checked");
+            disk.image.fsync(bytes);
             self.make_durable(node, &write);
         }
         self.trace_line(format!("fsync {id} through write {seq}"));
@@ -594,31 +631,27 @@ impl Cluster {
     // ---- Faults and clients -------------------------------------------------
 
     /// Stops a node at once: every write not yet fsynced is lost, except
-    /// that the one being flushed may leave a prefix of its entries (a torn
-    /// write that recovery keeps as far as whole records go).
+    /// that any prefix of the page cache may have reached the disk (a torn
+    /// write); the real recovery sorts it out at restart.
     pub fn crash(&mut self, node: usize) {
         let Some(driver) = self.nodes[node].driver.take() else {
             return;
         };
         let (_, disk, _, _) = driver.into_parts();
-        let torn = disk
-            .unsynced
-            .front()
-            .filter(|w| w.seq <= disk.fsync_through && !w.entries.is_empty())
-            .map(|w| {
-                let keep = self.rng.random_range(0..=w.entries.len());
-                w.entries[..keep].to_vec()
-            });
-        if let Some(prefix) = torn.filter(|p| !p.is_empty()) {
-            let id = self.nodes[node].id;
-            self.nodes[node]
-                .durable
-                .store(id, &prefix, &mut self.checker);
+        let mut image = disk.image;
+        let cached = image.cached_bytes();
+        let keep = if cached > 0 && self.rng.random_bool(0.5) {
+            self.rng.random_range(0..=cached)
+        } else {
+            0
+        };
+        image.crash(keep);
+        if keep > 0 {
             self.trace_line(format!(
-                "crash {node} tears a write: {} entries kept",
-                prefix.len()
+                "crash {node} leaves {keep} of {cached} unsynced bytes"
             ));
         }
+        self.nodes[node].image = image;
         self.nodes[node].incarnation += 1;
         self.nodes[node].tick_token += 1;
         self.trace_line(format!("crash {node}"));

@@ -7,6 +7,7 @@
 //! in segment files, and [`MemStorage`], for tests and benchmarks.
 
 mod error;
+mod image;
 mod mem;
 mod record;
 mod recovery;
@@ -14,6 +15,7 @@ mod segment;
 mod wal;
 
 pub use error::StorageError;
+pub use image::WalImage;
 pub use mem::MemStorage;
 pub use wal::{FileStorage, WalOptions, WalStats};
 

@@ -92,6 +92,19 @@ pub fn recover(dir: &Path, segments: &[(u64, PathBuf)]) -> Result<Recovered, Sto
     Ok(recovered)
 }
 
+/// Replays one segment held in memory, as the last one on disk: what the
+/// simulator's disk recovers after a crash, with the same rules as a real
+/// restart. Returns the log, and the length of the good prefix (a torn tail
+/// after it is to be cut).
+pub fn recover_segment_bytes(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(HardState, Vec<Entry>, usize), StorageError> {
+    let mut recovered = Recovered::default();
+    let (good_bytes, _) = replay_segment(&mut recovered, 1, path, bytes, true)?;
+    Ok((recovered.hard_state, recovered.entries, good_bytes))
+}
+
 /// Applies the records of one segment; returns the length of its good
 /// prefix, which is shorter than `bytes` only for a torn tail of the last
 /// segment, and the number of records after the header.
