@@ -1,4 +1,4 @@
-//! `sraft client` and `sraft status` (DESIGN.md 4): small RESP clients of
+//! `sraft client` and `sraft status` (DESIGN.md 4.5): small RESP clients of
 //! the nodes' client ports.
 
 use crate::kv::resp::{RespLimits, Value};

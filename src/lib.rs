@@ -1,5 +1,6 @@
 //! sraft: S-Raft (Raft with RTT-ranked sub-leaders) and a replicated,
-//! Redis-compatible key-value store. See DESIGN.md for the architecture.
+//! Redis-compatible key-value store. See docs/DESIGN.md (section 2) for the
+//! architecture.
 
 pub mod client;
 pub mod core;

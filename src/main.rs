@@ -54,7 +54,7 @@ fn run_server(settings: Settings) -> i32 {
         metrics_file: settings.metrics_file.clone(),
     };
     // Bind both ports first: a port in use is reported before the node
-    // opens its log or talks to peers (DESIGN.md 4).
+    // opens its log or talks to peers (DESIGN.md 2.7, 4.1).
     let client_listener = match std::net::TcpListener::bind(settings.client_listen) {
         Ok(l) => l,
         Err(e) => {

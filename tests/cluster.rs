@@ -203,7 +203,7 @@ fn restarted_node_catches_up_on_missed_writes() {
     }
 }
 
-/// DESIGN.md 5: an acknowledged write was fsynced on a majority before the
+/// DESIGN.md 5.6: an acknowledged write was fsynced on a majority before the
 /// ack, so killing every node loses none of them; and a persisted term
 /// never goes backwards.
 #[test]
@@ -308,7 +308,7 @@ fn undecodable_frame() -> Vec<u8> {
     frame
 }
 
-/// DESIGN.md 2: "A length above the configured maximum, or bytes that do not
+/// DESIGN.md 2.6: "A length above the configured maximum, or bytes that do not
 /// decode, close that connection and nothing else"; a hello mismatch closes
 /// the connection.
 #[test]
@@ -517,7 +517,7 @@ fn assert_untouched(path: &Path) {
     );
 }
 
-/// DESIGN.md 4: "Bad flags or config: a one-line error naming the problem
+/// DESIGN.md 4.1: "Bad flags or config: a one-line error naming the problem
 /// and a non-zero exit, before anything is opened."
 #[test]
 fn bad_command_lines_exit_with_one_line_before_opening_anything() {
@@ -570,7 +570,7 @@ fn bad_command_lines_exit_with_one_line_before_opening_anything() {
     }
 }
 
-/// DESIGN.md 5: the data dir is locked; a second node on it must not run.
+/// DESIGN.md 5.1: the data dir is locked; a second node on it must not run.
 #[test]
 fn second_node_on_the_same_data_dir_fails_with_a_lock_error() {
     let cluster = TestCluster::builder(1).start();
@@ -597,7 +597,7 @@ fn second_node_on_the_same_data_dir_fails_with_a_lock_error() {
     assert_eq!(cluster.get(0, "k").as_deref(), Some("w"));
 }
 
-/// DESIGN.md 4: any node accepts any command and forwards to the leader;
+/// DESIGN.md 4.2-4.4: any node accepts any command and forwards to the leader;
 /// with no leader or no quorum, "an -ERR naming the reason, never a silent
 /// drop".
 #[test]
@@ -648,7 +648,7 @@ fn followers_forward_and_a_write_without_quorum_fails_in_bounded_time() {
     }
 }
 
-/// DESIGN.md 2: "ctrlc triggers an orderly shutdown (stop accepting, flush,
+/// DESIGN.md 2.7: "ctrlc triggers an orderly shutdown (stop accepting, flush,
 /// fsync, exit 0)".
 #[test]
 fn sigterm_exits_zero_and_a_restart_recovers_everything() {

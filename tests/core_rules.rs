@@ -1001,7 +1001,7 @@ fn original_mode_names_no_subleaders() {
 
 #[test]
 fn followers_know_the_subleaders_their_leader_named() {
-    // INFO's `sub_leaders` on any node (DESIGN.md 4): what the current
+    // INFO's `sub_leaders` on any node (DESIGN.md 4.6): what the current
     // leader last named, and nothing once that leader is gone.
     let (mut net, l) = ranked_net([100; 5]);
     let named = net.node(l).subleaders().to_vec();

@@ -6,7 +6,7 @@ use sraft::sim::failover::{Mode, percentile, run_mode, summarize};
 
 const TRIALS: usize = 1000;
 
-/// DESIGN.md 3.4: the primary's timer fires within primary_timeout_ms_max of
+/// DESIGN.md 3.3-3.4: the primary's timer fires within primary_timeout_ms_max of
 /// the leader's last heartbeat; PreVote and Vote then cost two round trips and
 /// one fsync each. "A few RTTs" of slack on top.
 fn sraft_bound_us() -> u64 {

@@ -1,4 +1,4 @@
-//! Peer transport over real sockets on 127.0.0.1 (DESIGN.md 2 and 3.5).
+//! Peer transport over real sockets on 127.0.0.1 (DESIGN.md 2.6 and 3.5).
 //!
 //! Every wait is bounded: tests block on `recv_timeout` or poll a condition
 //! against a deadline, never sleep and then assert.

@@ -22,7 +22,7 @@ pub enum Role {
 }
 
 impl Role {
-    /// The names INFO reports (DESIGN.md 4).
+    /// The names INFO reports (DESIGN.md 4.6).
     pub fn name(self) -> &'static str {
         match self {
             Role::Follower => "follower",

@@ -125,7 +125,7 @@ pub fn start<S: StateMachine + 'static>(
 
 /// As `start`, with the peer port already bound by the caller: the binary
 /// binds it before opening the data dir, so that a port in use fails before
-/// anything is opened (DESIGN.md 4).
+/// anything is opened (DESIGN.md 2.7, 4.1).
 pub fn start_on<S: StateMachine + 'static>(
     peer_listener: TcpListener,
     options: &NodeOptions,

@@ -1,4 +1,4 @@
-//! The node driver (DESIGN.md 2): the one place that turns the core's
+//! The node driver (DESIGN.md 2.2): the one place that turns the core's
 //! `Ready` into persist → send → apply → answer.
 //!
 //! It is generic over the log writer, the network and the state machine, so

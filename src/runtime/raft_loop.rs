@@ -1,4 +1,4 @@
-//! The Raft thread (DESIGN.md 2): a thin shell around the node driver. It
+//! The Raft thread (DESIGN.md 2.4): a thin shell around the node driver. It
 //! loops on `select!` over its inboxes with a deadline at the next tick,
 //! feeds each input to the driver, and after each batch lets the driver
 //! hand out the result. Writes go to the WAL thread; their acknowledgements

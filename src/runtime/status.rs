@@ -1,4 +1,4 @@
-//! A node's state as INFO and `sraft status` report it (DESIGN.md 4),
+//! A node's state as INFO and `sraft status` report it (DESIGN.md 4.6),
 //! published by the Raft thread after every batch so that readers never
 //! wait on it.
 

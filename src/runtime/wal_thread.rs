@@ -1,4 +1,4 @@
-//! The WAL thread (DESIGN.md 2): owns the log files, writes and fsyncs in
+//! The WAL thread (DESIGN.md 2.4): owns the log files, writes and fsyncs in
 //! batches (group commit) and reports each durable write back to the Raft
 //! thread, which goes on ticking and heartbeating meanwhile. The Raft thread
 //! owns all Raft state; this thread owns only the files.

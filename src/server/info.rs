@@ -1,5 +1,5 @@
 //! INFO in Redis's format: `# Section` headers and `key:value` lines
-//! (DESIGN.md 4).
+//! (DESIGN.md 4.6).
 
 use crate::runtime::NodeStatus;
 use std::fmt::Write;

@@ -1,5 +1,5 @@
 //! Which peer am I? Without `--node-id` a node finds itself in the peer list
-//! by its own addresses (DESIGN.md 4), so one command line, or one config
+//! by its own addresses (DESIGN.md 4.1), so one command line, or one config
 //! file, serves every machine of an EC2 cluster.
 
 use super::SettingsError;

@@ -1,7 +1,7 @@
 //! What can be wrong with a command line, the environment or a config file.
 //! Every variant but `Usage` displays as one line that names the bad flag,
 //! variable, key or value, because `main` prints it and exits before
-//! anything is opened (DESIGN.md 4).
+//! anything is opened (DESIGN.md 4.1).
 
 use crate::core::{ConfigError, NodeId};
 use std::fmt;
@@ -77,7 +77,7 @@ impl SettingsError {
         match self {
             SettingsError::Usage(e) if usage_is_output(&e) => e.exit(),
             SettingsError::Usage(e) => {
-                // DESIGN.md 4: a bad command line is one line on stderr, as
+                // DESIGN.md 4.1: a bad command line is one line on stderr, as
                 // every other bad setting is; clap's usage block and tips
                 // stay behind `--help`.
                 eprintln!("sraft: {} (see --help)", usage_error_line(&e));

@@ -1,7 +1,7 @@
 //! The TOML config file (`--config`). One file usually serves a whole
 //! cluster: the node id is a position in `peers`, and `{id}` in paths is
 //! replaced by it. Every key is optional; flags and environment variables
-//! override the file (DESIGN.md 4). Unknown keys are errors, so a typo does
+//! override the file (DESIGN.md 4.1). Unknown keys are errors, so a typo does
 //! not quietly leave a setting at its default.
 
 use super::SettingsError;
@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Client port = peer port + this, unless `client_port` is given
-/// (DESIGN.md 4: 5000 -> 6000).
+/// (DESIGN.md 4.1: 5000 -> 6000).
 pub const CLIENT_PORT_OFFSET_DEFAULT: u16 = 1000;
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -35,7 +35,7 @@ pub(crate) struct ConfigFile {
     pub transport: TransportSettings,
 }
 
-/// `[storage]`: the write-ahead log (DESIGN.md 5).
+/// `[storage]`: the write-ahead log (DESIGN.md 5.3).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageSettings {
@@ -55,7 +55,7 @@ impl Default for StorageSettings {
     }
 }
 
-/// `[transport]`: peer connections (DESIGN.md 2).
+/// `[transport]`: peer connections (DESIGN.md 2.4, 2.6).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TransportSettings {

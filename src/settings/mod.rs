@@ -1,5 +1,5 @@
 //! Command line, environment and config file, resolved into one validated
-//! `Settings` before the node opens a file or a socket (DESIGN.md 4).
+//! `Settings` before the node opens a file or a socket (DESIGN.md 4.1).
 //!
 //! Precedence, for every setting: flag, then environment variable, then the
 //! `--config` TOML file, then the default. clap parses the flags into

@@ -5,7 +5,7 @@ use crate::core::NodeId;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 
-/// Port of a peer item that names none (DESIGN.md 4), as in the seed.
+/// Port of a peer item that names none (DESIGN.md 4.1), as in the seed.
 pub const PEER_PORT_DEFAULT: u16 = 5000;
 
 /// Splits a comma-separated list (`--peers`, `RAFT_PEERS`) into items,

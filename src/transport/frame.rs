@@ -1,5 +1,5 @@
 //! Peer wire format: a 4-byte big-endian payload length, then a postcard
-//! payload (DESIGN.md 2, "Frames").
+//! payload (DESIGN.md 2.6).
 //!
 //! The first frame on every peer connection is a [`Hello`]; every later frame
 //! carries one [`Message`]. Both travel as a [`PeerFrame`] so that a reader can

@@ -1,5 +1,5 @@
 //! Peer transport: length-prefixed postcard frames over plain TCP, with no
-//! async runtime (DESIGN.md 1 and 2).
+//! async runtime (DESIGN.md 1, 2.4 and 2.6).
 //!
 //! Threads, each named and each ending when its channel closes or on
 //! [`Transport::shutdown`]:
