@@ -981,3 +981,97 @@ fn followers_know_the_subleaders_their_leader_named() {
         );
     }
 }
+
+// ---- Crash fast path (issue 9) ------------------------
+
+/// An `n`-node cluster, every link `latency_us` one way, with a leader that
+/// has named its sub-leaders.
+fn ranked_net_of(n: usize, latency_us: u64) -> (Net, usize) {
+    let mut net = Net::new(n);
+    net.latency_us = vec![latency_us; n];
+    let l = net.elect();
+    net.run_for_ms(500);
+    assert_eq!(
+        net.node(l).subleaders().len(),
+        RaftConfig::default().subleader_count(n)
+    );
+    (net, l)
+}
+
+fn subleader(net: &Net, l: usize, rank: usize) -> usize {
+    net.node(l).subleaders()[rank].0 as usize
+}
+
+/// Tells each of `nodes` that leader `l`'s process is gone (DESIGN.md 3.5).
+fn hint(net: &mut Net, l: usize, nodes: &[usize]) {
+    for &i in nodes {
+        net.nodes[i].leader_unreachable(net.now_us, NodeId(l as u64));
+        net.flush(i);
+    }
+}
+
+/// Elections node `i` started so far: (pre-vote rounds, vote rounds).
+fn elections_by(net: &Net, i: usize) -> (usize, usize) {
+    let starts = |pre: bool| {
+        net.events
+            .iter()
+            .filter(|(n, e)| {
+                *n == i && matches!(e, Event::ElectionStarted { pre_vote, .. } if *pre_vote == pre)
+            })
+            .count()
+    };
+    (starts(true), starts(false))
+}
+
+#[test]
+fn a_crash_hinted_vote_round_keeps_an_ordinary_deadline() {
+    // Issue 9: "The short retry applies only to a refused or lost PreVote;
+    // the RequestVote round has an ordinary deadline." Here a vote round
+    // takes 6 ms, more than crash_retry_ms (5 ms).
+    let config = RaftConfig::default();
+    let (mut net, l) = ranked_net_of(5, 3_000);
+    let old_term = net.node(l).term();
+    let primary = subleader(&net, l, 0);
+    net.stop(l);
+    let survivors: Vec<usize> = (0..5).filter(|&i| i != l).collect();
+    net.events.clear();
+    hint(&mut net, l, &survivors);
+    // The pre-vote round trip (6 ms) is over: the primary asks for votes.
+    net.run_for_ms(7);
+    assert_eq!(net.node(primary).role(), Role::Candidate);
+    let left_us = net.node(primary).election_deadline_us() - net.now_us;
+    assert!(
+        left_us > (config.follower_timeout_ms_min - 2) * 1000,
+        "vote round deadline in {left_us} us"
+    );
+    net.run_for_ms(100);
+    assert_eq!(net.leader(), Some(primary));
+    assert_eq!(net.node(primary).term(), old_term.next(), "term inflated");
+    // The pre-vote round (6 ms) may be asked twice; votes only once.
+    assert_eq!(elections_by(&net, primary).1, 1);
+}
+
+#[test]
+fn a_crash_hinted_pre_vote_refused_for_stickiness_is_retried_soon() {
+    // Issue 9: "The short retry applies only to a refused or lost PreVote".
+    // DESIGN.md 3.5: voters that have not seen the sockets close yet still
+    // hold the leader's stickiness; the primary asks again crash_retry_ms
+    // later, in the same term.
+    let config = RaftConfig::default();
+    let (mut net, l) = ranked_net_of(5, 100);
+    let old_term = net.node(l).term();
+    let primary = subleader(&net, l, 0);
+    net.stop(l);
+    net.events.clear();
+    hint(&mut net, l, &[primary]);
+    net.run_for_ms(1);
+    assert_eq!(net.node(primary).role(), Role::Follower, "refused");
+    let retry_in_us = net.node(primary).election_deadline_us() - net.now_us;
+    assert!(retry_in_us <= config.crash_retry_ms * 1000, "{retry_in_us}");
+    let others: Vec<usize> = (0..5).filter(|&i| i != l && i != primary).collect();
+    hint(&mut net, l, &others);
+    net.run_for_ms(20);
+    assert_eq!(net.leader(), Some(primary));
+    assert_eq!(net.node(primary).term(), old_term.next());
+    assert_eq!(elections_by(&net, primary), (2, 1));
+}

@@ -31,10 +31,15 @@ impl Raft {
     }
 
     pub(super) fn reset_election_timer(&mut self) {
-        if self.crash_rank.is_some() && self.role != Role::Follower {
-            // A crash-hinted round that stays undecided (a voter that has not
-            // yet seen the leader's sockets close ignores it, the dead leader
-            // never answers) is retried soon, not after a whole timeout.
+        if self.crash_rank.is_some() && self.role == Role::PreCandidate {
+            // A crash-hinted pre-vote round that stays undecided (a voter
+            // that has not yet seen the leader's sockets close refuses it, the
+            // dead leader never answers) is retried soon, not after a whole
+            // timeout: a pre-vote changes no term, so a retry costs nothing.
+            // Not the RequestVote round: it takes a round trip and two fsyncs,
+            // more than `crash_retry_ms` across zones, and abandoning it
+            // would start another term (issue 9). It keeps the ordinary
+            // deadline below.
             self.election_deadline_us = self.now_us + self.config.crash_retry_ms * 1000;
             return;
         }
@@ -83,6 +88,22 @@ impl Raft {
             && self
                 .last_leader_contact_us
                 .is_some_and(|t| self.now_us.saturating_sub(t) < window_us)
+    }
+
+    /// The election timer fired on a follower, pre-candidate or candidate.
+    pub(super) fn on_election_timeout(&mut self) {
+        if self.role == Role::Candidate && self.crash_rank.take().is_some() {
+            // The crash path's quick retries are for the pre-vote only
+            // (issue 9); an undecided RequestVote round is followed by an
+            // ordinary election.
+            log::info!(
+                "node {}: crash fast path vote round for term {} timed out",
+                self.id,
+                self.term
+            );
+        }
+        let kind = self.timeout_kind();
+        self.campaign(kind);
     }
 
     pub(super) fn campaign(&mut self, kind: ElectionKind) {
@@ -186,6 +207,11 @@ impl Raft {
     }
 
     fn on_election_lost(&mut self) {
+        if self.role == Role::Candidate {
+            // A lost RequestVote round ends the crash path: the quick
+            // retries are for the pre-vote only (issue 9).
+            self.crash_rank = None;
+        }
         let term = self.term;
         self.become_follower(term, None);
         if self.crash_rank.is_some() {

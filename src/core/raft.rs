@@ -263,8 +263,7 @@ impl Raft {
         if self.role == Role::Leader {
             self.tick_leader();
         } else if self.now_us >= self.election_deadline_us {
-            let kind = self.timeout_kind();
-            self.campaign(kind);
+            self.on_election_timeout();
         }
         self.check_invariants();
     }
@@ -530,6 +529,7 @@ impl Raft {
             Role::Leader => {
                 assert_eq!(self.leader, Some(self.id), "leader field of a leader");
                 assert_eq!(self.vote, Some(self.id), "a leader voted for itself");
+                assert_eq!(self.crash_rank, None, "a leader on the crash path");
             }
             _ => assert!(self.progress.is_empty(), "progress kept by a non-leader"),
         }
