@@ -647,7 +647,15 @@ fn a_leader_never_commits_an_old_term_entry_by_counting_replicas() {
         if leader.role() == Role::PreCandidate {
             leader.step(
                 now,
-                msg(1, 0, 3, MessageBody::PreVoteReply { granted: true }),
+                msg(
+                    1,
+                    0,
+                    3,
+                    MessageBody::PreVoteReply {
+                        granted: true,
+                        sticky: false,
+                    },
+                ),
             );
             let rd = leader.ready();
             leader.advance(&rd);
@@ -982,7 +990,7 @@ fn followers_know_the_subleaders_their_leader_named() {
     }
 }
 
-// ---- Crash fast path (issue 9) ------------------------
+// ---- Crash fast path and stickiness margin (issue 9) ------------------------
 
 /// An `n`-node cluster, every link `latency_us` one way, with a leader that
 /// has named its sub-leaders.
@@ -1021,6 +1029,42 @@ fn elections_by(net: &Net, i: usize) -> (usize, usize) {
             .count()
     };
     (starts(true), starts(false))
+}
+
+fn won_as(net: &Net, i: usize) -> Option<ElectionKind> {
+    net.events.iter().find_map(|(n, e)| match e {
+        Event::BecameLeader { kind, .. } if *n == i => Some(*kind),
+        _ => None,
+    })
+}
+
+/// Runs until leader `l` sends a heartbeat to `to`, and one more
+/// millisecond so that it is delivered.
+fn run_past_heartbeat(net: &mut Net, l: usize, to: usize) {
+    loop {
+        let before = net.sent.len();
+        let deadline = net.node(l).next_deadline_us();
+        net.run_until(deadline);
+        let sent = net.sent[before..].iter().any(|m| {
+            m.from == NodeId(l as u64)
+                && m.to == NodeId(to as u64)
+                && matches!(m.body, MessageBody::Heartbeat { .. })
+        });
+        if sent {
+            net.run_for_ms(1);
+            return;
+        }
+    }
+}
+
+/// Leader `l`'s heartbeats stop reaching `deaf` for the next `missed`
+/// heartbeats, which the others all get; then `l` stops.
+fn stop_leader_after_missed_heartbeats(net: &mut Net, l: usize, deaf: usize, missed: u64) {
+    run_past_heartbeat(net, l, deaf);
+    net.cut.insert((l, deaf));
+    let hb_ms = net.node(l).config().heartbeat_interval_ms;
+    net.run_for_ms(missed * hb_ms);
+    net.stop(l);
 }
 
 #[test]
@@ -1074,4 +1118,89 @@ fn a_crash_hinted_pre_vote_refused_for_stickiness_is_retried_soon() {
     assert_eq!(net.leader(), Some(primary));
     assert_eq!(net.node(primary).term(), old_term.next());
     assert_eq!(elections_by(&net, primary), (2, 1));
+}
+
+#[test]
+fn stickiness_leaves_a_heartbeat_of_margin_below_the_primary_timeout() {
+    // Issue 9: "the default stickiness leaves at least one heartbeat
+    // interval of margin below the primary's minimum timeout (validated)".
+    let config = RaftConfig::default();
+    assert!(
+        config.leader_stickiness_ms + config.heartbeat_interval_ms <= config.primary_timeout_ms_min
+    );
+    let tight = RaftConfig {
+        leader_stickiness_ms: config.primary_timeout_ms_min - config.heartbeat_interval_ms + 1,
+        ..config.clone()
+    };
+    let e = tight.validate().unwrap_err().to_string();
+    assert!(e.contains("leader_stickiness_ms=101"), "{e}");
+    assert!(e.contains("heartbeat_interval_ms=50"), "{e}");
+    assert!(e.contains("primary_timeout_ms_min=150"), "{e}");
+}
+
+#[test]
+fn a_primary_that_missed_the_last_heartbeat_is_not_refused_for_stickiness() {
+    // DESIGN.md 3.4: "Voters' leader stickiness ... lasts no longer than the
+    // primary's shortest timeout, so a designated sub-leader is never
+    // refused for it", with one heartbeat of margin (issue 9): the voters
+    // heard the leader one heartbeat later than the primary did.
+    let (mut net, l) = ranked_net_of(5, 100);
+    let old_term = net.node(l).term();
+    let primary = subleader(&net, l, 0);
+    net.events.clear();
+    stop_leader_after_missed_heartbeats(&mut net, l, primary, 1);
+    net.run_for_ms(300);
+    assert_eq!(net.leader(), Some(primary));
+    assert_eq!(
+        won_as(&net, primary),
+        Some(ElectionKind::SubLeader { rank: 0 })
+    );
+    assert_eq!(net.node(primary).term(), old_term.next());
+    assert_eq!(elections_by(&net, primary), (1, 1), "refused at first");
+}
+
+fn primary_refused_for_stickiness_keeps_its_rank(voters: usize) {
+    // Issue 9: "a primary refused only for stickiness keeps its rank" and
+    // asks again. It missed two heartbeats, so the voters are still sticky
+    // when its timer fires.
+    let (mut net, l) = ranked_net_of(voters, 100);
+    let old_term = net.node(l).term();
+    let primary = subleader(&net, l, 0);
+    net.events.clear();
+    stop_leader_after_missed_heartbeats(&mut net, l, primary, 2);
+    while elections_by(&net, primary).0 == 0 {
+        net.run_for_ms(1);
+    }
+    net.run_for_ms(1);
+    // Five voters: three refusals lose the round. Three voters: one refusal
+    // and the dead leader's silence leave it undecided.
+    let role = net.node(primary).role();
+    assert!(
+        matches!(role, Role::Follower | Role::PreCandidate),
+        "{role:?}"
+    );
+    assert_eq!(net.node(primary).subleader_rank(), Some(0), "rank dropped");
+    net.run_for_ms(300);
+    assert_eq!(net.leader(), Some(primary));
+    assert_eq!(
+        won_as(&net, primary),
+        Some(ElectionKind::SubLeader { rank: 0 })
+    );
+    assert_eq!(net.node(primary).term(), old_term.next());
+    assert_eq!(elections_by(&net, primary), (2, 1));
+    for i in (0..voters).filter(|&i| i != primary) {
+        assert_eq!(elections_by(&net, i), (0, 0), "node {i} campaigned");
+    }
+}
+
+#[test]
+fn a_primary_refused_only_for_stickiness_keeps_its_rank_and_asks_again() {
+    primary_refused_for_stickiness_keeps_its_rank(5);
+}
+
+#[test]
+fn a_primary_refused_for_stickiness_in_three_voters_asks_again_within_a_heartbeat() {
+    // With three voters the dead leader's silence leaves the round undecided;
+    // the refused primary still asks again one heartbeat interval later.
+    primary_refused_for_stickiness_keeps_its_rank(3);
 }
