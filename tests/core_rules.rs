@@ -1121,6 +1121,65 @@ fn a_crash_hinted_pre_vote_refused_for_stickiness_is_retried_soon() {
 }
 
 #[test]
+fn a_crash_hinted_secondary_waits_while_the_primary_campaigns() {
+    // Issue 9: "the secondary's crash path waits until the primary's
+    // attempt has visibly failed", so that ranks never compete
+    // (DESIGN.md 3.4: "Ranks are disjoint, so the election is uncontested").
+    // Two voters never see the hint: they refuse the primary until their
+    // stickiness (100 ms) runs out, twice crash_stagger_ms.
+    let (mut net, l) = ranked_net_of(5, 100);
+    let old_term = net.node(l).term();
+    let (primary, secondary) = (subleader(&net, l, 0), subleader(&net, l, 1));
+    run_past_heartbeat(&mut net, l, primary);
+    net.stop(l);
+    net.events.clear();
+    hint(&mut net, l, &[primary, secondary]);
+    net.run_for_ms(300);
+    assert_eq!(net.leader(), Some(primary));
+    assert_eq!(
+        won_as(&net, primary),
+        Some(ElectionKind::CrashHint { rank: 0 })
+    );
+    assert_eq!(net.node(primary).term(), old_term.next());
+    let (pre_votes, votes) = elections_by(&net, primary);
+    assert!(pre_votes > 10, "the primary asked only {pre_votes} times");
+    assert_eq!(votes, 1);
+    assert_eq!(elections_by(&net, secondary), (0, 0), "ranks competed");
+}
+
+#[test]
+fn a_crash_hinted_secondary_takes_over_once_the_primary_is_refused_for_its_log() {
+    // Issue 9: the secondary "waits until the primary's attempt has visibly
+    // failed"; a primary that a majority refuses for its log (Raft paper
+    // 5.4.1) cannot win by asking again, so its attempt ends at once.
+    let config = RaftConfig::default();
+    let (mut net, l) = ranked_net_of(5, 100);
+    let old_term = net.node(l).term();
+    let (primary, secondary) = (subleader(&net, l, 0), subleader(&net, l, 1));
+    net.cut.insert((l, primary));
+    net.propose(l, b"the primary never gets this");
+    net.run_for_ms(5);
+    net.stop(l);
+    net.events.clear();
+    let survivors: Vec<usize> = (0..5).filter(|&i| i != l).collect();
+    let hinted_at = net.now_us;
+    hint(&mut net, l, &survivors);
+    net.run_for_ms(5);
+    assert_eq!(net.node(primary).subleader_rank(), None, "rank kept");
+    assert_eq!(elections_by(&net, primary), (1, 0), "futile retries");
+    net.run_for_ms(config.crash_stagger_ms - 10);
+    assert_eq!(elections_by(&net, secondary), (0, 0), "started too soon");
+    net.run_for_ms(100);
+    assert_eq!(net.leader(), Some(secondary));
+    assert_eq!(
+        won_as(&net, secondary),
+        Some(ElectionKind::CrashHint { rank: 1 })
+    );
+    assert_eq!(net.node(secondary).term(), old_term.next());
+    assert!(net.now_us - hinted_at >= config.crash_stagger_ms * 1000);
+}
+
+#[test]
 fn stickiness_leaves_a_heartbeat_of_margin_below_the_primary_timeout() {
     // Issue 9: "the default stickiness leaves at least one heartbeat
     // interval of margin below the primary's minimum timeout (validated)".

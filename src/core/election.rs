@@ -295,6 +295,42 @@ impl Raft {
         self.config.heartbeat_interval_ms * 1000
     }
 
+    /// Crash fast path, rank > 0: campaign no sooner than `crash_stagger_ms`
+    /// after seeing a higher-ranked sub-leader of the crashed leader campaign
+    /// for a later term (a PreVote or a Vote), so that ranks never compete
+    /// (issue 9). A live primary asks again every `crash_retry_ms` while
+    /// refused for stickiness, and its vote round ends within a round trip
+    /// and two fsyncs; we start only once it has gone quiet: given up,
+    /// crashed, or lost. Promotion itself stays plain PreVote + RequestVote.
+    fn defer_to_higher_rank(&mut self, from: NodeId, term: Term) {
+        let Some(rank) = self.crash_rank.filter(|r| *r > 0) else {
+            return;
+        };
+        let higher = match &self.heard_designation {
+            Some((ranked_term, _, ranks)) => {
+                term > *ranked_term && ranks.iter().take(rank).any(|id| *id == from)
+            }
+            None => false,
+        };
+        if !higher {
+            return;
+        }
+        let until_us = self.now_us + self.config.crash_stagger_ms * 1000;
+        if self.role == Role::PreCandidate {
+            // We started first (our hint came early, its PreVote late):
+            // step back rather than compete.
+            let own = self.term;
+            self.become_follower(own, None);
+            self.election_deadline_us = until_us;
+        } else if until_us > self.election_deadline_us {
+            log::debug!(
+                "node {}: rank {rank} defers its crash fast path: {from} is campaigning",
+                self.id
+            );
+            self.election_deadline_us = until_us;
+        }
+    }
+
     pub(super) fn become_leader(&mut self) {
         assert_eq!(
             self.role,
@@ -425,6 +461,7 @@ impl Raft {
             reply_term,
             MessageBody::PreVoteReply { granted, sticky },
         );
+        self.defer_to_higher_rank(from, term);
     }
 
     pub(super) fn on_pre_vote_reply(
@@ -463,6 +500,8 @@ impl Raft {
         }
         // Leaves only after the vote is on disk (Ready::messages_after_persist).
         self.send(from, MessageBody::VoteReply { granted });
+        let term = self.term;
+        self.defer_to_higher_rank(from, term);
     }
 
     pub(super) fn on_vote_reply(&mut self, from: NodeId, granted: bool) {
