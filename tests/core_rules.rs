@@ -711,7 +711,15 @@ fn a_leader_never_commits_an_old_term_entry_by_counting_replicas() {
         if leader.role() == Role::PreCandidate {
             leader.step(
                 now,
-                msg(1, 0, 3, MessageBody::PreVoteReply { granted: true }),
+                msg(
+                    1,
+                    0,
+                    3,
+                    MessageBody::PreVoteReply {
+                        granted: true,
+                        sticky: false,
+                    },
+                ),
             );
             let rd = leader.ready();
             persist(&mut leader, &rd);
@@ -1018,4 +1026,278 @@ fn followers_know_the_subleaders_their_leader_named() {
             "node {i} still reports the old ranking naming the new leader"
         );
     }
+}
+
+// ---- Crash fast path and stickiness margin (issue 9) ------------------------
+
+/// An `n`-node cluster, every link `latency_us` one way, with a leader that
+/// has named its sub-leaders.
+fn ranked_net_of(n: usize, latency_us: u64) -> (Net, usize) {
+    let mut net = Net::new(n);
+    net.latency_us = vec![latency_us; n];
+    let l = net.elect();
+    net.run_for_ms(500);
+    assert_eq!(
+        net.node(l).subleaders().len(),
+        RaftConfig::default().subleader_count(n)
+    );
+    (net, l)
+}
+
+fn subleader(net: &Net, l: usize, rank: usize) -> usize {
+    net.node(l).subleaders()[rank].0 as usize
+}
+
+/// Tells each of `nodes` that leader `l`'s process is gone (DESIGN.md 3.5).
+fn hint(net: &mut Net, l: usize, nodes: &[usize]) {
+    for &i in nodes {
+        net.nodes[i].leader_unreachable(net.now_us, NodeId(l as u64));
+        net.flush(i);
+    }
+}
+
+/// Elections node `i` started so far: (pre-vote rounds, vote rounds).
+fn elections_by(net: &Net, i: usize) -> (usize, usize) {
+    let starts = |pre: bool| {
+        net.events
+            .iter()
+            .filter(|(n, e)| {
+                *n == i && matches!(e, Event::ElectionStarted { pre_vote, .. } if *pre_vote == pre)
+            })
+            .count()
+    };
+    (starts(true), starts(false))
+}
+
+fn won_as(net: &Net, i: usize) -> Option<ElectionKind> {
+    net.events.iter().find_map(|(n, e)| match e {
+        Event::BecameLeader { kind, .. } if *n == i => Some(*kind),
+        _ => None,
+    })
+}
+
+/// Runs until leader `l` sends a heartbeat to `to`, and one more
+/// millisecond so that it is delivered.
+fn run_past_heartbeat(net: &mut Net, l: usize, to: usize) {
+    loop {
+        let before = net.sent.len();
+        let deadline = net.node(l).next_deadline_us();
+        net.run_until(deadline);
+        let sent = net.sent[before..].iter().any(|m| {
+            m.from == NodeId(l as u64)
+                && m.to == NodeId(to as u64)
+                && matches!(m.body, MessageBody::Heartbeat { .. })
+        });
+        if sent {
+            net.run_for_ms(1);
+            return;
+        }
+    }
+}
+
+/// Leader `l`'s heartbeats stop reaching `deaf` for the next `missed`
+/// heartbeats, which the others all get; then `l` stops.
+fn stop_leader_after_missed_heartbeats(net: &mut Net, l: usize, deaf: usize, missed: u64) {
+    run_past_heartbeat(net, l, deaf);
+    net.cut.insert((l, deaf));
+    let hb_ms = net.node(l).config().heartbeat_interval_ms;
+    net.run_for_ms(missed * hb_ms);
+    net.stop(l);
+}
+
+#[test]
+fn a_crash_hinted_vote_round_keeps_an_ordinary_deadline() {
+    // Issue 9: "The short retry applies only to a refused or lost PreVote;
+    // the RequestVote round has an ordinary deadline." Here a vote round
+    // takes 6 ms, more than crash_retry_ms (5 ms).
+    let config = RaftConfig::default();
+    let (mut net, l) = ranked_net_of(5, 3_000);
+    let old_term = net.node(l).term();
+    let primary = subleader(&net, l, 0);
+    net.stop(l);
+    let survivors: Vec<usize> = (0..5).filter(|&i| i != l).collect();
+    net.events.clear();
+    hint(&mut net, l, &survivors);
+    // The pre-vote round trip (6 ms) is over: the primary asks for votes.
+    net.run_for_ms(7);
+    assert_eq!(net.node(primary).role(), Role::Candidate);
+    let left_us = net.node(primary).election_deadline_us() - net.now_us;
+    assert!(
+        left_us > (config.follower_timeout_ms_min - 2) * 1000,
+        "vote round deadline in {left_us} us"
+    );
+    net.run_for_ms(100);
+    assert_eq!(net.leader(), Some(primary));
+    assert_eq!(net.node(primary).term(), old_term.next(), "term inflated");
+    // The pre-vote round (6 ms) may be asked twice; votes only once.
+    assert_eq!(elections_by(&net, primary).1, 1);
+}
+
+#[test]
+fn a_crash_hinted_pre_vote_refused_for_stickiness_is_retried_soon() {
+    // Issue 9: "The short retry applies only to a refused or lost PreVote".
+    // DESIGN.md 3.5: voters that have not seen the sockets close yet still
+    // hold the leader's stickiness; the primary asks again crash_retry_ms
+    // later, in the same term.
+    let config = RaftConfig::default();
+    let (mut net, l) = ranked_net_of(5, 100);
+    let old_term = net.node(l).term();
+    let primary = subleader(&net, l, 0);
+    net.stop(l);
+    net.events.clear();
+    hint(&mut net, l, &[primary]);
+    net.run_for_ms(1);
+    assert_eq!(net.node(primary).role(), Role::Follower, "refused");
+    let retry_in_us = net.node(primary).election_deadline_us() - net.now_us;
+    assert!(retry_in_us <= config.crash_retry_ms * 1000, "{retry_in_us}");
+    let others: Vec<usize> = (0..5).filter(|&i| i != l && i != primary).collect();
+    hint(&mut net, l, &others);
+    net.run_for_ms(20);
+    assert_eq!(net.leader(), Some(primary));
+    assert_eq!(net.node(primary).term(), old_term.next());
+    assert_eq!(elections_by(&net, primary), (2, 1));
+}
+
+#[test]
+fn a_crash_hinted_secondary_waits_while_the_primary_campaigns() {
+    // Issue 9: "the secondary's crash path waits until the primary's
+    // attempt has visibly failed", so that ranks never compete
+    // (DESIGN.md 3.4: "Ranks are disjoint, so the election is uncontested").
+    // Two voters never see the hint: they refuse the primary until their
+    // stickiness (100 ms) runs out, twice crash_stagger_ms.
+    let (mut net, l) = ranked_net_of(5, 100);
+    let old_term = net.node(l).term();
+    let (primary, secondary) = (subleader(&net, l, 0), subleader(&net, l, 1));
+    run_past_heartbeat(&mut net, l, primary);
+    net.stop(l);
+    net.events.clear();
+    hint(&mut net, l, &[primary, secondary]);
+    net.run_for_ms(300);
+    assert_eq!(net.leader(), Some(primary));
+    assert_eq!(
+        won_as(&net, primary),
+        Some(ElectionKind::CrashHint { rank: 0 })
+    );
+    assert_eq!(net.node(primary).term(), old_term.next());
+    let (pre_votes, votes) = elections_by(&net, primary);
+    assert!(pre_votes > 10, "the primary asked only {pre_votes} times");
+    assert_eq!(votes, 1);
+    assert_eq!(elections_by(&net, secondary), (0, 0), "ranks competed");
+}
+
+#[test]
+fn a_crash_hinted_secondary_takes_over_once_the_primary_is_refused_for_its_log() {
+    // Issue 9: the secondary "waits until the primary's attempt has visibly
+    // failed"; a primary that a majority refuses for its log (Raft paper
+    // 5.4.1) cannot win by asking again, so its attempt ends at once.
+    let config = RaftConfig::default();
+    let (mut net, l) = ranked_net_of(5, 100);
+    let old_term = net.node(l).term();
+    let (primary, secondary) = (subleader(&net, l, 0), subleader(&net, l, 1));
+    net.cut.insert((l, primary));
+    net.propose(l, b"the primary never gets this");
+    net.run_for_ms(5);
+    net.stop(l);
+    net.events.clear();
+    let survivors: Vec<usize> = (0..5).filter(|&i| i != l).collect();
+    let hinted_at = net.now_us;
+    hint(&mut net, l, &survivors);
+    net.run_for_ms(5);
+    assert_eq!(net.node(primary).subleader_rank(), None, "rank kept");
+    assert_eq!(elections_by(&net, primary), (1, 0), "futile retries");
+    net.run_for_ms(config.crash_stagger_ms - 10);
+    assert_eq!(elections_by(&net, secondary), (0, 0), "started too soon");
+    net.run_for_ms(100);
+    assert_eq!(net.leader(), Some(secondary));
+    assert_eq!(
+        won_as(&net, secondary),
+        Some(ElectionKind::CrashHint { rank: 1 })
+    );
+    assert_eq!(net.node(secondary).term(), old_term.next());
+    assert!(net.now_us - hinted_at >= config.crash_stagger_ms * 1000);
+}
+
+#[test]
+fn stickiness_leaves_a_heartbeat_of_margin_below_the_primary_timeout() {
+    // Issue 9: "the default stickiness leaves at least one heartbeat
+    // interval of margin below the primary's minimum timeout (validated)".
+    let config = RaftConfig::default();
+    assert!(
+        config.leader_stickiness_ms + config.heartbeat_interval_ms <= config.primary_timeout_ms_min
+    );
+    let tight = RaftConfig {
+        leader_stickiness_ms: config.primary_timeout_ms_min - config.heartbeat_interval_ms + 1,
+        ..config.clone()
+    };
+    let e = tight.validate().unwrap_err().to_string();
+    assert!(e.contains("leader_stickiness_ms=101"), "{e}");
+    assert!(e.contains("heartbeat_interval_ms=50"), "{e}");
+    assert!(e.contains("primary_timeout_ms_min=150"), "{e}");
+}
+
+#[test]
+fn a_primary_that_missed_the_last_heartbeat_is_not_refused_for_stickiness() {
+    // DESIGN.md 3.4: "Voters' leader stickiness ... lasts no longer than the
+    // primary's shortest timeout, so a designated sub-leader is never
+    // refused for it", with one heartbeat of margin (issue 9): the voters
+    // heard the leader one heartbeat later than the primary did.
+    let (mut net, l) = ranked_net_of(5, 100);
+    let old_term = net.node(l).term();
+    let primary = subleader(&net, l, 0);
+    net.events.clear();
+    stop_leader_after_missed_heartbeats(&mut net, l, primary, 1);
+    net.run_for_ms(300);
+    assert_eq!(net.leader(), Some(primary));
+    assert_eq!(
+        won_as(&net, primary),
+        Some(ElectionKind::SubLeader { rank: 0 })
+    );
+    assert_eq!(net.node(primary).term(), old_term.next());
+    assert_eq!(elections_by(&net, primary), (1, 1), "refused at first");
+}
+
+fn primary_refused_for_stickiness_keeps_its_rank(voters: usize) {
+    // Issue 9: "a primary refused only for stickiness keeps its rank" and
+    // asks again. It missed two heartbeats, so the voters are still sticky
+    // when its timer fires.
+    let (mut net, l) = ranked_net_of(voters, 100);
+    let old_term = net.node(l).term();
+    let primary = subleader(&net, l, 0);
+    net.events.clear();
+    stop_leader_after_missed_heartbeats(&mut net, l, primary, 2);
+    while elections_by(&net, primary).0 == 0 {
+        net.run_for_ms(1);
+    }
+    net.run_for_ms(1);
+    // Five voters: three refusals lose the round. Three voters: one refusal
+    // and the dead leader's silence leave it undecided.
+    let role = net.node(primary).role();
+    assert!(
+        matches!(role, Role::Follower | Role::PreCandidate),
+        "{role:?}"
+    );
+    assert_eq!(net.node(primary).subleader_rank(), Some(0), "rank dropped");
+    net.run_for_ms(300);
+    assert_eq!(net.leader(), Some(primary));
+    assert_eq!(
+        won_as(&net, primary),
+        Some(ElectionKind::SubLeader { rank: 0 })
+    );
+    assert_eq!(net.node(primary).term(), old_term.next());
+    assert_eq!(elections_by(&net, primary), (2, 1));
+    for i in (0..voters).filter(|&i| i != primary) {
+        assert_eq!(elections_by(&net, i), (0, 0), "node {i} campaigned");
+    }
+}
+
+#[test]
+fn a_primary_refused_only_for_stickiness_keeps_its_rank_and_asks_again() {
+    primary_refused_for_stickiness_keeps_its_rank(5);
+}
+
+#[test]
+fn a_primary_refused_for_stickiness_in_three_voters_asks_again_within_a_heartbeat() {
+    // With three voters the dead leader's silence leaves the round undecided;
+    // the refused primary still asks again one heartbeat interval later.
+    primary_refused_for_stickiness_keeps_its_rank(3);
 }

@@ -2,7 +2,7 @@
 //! simulator's logical clock (not a wall-clock timing test).
 
 use sraft::core::{ElectionKind, RaftConfig};
-use sraft::sim::failover::{Mode, percentile, run_mode, summarize};
+use sraft::sim::failover::{Env, Mode, percentile, run_mode, run_mode_in, summarize};
 
 const TRIALS: usize = 1000;
 
@@ -72,6 +72,36 @@ fn crash_fast_path_elects_within_a_few_milliseconds() {
     assert!(
         by_primary * 100 >= trials.len() * 99,
         "primary won {by_primary}/{}",
+        trials.len()
+    );
+}
+
+#[test]
+fn crash_fast_path_across_zones_elects_the_primary_in_the_next_term_within_30_ms() {
+    // Issue 9: "with 2 ms one-way latency and 3 ms fsync, >= 99% of
+    // crash-fast-path failovers end in term old + 1, won by the primary,
+    // within 30 ms simulated time". A vote round here costs two one-way
+    // delays and two fsyncs (10 ms), twice crash_retry_ms.
+    let env = Env::cross_az();
+    assert_eq!(env.fsync_us, 3_000);
+    assert!(env.net.latency_us_min >= 1_800 && env.net.latency_us_max <= 2_200);
+    let trials = run_mode_in(Mode::SRaftCrashHint, &env, TRIALS, 0);
+    let bound_us = 30_000;
+    let good = trials
+        .iter()
+        .filter(|t| t.in_next_term() && t.winner_rank() == Some(0) && t.elapsed_us <= bound_us)
+        .count();
+    let s = summarize(Mode::SRaftCrashHint, &trials);
+    eprintln!(
+        "cross-AZ crash fast path, {} seeds: {good} good; term old+1 {}, won by primary {}, p50 {} us, p99 {} us, max {} us",
+        s.trials, s.in_next_term, s.won_by_primary, s.p50_us, s.p99_us, s.max_us
+    );
+    for t in trials.iter().filter(|t| !t.in_next_term()).take(5) {
+        eprintln!("term inflated: {t:?}");
+    }
+    assert!(
+        good * 100 >= trials.len() * 99,
+        "only {good}/{} failovers won by the primary in term old+1 within {bound_us} us",
         trials.len()
     );
 }

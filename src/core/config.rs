@@ -23,8 +23,10 @@ pub struct RaftConfig {
     pub follower_timeout_ms_min: u64,
     pub follower_timeout_ms_max: u64,
     /// A voter that heard from a live leader this recently refuses (pre)votes
-    /// (thesis 4.2.3). At most `primary_timeout_ms_min`, so that a designated
-    /// primary whose timer fired is never refused for it (DESIGN.md 3.4).
+    /// (thesis 4.2.3). With sub-leaders, at most `primary_timeout_ms_min -
+    /// heartbeat_interval_ms`, so that a designated primary whose timer fired
+    /// is not refused for it (DESIGN.md 3.4) even when it missed the last
+    /// heartbeat the voters got.
     pub leader_stickiness_ms: u64,
     /// Thesis 9.6: a candidate first asks whether it could win.
     pub pre_vote: bool,
@@ -57,7 +59,7 @@ impl Default for RaftConfig {
             secondary_timeout_ms_max: 350,
             follower_timeout_ms_min: 300,
             follower_timeout_ms_max: 1000,
-            leader_stickiness_ms: 125,
+            leader_stickiness_ms: 100,
             pre_vote: true,
             check_quorum: true,
             crash_stagger_ms: 50,
@@ -133,6 +135,18 @@ impl RaftConfig {
                 self.leader_stickiness_ms, self.primary_timeout_ms_min
             ));
         }
+        // A primary that missed the last heartbeat fires up to one heartbeat
+        // interval sooner, relative to the voters' last contact, than one
+        // that got it; the voters' stickiness must be over by then (issue 9).
+        let margin_ms = self
+            .leader_stickiness_ms
+            .saturating_add(self.heartbeat_interval_ms);
+        if self.enable_subleader && margin_ms > self.primary_timeout_ms_min {
+            return err(format!(
+                "leader_stickiness_ms={} + heartbeat_interval_ms={} exceeds primary_timeout_ms_min={}: a primary that missed one heartbeat would be refused",
+                self.leader_stickiness_ms, self.heartbeat_interval_ms, self.primary_timeout_ms_min
+            ));
+        }
         if self.inflight_appends_max == 0 {
             return err("inflight_appends_max must be > 0".into());
         }
@@ -168,6 +182,31 @@ mod tests {
         };
         let e = config.validate().unwrap_err();
         assert!(e.0.contains("leader_stickiness_ms=151"), "{e}");
+    }
+
+    #[test]
+    fn stickiness_leaves_a_heartbeat_of_margin_below_the_primary_minimum() {
+        // Issue 9: "the default stickiness leaves at least one heartbeat
+        // interval of margin below the primary's minimum timeout (validated)".
+        let default = RaftConfig::default();
+        assert!(
+            default.leader_stickiness_ms + default.heartbeat_interval_ms
+                <= default.primary_timeout_ms_min
+        );
+        let config = RaftConfig {
+            leader_stickiness_ms: 101,
+            ..RaftConfig::default()
+        };
+        let e = config.validate().unwrap_err().to_string();
+        for value in [
+            "leader_stickiness_ms=101",
+            "heartbeat_interval_ms=50",
+            "primary_timeout_ms_min=150",
+        ] {
+            assert!(e.contains(value), "{e}");
+        }
+        // Original mode has no primary: the margin is not required.
+        config.original().validate().unwrap();
     }
 
     #[test]

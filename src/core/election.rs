@@ -7,7 +7,7 @@ use super::quorum::{VoteResult, vote_result};
 use super::raft::{Raft, Role};
 use super::ready::{ElectionKind, Event};
 use super::types::{EntryPayload, LogIndex, NodeId, Term};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 impl Raft {
     /// The range this node draws its election timeout from: by sub-leader
@@ -31,10 +31,15 @@ impl Raft {
     }
 
     pub(super) fn reset_election_timer(&mut self) {
-        if self.crash_rank.is_some() && self.role != Role::Follower {
-            // A crash-hinted round that stays undecided (a voter that has not
-            // yet seen the leader's sockets close ignores it, the dead leader
-            // never answers) is retried soon, not after a whole timeout.
+        if self.crash_rank.is_some() && self.role == Role::PreCandidate {
+            // A crash-hinted pre-vote round that stays undecided (a voter
+            // that has not yet seen the leader's sockets close refuses it, the
+            // dead leader never answers) is retried soon, not after a whole
+            // timeout: a pre-vote changes no term, so a retry costs nothing.
+            // Not the RequestVote round: it takes a round trip and two fsyncs,
+            // more than `crash_retry_ms` across zones, and abandoning it
+            // would start another term (issue 9). It keeps the ordinary
+            // deadline below.
             self.election_deadline_us = self.now_us + self.config.crash_retry_ms * 1000;
             return;
         }
@@ -42,12 +47,14 @@ impl Raft {
         self.election_deadline_us = self.now_us + self.random_between_ms(min_ms, max_ms);
     }
 
-    /// The rank this follower holds, if its scope is still current.
+    /// The rank this follower holds, if its scope is still current. A term
+    /// has one leader (Election Safety), so an unknown leader in the same
+    /// term (we left it to campaign) is the same scope.
     pub(super) fn valid_rank(&self) -> Option<usize> {
         let scope = self.rank?;
         let current = self.config.enable_subleader
             && scope.term == self.term
-            && Some(scope.leader) == self.leader
+            && self.leader.is_none_or(|l| l == scope.leader)
             && scope.config_index == self.cluster_index;
         current.then_some(scope.rank)
     }
@@ -85,6 +92,30 @@ impl Raft {
                 .is_some_and(|t| self.now_us.saturating_sub(t) < window_us)
     }
 
+    /// The election timer fired on a follower, pre-candidate or candidate.
+    pub(super) fn on_election_timeout(&mut self) {
+        match self.role {
+            // Undecided at its deadline: settle it as a lost round would,
+            // and ask again now.
+            Role::PreCandidate => self.end_pre_vote_round(self.now_us),
+            Role::Candidate => {
+                if self.crash_rank.take().is_some() {
+                    // The crash path's quick retries are for the pre-vote
+                    // only (issue 9); an undecided RequestVote round is
+                    // followed by an ordinary election.
+                    log::info!(
+                        "node {}: crash fast path vote round for term {} timed out",
+                        self.id,
+                        self.term
+                    );
+                }
+            }
+            Role::Follower | Role::Leader => {}
+        }
+        let kind = self.timeout_kind();
+        self.campaign(kind);
+    }
+
     pub(super) fn campaign(&mut self, kind: ElectionKind) {
         if !self.cluster.contains(self.id) {
             log::warn!("node {}: not a voter, not campaigning", self.id);
@@ -100,13 +131,15 @@ impl Raft {
             }
             Some(_) => {
                 self.crash_rank = None;
+                self.rank = None;
                 ElectionKind::Fallback
             }
             None => kind,
         };
         self.election_kind = kind;
-        // A rank is for one attempt; retries are ordinary elections.
-        self.rank = None;
+        // A rank lasts through the pre-vote round: a primary refused only
+        // for stickiness keeps it (`end_pre_vote_round`); the RequestVote
+        // round uses it up (`become_candidate`).
         if self.config.pre_vote && kind != ElectionKind::Transfer {
             self.become_pre_candidate();
         } else {
@@ -143,6 +176,8 @@ impl Raft {
         self.term = self.term.next();
         self.vote = Some(self.id);
         self.role = Role::Candidate;
+        // A rank is for one attempt; the next term has its own leader.
+        self.rank = None;
         self.set_leader(None);
         self.start_count();
         self.reset_election_timer();
@@ -169,6 +204,7 @@ impl Raft {
 
     fn start_count(&mut self) {
         self.votes = BTreeMap::from([(self.id, true)]);
+        self.sticky_refusals = BTreeSet::new();
     }
 
     fn tally_votes(&mut self) {
@@ -186,13 +222,112 @@ impl Raft {
     }
 
     fn on_election_lost(&mut self) {
+        if self.role == Role::PreCandidate {
+            self.end_pre_vote_round(self.now_us + self.sticky_retry_us());
+            if self.crash_rank.is_some() {
+                // The other voters may not have seen the leader's sockets
+                // close yet; ask again soon rather than after a whole
+                // timeout (`campaign` counts the retries).
+                self.election_deadline_us = self.now_us + self.config.crash_retry_ms * 1000;
+            } else if self.valid_rank() == Some(0) {
+                self.election_deadline_us = self.now_us + self.sticky_retry_us();
+            }
+            return;
+        }
+        // A lost RequestVote round ends the crash path: the quick retries
+        // are for the pre-vote only (issue 9).
+        self.crash_rank = None;
         let term = self.term;
         self.become_follower(term, None);
-        if self.crash_rank.is_some() {
-            // The other voters may not have seen the leader's sockets close
-            // yet; ask again soon rather than after a whole timeout
-            // (`campaign` counts the retries).
-            self.election_deadline_us = self.now_us + self.config.crash_retry_ms * 1000;
+    }
+
+    /// A pre-vote round ended without a win: lost, or undecided at its
+    /// deadline. Decides whether the crash path goes on and whether our rank
+    /// survives for an attempt at `retry_at_us`, then returns to follower in
+    /// the same term.
+    fn end_pre_vote_round(&mut self, retry_at_us: u64) {
+        assert_eq!(self.role, Role::PreCandidate, "no pre-vote round to end");
+        let voters = self.cluster.voters.len();
+        let refused = self.votes.values().filter(|g| !**g).count();
+        let refused_not_sticky = refused - self.sticky_refusals.len();
+        // Refusals for the log or the term alone decide the round: asking
+        // again cannot help, since no leader changes anyone's log meanwhile.
+        let futile = vote_result(0, refused_not_sticky, voters) == VoteResult::Lost;
+        if futile && self.crash_rank.take().is_some() {
+            log::info!(
+                "node {}: crash fast path over: a majority refused term {} for its log",
+                self.id,
+                self.term.next()
+            );
+        }
+        let only_sticky = !futile && !self.sticky_refusals.is_empty();
+        if !(only_sticky && self.primary_keeps_rank(retry_at_us)) {
+            self.rank = None;
+        } else {
+            log::debug!(
+                "node {}: primary refused only for stickiness; keeps its rank and asks again",
+                self.id
+            );
+        }
+        let term = self.term;
+        self.become_follower(term, None);
+    }
+
+    /// A primary refused only for voters' stickiness keeps its rank and asks
+    /// again at `retry_at_us` (issue 9): the voters heard from the leader
+    /// after we did, and if it is dead their stickiness runs out soon. Only
+    /// while the retry lands before the secondary's window opens
+    /// (`secondary_timeout_ms_min` after our last heartbeat), so that ranks
+    /// still do not compete; the crash path has its own retries.
+    fn primary_keeps_rank(&self, retry_at_us: u64) -> bool {
+        let window_end_us = self
+            .last_leader_contact_us
+            .map_or(0, |t| t + self.config.secondary_timeout_ms_min * 1000);
+        self.crash_rank.is_none()
+            && self.rank.is_some_and(|s| s.rank == 0)
+            && self.valid_rank().is_some()
+            && retry_at_us <= window_end_us
+    }
+
+    /// A live leader refreshes stickiness once per heartbeat interval; one
+    /// interval without a heartbeat reaching us is the time to ask again.
+    fn sticky_retry_us(&self) -> u64 {
+        self.config.heartbeat_interval_ms * 1000
+    }
+
+    /// Crash fast path, rank > 0: campaign no sooner than `crash_stagger_ms`
+    /// after seeing a higher-ranked sub-leader of the crashed leader campaign
+    /// for a later term (a PreVote or a Vote), so that ranks never compete
+    /// (issue 9). A live primary asks again every `crash_retry_ms` while
+    /// refused for stickiness, and its vote round ends within a round trip
+    /// and two fsyncs; we start only once it has gone quiet: given up,
+    /// crashed, or lost. Promotion itself stays plain PreVote + RequestVote.
+    fn defer_to_higher_rank(&mut self, from: NodeId, term: Term) {
+        let Some(rank) = self.crash_rank.filter(|r| *r > 0) else {
+            return;
+        };
+        let higher = match &self.heard_designation {
+            Some((ranked_term, _, ranks)) => {
+                term > *ranked_term && ranks.iter().take(rank).any(|id| *id == from)
+            }
+            None => false,
+        };
+        if !higher {
+            return;
+        }
+        let until_us = self.now_us + self.config.crash_stagger_ms * 1000;
+        if self.role == Role::PreCandidate {
+            // We started first (our hint came early, its PreVote late):
+            // step back rather than compete.
+            let own = self.term;
+            self.become_follower(own, None);
+            self.election_deadline_us = until_us;
+        } else if until_us > self.election_deadline_us {
+            log::debug!(
+                "node {}: rank {rank} defers its crash fast path: {from} is campaigning",
+                self.id
+            );
+            self.election_deadline_us = until_us;
         }
     }
 
@@ -231,7 +366,7 @@ impl Raft {
         match &msg.body {
             // Never change term for a PreVote or a granted pre-vote reply:
             // they carry the term of an election that may never happen.
-            MessageBody::PreVote { .. } | MessageBody::PreVoteReply { granted: true } => true,
+            MessageBody::PreVote { .. } | MessageBody::PreVoteReply { granted: true, .. } => true,
             MessageBody::Vote {
                 transfer: false, ..
             } if self.in_lease() => {
@@ -285,7 +420,11 @@ impl Raft {
                 );
             }
             MessageBody::PreVote { .. } => {
-                self.send(msg.from, MessageBody::PreVoteReply { granted: false });
+                let refusal = MessageBody::PreVoteReply {
+                    granted: false,
+                    sticky: false,
+                };
+                self.send(msg.from, refusal);
             }
             _ => log::debug!(
                 "node {}: ignoring {} of stale term {} < {}",
@@ -309,20 +448,47 @@ impl Raft {
         last_index: LogIndex,
         last_term: Term,
     ) {
-        let granted = (term > self.term || self.can_vote_for(from))
-            && !self.in_lease()
+        let eligible = (term > self.term || self.can_vote_for(from))
             && self.log.is_up_to_date(last_index, last_term);
+        let in_lease = self.in_lease();
+        let granted = eligible && !in_lease;
         // A grant carries the election's term so the pre-candidate counts it;
         // a refusal carries ours so a stale pre-candidate catches up.
         let reply_term = if granted { term } else { self.term };
-        self.send_with_term(from, reply_term, MessageBody::PreVoteReply { granted });
+        let sticky = eligible && in_lease;
+        self.send_with_term(
+            from,
+            reply_term,
+            MessageBody::PreVoteReply { granted, sticky },
+        );
+        self.defer_to_higher_rank(from, term);
     }
 
-    pub(super) fn on_pre_vote_reply(&mut self, from: NodeId, term: Term, granted: bool) {
+    pub(super) fn on_pre_vote_reply(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        granted: bool,
+        sticky: bool,
+    ) {
         if self.role != Role::PreCandidate || (granted && term != self.term.next()) {
             return;
         }
         self.votes.insert(from, granted);
+        let sticky = sticky && !granted;
+        if sticky {
+            self.sticky_refusals.insert(from);
+        } else {
+            self.sticky_refusals.remove(&from);
+        }
+        if sticky && self.crash_rank.is_none() && self.valid_rank() == Some(0) {
+            // A primary refused for stickiness asks again in one heartbeat
+            // interval rather than waiting out the round: in three voters the
+            // dead leader's silence would leave it undecided for a whole
+            // ordinary timeout.
+            let retry_us = self.now_us + self.sticky_retry_us();
+            self.election_deadline_us = self.election_deadline_us.min(retry_us);
+        }
         self.tally_votes();
     }
 
@@ -334,6 +500,8 @@ impl Raft {
         }
         // Leaves only after the vote is on disk (Ready::messages_after_persist).
         self.send(from, MessageBody::VoteReply { granted });
+        let term = self.term;
+        self.defer_to_higher_rank(from, term);
     }
 
     pub(super) fn on_vote_reply(&mut self, from: NodeId, granted: bool) {

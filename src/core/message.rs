@@ -32,6 +32,10 @@ pub enum MessageBody {
     },
     PreVoteReply {
         granted: bool,
+        /// Refused only for leader stickiness (thesis 4.2.3): the voter
+        /// heard from a live leader too recently, and would otherwise have
+        /// granted. A refused primary then keeps its rank and asks again.
+        sticky: bool,
     },
     Vote {
         last_index: LogIndex,

@@ -11,7 +11,7 @@ use super::ready::{ElectionKind, Event, Ready};
 use super::types::{ClusterConfig, EntryPayload, HardState, LogIndex, NodeId, RestoredState, Term};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -83,6 +83,8 @@ pub struct Raft {
     pub(super) crash_rank: Option<usize>,
     pub(super) crash_retries_left: u64,
     pub(super) votes: BTreeMap<NodeId, bool>,
+    /// Pre-vote refusals of this round that were only for stickiness.
+    pub(super) sticky_refusals: BTreeSet<NodeId>,
 
     // Leader state.
     pub(super) progress: BTreeMap<NodeId, Progress>,
@@ -152,6 +154,7 @@ impl Raft {
             crash_rank: None,
             crash_retries_left: 0,
             votes: BTreeMap::new(),
+            sticky_refusals: BTreeSet::new(),
             progress: BTreeMap::new(),
             heartbeat_deadline_us: 0,
             check_quorum_deadline_us: 0,
@@ -265,8 +268,7 @@ impl Raft {
         if self.role == Role::Leader {
             self.tick_leader();
         } else if self.now_us >= self.election_deadline_us {
-            let kind = self.timeout_kind();
-            self.campaign(kind);
+            self.on_election_timeout();
         }
         self.check_invariants();
     }
@@ -530,6 +532,7 @@ impl Raft {
             Role::Leader => {
                 assert_eq!(self.leader, Some(self.id), "leader field of a leader");
                 assert_eq!(self.vote, Some(self.id), "a leader voted for itself");
+                assert_eq!(self.crash_rank, None, "a leader on the crash path");
             }
             _ => assert!(self.progress.is_empty(), "progress kept by a non-leader"),
         }

@@ -18,7 +18,9 @@ impl Raft {
                 last_index,
                 last_term,
             } => self.on_pre_vote(from, term, last_index, last_term),
-            MessageBody::PreVoteReply { granted } => self.on_pre_vote_reply(from, term, granted),
+            MessageBody::PreVoteReply { granted, sticky } => {
+                self.on_pre_vote_reply(from, term, granted, sticky)
+            }
             MessageBody::Vote {
                 last_index,
                 last_term,

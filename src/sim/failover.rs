@@ -1,9 +1,12 @@
-//! The failover experiment in simulation: crash the leader of a 5-node LAN
+//! The failover experiment in simulation: crash the leader of a 5-node
 //! cluster at a random phase of its heartbeat interval and measure, on the
-//! simulator's logical clock, how long until a new leader is elected.
+//! simulator's logical clock, how long until a new leader is elected, in
+//! which term, and by whom. The network and disk are an `Env`: one LAN
+//! (EXPERIMENTS.md 1) or across availability zones (issue 9).
 
 use super::cluster::{Cluster, SimConfig};
-use crate::core::{ElectionKind, Event, NodeId, RaftConfig, Role};
+use super::net::NetConfig;
+use crate::core::{ElectionKind, Event, NodeId, RaftConfig, Role, Term};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -48,6 +51,42 @@ impl Mode {
     }
 }
 
+/// The network and disk a trial runs on.
+#[derive(Clone, Debug)]
+pub struct Env {
+    pub name: &'static str,
+    pub net: NetConfig,
+    pub fsync_us: u64,
+}
+
+impl Env {
+    /// One availability zone: one-way 100-200 us, fsync 100 us (a local
+    /// NVMe or gp3 volume). The setting of EXPERIMENTS.md 1.
+    pub fn lan() -> Env {
+        Env {
+            name: "LAN",
+            net: NetConfig::lan(),
+            fsync_us: FSYNC_US,
+        }
+    }
+
+    /// Across availability zones, as issue 9 measured with
+    /// `SRAFT_TEST_DELAY_US=2000`: one-way 2 ms +- 0.2 ms, fsync 3 ms. A
+    /// vote round then costs two one-way delays and two fsyncs, 10 ms: far
+    /// above `crash_retry_ms`.
+    pub fn cross_az() -> Env {
+        Env {
+            name: "cross-AZ",
+            net: NetConfig {
+                latency_us_min: 1_800,
+                latency_us_max: 2_200,
+                ..NetConfig::lan()
+            },
+            fsync_us: 3_000,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Trial {
     /// Crash to the new leader's election, logical microseconds.
@@ -56,22 +95,35 @@ pub struct Trial {
     /// The sub-leaders the old leader had named, in rank order.
     pub subleaders: Vec<NodeId>,
     pub kind: ElectionKind,
+    /// The crashed leader's term, and the term the new leader won.
+    pub old_term: Term,
+    pub term: Term,
 }
 
 impl Trial {
     pub fn winner_rank(&self) -> Option<usize> {
         self.subleaders.iter().position(|id| *id == self.winner)
     }
+
+    /// One uncontested election: the new leader's term is the old one + 1.
+    pub fn in_next_term(&self) -> bool {
+        self.term == self.old_term.next()
+    }
 }
 
-/// Fsync latency the experiment assumes (a local NVMe or gp3 volume).
+/// Fsync latency the LAN experiment assumes (a local NVMe or gp3 volume).
 pub const FSYNC_US: u64 = 100;
 
 pub fn trial(seed: u64, mode: Mode) -> Trial {
+    trial_in(seed, mode, &Env::lan())
+}
+
+pub fn trial_in(seed: u64, mode: Mode, env: &Env) -> Trial {
     let mut config = SimConfig::new(5, seed);
     config.raft = mode.raft_config();
     config.crash_hints = mode == Mode::SRaftCrashHint;
-    config.fsync_us = FSYNC_US;
+    config.net = env.net.clone();
+    config.fsync_us = env.fsync_us;
     let mut cluster = Cluster::new(config);
     let leader = settle(&mut cluster);
     // A random phase of the heartbeat interval.
@@ -98,6 +150,8 @@ pub fn trial(seed: u64, mode: Mode) -> Trial {
                     winner: id,
                     subleaders,
                     kind,
+                    old_term,
+                    term,
                 };
             }
         }
@@ -144,6 +198,8 @@ pub struct Summary {
     /// Trials won by the old leader's primary / by any named sub-leader.
     pub won_by_primary: usize,
     pub won_by_subleader: usize,
+    /// Trials won in the crashed leader's term + 1 (no term inflation).
+    pub in_next_term: usize,
 }
 
 pub fn percentile(sorted: &[u64], p: f64) -> u64 {
@@ -163,12 +219,17 @@ pub fn summarize(mode: Mode, trials: &[Trial]) -> Summary {
         max_us: *times.last().expect("at least one trial"),
         won_by_primary: trials.iter().filter(|t| t.winner_rank() == Some(0)).count(),
         won_by_subleader: trials.iter().filter(|t| t.winner_rank().is_some()).count(),
+        in_next_term: trials.iter().filter(|t| t.in_next_term()).count(),
     }
 }
 
 pub fn run_mode(mode: Mode, trials: usize, first_seed: u64) -> Vec<Trial> {
+    run_mode_in(mode, &Env::lan(), trials, first_seed)
+}
+
+pub fn run_mode_in(mode: Mode, env: &Env, trials: usize, first_seed: u64) -> Vec<Trial> {
     (0..trials as u64)
-        .map(|i| trial(first_seed + i, mode))
+        .map(|i| trial_in(first_seed + i, mode, env))
         .collect()
 }
 
@@ -176,11 +237,11 @@ pub fn run_mode(mode: Mode, trials: usize, first_seed: u64) -> Vec<Trial> {
 pub fn table(summaries: &[Summary]) -> String {
     let ms = |us: u64| format!("{:.1}", us as f64 / 1000.0);
     let mut out = String::from(
-        "| mode | trials | p50 ms | p90 ms | p99 ms | max ms | won by primary | won by a sub-leader |\n|---|---|---|---|---|---|---|---|\n",
+        "| mode | trials | p50 ms | p90 ms | p99 ms | max ms | won by primary | won by a sub-leader | in term old+1 |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for s in summaries {
         out += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             s.mode.name(),
             s.trials,
             ms(s.p50_us),
@@ -188,7 +249,8 @@ pub fn table(summaries: &[Summary]) -> String {
             ms(s.p99_us),
             ms(s.max_us),
             s.won_by_primary,
-            s.won_by_subleader
+            s.won_by_subleader,
+            s.in_next_term
         );
     }
     out

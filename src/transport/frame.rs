@@ -15,7 +15,7 @@ use std::io::{self, Read};
 /// Bumped whenever `PeerFrame` or `Message` change incompatibly: a node
 /// refuses a connection whose hello names another version, instead of
 /// misreading its frames.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Bytes of the length prefix in front of every payload.
 pub const FRAME_HEADER_BYTES: usize = 4;
