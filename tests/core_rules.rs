@@ -1051,7 +1051,7 @@ fn subleader(net: &Net, l: usize, rank: usize) -> usize {
 /// Tells each of `nodes` that leader `l`'s process is gone (DESIGN.md 3.5).
 fn hint(net: &mut Net, l: usize, nodes: &[usize]) {
     for &i in nodes {
-        net.nodes[i].leader_unreachable(net.now_us, NodeId(l as u64));
+        net.nodes[i].peer_unreachable(net.now_us, NodeId(l as u64));
         net.flush(i);
     }
 }
