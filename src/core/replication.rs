@@ -220,7 +220,7 @@ impl Raft {
     fn send_one_append(&mut self, to: NodeId) -> bool {
         let (count_max, bytes_max, inflight_max) = (
             self.config.append_entries_max,
-            self.config.append_bytes_max,
+            self.config.limits.append_bytes_max,
             self.config.inflight_appends_max,
         );
         let Some(pr) = self.progress.get(&to) else {

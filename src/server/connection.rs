@@ -94,12 +94,12 @@ fn serve_inner(mut stream: TcpStream, ctx: &ServerContext) -> io::Result<()> {
         buf.drain(..start);
         start = 0;
         // One request may hold a few values of at most `value_bytes_max`;
-        // anything much larger that is still incomplete is a client trying
-        // to make us buffer without bound.
-        let pending_bytes_max = 4 * ctx.value_bytes_max + (1 << 20);
-        if buf.len() > pending_bytes_max {
+        // anything larger that is still incomplete is a client trying to
+        // make us buffer without bound (limits.request_bytes_max).
+        let request_bytes_max = ctx.request_bytes_max;
+        if buf.len() > request_bytes_max {
             let error =
-                format!("ERR Protocol error: request larger than {pending_bytes_max} bytes");
+                format!("ERR Protocol error: request larger than {request_bytes_max} bytes");
             stream.write_all(&Value::Error(error).to_bytes())?;
             log::info!(
                 "client {:?}: oversized request; closing",
