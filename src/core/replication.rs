@@ -305,6 +305,16 @@ impl Raft {
         if index <= self.log.commit() || self.log.term_at(index) != Some(self.term) {
             return false;
         }
+        let released = self.uncommitted_bytes_between(self.log.commit(), index);
+        self.uncommitted_bytes =
+            self.uncommitted_bytes
+                .checked_sub(released)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "uncommitted_bytes={} below the {released} bytes committed",
+                        self.uncommitted_bytes
+                    )
+                });
         self.log.commit_to(index);
         self.on_commit_advanced();
         true
