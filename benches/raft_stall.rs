@@ -93,7 +93,10 @@ fn open(dir: &std::path::Path) -> (FileStorage, sraft::core::RestoredState) {
     FileStorage::open(
         dir,
         ClusterConfig::new(vec![NodeId(0)]),
-        WalOptions::default(),
+        WalOptions {
+            record_bytes_max: limits().wal_record_bytes_max,
+            ..WalOptions::default()
+        },
     )
     .expect("open WAL")
 }
