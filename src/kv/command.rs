@@ -152,7 +152,7 @@ impl fmt::Display for CommandError {
                 value_bytes_max,
             } => write!(
                 f,
-                "ERR value is too large ({value_bytes} bytes, value_bytes_max is {value_bytes_max})"
+                "ERR value is too large ({value_bytes} bytes, limit {value_bytes_max})"
             ),
         }
     }
