@@ -11,6 +11,7 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use crossbeam_channel::{Receiver, bounded};
 use sraft::core::{ClusterConfig, LogIndex, Message, NodeId, Raft, RaftConfig, Role};
+use sraft::limits::Limits;
 use sraft::runtime::{LogWriter, Network, Node, SyncWriter, WalEvent, WalWriter};
 use sraft::state_machine::StateMachine;
 use sraft::storage::{FileStorage, WalOptions};
@@ -43,9 +44,14 @@ impl Network for Nowhere {
     fn send(&mut self, _msg: Message) {}
 }
 
+/// The limits table for values of `ENTRY_BYTES` (DESIGN.md 7).
+fn limits() -> Limits {
+    Limits::derive(ENTRY_BYTES)
+}
+
 fn config() -> RaftConfig {
     RaftConfig {
-        append_bytes_max: 32 << 20,
+        limits: limits(),
         ..RaftConfig::default()
     }
 }
@@ -87,7 +93,10 @@ fn open(dir: &std::path::Path) -> (FileStorage, sraft::core::RestoredState) {
     FileStorage::open(
         dir,
         ClusterConfig::new(vec![NodeId(0)]),
-        WalOptions::default(),
+        WalOptions {
+            record_bytes_max: limits().wal_record_bytes_max,
+            ..WalOptions::default()
+        },
     )
     .expect("open WAL")
 }

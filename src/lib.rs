@@ -5,6 +5,7 @@
 pub mod client;
 pub mod core;
 pub mod kv;
+pub mod limits;
 pub mod runtime;
 pub mod server;
 pub mod settings;
@@ -12,3 +13,5 @@ pub mod sim;
 pub mod state_machine;
 pub mod storage;
 pub mod transport;
+
+pub use limits::Limits;

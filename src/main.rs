@@ -1,7 +1,7 @@
 //! `sraft`: one S-Raft node per process (DESIGN.md 4), plus the `client`
 //! and `status` tools.
 
-use sraft::kv::store::KvStore;
+use sraft::kv::store::{KvStore, KvStoreConfig};
 use sraft::runtime::{self, NodeOptions};
 use sraft::server::{ClientServer, ServerContext};
 use sraft::settings::{Command, Settings};
@@ -47,8 +47,9 @@ fn run_server(settings: Settings) -> i32 {
         wal: sraft::storage::WalOptions {
             fsync: settings.storage.fsync,
             segment_bytes_max: settings.storage.segment_bytes_max,
+            record_bytes_max: settings.raft.limits.wal_record_bytes_max,
         },
-        frame_bytes_max: settings.transport.frame_bytes_max,
+        frame_bytes_max: settings.raft.limits.frame_bytes_max_u32(),
         queue_depth: settings.transport.queue_depth,
         delay_us: test_delay_us(),
         metrics_file: settings.metrics_file.clone(),
@@ -72,19 +73,25 @@ fn run_server(settings: Settings) -> i32 {
             return 1;
         }
     };
-    let mut node =
-        match runtime::start_on(peer_listener, &options, KvStore::new(Default::default())) {
-            Ok(node) => node,
-            Err(e) => {
-                eprintln!("sraft: {e}");
-                return 1;
-            }
-        };
+    // APPEND's result is bounded like any value: part of the replicated
+    // state, so value_bytes_max must be the same on every node.
+    let store = KvStore::new(KvStoreConfig {
+        value_bytes_max: settings.raft.limits.value_bytes_max,
+        ..KvStoreConfig::default()
+    });
+    let mut node = match runtime::start_on(peer_listener, &options, store) {
+        Ok(node) => node,
+        Err(e) => {
+            eprintln!("sraft: {e}");
+            return 1;
+        }
+    };
     let context = ServerContext::new(
         settings.node_id.0,
         node.requests.clone(),
         node.status.clone(),
         settings.client_addrs.clone(),
+        &settings.raft.limits,
     );
     let mut server = match ClientServer::from_listener(client_listener, context) {
         Ok(server) => server,

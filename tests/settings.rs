@@ -4,6 +4,7 @@
 
 use clap::error::ErrorKind;
 use sraft::core::NodeId;
+use sraft::limits::Limits;
 use sraft::settings::{ClientOp, Command, Settings, SettingsError};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -57,6 +58,7 @@ fn local_5_conf_describes_five_loopback_nodes() {
     assert_eq!(settings.data_dir, Path::new("data/node-2"));
     assert!(settings.raft.enable_subleader);
     assert!(settings.storage.fsync);
+    assert_eq!(settings.raft.limits, Limits::default());
     assert!(settings.warnings.is_empty(), "{:?}", settings.warnings);
 }
 

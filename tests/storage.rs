@@ -7,6 +7,7 @@ use sraft::core::types::{
     ClusterConfig, Entry, EntryPayload, HardState, LogIndex, NodeId, RestoredState, Term,
 };
 use sraft::storage::{FileStorage, Storage, StorageError, WalOptions};
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -46,6 +47,15 @@ fn tiny_segments() -> WalOptions {
     WalOptions {
         segment_bytes_max: 1,
         fsync: false,
+        ..WalOptions::default()
+    }
+}
+
+/// Records of at most `record_bytes_max`: a few test entries each.
+fn small_records(record_bytes_max: usize) -> WalOptions {
+    WalOptions {
+        record_bytes_max,
+        ..fast()
     }
 }
 
@@ -138,6 +148,125 @@ fn one_persist_is_one_fsync() {
     assert_eq!(after.records_written - before.records_written, 1);
 }
 
+// ---- Records above the limit (DESIGN.md 7: "no burst can make a record
+// that storage refuses") --------------------------------------------------
+
+#[test]
+fn a_persist_above_the_record_limit_is_split_with_one_fsync_and_survives_reopen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let options = WalOptions {
+        fsync: true,
+        ..small_records(1000)
+    };
+    let hs = hard_state(2, Some(1), 40);
+    {
+        let (mut storage, _) = open(tmp.path(), options);
+        let before = storage.stats();
+        storage.persist(Some(&hs), &entries(1..=100, 2)).unwrap();
+        let after = storage.stats();
+        let records = after.records_written - before.records_written;
+        assert!(
+            records >= 6,
+            "{records} records for ~7 KB at 1000 bytes each"
+        );
+        assert_eq!(after.fsyncs - before.fsyncs, 1, "still one fsync");
+    }
+    let (_storage, state) = open(tmp.path(), options);
+    assert_eq!(state, restored(hs, entries(1..=100, 2)));
+}
+
+#[test]
+fn a_split_persist_that_replaces_entries_survives_reopen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let options = small_records(300);
+    let hs = hard_state(3, Some(2), 12);
+    {
+        let (mut storage, _) = open(tmp.path(), options);
+        storage
+            .persist(Some(&hard_state(1, Some(0), 2)), &entries(1..=10, 1))
+            .unwrap();
+        storage.persist(Some(&hs), &entries(3..=30, 3)).unwrap();
+    }
+    let mut want = entries(1..=2, 1);
+    want.extend(entries(3..=30, 3));
+    assert_eq!(open(tmp.path(), options).1, restored(hs, want));
+}
+
+/// A crash during a split persist keeps some prefix of its records. Each
+/// prefix must be a log a node may restart from: entries end at a record
+/// boundary, the new term and vote are stored with the first record (no
+/// entry of a term newer than the stored term), and the new commit index
+/// only with the last (never past the entries on disk).
+#[test]
+fn a_torn_tail_at_any_record_of_a_split_persist_is_cut_off() {
+    let source = tempfile::tempdir().unwrap();
+    let options = small_records(400);
+    let (path, bytes, split_offset) = {
+        let (mut storage, _) = open(source.path(), options);
+        storage
+            .persist(Some(&hard_state(1, Some(0), 2)), &entries(1..=3, 1))
+            .unwrap();
+        let path = segment_files(source.path()).remove(0);
+        let split_offset = file_len(&path);
+        let records_before = storage.stats().records_written;
+        storage
+            .persist(Some(&hard_state(2, Some(1), 20)), &entries(4..=20, 2))
+            .unwrap();
+        assert!(storage.stats().records_written - records_before >= 3);
+        drop(storage);
+        (path.clone(), fs::read(&path).unwrap(), split_offset)
+    };
+    let file_name = path.file_name().unwrap();
+    let mut record_ends = BTreeSet::new();
+    for cut in split_offset as usize..=bytes.len() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join(file_name), &bytes[..cut]).unwrap();
+        let (mut storage, state) = open(tmp.path(), options);
+        let last = state.entries.len() as u64;
+        let mut want = entries(1..=3, 1);
+        want.extend(entries(4..=last, 2));
+        let want_hs = match last {
+            3 => hard_state(1, Some(0), 2),
+            20 => hard_state(2, Some(1), 20),
+            _ => hard_state(2, Some(1), 2),
+        };
+        assert_eq!(state, restored(want_hs, want), "cut={cut}");
+        record_ends.insert(last);
+        // The cut log goes on: the next persist lands after the good prefix.
+        storage
+            .persist(Some(&hard_state(3, None, 2)), &[entry(last + 1, 3)])
+            .unwrap();
+        drop(storage);
+        let (_storage, state) = open(tmp.path(), options);
+        assert_eq!(state.entries.len() as u64, last + 1, "cut={cut}");
+    }
+    assert!(record_ends.len() >= 4, "prefixes seen: {record_ends:?}");
+    assert!(record_ends.contains(&3) && record_ends.contains(&20));
+}
+
+#[test]
+fn an_entry_larger_than_a_record_is_refused_before_anything_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut storage, _) = open(tmp.path(), small_records(150));
+    let big = Entry {
+        payload: EntryPayload::Command(vec![1; 200]),
+        ..entry(2, 1)
+    };
+    let err = storage
+        .persist(Some(&hard_state(1, None, 0)), &[entry(1, 1), big])
+        .unwrap_err();
+    assert!(
+        matches!(err, StorageError::RecordTooLarge { max: 150, .. }),
+        "{err}"
+    );
+    storage.persist(None, &[entry(1, 1)]).unwrap();
+    drop(storage);
+    assert_eq!(
+        open(tmp.path(), fast()).1,
+        restored(HardState::default(), entries(1..=1, 1))
+    );
+}
+
 #[test]
 fn conflicting_entries_are_replaced_across_reopen() {
     let tmp = tempfile::tempdir().unwrap();
@@ -189,6 +318,7 @@ fn recovery_replays_many_segments_in_order() {
     let options = WalOptions {
         segment_bytes_max: 300,
         fsync: false,
+        ..WalOptions::default()
     };
     let mut hs = HardState::default();
     {
@@ -507,10 +637,11 @@ proptest! {
     #[test]
     fn restored_state_equals_the_model_after_any_persists_and_reopens(
         segment_bytes_max in prop::sample::select(vec![1u64, 200, 1000, 1 << 20]),
+        record_bytes_max in prop::sample::select(vec![150usize, 300, 16 << 20]),
         ops in prop::collection::vec((0u8..8, any::<[u64; 4]>(), any::<bool>()), 1..60),
     ) {
         let tmp = tempfile::tempdir().unwrap();
-        let options = WalOptions { segment_bytes_max, fsync: false };
+        let options = WalOptions { segment_bytes_max, fsync: false, record_bytes_max };
         let mut model = Model::default();
         let (mut storage, state) = open(tmp.path(), options);
         prop_assert_eq!(state, model.restored());

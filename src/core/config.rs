@@ -1,6 +1,7 @@
 //! Tunables of the Raft core. Names follow seed 000's `RaftConfig`, with the
 //! unit in the name (milliseconds instead of the seed's seconds).
 
+use crate::limits::Limits;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -43,8 +44,11 @@ pub struct RaftConfig {
     pub inflight_appends_max: usize,
     /// Entries per Append message.
     pub append_entries_max: usize,
-    /// Payload bytes per Append message (at least one entry is always sent).
-    pub append_bytes_max: usize,
+    /// The node's byte limits (DESIGN.md 7). The core uses the entry,
+    /// Append and uncommitted limits; the config file sets them in its own
+    /// `[limits]` table, not under `[raft]`.
+    #[serde(skip)]
+    pub limits: Limits,
 }
 
 impl Default for RaftConfig {
@@ -66,7 +70,7 @@ impl Default for RaftConfig {
             crash_retry_ms: 5,
             inflight_appends_max: 256,
             append_entries_max: 1024,
-            append_bytes_max: 1 << 20,
+            limits: Limits::default(),
         }
     }
 }
@@ -153,10 +157,9 @@ impl RaftConfig {
         if self.append_entries_max == 0 {
             return err("append_entries_max must be > 0".into());
         }
-        if self.append_bytes_max == 0 {
-            return err("append_bytes_max must be > 0".into());
-        }
-        Ok(())
+        self.limits
+            .validate()
+            .map_err(|e| ConfigError(e.to_string()))
     }
 
     /// Sub-leaders a leader names in a cluster of `voters`.

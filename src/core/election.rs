@@ -348,6 +348,9 @@ impl Raft {
             .map(|p| (p, Progress::new(next)))
             .collect();
         self.designation.clear();
+        // etcd resets uncommittedSize on becoming leader: only entries
+        // proposed in this term count (the no-op counts nothing).
+        self.uncommitted_bytes = 0;
         let silence = self.last_leader_contact_us.map(|t| self.now_us - t);
         self.out.events.push(Event::BecameLeader {
             term: self.term,

@@ -8,7 +8,9 @@ use super::message::{Message, MessageBody};
 use super::progress::Progress;
 use super::read::ReadQueue;
 use super::ready::{ElectionKind, Event, Ready};
-use super::types::{ClusterConfig, EntryPayload, HardState, LogIndex, NodeId, RestoredState, Term};
+use super::types::{
+    ClusterConfig, Entry, EntryPayload, HardState, LogIndex, NodeId, RestoredState, Term,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
@@ -39,6 +41,19 @@ pub enum ProposeError {
     NotLeader { leader: Option<NodeId> },
     /// A leadership transfer is under way (thesis 3.10: stop accepting).
     TransferInProgress,
+    /// The entry would exceed `entry_bytes_max`: it could never be sent or
+    /// stored within the limits (DESIGN.md 7). Refused on every node.
+    TooLarge {
+        entry_bytes: usize,
+        entry_bytes_max: usize,
+    },
+    /// The leader's uncommitted entries would exceed
+    /// `uncommitted_bytes_max` (etcd's ErrProposalDropped): retry once
+    /// commits catch up.
+    Busy {
+        uncommitted_bytes: usize,
+        uncommitted_bytes_max: usize,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,6 +109,10 @@ pub struct Raft {
     pub(super) transfer: Option<(NodeId, u64)>,
     pub(super) designation: Vec<NodeId>,
     pub(super) reads: ReadQueue,
+    /// `size_bytes` of the commands this leader appended in its term and
+    /// has not committed yet (etcd's uncommittedSize); bounded by
+    /// `uncommitted_bytes_max`.
+    pub(super) uncommitted_bytes: usize,
 
     // Follower's sub-leader rank.
     pub(super) rank: Option<RankScope>,
@@ -162,6 +181,7 @@ impl Raft {
             transfer: None,
             designation: Vec::new(),
             reads: ReadQueue::default(),
+            uncommitted_bytes: 0,
             rank: None,
             heard_designation: None,
             out: Ready::default(),
@@ -239,6 +259,11 @@ impl Raft {
         self.valid_rank()
     }
 
+    /// Leader: bytes of its uncommitted commands (0 on other nodes).
+    pub fn uncommitted_bytes(&self) -> usize {
+        self.uncommitted_bytes
+    }
+
     pub fn srtt_us(&self, peer: NodeId) -> Option<u64> {
         self.progress.get(&peer).and_then(|pr| pr.srtt_us)
     }
@@ -302,12 +327,23 @@ impl Raft {
 
     /// A client command. Returns where it will land: it is committed if the
     /// entry applied at that index has that term, dropped otherwise.
+    ///
+    /// Refused at once, never queued, when the entry is too large for the
+    /// limits or the leader holds too many uncommitted bytes (DESIGN.md 7).
     pub fn propose(
         &mut self,
         now_us: u64,
         command: Vec<u8>,
     ) -> Result<(LogIndex, Term), ProposeError> {
         self.set_now(now_us);
+        let entry_bytes = Entry::command_size_bytes(command.len());
+        let limits = &self.config.limits;
+        if entry_bytes > limits.entry_bytes_max {
+            return Err(ProposeError::TooLarge {
+                entry_bytes,
+                entry_bytes_max: limits.entry_bytes_max,
+            });
+        }
         if self.role != Role::Leader {
             return Err(ProposeError::NotLeader {
                 leader: self.leader,
@@ -316,6 +352,19 @@ impl Raft {
         if self.transfer.is_some() {
             return Err(ProposeError::TransferInProgress);
         }
+        // etcd's increaseUncommittedSize: with nothing uncommitted, any entry
+        // that fits entry_bytes_max is accepted, so one large entry can
+        // always make progress.
+        let uncommitted_bytes_max = self.config.limits.uncommitted_bytes_max;
+        if self.uncommitted_bytes > 0
+            && self.uncommitted_bytes + entry_bytes > uncommitted_bytes_max
+        {
+            return Err(ProposeError::Busy {
+                uncommitted_bytes: self.uncommitted_bytes,
+                uncommitted_bytes_max,
+            });
+        }
+        self.uncommitted_bytes += entry_bytes;
         let index = self
             .log
             .append_new(self.term, EntryPayload::Command(command));
@@ -519,6 +568,7 @@ impl Raft {
         self.transfer = None;
         self.designation.clear();
         self.append_pending = false;
+        self.uncommitted_bytes = 0;
         let dropped = self.reads.drain_all();
         self.out.reads_dropped.extend(dropped);
     }
@@ -533,8 +583,35 @@ impl Raft {
                 assert_eq!(self.leader, Some(self.id), "leader field of a leader");
                 assert_eq!(self.vote, Some(self.id), "a leader voted for itself");
                 assert_eq!(self.crash_rank, None, "a leader on the crash path");
+                let counted =
+                    self.uncommitted_bytes_between(self.log.commit(), self.log.last_index());
+                assert_eq!(
+                    self.uncommitted_bytes,
+                    counted,
+                    "uncommitted_bytes={} but own-term commands after commit={} hold {counted}",
+                    self.uncommitted_bytes,
+                    self.log.commit()
+                );
             }
-            _ => assert!(self.progress.is_empty(), "progress kept by a non-leader"),
+            _ => {
+                assert!(self.progress.is_empty(), "progress kept by a non-leader");
+                assert_eq!(
+                    self.uncommitted_bytes, 0,
+                    "uncommitted bytes of a non-leader"
+                );
+            }
         }
+    }
+
+    /// Bytes counted in `uncommitted_bytes` for the entries in
+    /// (`after`, `through`]: this term's commands. A leader appends only in
+    /// its own term and never truncates, so these are exactly its proposals.
+    pub(super) fn uncommitted_bytes_between(&self, after: LogIndex, through: LogIndex) -> usize {
+        (after.0 + 1..=through.0)
+            .filter_map(|i| self.log.entry(LogIndex(i)))
+            .filter(|entry| entry.term == self.term)
+            .filter(|entry| matches!(entry.payload, EntryPayload::Command(_)))
+            .map(Entry::size_bytes)
+            .sum()
     }
 }

@@ -222,7 +222,7 @@ impl Raft {
     fn send_one_append(&mut self, to: NodeId) -> bool {
         let (count_max, bytes_max, inflight_max) = (
             self.config.append_entries_max,
-            self.config.append_bytes_max,
+            self.config.limits.append_bytes_max,
             self.config.inflight_appends_max,
         );
         let Some(pr) = self.progress.get(&to) else {
@@ -307,6 +307,16 @@ impl Raft {
         if index <= self.log.commit() || self.log.term_at(index) != Some(self.term) {
             return false;
         }
+        let released = self.uncommitted_bytes_between(self.log.commit(), index);
+        self.uncommitted_bytes =
+            self.uncommitted_bytes
+                .checked_sub(released)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "uncommitted_bytes={} below the {released} bytes committed",
+                        self.uncommitted_bytes
+                    )
+                });
         self.log.commit_to(index);
         self.on_commit_advanced();
         true

@@ -98,15 +98,28 @@ pub struct Entry {
     pub payload: EntryPayload,
 }
 
+/// Longest postcard varint of a u64.
+const VARINT_BYTES_MAX: usize = 10;
+/// Term, index, payload tag and a length, each a varint at its longest.
+const ENTRY_HEADER_BYTES_MAX: usize = 4 * VARINT_BYTES_MAX;
+
 impl Entry {
-    /// Bytes this entry costs on the wire and on disk, roughly; used to bound
-    /// batches, never for correctness.
+    /// An upper bound of the bytes this entry's encoding takes on the wire
+    /// and on disk: sums of it bound Append messages and WAL records
+    /// (`Limits`, DESIGN.md 7).
     pub fn size_bytes(&self) -> usize {
-        24 + match &self.payload {
-            EntryPayload::Noop => 0,
-            EntryPayload::Command(data) => data.len(),
-            EntryPayload::Config(config) => 8 * config.voters.len(),
+        match &self.payload {
+            EntryPayload::Noop => ENTRY_HEADER_BYTES_MAX,
+            EntryPayload::Command(data) => Entry::command_size_bytes(data.len()),
+            EntryPayload::Config(config) => {
+                ENTRY_HEADER_BYTES_MAX + VARINT_BYTES_MAX * config.voters.len()
+            }
         }
+    }
+
+    /// `size_bytes` of an entry carrying a command of `command_bytes`.
+    pub fn command_size_bytes(command_bytes: usize) -> usize {
+        ENTRY_HEADER_BYTES_MAX + command_bytes
     }
 }
 
@@ -151,6 +164,34 @@ impl RestoredState {
                 config,
             },
             entries: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_bytes_bounds_the_encoding_with_every_varint_at_its_longest() {
+        let payloads = [
+            EntryPayload::Noop,
+            EntryPayload::Command(Vec::new()),
+            EntryPayload::Command(vec![1; 200_000]),
+            EntryPayload::Config(ClusterConfig::new(vec![NodeId(u64::MAX), NodeId(1 << 40)])),
+        ];
+        for payload in payloads {
+            let entry = Entry {
+                term: Term(u64::MAX),
+                index: LogIndex(u64::MAX),
+                payload,
+            };
+            let encoded = postcard::to_allocvec(&entry).unwrap().len();
+            assert!(
+                encoded <= entry.size_bytes(),
+                "encoded={encoded} size_bytes={}",
+                entry.size_bytes()
+            );
         }
     }
 }

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 use super::resp::{Value, parse_i64};
+use crate::limits::Limits;
 
 /// A typed client request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,7 +100,7 @@ pub struct CommandLimits {
 impl Default for CommandLimits {
     fn default() -> Self {
         CommandLimits {
-            value_bytes_max: 16 * 1024 * 1024,
+            value_bytes_max: Limits::default().value_bytes_max,
         }
     }
 }
@@ -151,7 +152,7 @@ impl fmt::Display for CommandError {
                 value_bytes_max,
             } => write!(
                 f,
-                "ERR value is too large ({value_bytes} bytes, value_bytes_max is {value_bytes_max})"
+                "ERR value is too large ({value_bytes} bytes, limit {value_bytes_max})"
             ),
         }
     }

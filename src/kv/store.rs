@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use super::command::{ReadOp, SetCondition, WriteOp};
 use super::resp::{Value, parse_i64};
 use crate::core::LogIndex;
+use crate::limits::Limits;
 use crate::state_machine::StateMachine;
 
 /// First byte of every encoded `KvCommand`: log entries outlive binaries.
@@ -68,7 +69,7 @@ impl Default for KvStoreConfig {
     fn default() -> Self {
         KvStoreConfig {
             sessions_max: 10_000,
-            value_bytes_max: 16 * 1024 * 1024,
+            value_bytes_max: Limits::default().value_bytes_max,
         }
     }
 }

@@ -37,6 +37,16 @@ pub enum RequestError {
     TransferInProgress,
     /// Too many requests are waiting.
     Busy,
+    /// The command's entry exceeds `entry_bytes_max` (DESIGN.md 7).
+    TooLarge {
+        entry_bytes: usize,
+        entry_bytes_max: usize,
+    },
+    /// The leader's uncommitted bytes are at `uncommitted_bytes_max`.
+    UncommittedFull {
+        uncommitted_bytes: usize,
+        uncommitted_bytes_max: usize,
+    },
 }
 
 pub type Reply = Result<Vec<u8>, RequestError>;
@@ -255,6 +265,20 @@ impl<M: StateMachine, W: LogWriter, N: Network, R> Node<M, W, N, R> {
                 let error = match e {
                     ProposeError::NotLeader { leader } => RequestError::NotLeader { leader },
                     ProposeError::TransferInProgress => RequestError::TransferInProgress,
+                    ProposeError::TooLarge {
+                        entry_bytes,
+                        entry_bytes_max,
+                    } => RequestError::TooLarge {
+                        entry_bytes,
+                        entry_bytes_max,
+                    },
+                    ProposeError::Busy {
+                        uncommitted_bytes,
+                        uncommitted_bytes_max,
+                    } => RequestError::UncommittedFull {
+                        uncommitted_bytes,
+                        uncommitted_bytes_max,
+                    },
                 };
                 self.answers.push((reply, Err(error)));
                 None

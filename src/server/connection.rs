@@ -94,12 +94,12 @@ fn serve_inner(mut stream: TcpStream, ctx: &ServerContext) -> io::Result<()> {
         buf.drain(..start);
         start = 0;
         // One request may hold a few values of at most `value_bytes_max`;
-        // anything much larger that is still incomplete is a client trying
-        // to make us buffer without bound.
-        let pending_bytes_max = 4 * ctx.value_bytes_max + (1 << 20);
-        if buf.len() > pending_bytes_max {
+        // anything larger that is still incomplete is a client trying to
+        // make us buffer without bound (limits.request_bytes_max).
+        let request_bytes_max = ctx.request_bytes_max;
+        if buf.len() > request_bytes_max {
             let error =
-                format!("ERR Protocol error: request larger than {pending_bytes_max} bytes");
+                format!("ERR Protocol error: request larger than {request_bytes_max} bytes");
             stream.write_all(&Value::Error(error).to_bytes())?;
             log::info!(
                 "client {:?}: oversized request; closing",
@@ -238,9 +238,25 @@ fn busy() -> Value {
     Value::Error("ERR busy: too many requests in flight; retry".into())
 }
 
+/// A proposal above `entry_bytes_max` (DESIGN.md 7): refused at once.
+fn too_large(entry_bytes: usize, entry_bytes_max: usize) -> Value {
+    Value::Error(format!(
+        "ERR command is too large ({entry_bytes} bytes as a log entry, limit {entry_bytes_max})"
+    ))
+}
+
+/// The leader's uncommitted bytes at `uncommitted_bytes_max`: refused at once.
+fn uncommitted_full(uncommitted_bytes: usize, uncommitted_bytes_max: usize) -> Value {
+    Value::Error(format!(
+        "ERR busy: {uncommitted_bytes} bytes of writes await commit (limit {uncommitted_bytes_max}); retry"
+    ))
+}
+
 /// Errors that tell the client its request was not executed.
 fn claims_no_effect(value: &Value) -> bool {
-    matches!(value, Value::Error(e) if e.starts_with("ERR no leader") || e.starts_with("ERR busy"))
+    matches!(value, Value::Error(e) if e.starts_with("ERR no leader")
+        || e.starts_with("ERR busy")
+        || e.starts_with("ERR command is too large"))
 }
 
 /// Replicates `command` here if this node leads, else (when allowed) at the
@@ -287,8 +303,21 @@ fn write(
             // The entry was overwritten before it committed, so it was not
             // applied: proposing it again is safe (and deduplicated anyway).
             Err(RequestError::LeadershipLost) | Err(RequestError::TransferInProgress) => {}
-            Err(RequestError::Busy) if maybe_applied => return write_unresolved().to_bytes(),
+            Err(RequestError::Busy | RequestError::UncommittedFull { .. })
+            | Err(RequestError::TooLarge { .. })
+                if maybe_applied =>
+            {
+                return write_unresolved().to_bytes();
+            }
             Err(RequestError::Busy) => return busy().to_bytes(),
+            Err(RequestError::TooLarge {
+                entry_bytes,
+                entry_bytes_max,
+            }) => return too_large(entry_bytes, entry_bytes_max).to_bytes(),
+            Err(RequestError::UncommittedFull {
+                uncommitted_bytes,
+                uncommitted_bytes_max,
+            }) => return uncommitted_full(uncommitted_bytes, uncommitted_bytes_max).to_bytes(),
         }
         if Instant::now() + RETRY_PAUSE >= deadline {
             let answer = if maybe_applied {
@@ -336,6 +365,15 @@ fn read(
             }
             Err(RequestError::LeadershipLost) | Err(RequestError::TransferInProgress) => {}
             Err(RequestError::Busy) => return busy().to_bytes(),
+            // Reads propose nothing; kept exhaustive all the same.
+            Err(RequestError::TooLarge {
+                entry_bytes,
+                entry_bytes_max,
+            }) => return too_large(entry_bytes, entry_bytes_max).to_bytes(),
+            Err(RequestError::UncommittedFull {
+                uncommitted_bytes,
+                uncommitted_bytes_max,
+            }) => return uncommitted_full(uncommitted_bytes, uncommitted_bytes_max).to_bytes(),
         }
         if Instant::now() + RETRY_PAUSE >= deadline {
             return no_leader(ctx).to_bytes();

@@ -11,6 +11,7 @@ pub use info::{info_text, parse_info};
 
 use crate::kv::resp::RespLimits;
 use crate::kv::store::KvStore;
+use crate::limits::Limits;
 use crate::runtime::{NodeStatus, Request};
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
@@ -29,8 +30,11 @@ pub struct ServerContext {
     /// Client addresses by node id, for forwarding and INFO.
     pub client_addrs: Vec<SocketAddr>,
     pub limits: RespLimits,
-    /// Largest value accepted by SET, APPEND, CAS.
+    /// Largest value accepted by SET, APPEND, CAS (limits.value_bytes_max).
     pub value_bytes_max: usize,
+    /// Bytes buffered for one incomplete request before the connection is
+    /// closed (limits.request_bytes_max).
+    pub request_bytes_max: usize,
     /// How long a request may wait for a leader, a commit or a forward
     /// before the client gets an error.
     pub request_timeout: Duration,
@@ -40,11 +44,13 @@ pub struct ServerContext {
 }
 
 impl ServerContext {
+    /// A context with the byte limits of `limits`, validated by the caller.
     pub fn new(
         node_id: u64,
         requests: Sender<Request<KvStore>>,
         status: Arc<Mutex<NodeStatus>>,
         client_addrs: Vec<SocketAddr>,
+        limits: &Limits,
     ) -> ServerContext {
         ServerContext {
             node_id,
@@ -52,7 +58,8 @@ impl ServerContext {
             status,
             client_addrs,
             limits: RespLimits::default(),
-            value_bytes_max: 16 << 20,
+            value_bytes_max: limits.value_bytes_max,
+            request_bytes_max: limits.request_bytes_max,
             request_timeout: Duration::from_secs(5),
             connections_max: 1024,
             connections: AtomicU64::new(0),

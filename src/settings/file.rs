@@ -6,6 +6,7 @@
 
 use super::SettingsError;
 use crate::core::RaftConfig;
+use crate::limits::LimitsOverrides;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -33,6 +34,9 @@ pub(crate) struct ConfigFile {
     pub storage: StorageSettings,
     #[serde(default)]
     pub transport: TransportSettings,
+    /// `[limits]`: byte limits (DESIGN.md 7); unset ones are derived.
+    #[serde(default)]
+    pub limits: LimitsOverrides,
 }
 
 /// `[storage]`: the write-ahead log (DESIGN.md 5.3).
@@ -59,8 +63,6 @@ impl Default for StorageSettings {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TransportSettings {
-    /// A frame announcing more than this closes the connection.
-    pub frame_bytes_max: u32,
     /// Frames waiting for one peer's sender thread; beyond it they are
     /// dropped and Raft retransmits.
     pub queue_depth: usize,
@@ -68,10 +70,7 @@ pub struct TransportSettings {
 
 impl Default for TransportSettings {
     fn default() -> TransportSettings {
-        TransportSettings {
-            frame_bytes_max: 16 << 20,
-            queue_depth: 1024,
-        }
+        TransportSettings { queue_depth: 1024 }
     }
 }
 
@@ -85,21 +84,9 @@ impl StorageSettings {
 }
 
 impl TransportSettings {
-    /// An Append of `append_bytes_max` payload bytes must fit one frame with
-    /// its per-entry headers; twice the payload is the headroom we ask for.
-    pub(crate) fn validate(&self, raft: &RaftConfig) -> Result<(), SettingsError> {
+    pub(crate) fn validate(&self) -> Result<(), SettingsError> {
         if self.queue_depth == 0 {
             return Err(bad("transport.queue_depth", "must be > 0"));
-        }
-        let needed = (raft.append_bytes_max as u64).saturating_mul(2);
-        if u64::from(self.frame_bytes_max) < needed {
-            return Err(SettingsError::BadValue {
-                key: "transport.frame_bytes_max".to_owned(),
-                reason: format!(
-                    "{} must be at least twice raft.append_bytes_max={}",
-                    self.frame_bytes_max, raft.append_bytes_max
-                ),
-            });
         }
         Ok(())
     }
@@ -138,6 +125,7 @@ impl ConfigFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::Limits;
 
     fn parse(text: &str) -> Result<ConfigFile, SettingsError> {
         ConfigFile::parse(text, Path::new("test.toml"))
@@ -191,18 +179,22 @@ mod tests {
     }
 
     #[test]
-    fn transport_frames_must_hold_an_append() {
-        let raft = RaftConfig::default();
-        let small = TransportSettings {
-            frame_bytes_max: 1 << 20,
-            ..TransportSettings::default()
-        };
-        let e = small.validate(&raft).unwrap_err().to_string();
-        assert!(
-            e.starts_with("bad transport.frame_bytes_max: 1048576"),
-            "{e}"
-        );
-        TransportSettings::default().validate(&raft).unwrap();
+    fn the_limits_table_takes_its_keys_and_derives_the_rest() {
+        let file = parse("[limits]\nvalue_bytes_max = 2048\n").unwrap();
+        let limits = Limits::with_overrides(&file.limits);
+        assert_eq!(limits, Limits::derive(2048));
+        let e = parse("[limits]\nframe_bytes = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `frame_bytes`"), "{e}");
+    }
+
+    #[test]
+    fn frame_bytes_max_is_no_longer_a_transport_key() {
+        let e = parse("[transport]\nframe_bytes_max = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `frame_bytes_max`"), "{e}");
     }
 
     #[test]
@@ -215,15 +207,9 @@ mod tests {
             storage.validate().unwrap_err().to_string(),
             "bad storage.segment_bytes_max: must be > 0"
         );
-        let transport = TransportSettings {
-            queue_depth: 0,
-            ..TransportSettings::default()
-        };
+        let transport = TransportSettings { queue_depth: 0 };
         assert_eq!(
-            transport
-                .validate(&RaftConfig::default())
-                .unwrap_err()
-                .to_string(),
+            transport.validate().unwrap_err().to_string(),
             "bad transport.queue_depth: must be > 0"
         );
     }

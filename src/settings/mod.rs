@@ -71,7 +71,9 @@ pub struct Settings {
     pub debug: bool,
     pub metrics_file: Option<PathBuf>,
     /// `enable_subleader` already reflects `--original-raft` and
-    /// `ENABLE_SUBLEADER`.
+    /// `ENABLE_SUBLEADER`; `raft.limits` is the validated limits table
+    /// (the config file's `[limits]`), which the runtime, the transport,
+    /// the WAL and the client port take their byte limits from.
     pub raft: RaftConfig,
     pub storage: StorageSettings,
     pub transport: TransportSettings,

@@ -6,6 +6,7 @@ use super::discovery::find_self;
 use super::file::{CLIENT_PORT_OFFSET_DEFAULT, ConfigFile};
 use super::peers::{default_bind_ip, parse_bind_host, parse_peers, split_list};
 use super::*;
+use crate::limits::Limits;
 use clap::Parser;
 use std::net::IpAddr;
 use std::path::Path;
@@ -191,9 +192,20 @@ fn server(args: &ServerArgs, env: Env, is_local: IsLocal) -> Result<Settings, Se
     )?;
     warnings.extend(cluster_shape_warnings(&peers));
 
-    let raft = raft_config(file.raft, layer.enable_subleader)?;
+    let limits = Limits::with_overrides(&file.limits);
+    limits.validate().map_err(|e| SettingsError::BadValue {
+        key: format!("limits.{}", e.key),
+        reason: e.reason,
+    })?;
+    let raft = raft_config(
+        RaftConfig {
+            limits,
+            ..file.raft
+        },
+        layer.enable_subleader,
+    )?;
     file.storage.validate()?;
-    file.transport.validate(&raft)?;
+    file.transport.validate()?;
     Ok(Settings {
         node_id,
         cluster_id: cluster_id(layer.cluster_id)?,

@@ -5,10 +5,12 @@
 //! on a real data dir.
 
 use super::StorageError;
-use super::record::{Record, SegmentHeader, WAL_MAGIC, WAL_VERSION, encode_frame};
+use super::WalOptions;
+use super::record::{
+    RECORD_BYTES_MAX, Record, SegmentHeader, WAL_MAGIC, WAL_VERSION, encode_frame, persist_records,
+};
 use super::recovery::recover_segment_bytes;
 use crate::core::types::{Entry, HardState, LogIndex};
-use std::borrow::Cow;
 use std::path::Path;
 
 /// The name failures report for the in-memory segment.
@@ -21,6 +23,10 @@ pub struct WalImage {
     /// Written, not yet fsynced.
     cached: Vec<u8>,
     frame: Vec<u8>,
+    /// Largest record written, as `WalOptions::record_bytes_max`.
+    record_bytes_max: usize,
+    /// The commit index of the last hard state written.
+    commit: LogIndex,
 }
 
 impl Default for WalImage {
@@ -40,29 +46,33 @@ impl WalImage {
             last_index: LogIndex(0),
         });
         let mut durable = Vec::new();
-        encode_frame(&header, &mut durable).expect("a header is small");
+        encode_frame(&header, &mut durable, RECORD_BYTES_MAX).expect("a header is small");
         WalImage {
             durable,
             cached: Vec::new(),
             frame: Vec::new(),
+            record_bytes_max: WalOptions::default().record_bytes_max,
+            commit: LogIndex(0),
         }
     }
 
-    /// Appends one record (as `FileStorage::persist` does) to the cache.
+    /// Appends the records of one persist, split as `FileStorage::persist`
+    /// splits them, to the cache.
     pub fn write(
         &mut self,
         hard_state: Option<&HardState>,
         entries: &[Entry],
     ) -> Result<(), StorageError> {
-        let record = Record::Batch {
-            hard_state: hard_state.copied(),
-            entries: Cow::Borrowed(entries),
-        };
-        encode_frame(&record, &mut self.frame).map_err(|bytes| StorageError::RecordTooLarge {
-            bytes,
-            max: super::record::RECORD_BYTES_MAX,
-        })?;
-        self.cached.extend_from_slice(&self.frame);
+        let max = self.record_bytes_max;
+        let records = persist_records(hard_state, self.commit, entries, max)
+            .map_err(|bytes| StorageError::RecordTooLarge { bytes, max })?;
+        for record in &records {
+            encode_frame(record, &mut self.frame, max).expect("persist_records bounds each record");
+            self.cached.extend_from_slice(&self.frame);
+        }
+        if let Some(hard_state) = hard_state {
+            self.commit = hard_state.commit;
+        }
         Ok(())
     }
 
@@ -92,6 +102,7 @@ impl WalImage {
         let (hard_state, entries, good_bytes) =
             recover_segment_bytes(Path::new(IMAGE_PATH), &self.durable)?;
         self.durable.truncate(good_bytes);
+        self.commit = hard_state.commit;
         Ok((hard_state, entries))
     }
 }
@@ -126,6 +137,42 @@ mod tests {
         let (recovered_hs, log) = image.recover().unwrap();
         assert_eq!(recovered_hs, hs);
         assert_eq!(log, entries(1, 2));
+    }
+
+    /// The simulator's disk splits a large write as the real WAL does, so a
+    /// crash in the middle keeps a prefix of whole records: term and vote
+    /// from the first, the commit index only with the last.
+    #[test]
+    fn a_crash_inside_a_split_write_keeps_whole_records_only() {
+        let hs = HardState {
+            term: Term(2),
+            vote: Some(NodeId(1)),
+            commit: LogIndex(10),
+        };
+        let mut probe = WalImage::new();
+        probe.record_bytes_max = 400;
+        probe.write(Some(&hs), &entries(1, 10)).unwrap();
+        let written = probe.cached_bytes();
+        let mut prefixes = std::collections::BTreeSet::new();
+        for keep in 0..=written {
+            let mut image = WalImage::new();
+            image.record_bytes_max = 400;
+            image.write(Some(&hs), &entries(1, 10)).unwrap();
+            image.crash(keep);
+            let (recovered, log) = image.recover().unwrap();
+            assert_eq!(log, entries(1, log.len() as u64), "kept {keep}");
+            let want = match log.len() {
+                0 => HardState::default(),
+                10 => hs,
+                _ => HardState {
+                    commit: LogIndex(0),
+                    ..hs
+                },
+            };
+            assert_eq!(recovered, want, "kept {keep} of {written}");
+            prefixes.insert(log.len());
+        }
+        assert!(prefixes.len() >= 4, "whole-record prefixes: {prefixes:?}");
     }
 
     #[test]

@@ -23,10 +23,16 @@ pub const WAL_VERSION: u32 = 1;
 /// Length and CRC.
 pub const FRAME_HEADER_BYTES: usize = 8;
 
-/// No record is larger. A length field above it cannot come from a torn
-/// write (which leaves a prefix of what we wrote), so it is reported as
-/// corruption instead of being cut off as a torn tail.
-pub const RECORD_BYTES_MAX: usize = 256 << 20;
+/// No record is larger, whatever `WalOptions::record_bytes_max` a writer
+/// used. A length field above it cannot come from a torn write (which leaves
+/// a prefix of what we wrote), so it is reported as corruption instead of
+/// being cut off as a torn tail.
+pub const RECORD_BYTES_MAX: usize = crate::limits::WAL_RECORD_FORMAT_BYTES_MAX;
+
+/// What a `Record::Batch` adds to its entries' `Entry::size_bytes`: the
+/// record tag, an optional hard state and the entry count, each varint at
+/// its longest (checked by a test).
+pub const BATCH_OVERHEAD_BYTES: usize = 64;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentHeader {
@@ -54,15 +60,71 @@ pub enum Record<'a> {
     },
 }
 
-/// Encodes `record` as one frame, replacing the contents of `buf`.
-pub fn encode_frame(record: &Record<'_>, buf: &mut Vec<u8>) -> Result<(), usize> {
+/// The records one `persist` call is written as: runs of `entries` whose
+/// `Entry::size_bytes` sum to at most `record_bytes_max` less the batch
+/// overhead (always at least one record). A crash may keep any prefix of
+/// them, so each must leave a well-formed log on its own:
+/// - term and vote go with the first record, so that no entry of a new
+///   term is on disk under an older term;
+/// - the commit index goes with the last, so that it never covers entries
+///   that are not on disk (records before it repeat `stored_commit`, the
+///   commit index on disk, which a truncation never passes).
+///
+/// `Err` carries the size of a record holding an entry that alone does not
+/// fit; nothing should be written then.
+pub fn persist_records<'a>(
+    hard_state: Option<&HardState>,
+    stored_commit: LogIndex,
+    entries: &'a [Entry],
+    record_bytes_max: usize,
+) -> Result<Vec<Record<'a>>, usize> {
+    let budget_bytes = record_bytes_max.saturating_sub(BATCH_OVERHEAD_BYTES);
+    if let Some(entry) = entries.iter().find(|e| e.size_bytes() > budget_bytes) {
+        return Err(entry.size_bytes() + BATCH_OVERHEAD_BYTES);
+    }
+    let mut runs = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, entry) in entries.iter().enumerate() {
+        if i > start && bytes + entry.size_bytes() > budget_bytes {
+            runs.push(&entries[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += entry.size_bytes();
+    }
+    runs.push(&entries[start..]);
+    let last = runs.len() - 1;
+    let records = runs
+        .into_iter()
+        .enumerate()
+        .map(|(i, run)| Record::Batch {
+            hard_state: match (hard_state, i == last) {
+                (Some(hs), true) => Some(*hs),
+                (Some(hs), false) if i == 0 => Some(HardState {
+                    commit: stored_commit,
+                    ..*hs
+                }),
+                (Some(_), false) | (None, _) => None,
+            },
+            entries: Cow::Borrowed(run),
+        })
+        .collect();
+    Ok(records)
+}
+
+/// Encodes `record` as one frame, replacing the contents of `buf`; a
+/// payload above `payload_bytes_max` is an error carrying its size.
+pub fn encode_frame(
+    record: &Record<'_>,
+    buf: &mut Vec<u8>,
+    payload_bytes_max: usize,
+) -> Result<(), usize> {
     buf.clear();
     buf.extend_from_slice(&[0; FRAME_HEADER_BYTES]);
     let taken = std::mem::take(buf);
     *buf = postcard::to_extend(record, taken)
         .expect("postcard encoding into a Vec only fails on unsupported types");
     let payload_bytes = buf.len() - FRAME_HEADER_BYTES;
-    if payload_bytes > RECORD_BYTES_MAX {
+    if payload_bytes > payload_bytes_max.min(RECORD_BYTES_MAX) {
         return Err(payload_bytes);
     }
     let crc = crc32fast::hash(&buf[FRAME_HEADER_BYTES..]);
@@ -249,8 +311,34 @@ mod tests {
 
     fn framed(record: &Record<'_>) -> Vec<u8> {
         let mut buf = Vec::new();
-        encode_frame(record, &mut buf).unwrap();
+        encode_frame(record, &mut buf, RECORD_BYTES_MAX).unwrap();
         buf
+    }
+
+    #[test]
+    fn a_batch_adds_at_most_its_overhead_to_its_entries() {
+        let entries: Vec<Entry> = [0usize, 5, 70_000]
+            .iter()
+            .map(|bytes| Entry {
+                term: Term(u64::MAX),
+                index: LogIndex(u64::MAX),
+                payload: EntryPayload::Command(vec![0xff; *bytes]),
+            })
+            .collect();
+        let entry_bytes: usize = entries.iter().map(Entry::size_bytes).sum();
+        let record = Record::Batch {
+            hard_state: Some(HardState {
+                term: Term(u64::MAX),
+                vote: Some(NodeId(u64::MAX)),
+                commit: LogIndex(u64::MAX),
+            }),
+            entries: Cow::Owned(entries),
+        };
+        let payload = postcard::to_allocvec(&record).unwrap().len();
+        assert!(
+            payload <= entry_bytes + BATCH_OVERHEAD_BYTES,
+            "payload={payload} entries={entry_bytes}"
+        );
     }
 
     #[test]

@@ -314,7 +314,7 @@ mod tests {
         let path = tmp.path().join(segment_file_name(1));
         let (mut bytes, mut frame, mut last_offset) = (Vec::new(), Vec::new(), 0);
         for record in records {
-            encode_frame(record, &mut frame).unwrap();
+            encode_frame(record, &mut frame, crate::storage::record::RECORD_BYTES_MAX).unwrap();
             last_offset = bytes.len() as u64;
             bytes.extend_from_slice(&frame);
         }

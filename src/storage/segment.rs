@@ -129,7 +129,8 @@ impl ActiveSegment {
             last_index,
         });
         let mut buf = Vec::new();
-        encode_frame(&header, &mut buf).expect("a segment header is a few dozen bytes");
+        encode_frame(&header, &mut buf, super::record::RECORD_BYTES_MAX)
+            .expect("a segment header is a few dozen bytes");
         let mut segment = ActiveSegment {
             seq,
             path,

@@ -2,16 +2,19 @@
 //!
 //! The data dir holds `LOCK` and segments `wal-<16-digit seq>.log`. Each
 //! `persist` call appends one record (see `record.rs`) to the newest segment
-//! and fsyncs it once, however many entries it carries. When a segment
-//! reaches `segment_bytes_max`, the next record goes to a new segment that
-//! starts with the current hard state and last index.
+//! and fsyncs it once, however many entries it carries; a call whose entries
+//! exceed `record_bytes_max` is split into several records, still with one
+//! fsync. When a segment reaches `segment_bytes_max`, the next record goes
+//! to a new segment that starts with the current hard state and last index.
 
-use super::record::{RECORD_BYTES_MAX, Record, encode_frame};
+use super::record::{
+    BATCH_OVERHEAD_BYTES, RECORD_BYTES_MAX, Record, encode_frame, persist_records,
+};
 use super::recovery::{SegmentInfo, recover};
 use super::segment::{ActiveSegment, create_and_lock_dir, list_segments, sync_dir};
 use super::{Storage, StorageError, check_persist};
 use crate::core::types::{ClusterConfig, Entry, HardState, LogIndex, RestoredState};
-use std::borrow::Cow;
+use crate::limits::Limits;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -23,6 +26,9 @@ pub struct WalOptions {
     pub segment_bytes_max: u64,
     /// Turning this off gives up durability: only for benchmarks and tests.
     pub fsync: bool,
+    /// Largest record payload written (limits.wal_record_bytes_max): a
+    /// `persist` of more is split. At most the format's `RECORD_BYTES_MAX`.
+    pub record_bytes_max: usize,
 }
 
 impl Default for WalOptions {
@@ -30,6 +36,7 @@ impl Default for WalOptions {
         WalOptions {
             segment_bytes_max: 64 << 20,
             fsync: true,
+            record_bytes_max: Limits::default().wal_record_bytes_max,
         }
     }
 }
@@ -73,6 +80,13 @@ impl FileStorage {
         initial_config: ClusterConfig,
         options: WalOptions,
     ) -> Result<(FileStorage, RestoredState), StorageError> {
+        // Validated with the limits table (`Limits::validate`).
+        assert!(
+            options.record_bytes_max > BATCH_OVERHEAD_BYTES
+                && options.record_bytes_max <= RECORD_BYTES_MAX,
+            "record_bytes_max={} outside ({BATCH_OVERHEAD_BYTES}, {RECORD_BYTES_MAX}]",
+            options.record_bytes_max
+        );
         let lock = create_and_lock_dir(dir)?;
         let listed = list_segments(dir)?;
         let recovered = recover(dir, &listed)?;
@@ -171,8 +185,9 @@ impl FileStorage {
         self.on_segment_created()
     }
 
-    /// Appends the record in `frame_buf` and, with `fsync`, makes it durable.
-    fn write_frame(&mut self) -> Result<(), StorageError> {
+    /// Appends the record in `frame_buf`, starting a new segment first if
+    /// the active one is full. Not durable until `sync_active`.
+    fn append_frame(&mut self) -> Result<(), StorageError> {
         if self.active.bytes >= self.options.segment_bytes_max && self.active.batches > 0 {
             self.roll_over()?;
         }
@@ -180,9 +195,42 @@ impl FileStorage {
         self.active.batches += 1;
         self.stats.bytes_written += self.frame_buf.len() as u64;
         self.stats.records_written += 1;
+        Ok(())
+    }
+
+    /// With `fsync`, makes every record appended so far durable.
+    fn sync_active(&mut self) -> Result<(), StorageError> {
         if self.options.fsync {
             self.active.sync()?;
             self.stats.fsyncs += 1;
+        }
+        Ok(())
+    }
+
+    /// Encodes and appends one record of `persist_records`, then moves the
+    /// stored view (which a segment started next repeats in its header)
+    /// past it.
+    fn append_record(&mut self, record: &Record<'_>) -> Result<(), StorageError> {
+        // `persist_records` kept the record's `size_bytes` within the limit,
+        // and `size_bytes` bounds the encoding: a bigger record is a bug in
+        // that bound.
+        let max = self.options.record_bytes_max;
+        if let Err(bytes) = encode_frame(record, &mut self.frame_buf, max) {
+            panic!("WAL record of {bytes} bytes above record_bytes_max={max} after splitting");
+        }
+        self.append_frame()?;
+        let Record::Batch {
+            hard_state,
+            entries,
+        } = record
+        else {
+            unreachable!("persist writes batches only");
+        };
+        if let Some(last) = entries.last() {
+            self.last_index = last.index;
+        }
+        if let Some(hard_state) = hard_state {
+            self.hard_state = *hard_state;
         }
         Ok(())
     }
@@ -209,26 +257,23 @@ impl Storage for FileStorage {
         if hard_state.is_none() && entries.is_empty() {
             return Ok(());
         }
-        let record = Record::Batch {
-            hard_state: hard_state.copied(),
-            entries: Cow::Borrowed(entries),
-        };
-        encode_frame(&record, &mut self.frame_buf).map_err(|bytes| {
-            StorageError::RecordTooLarge {
-                bytes,
-                max: RECORD_BYTES_MAX,
-            }
+        let records = persist_records(
+            hard_state,
+            self.hard_state.commit,
+            entries,
+            self.options.record_bytes_max,
+        )
+        .map_err(|bytes| StorageError::RecordTooLarge {
+            bytes,
+            max: self.options.record_bytes_max,
         })?;
-        if let Err(err) = self.write_frame() {
+        if let Err(err) = self.write_records(&records) {
             // A partial record may now sit at the end of the file; appending
             // after it would turn a torn tail into mid-log corruption.
             self.poisoned = true;
             return Err(err);
         }
-        self.last_index = last_index;
-        if let Some(hard_state) = hard_state {
-            self.hard_state = *hard_state;
-        }
+        assert_eq!(self.last_index, last_index, "records written end elsewhere");
         Ok(())
     }
 
@@ -243,6 +288,14 @@ impl Storage for FileStorage {
 }
 
 impl FileStorage {
+    /// The records of one `persist` (see `persist_records`), then one fsync.
+    fn write_records(&mut self, records: &[Record<'_>]) -> Result<(), StorageError> {
+        for record in records {
+            self.append_record(record)?;
+        }
+        self.sync_active()
+    }
+
     fn sync_everything(&mut self) -> Result<(), StorageError> {
         if self.active.unsynced {
             self.active.sync()?;
@@ -274,6 +327,7 @@ mod tests {
         let options = WalOptions {
             segment_bytes_max,
             fsync: false,
+            ..WalOptions::default()
         };
         FileStorage::open(dir, ClusterConfig::new(vec![NodeId(0)]), options)
             .unwrap()

@@ -68,7 +68,11 @@ pub struct TransportConfig {
 }
 
 impl TransportConfig {
-    pub const FRAME_BYTES_MAX_DEFAULT: u32 = 16 << 20;
+    /// The default limits table's frame limit; a node takes its own from
+    /// its `Limits` (DESIGN.md 7).
+    pub fn frame_bytes_max_default() -> u32 {
+        crate::limits::Limits::default().frame_bytes_max_u32()
+    }
     pub const QUEUE_DEPTH_DEFAULT: usize = 4096;
 
     /// A config with the default limits, timeouts and no delay.
@@ -83,7 +87,7 @@ impl TransportConfig {
             cluster_id: cluster_id.into(),
             listen,
             peers,
-            frame_bytes_max: Self::FRAME_BYTES_MAX_DEFAULT,
+            frame_bytes_max: Self::frame_bytes_max_default(),
             queue_depth: Self::QUEUE_DEPTH_DEFAULT,
             reconnect_backoff_ms_min: 5,
             reconnect_backoff_ms_max: 500,

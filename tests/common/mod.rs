@@ -290,6 +290,14 @@ impl TestCluster {
             .collect()
     }
 
+    /// Node `i`'s exit status if its process has ended on its own (None
+    /// while it runs, or when the test never started it).
+    pub fn exit_status(&mut self, i: usize) -> Option<ExitStatus> {
+        self.children[i]
+            .as_mut()
+            .and_then(|child| child.try_wait().expect("try_wait"))
+    }
+
     pub fn pid(&self, i: usize) -> u32 {
         self.children[i]
             .as_ref()

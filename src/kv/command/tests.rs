@@ -176,6 +176,10 @@ fn values_over_the_limit_are_refused_before_the_log() {
             value_bytes_max: 3
         })
     );
+    assert_eq!(
+        too_big(&["SET", "k", "abcd"]).unwrap_err().to_string(),
+        "ERR value is too large (4 bytes, limit 3)"
+    );
     assert!(too_big(&["APPEND", "k", "abcd"]).is_err());
     assert!(too_big(&["CAS", "k", "abcd", "a"]).is_err());
     assert!(too_big(&["CAS", "k", "a", "abcd"]).is_err());

@@ -265,6 +265,23 @@ fn invalid_values_are_named_by_key() {
 }
 
 #[test]
+fn the_limits_table_comes_from_the_file_and_is_validated_at_start_up() {
+    // DESIGN.md 7: "One table of limits, validated at start-up with their
+    // relations asserted".
+    let settings = server(&["--node-id", "0"], &[], Some(&file_with("")));
+    assert_eq!(settings.raft.limits, Limits::default());
+    let file = file_with("[limits]\nvalue_bytes_max = 4194304\n");
+    let settings = server(&["--node-id", "0"], &[], Some(&file));
+    assert_eq!(settings.raft.limits, Limits::derive(4 << 20));
+    let file = file_with("[limits]\nvalue_bytes_max = 4194304\nframe_bytes_max = 1048576\n");
+    assert_eq!(
+        error(&["--node-id", "0"], &[], Some(&file)),
+        "bad limits.frame_bytes_max: append_bytes_max + 256=4260096 exceeds \
+         frame_bytes_max=1048576 (one frame must carry the largest Append)"
+    );
+}
+
+#[test]
 fn suspicious_clusters_are_warned_about() {
     let even = server(&["--peers", "192.0.2.13:5000,192.0.2.14:5000"], &[], None);
     assert!(
