@@ -49,8 +49,12 @@ pub enum ReadOp {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WriteOp {
     /// `SET key value [NX|XX] [GET]`
+    // serde_bytes: the same encoding as a sequence of u8 in postcard (the
+    // log format does not change), copied in one go instead of per byte.
     Set {
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
         condition: SetCondition,
         /// Reply with the old value (nil if none) instead of OK.
@@ -59,15 +63,27 @@ pub enum WriteOp {
     /// `DEL key [key ...]`: replies with the number of keys removed.
     Del(Vec<Vec<u8>>),
     /// `APPEND key value`: replies with the new length.
-    Append { key: Vec<u8>, value: Vec<u8> },
+    Append {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+    },
     /// `INCR key` is `IncrBy { delta: 1 }`.
-    IncrBy { key: Vec<u8>, delta: i64 },
+    IncrBy {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        delta: i64,
+    },
     /// `CAS key expected new` (sraft extension): set to `new` iff the
     /// current value is exactly `expected`; replies :1 if it did, :0 if not
     /// (including when the key is missing: use `SET NX` to create).
     Cas {
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
         expected: Vec<u8>,
+        #[serde(with = "serde_bytes")]
         new: Vec<u8>,
     },
 }
