@@ -8,6 +8,8 @@ use sraft::limits::Limits;
 use sraft::settings::{ClientOp, Command, Settings, SettingsError};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::{Command as Process, Stdio};
+use std::time::{Duration, Instant};
 
 fn no_env(_: &str) -> Option<String> {
     None
@@ -252,4 +254,133 @@ fn client_commands_parse_into_typed_ops() {
         panic!("set without value");
     };
     assert_eq!(missing.kind(), ErrorKind::MissingRequiredArgument);
+}
+
+/// Issue 13: "the seed's `RaftConfig` names and units (`primary_timeout_min
+/// = 0.15` in seconds, etc.) are accepted as aliases of today's `*_ms` keys"
+/// and "the seed's exact timings stay available as a config file in
+/// `conf/`".
+#[test]
+fn seed_timings_conf_gives_seed_000s_raft_config() {
+    let settings = server(&["--config", &conf("seed-timings.toml"), "--node-id", "0"]);
+    let raft = &settings.raft;
+    // Seed 000, "RaftConfig 주요 설정", value by value.
+    assert_eq!(raft.heartbeat_interval_ms, 50);
+    assert!(raft.enable_subleader);
+    assert_eq!(raft.subleader_ratio, 0.4);
+    assert_eq!(
+        (raft.primary_timeout_ms_min, raft.primary_timeout_ms_max),
+        (150, 200)
+    );
+    assert_eq!(
+        (raft.secondary_timeout_ms_min, raft.secondary_timeout_ms_max),
+        (250, 350)
+    );
+    assert_eq!(
+        (raft.follower_timeout_ms_min, raft.follower_timeout_ms_max),
+        (300, 1000)
+    );
+    assert_eq!(raft.leader_stickiness_ms, 100);
+    assert_eq!(settings.peers.len(), 5);
+    assert!(settings.warnings.is_empty(), "{:?}", settings.warnings);
+}
+
+#[test]
+fn every_seed_name_is_an_alias_of_its_ms_key() {
+    // A valid value for each, off the default so that it shows.
+    let cases = [
+        ("heartbeat_interval", "0.04", 40),
+        ("primary_timeout_min", "0.16", 160),
+        ("primary_timeout_max", "0.21", 210),
+        ("secondary_timeout_min", "0.26", 260),
+        ("secondary_timeout_max", "0.36", 360),
+        ("follower_timeout_min", "0.31", 310),
+        ("follower_timeout_max", "1.5", 1500),
+    ];
+    let aliases = sraft::settings::SEED_ALIASES;
+    assert_eq!(aliases.len(), cases.len());
+    for ((seed, ms_key), (name, seconds, ms)) in aliases.iter().zip(cases) {
+        assert_eq!(*seed, name);
+        let by_seed = with_raft_table(&format!("{seed} = {seconds}\n")).raft;
+        let by_ms = with_raft_table(&format!("{ms_key} = {ms}\n")).raft;
+        assert_eq!(by_seed, by_ms, "{seed} = {seconds} vs {ms_key} = {ms}");
+        let fields = toml::Value::try_from(&by_seed).unwrap();
+        assert_eq!(fields[*ms_key].as_integer(), Some(ms), "{ms_key}");
+    }
+}
+
+/// Issue 13: "a file mixing both for one setting is an error naming both".
+#[test]
+fn one_setting_under_both_names_is_a_one_line_error_naming_both_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mixed.toml");
+    std::fs::write(
+        &path,
+        "peers = [\"127.0.0.1:5000\"]\n[raft]\nheartbeat_interval = 0.05\nheartbeat_interval_ms = 50\n",
+    )
+    .unwrap();
+    let e = error(&["--config", path.to_str().unwrap()]);
+    assert!(e.contains("mixed.toml' line 4: "), "{e}");
+    assert!(e.contains("`heartbeat_interval`"), "{e}");
+    assert!(e.contains("`heartbeat_interval_ms`"), "{e}");
+    assert!(!e.contains('\n'), "{e}");
+
+    // The binary: that line on stderr, status 2, nothing opened.
+    let data_dir = dir.path().join("data");
+    let mut child = Process::new(env!("CARGO_BIN_EXE_sraft"))
+        .args(["--config", path.to_str().unwrap(), "--node-id", "0"])
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .env_remove("RAFT_PEERS")
+        .env_remove("RAFT_NODE_ID")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sraft");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("sraft with a mixed config did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr, format!("sraft: {e}\n"));
+    assert!(!data_dir.exists(), "the data dir was created");
+}
+
+#[test]
+fn a_bad_value_given_by_its_seed_name_is_reported_with_that_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inverted.toml");
+    std::fs::write(
+        &path,
+        "peers = [\"127.0.0.1:5000\"]\n[raft]\nprimary_timeout_min = 0.3\n",
+    )
+    .unwrap();
+    assert_eq!(
+        error(&["--config", path.to_str().unwrap()]),
+        "invalid raft config: primary_timeout_ms_min=300 is above primary_timeout_ms_max=200 \
+         (in the file, `primary_timeout_min` (seconds) sets primary_timeout_ms_min)"
+    );
+}
+
+/// Settings of a one-node cluster whose `[raft]` table is `raft`.
+fn with_raft_table(raft: &str) -> Settings {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("raft.toml");
+    std::fs::write(
+        &path,
+        format!("peers = [\"127.0.0.1:5000\"]\n[raft]\n{raft}"),
+    )
+    .unwrap();
+    server(&["--config", path.to_str().unwrap(), "--node-id", "0"])
 }

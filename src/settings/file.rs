@@ -5,7 +5,7 @@
 //! not quietly leave a setting at its default.
 
 use super::SettingsError;
-use crate::core::RaftConfig;
+use super::raft_table::RaftTable;
 use crate::limits::LimitsOverrides;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -28,8 +28,9 @@ pub(crate) struct ConfigFile {
     pub data_dir: Option<PathBuf>,
     pub metrics_file: Option<PathBuf>,
     pub debug: Option<bool>,
+    /// `[raft]`: `RaftConfig`'s keys, or seed 000's names in seconds.
     #[serde(default)]
-    pub raft: RaftConfig,
+    pub raft: RaftTable,
     #[serde(default)]
     pub storage: StorageSettings,
     #[serde(default)]
@@ -125,6 +126,7 @@ impl ConfigFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::RaftConfig;
     use crate::limits::Limits;
 
     fn parse(text: &str) -> Result<ConfigFile, SettingsError> {
@@ -135,14 +137,14 @@ mod tests {
     fn empty_file_is_all_defaults() {
         let file = parse("").unwrap();
         assert_eq!(file, ConfigFile::default());
-        assert_eq!(file.raft, RaftConfig::default());
+        assert_eq!(file.raft.0, RaftConfig::default());
     }
 
     #[test]
     fn sections_fill_missing_keys_with_defaults() {
         let file = parse("[raft]\nheartbeat_interval_ms = 20\n[storage]\nfsync = false\n").unwrap();
-        assert_eq!(file.raft.heartbeat_interval_ms, 20);
-        assert_eq!(file.raft.follower_timeout_ms_max, 1000);
+        assert_eq!(file.raft.0.heartbeat_interval_ms, 20);
+        assert_eq!(file.raft.0.follower_timeout_ms_max, 1000);
         assert!(!file.storage.fsync);
         assert_eq!(file.storage.segment_bytes_max, 64 << 20);
     }
@@ -170,6 +172,56 @@ mod tests {
             assert!(line.contains(&format!("unknown field `{key}`")), "{line}");
             assert!(line.contains("line 2"), "{line}");
         }
+    }
+
+    #[test]
+    fn seed_names_in_seconds_set_the_millisecond_keys() {
+        let file = parse(
+            "[raft]\nheartbeat_interval = 0.05\nprimary_timeout_min = 0.12\n\
+             primary_timeout_max = 0.2\nfollower_timeout_max = 2\nsecondary_timeout_ms_min = 260\n",
+        )
+        .unwrap();
+        let raft = file.raft.0;
+        assert_eq!(raft.heartbeat_interval_ms, 50);
+        assert_eq!(raft.primary_timeout_ms_min, 120);
+        assert_eq!(raft.primary_timeout_ms_max, 200);
+        assert_eq!(raft.follower_timeout_ms_max, 2000);
+        // A `_ms` key of another setting mixes freely with the seed's names.
+        assert_eq!(raft.secondary_timeout_ms_min, 260);
+        assert_eq!(raft.secondary_timeout_ms_max, 350, "untouched default");
+    }
+
+    #[test]
+    fn a_setting_under_both_names_is_an_error_naming_both() {
+        for text in [
+            "[raft]\nprimary_timeout_min = 0.15\nprimary_timeout_ms_min = 150\n",
+            "[raft]\nprimary_timeout_ms_min = 150\nprimary_timeout_min = 0.15\n",
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains("line 3"), "{e}");
+            assert!(e.contains("`primary_timeout_min`"), "{e}");
+            assert!(e.contains("`primary_timeout_ms_min`"), "{e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
+    fn bad_seed_values_are_named_with_their_line() {
+        let e = parse("[raft]\n\nheartbeat_interval = \"50ms\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 3") && e.contains("`heartbeat_interval`"),
+            "{e}"
+        );
+        let e = parse("[raft]\nheartbeat_interval = 0.0505\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2") && e.contains("whole number"), "{e}");
+        let e = parse("[raft]\nenable_subleader = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2") && e.contains("invalid type"), "{e}");
     }
 
     #[test]

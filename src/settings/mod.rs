@@ -18,12 +18,14 @@ mod discovery;
 mod error;
 mod file;
 mod peers;
+mod raft_table;
 mod resolve;
 
 pub use cli::ClientOp;
 pub use error::{EXIT_STATUS_BAD_SETTINGS, SettingsError};
 pub use file::{CLIENT_PORT_OFFSET_DEFAULT, StorageSettings, TransportSettings};
 pub use peers::PEER_PORT_DEFAULT;
+pub use raft_table::SEED_ALIASES;
 
 use crate::core::{NodeId, RaftConfig};
 use std::ffi::OsString;

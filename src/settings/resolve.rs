@@ -6,6 +6,7 @@ use super::discovery::find_self;
 use super::file::{CLIENT_PORT_OFFSET_DEFAULT, ConfigFile};
 use super::peers::{default_bind_ip, parse_bind_host, parse_peers, split_list};
 use super::*;
+use crate::core::ConfigError;
 use crate::limits::Limits;
 use clap::Parser;
 use std::net::IpAddr;
@@ -200,10 +201,17 @@ fn server(args: &ServerArgs, env: Env, is_local: IsLocal) -> Result<Settings, Se
     let raft = raft_config(
         RaftConfig {
             limits,
-            ..file.raft
+            ..file.raft.0.clone()
         },
         layer.enable_subleader,
-    )?;
+    )
+    .map_err(|e| match e {
+        SettingsError::Raft(ConfigError(message)) => {
+            let note = file.raft.alias_note(&message);
+            SettingsError::Raft(ConfigError(message + &note))
+        }
+        other => other,
+    })?;
     file.storage.validate()?;
     file.transport.validate()?;
     Ok(Settings {
