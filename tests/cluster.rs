@@ -123,6 +123,20 @@ fn sigkill_of_the_leader_promotes_a_sub_leader() {
         )) || log.contains(&format!("[ELECTION SUCCESS] Node {} -> LEADER", new.leader)),
         "no success line in the winner's log since the kill:\n{log}"
     );
+    // Seed 001 7.2: "[INSTANT PROMOTION SUCCESS] Node X -> LEADER" with its
+    // "Time: 89.3ms", here on the same line.
+    let promotion = format!(
+        "[INSTANT PROMOTION SUCCESS] Node {} -> LEADER Time: ",
+        new.leader
+    );
+    if let Some(line) = log.lines().find(|l| l.contains(&promotion)) {
+        let time = line.split(&promotion).nth(1).unwrap_or_default();
+        let number = time.split("ms").next().unwrap_or_default();
+        assert!(
+            time.contains("ms") && number.parse::<f64>().is_ok(),
+            "the promotion time is not N.Nms: {line}"
+        );
+    }
     for i in cluster.running() {
         cluster.set(i, &format!("after-{i}"), "crash");
     }

@@ -197,7 +197,7 @@ fn large_writes_are_bounded_without_an_election_and_an_oversized_value_is_refuse
         .map(|i| {
             let log = cluster.log_since(i, log_marks[i]);
             log.lines()
-                .filter(|l| l.contains("[PROMOTION]") || l.contains("ELECTION]"))
+                .filter(|l| l.contains("[S-RAFT INSTANT PROMOTION]") || l.contains("ELECTION]"))
                 .count()
         })
         .collect();

@@ -2,6 +2,7 @@
 //! thread, the peer transport, the durable log; the client port sits on top.
 
 mod clock;
+mod log_lines;
 pub mod node;
 mod observe;
 mod raft_loop;
