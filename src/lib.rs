@@ -6,6 +6,7 @@ pub mod client;
 pub mod core;
 pub mod kv;
 pub mod limits;
+pub mod metrics;
 pub mod runtime;
 pub mod server;
 pub mod settings;

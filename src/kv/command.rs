@@ -355,6 +355,11 @@ const COMMANDS: &[CommandSpec] = &[
     },
 ];
 
+/// The names of the commands `Request::from_value` parses, in lower case.
+pub fn command_names() -> impl Iterator<Item = &'static str> {
+    COMMANDS.iter().map(|spec| spec.name)
+}
+
 /// Moves the arguments out in order; the arity check guarantees the count.
 fn take<const N: usize>(args: Vec<Vec<u8>>) -> [Vec<u8>; N] {
     args.try_into().unwrap_or_else(|args: Vec<_>| {

@@ -2,7 +2,7 @@
 //! published by the Raft thread after every batch so that readers never
 //! wait on it.
 
-use crate::core::{LogIndex, NodeId, Raft, Term};
+use crate::core::{LogIndex, NodeId, Raft, Role, Term};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NodeStatus {
@@ -18,6 +18,9 @@ pub struct NodeStatus {
     pub subleaders: Vec<(NodeId, Option<u64>)>,
     /// This follower's own rank, while valid.
     pub subleader_rank: Option<usize>,
+    /// Leader only: every other voter with the log index it is known to
+    /// hold (INFO's `# Replication`, `/metrics`).
+    pub followers: Vec<(NodeId, LogIndex)>,
     pub original_mode: bool,
 }
 
@@ -37,7 +40,20 @@ impl NodeStatus {
                 .map(|id| (*id, raft.srtt_us(*id)))
                 .collect(),
             subleader_rank: raft.subleader_rank(),
+            followers: followers(raft),
             original_mode: !raft.config().enable_subleader,
         }
     }
+}
+
+fn followers(raft: &Raft) -> Vec<(NodeId, LogIndex)> {
+    if raft.role() != Role::Leader {
+        return Vec::new();
+    }
+    raft.cluster()
+        .voters
+        .iter()
+        .filter(|id| **id != raft.id())
+        .filter_map(|id| raft.match_index(*id).map(|index| (*id, index)))
+        .collect()
 }

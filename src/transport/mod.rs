@@ -167,6 +167,8 @@ fn os_error_text(e: &io::Error) -> String {
 pub struct PeerStats {
     /// Messages written to the peer's socket.
     pub sent: u64,
+    /// Bytes of those messages' frames.
+    pub bytes_sent: u64,
     /// Messages dropped: queue full, stale when a connect failed, lost in a
     /// failed write, or larger than `frame_bytes_max`.
     pub dropped: u64,
@@ -179,6 +181,7 @@ pub struct PeerStats {
 #[derive(Default)]
 struct PeerCounters {
     sent: AtomicU64,
+    bytes: AtomicU64,
     dropped: AtomicU64,
     reconnects: AtomicU64,
     connected: AtomicBool,
@@ -188,10 +191,27 @@ impl PeerCounters {
     fn snapshot(&self) -> PeerStats {
         PeerStats {
             sent: self.sent.load(Ordering::Relaxed),
+            bytes_sent: self.bytes.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
             reconnects: self.reconnects.load(Ordering::Relaxed),
             connected: self.connected.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// The per-peer counters, readable from any thread after the transport
+/// itself has moved into the Raft thread (the metrics endpoint).
+#[derive(Clone)]
+pub struct PeerStatsReader {
+    peers: BTreeMap<NodeId, Arc<PeerCounters>>,
+}
+
+impl PeerStatsReader {
+    pub fn read(&self) -> BTreeMap<NodeId, PeerStats> {
+        self.peers
+            .iter()
+            .map(|(&id, counters)| (id, counters.snapshot()))
+            .collect()
     }
 }
 
@@ -399,6 +419,17 @@ impl Transport {
             .iter()
             .map(|(&id, peer)| (id, peer.counters.snapshot()))
             .collect()
+    }
+
+    /// A handle on `stats()` for other threads.
+    pub fn stats_reader(&self) -> PeerStatsReader {
+        PeerStatsReader {
+            peers: self
+                .peers
+                .iter()
+                .map(|(&id, peer)| (id, peer.counters.clone()))
+                .collect(),
+        }
     }
 
     /// Stops accepting, closes every connection, and joins every thread.

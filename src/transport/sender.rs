@@ -280,10 +280,12 @@ impl PeerSender {
             return false;
         };
         let written = conn.stream.write_all(&self.buf);
+        let bytes = self.buf.len() as u64;
         self.buf.clear();
         match written {
             Ok(()) => {
                 self.counters.sent.fetch_add(messages, Ordering::Relaxed);
+                self.counters.bytes.fetch_add(bytes, Ordering::Relaxed);
                 true
             }
             Err(e) => {
