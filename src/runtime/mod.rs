@@ -12,11 +12,12 @@ pub mod wal_thread;
 pub use clock::Clock;
 pub use node::{LogWrite, LogWriter, Network, Node, Query, Reply, RequestError, SyncWriter};
 pub use observe::Observer;
-pub use raft_loop::{Inboxes, ProductionNode, RaftLoop, Request};
+pub use raft_loop::{Inboxes, ProductionNode, RaftLoop, Request, Waiter};
 pub use status::NodeStatus;
 pub use wal_thread::{WalEvent, WalWriter};
 
 use crate::core::{ClusterConfig, NodeId, Raft, RaftConfig};
+use crate::metrics::Metrics;
 use crate::state_machine::StateMachine;
 use crate::storage::{FileStorage, StorageError, WalOptions};
 use crate::transport::{Transport, TransportConfig, TransportError};
@@ -83,6 +84,9 @@ impl std::error::Error for StartError {}
 pub struct NodeHandle<S> {
     pub requests: Sender<Request<S>>,
     pub status: Arc<Mutex<NodeStatus>>,
+    /// The node's counters; the client port and `/metrics` add to and read
+    /// them (DESIGN.md 4.8).
+    pub metrics: Arc<Metrics>,
     shutdown: Sender<()>,
     thread: Option<JoinHandle<Result<(), StorageError>>>,
 }
@@ -144,12 +148,11 @@ pub fn start_on<S: StateMachine + 'static>(
         restored.entries.len(),
         options.data_dir.display()
     );
-    let observer =
-        Observer::new(options.id, options.metrics_file.as_deref()).map_err(|source| {
-            StartError::Metrics {
-                path: options.metrics_file.clone().unwrap_or_default(),
-                source,
-            }
+    let metrics = Arc::new(Metrics::new());
+    let observer = Observer::new(options.id, options.metrics_file.as_deref(), metrics.clone())
+        .map_err(|source| StartError::Metrics {
+            path: options.metrics_file.clone().unwrap_or_default(),
+            source,
         })?;
     let peers: BTreeMap<NodeId, SocketAddr> = options
         .peers
@@ -170,6 +173,7 @@ pub fn start_on<S: StateMachine + 'static>(
     let (peer_tx, peer_rx) = bounded(INBOX_DEPTH);
     let transport = Transport::start_on(peer_listener, transport_config, peer_tx)
         .map_err(StartError::Transport)?;
+    metrics.set_peers(transport.stats_reader());
     let clock = Clock::start();
     // Runtime randomness is fine: only the simulator needs replayable seeds.
     let seed = rand::random::<u64>();
@@ -186,7 +190,8 @@ pub fn start_on<S: StateMachine + 'static>(
     // Durable reports are few (one per group commit) and must never be
     // dropped: the WAL thread waits rather than lose one.
     let (wal_tx, wal_rx) = bounded(INBOX_DEPTH);
-    let writer = WalWriter::start(storage, wal_tx).map_err(StartError::Spawn)?;
+    let writer =
+        WalWriter::start_with(storage, wal_tx, metrics.clone()).map_err(StartError::Spawn)?;
     let node = Node::new(raft, writer, transport, state_machine);
     let inboxes = Inboxes {
         peers: peer_rx,
@@ -194,7 +199,14 @@ pub fn start_on<S: StateMachine + 'static>(
         wal: wal_rx,
         shutdown: shutdown_rx,
     };
-    let raft_loop = RaftLoop::new(node, clock, observer, inboxes, status.clone());
+    let raft_loop = RaftLoop::new(
+        node,
+        clock,
+        observer,
+        inboxes,
+        status.clone(),
+        metrics.clone(),
+    );
     let thread = std::thread::Builder::new()
         .name("raft".into())
         .spawn(move || raft_loop.run())
@@ -202,6 +214,7 @@ pub fn start_on<S: StateMachine + 'static>(
     Ok(NodeHandle {
         requests: request_tx,
         status,
+        metrics,
         shutdown: shutdown_tx,
         thread: Some(thread),
     })

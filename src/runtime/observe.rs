@@ -1,23 +1,34 @@
 //! Turns core events into the seed's log lines (`tail -f node.log` tells the
-//! story; `log_lines.rs`) and, with `--metrics-file`, one JSON object per
-//! line for the experiments to read.
+//! story; `log_lines.rs`), into the counters of `/metrics` and INFO, and,
+//! with `--metrics-file`, into one JSON object per line for the experiments
+//! to read.
 
 use super::log_lines::{EventLines, kind_name, kind_rank, ms};
-use crate::core::{Event, NodeId};
+use crate::core::{Event, NodeId, Term};
+use crate::metrics::Metrics;
 use serde_json::{Value, json};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub struct Observer {
     id: NodeId,
     lines: EventLines,
+    counters: Arc<Metrics>,
+    /// The term this node last campaigned for, and when its first round
+    /// for it (pre-vote, retries, vote) started: a promotion's duration.
+    attempt: Option<(Term, u64)>,
     metrics: Option<File>,
 }
 
 impl Observer {
-    pub fn new(id: NodeId, metrics_file: Option<&Path>) -> io::Result<Observer> {
+    pub fn new(
+        id: NodeId,
+        metrics_file: Option<&Path>,
+        counters: Arc<Metrics>,
+    ) -> io::Result<Observer> {
         let metrics = match metrics_file {
             Some(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -30,6 +41,8 @@ impl Observer {
         Ok(Observer {
             id,
             lines: EventLines::new(id),
+            counters,
+            attempt: None,
             metrics,
         })
     }
@@ -38,8 +51,45 @@ impl Observer {
         for (level, line) in self.lines.lines(event) {
             log::log!(level, "{line}");
         }
+        self.count(now_us, event);
         if self.metrics.is_some() {
             self.write_metric(now_us, record(event));
+        }
+    }
+
+    fn count(&mut self, now_us: u64, event: &Event) {
+        let m = &self.counters;
+        match event {
+            Event::ElectionStarted {
+                term,
+                kind,
+                pre_vote,
+            } => {
+                if self.attempt.is_none_or(|(t, _)| t != *term) {
+                    self.attempt = Some((*term, now_us));
+                }
+                m.election_started(*kind, *pre_vote);
+            }
+            Event::BecameLeader {
+                term,
+                kind,
+                leader_silence_us,
+            } => {
+                let attempt_us = self
+                    .attempt
+                    .filter(|(t, _)| t == term)
+                    .map(|(_, started)| now_us.saturating_sub(started));
+                m.election_won(*kind, attempt_us, *leader_silence_us);
+            }
+            Event::SubleadersAssigned { .. } => m.subleaders_assigned(),
+            Event::RankChanged { .. } => {}
+            Event::LeaderChanged { leader, .. } => {
+                if leader.is_some() {
+                    m.leader_changed();
+                }
+            }
+            Event::SteppedDown { .. } => m.stepped_down(),
+            Event::LeaderUnreachable { .. } => m.crash_hint(),
         }
     }
 

@@ -5,11 +5,12 @@
 //! leave when it reports them durable, while this thread keeps ticking.
 
 use super::clock::Clock;
-use super::node::{Network, Node, Query, Reply};
+use super::node::{Network, Node, Query, Reply, RequestError};
 use super::observe::Observer;
 use super::status::NodeStatus;
 use super::wal_thread::{WalEvent, WalWriter};
 use crate::core::Message;
+use crate::metrics::{Metrics, Outcome};
 use crate::state_machine::StateMachine;
 use crate::storage::StorageError;
 use crate::transport::{Transport, TransportEvent};
@@ -46,7 +47,29 @@ impl Network for Transport {
 
 /// The production node: the KV store (or any state machine), the WAL
 /// thread, the TCP transport, clients answered over channels.
-pub type ProductionNode<S> = Node<S, WalWriter, Transport, Sender<Reply>>;
+pub type ProductionNode<S> = Node<S, WalWriter, Transport, Waiter>;
+
+/// A client request the driver holds until it is answered: where the
+/// answer goes, and what the metrics need to time it.
+pub struct Waiter {
+    reply: Sender<Reply>,
+    received_us: u64,
+    write: bool,
+}
+
+/// How an answer counts in the metrics.
+fn outcome(answer: &Reply) -> Outcome {
+    match answer {
+        Ok(_) => Outcome::Ok,
+        Err(RequestError::NotLeader { .. }) => Outcome::NotLeader,
+        Err(RequestError::LeadershipLost | RequestError::TransferInProgress) => Outcome::Lost,
+        Err(
+            RequestError::Busy
+            | RequestError::TooLarge { .. }
+            | RequestError::UncommittedFull { .. },
+        ) => Outcome::Refused,
+    }
+}
 
 /// The inputs of the Raft thread.
 pub struct Inboxes<S> {
@@ -62,6 +85,7 @@ pub struct RaftLoop<S> {
     observer: Observer,
     inboxes: Inboxes<S>,
     status: Arc<Mutex<NodeStatus>>,
+    metrics: Arc<Metrics>,
 }
 
 impl<S: StateMachine> RaftLoop<S> {
@@ -71,6 +95,7 @@ impl<S: StateMachine> RaftLoop<S> {
         observer: Observer,
         inboxes: Inboxes<S>,
         status: Arc<Mutex<NodeStatus>>,
+        metrics: Arc<Metrics>,
     ) -> RaftLoop<S> {
         RaftLoop {
             node,
@@ -78,6 +103,7 @@ impl<S: StateMachine> RaftLoop<S> {
             observer,
             inboxes,
             status,
+            metrics,
         }
     }
 
@@ -176,9 +202,21 @@ impl<S: StateMachine> RaftLoop<S> {
         let now = self.clock.now_us();
         match request {
             Request::Write { command, reply } => {
-                self.node.propose(now, command, reply);
+                let waiter = Waiter {
+                    reply,
+                    received_us: now,
+                    write: true,
+                };
+                self.node.propose(now, command, waiter);
             }
-            Request::Read { query, reply } => self.node.read(now, query, reply),
+            Request::Read { query, reply } => {
+                let waiter = Waiter {
+                    reply,
+                    received_us: now,
+                    write: false,
+                };
+                self.node.read(now, query, waiter);
+            }
         }
     }
 
@@ -186,10 +224,16 @@ impl<S: StateMachine> RaftLoop<S> {
     /// delivers the answers, logs the events and publishes the status.
     fn handle_output(&mut self) -> Result<(), StorageError> {
         self.node.process()?;
-        for (reply, answer) in self.node.take_answers() {
-            let _ = reply.send(answer);
-        }
         let now = self.clock.now_us();
+        for (waiter, answer) in self.node.take_answers() {
+            let elapsed_us = now.saturating_sub(waiter.received_us);
+            if waiter.write {
+                self.metrics.proposal(outcome(&answer), elapsed_us);
+            } else {
+                self.metrics.read(outcome(&answer), elapsed_us);
+            }
+            let _ = waiter.reply.send(answer);
+        }
         for event in self.node.take_events() {
             self.observer.on_event(now, &event);
         }

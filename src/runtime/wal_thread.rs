@@ -5,9 +5,12 @@
 
 use super::node::{LogWrite, LogWriter};
 use crate::core::{Entry, HardState};
+use crate::metrics::Metrics;
 use crate::storage::{Storage, StorageError};
 use crossbeam_channel::{Receiver, Sender, bounded};
+use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 /// Writes queued for the WAL thread. When the disk is this far behind the
 /// Raft thread waits for it: backpressure instead of unbounded memory
@@ -40,10 +43,19 @@ impl WalWriter {
         storage: S,
         events: Sender<WalEvent>,
     ) -> std::io::Result<WalWriter> {
+        WalWriter::start_with(storage, events, Arc::default())
+    }
+
+    /// `start`, counting group commits and their durations in `metrics`.
+    pub fn start_with<S: Storage + 'static>(
+        storage: S,
+        events: Sender<WalEvent>,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<WalWriter> {
         let (tx, rx) = bounded(WAL_QUEUE_DEPTH);
         let thread = std::thread::Builder::new()
             .name("wal".into())
-            .spawn(move || run(storage, rx, events))?;
+            .spawn(move || run(storage, rx, events, &metrics))?;
         Ok(WalWriter {
             writes: Some(tx),
             thread: Some(thread),
@@ -76,7 +88,12 @@ impl LogWriter for WalWriter {
     }
 }
 
-fn run<S: Storage>(mut storage: S, writes: Receiver<LogWrite>, events: Sender<WalEvent>) {
+fn run<S: Storage>(
+    mut storage: S,
+    writes: Receiver<LogWrite>,
+    events: Sender<WalEvent>,
+    metrics: &Metrics,
+) {
     while let Ok(first) = writes.recv() {
         let mut group = vec![first];
         while group.len() < GROUP_WRITES_MAX {
@@ -86,9 +103,14 @@ fn run<S: Storage>(mut storage: S, writes: Receiver<LogWrite>, events: Sender<Wa
             }
         }
         let seq = group.last().expect("one write").seq;
+        let merged = group.len();
         let (hard_state, entries) = merge(group);
-        match storage.persist(hard_state.as_ref(), &entries) {
+        let started = Instant::now();
+        let persisted = storage.persist(hard_state.as_ref(), &entries);
+        let elapsed_us = started.elapsed().as_micros() as u64;
+        match persisted {
             Ok(()) => {
+                metrics.wal_synced(merged, entries.len(), elapsed_us);
                 if events.send(WalEvent::Durable(seq)).is_err() {
                     break;
                 }
