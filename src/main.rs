@@ -2,6 +2,7 @@
 //! and `status` tools.
 
 use sraft::kv::store::{KvStore, KvStoreConfig};
+use sraft::metrics::http::MetricsServer;
 use sraft::runtime::{self, NodeOptions};
 use sraft::server::{ClientServer, ServerContext};
 use sraft::settings::{Command, Settings};
@@ -54,7 +55,7 @@ fn run_server(settings: Settings) -> i32 {
         delay_us: test_delay_us(),
         metrics_file: settings.metrics_file.clone(),
     };
-    // Bind both ports first: a port in use is reported before the node
+    // Bind every port first: a port in use is reported before the node
     // opens its log or talks to peers (DESIGN.md 2.7, 4.1).
     let client_listener = match std::net::TcpListener::bind(settings.client_listen) {
         Ok(l) => l,
@@ -70,6 +71,17 @@ fn run_server(settings: Settings) -> i32 {
         Ok(l) => l,
         Err(e) => {
             eprintln!("sraft: cannot listen for peers on {}: {e}", settings.listen);
+            return 1;
+        }
+    };
+    let metrics_listener = match settings.metrics_addr.map(std::net::TcpListener::bind) {
+        None => None,
+        Some(Ok(l)) => Some(l),
+        Some(Err(e)) => {
+            eprintln!(
+                "sraft: cannot serve metrics on {}: {e}",
+                settings.metrics_addr.expect("some")
+            );
             return 1;
         }
     };
@@ -90,6 +102,7 @@ fn run_server(settings: Settings) -> i32 {
         settings.node_id.0,
         node.requests.clone(),
         node.status.clone(),
+        node.metrics.clone(),
         settings.client_addrs.clone(),
         &settings.raft.limits,
     );
@@ -100,6 +113,14 @@ fn run_server(settings: Settings) -> i32 {
                 "sraft: cannot serve clients on {}: {e}",
                 settings.client_listen
             );
+            return 1;
+        }
+    };
+    let mut metrics_server = match metrics_listener.map(|listener| serve_metrics(listener, &node)) {
+        None => None,
+        Some(Ok(server)) => Some(server),
+        Some(Err(e)) => {
+            eprintln!("sraft: cannot serve metrics: {e}");
             return 1;
         }
     };
@@ -121,8 +142,18 @@ fn run_server(settings: Settings) -> i32 {
             "original"
         }
     );
+    if let Some(metrics) = &metrics_server {
+        log::info!(
+            "Node {}: metrics at http://{}/metrics",
+            settings.node_id,
+            metrics.local_addr()
+        );
+    }
     let result = node.join();
     server.shutdown();
+    if let Some(metrics) = metrics_server.as_mut() {
+        metrics.shutdown();
+    }
     match result {
         Ok(()) => {
             log::info!("Node {}: stopped cleanly", settings.node_id);
@@ -134,6 +165,20 @@ fn run_server(settings: Settings) -> i32 {
             1
         }
     }
+}
+
+/// `GET /metrics`: the node's status as the Raft thread last published it
+/// (copied under its lock, rendered after), and its counters.
+fn serve_metrics<S>(
+    listener: std::net::TcpListener,
+    node: &runtime::NodeHandle<S>,
+) -> std::io::Result<MetricsServer> {
+    let status = node.status.clone();
+    let metrics = node.metrics.clone();
+    MetricsServer::from_listener(listener, move || {
+        let status = status.lock().clone();
+        sraft::metrics::render(&metrics, &status)
+    })
 }
 
 /// Test-only: `SRAFT_TEST_DELAY_US` makes the transport hold every message

@@ -10,6 +10,7 @@ use crate::core::NodeId;
 use crate::kv::command::{CommandLimits, LocalOp, ReadOp, Request as KvRequest};
 use crate::kv::resp::{Value, parse};
 use crate::kv::store::{KvCommand, KvStore};
+use crate::metrics::ForwardKind;
 use crate::runtime::{Reply, Request, RequestError};
 use crossbeam_channel::bounded;
 use std::io::{self, Read, Write};
@@ -143,6 +144,7 @@ fn handle(value: Value, session: &mut Session, ctx: &ServerContext) -> Option<Ve
         && let Some(name) = args.first()
     {
         if name.eq_ignore_ascii_case(PROPOSE) {
+            ctx.metrics.forward_received(ForwardKind::Write);
             return Some(match args.get(1) {
                 Some(command) if args.len() == 2 => write(command.clone(), session, ctx, false),
                 _ => {
@@ -152,9 +154,11 @@ fn handle(value: Value, session: &mut Session, ctx: &ServerContext) -> Option<Ve
             });
         }
         if name.eq_ignore_ascii_case(LOCAL) {
+            ctx.metrics.forward_received(ForwardKind::Read);
             let inner = Value::Array(args[1..].iter().cloned().map(Value::Bulk).collect());
             return dispatch(inner, session, ctx, false);
         }
+        ctx.metrics.client_command(name);
         if name.eq_ignore_ascii_case(b"QUIT") {
             return Some(Value::ok().to_bytes());
         }
@@ -195,8 +199,13 @@ fn dispatch(
 
 fn local(op: &LocalOp, ctx: &ServerContext) -> Value {
     op.stateless_reply().unwrap_or_else(|| {
+        let sections = match op {
+            LocalOp::Info(sections) => sections.as_slice(),
+            LocalOp::Ping(_) | LocalOp::Echo(_) => &[],
+        };
         let status = ctx.status.lock().clone();
-        Value::Bulk(info_text(&status, &ctx.client_addrs).into_bytes())
+        let text = info_text(&status, &ctx.client_addrs, &ctx.metrics, sections);
+        Value::Bulk(text.into_bytes())
     })
 }
 
@@ -291,7 +300,7 @@ fn write(
                 }
                 if let Some(leader) = leader.filter(|l| l.0 != ctx.node_id) {
                     let args = vec![PROPOSE.to_vec(), command.clone()];
-                    match forward(leader, &args, session, ctx, deadline) {
+                    match forward(leader, ForwardKind::Write, &args, session, ctx, deadline) {
                         Forwarded::Answer(answer) if maybe_applied && claims_no_effect(&answer) => {
                             return write_unresolved().to_bytes();
                         }
@@ -357,8 +366,9 @@ fn read(
                 if let Some(leader) = leader.filter(|l| l.0 != ctx.node_id) {
                     let mut fwd = vec![LOCAL.to_vec()];
                     fwd.extend(args.iter().cloned());
-                    if let Forwarded::Answer(answer) = forward(leader, &fwd, session, ctx, deadline)
-                    {
+                    let forwarded =
+                        forward(leader, ForwardKind::Read, &fwd, session, ctx, deadline);
+                    if let Forwarded::Answer(answer) = forwarded {
                         return answer.to_bytes();
                     }
                 }
@@ -394,6 +404,7 @@ enum Forwarded {
 /// Relays a request to the leader.
 fn forward(
     leader: NodeId,
+    kind: ForwardKind,
     args: &[Vec<u8>],
     session: &mut Session,
     ctx: &ServerContext,
@@ -413,10 +424,11 @@ fn forward(
     // retry there. Safe: a forwarded write carries its client id and
     // sequence number, so a retry is deduplicated.
     let still_leader = || ctx.status.lock().leader == Some(leader);
-    match session
+    let result = session
         .forwarder
-        .call_unless(addr, args, timeout, &ctx.limits, || !still_leader())
-    {
+        .call_unless(addr, args, timeout, &ctx.limits, || !still_leader());
+    ctx.metrics.forward_sent(kind, result.is_ok());
+    match result {
         // The leader answers NOTLEADER only when none of its own attempts
         // was proposed or each was overwritten: no effect.
         Ok(answer) if is_not_leader(&answer) => not_sent,

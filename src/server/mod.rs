@@ -12,6 +12,7 @@ pub use info::{info_text, parse_info};
 use crate::kv::resp::RespLimits;
 use crate::kv::store::KvStore;
 use crate::limits::Limits;
+use crate::metrics::Metrics;
 use crate::runtime::{NodeStatus, Request};
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
@@ -27,6 +28,9 @@ pub struct ServerContext {
     pub node_id: u64,
     pub requests: Sender<Request<KvStore>>,
     pub status: Arc<Mutex<NodeStatus>>,
+    /// The node's counters: commands, forwards and connections are counted
+    /// here; INFO reads them.
+    pub metrics: Arc<Metrics>,
     /// Client addresses by node id, for forwarding and INFO.
     pub client_addrs: Vec<SocketAddr>,
     pub limits: RespLimits,
@@ -49,6 +53,7 @@ impl ServerContext {
         node_id: u64,
         requests: Sender<Request<KvStore>>,
         status: Arc<Mutex<NodeStatus>>,
+        metrics: Arc<Metrics>,
         client_addrs: Vec<SocketAddr>,
         limits: &Limits,
     ) -> ServerContext {
@@ -56,6 +61,7 @@ impl ServerContext {
             node_id,
             requests,
             status,
+            metrics,
             client_addrs,
             limits: RespLimits::default(),
             value_bytes_max: limits.value_bytes_max,
@@ -140,20 +146,24 @@ fn accept_loop(listener: TcpListener, context: Arc<ServerContext>) {
                 "client port: {} connections open; refusing another",
                 context.connections_max
             );
+            context.metrics.connection_refused();
             let _ = connection::refuse(stream, "ERR max number of clients reached");
             continue;
         }
         next_conn += 1;
         context.connections.fetch_add(1, Ordering::SeqCst);
+        context.metrics.connection_accepted();
         let shared = context.clone();
         let spawned = thread::Builder::new()
             .name(format!("client-{next_conn}"))
             .spawn(move || {
                 connection::serve(stream, &shared);
                 shared.connections.fetch_sub(1, Ordering::SeqCst);
+                shared.metrics.connection_closed();
             });
         if let Err(e) = spawned {
             context.connections.fetch_sub(1, Ordering::SeqCst);
+            context.metrics.connection_closed();
             log::warn!("client port: cannot start a connection thread: {e}");
         }
     }

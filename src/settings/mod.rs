@@ -8,7 +8,7 @@
 //! ```text
 //! sraft [--node-id N] --peers H:P,H:P,... [--host IP] [--port P] [--client-port P]
 //!       [--config FILE] [--data-dir DIR] [--debug] [--original-raft]
-//!       [--metrics-file FILE] [--cluster-id ID]
+//!       [--metrics-file FILE] [--metrics-addr H:P] [--cluster-id ID]
 //! sraft client [--peers ...] [--config FILE] set K V | get K | del K | cas K EXPECTED NEW | incr K
 //! sraft status [--peers ...] [--config FILE] [--json]
 //! ```
@@ -72,6 +72,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub debug: bool,
     pub metrics_file: Option<PathBuf>,
+    /// Where to serve Prometheus metrics (`GET /metrics`), if anywhere.
+    pub metrics_addr: Option<SocketAddr>,
     /// `enable_subleader` already reflects `--original-raft` and
     /// `ENABLE_SUBLEADER`; `raft.limits` is the validated limits table
     /// (the config file's `[limits]`), which the runtime, the transport,

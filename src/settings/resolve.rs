@@ -56,6 +56,7 @@ struct Layer {
     client_port: Option<u16>,
     data_dir: Option<PathBuf>,
     metrics_file: Option<PathBuf>,
+    metrics_addr: Option<String>,
     cluster_id: Option<String>,
     debug: Option<bool>,
     enable_subleader: Option<bool>,
@@ -71,6 +72,7 @@ impl Layer {
             client_port: self.client_port.or(lower.client_port),
             data_dir: self.data_dir.or(lower.data_dir),
             metrics_file: self.metrics_file.or(lower.metrics_file),
+            metrics_addr: self.metrics_addr.or(lower.metrics_addr),
             cluster_id: self.cluster_id.or(lower.cluster_id),
             debug: self.debug.or(lower.debug),
             enable_subleader: self.enable_subleader.or(lower.enable_subleader),
@@ -88,6 +90,7 @@ impl Layer {
             client_port: args.client_port,
             data_dir: args.data_dir.clone(),
             metrics_file: args.metrics_file.clone(),
+            metrics_addr: args.metrics_addr.clone(),
             cluster_id: args.cluster_id.clone(),
             debug: args.debug.then_some(true),
             enable_subleader: args.original_raft.then_some(false),
@@ -114,6 +117,7 @@ impl Layer {
             client_port: file.client_port,
             data_dir: file.data_dir.clone(),
             metrics_file: file.metrics_file.clone(),
+            metrics_addr: file.metrics_addr.clone(),
             cluster_id: file.cluster_id.clone(),
             debug: file.debug,
             // The file says this in [raft], applied in `raft_config`.
@@ -192,6 +196,11 @@ fn server(args: &ServerArgs, env: Env, is_local: IsLocal) -> Result<Settings, Se
         &mut warnings,
     )?;
     warnings.extend(cluster_shape_warnings(&peers));
+    let metrics_addr = layer
+        .metrics_addr
+        .as_deref()
+        .map(|text| metrics_addr(text, listen, client_listen))
+        .transpose()?;
 
     let limits = Limits::with_overrides(&file.limits);
     limits.validate().map_err(|e| SettingsError::BadValue {
@@ -227,6 +236,7 @@ fn server(args: &ServerArgs, env: Env, is_local: IsLocal) -> Result<Settings, Se
         ),
         debug: layer.debug.unwrap_or(false),
         metrics_file: layer.metrics_file.map(|path| substitute_id(&path, node_id)),
+        metrics_addr,
         raft,
         storage: file.storage,
         transport: file.transport,
@@ -274,6 +284,34 @@ fn listen_addrs(
         });
     }
     Ok((SocketAddr::new(ip, port), SocketAddr::new(ip, client_port)))
+}
+
+/// The metrics endpoint's address: an `IP:PORT` that is not one of this
+/// node's other two ports (a clash would otherwise surface as a bind error).
+fn metrics_addr(
+    text: &str,
+    listen: SocketAddr,
+    client_listen: SocketAddr,
+) -> Result<SocketAddr, SettingsError> {
+    let bad = |reason: String| SettingsError::BadValue {
+        key: "metrics_addr".to_owned(),
+        reason,
+    };
+    let addr: SocketAddr = text
+        .trim()
+        .parse()
+        .map_err(|_| bad(format!("'{text}' is not IP:PORT (e.g. 127.0.0.1:9100)")))?;
+    if addr.port() == 0 {
+        return Err(bad(format!("'{text}' needs a port (1-65535)")));
+    }
+    for (what, taken) in [("peer", listen), ("client", client_listen)] {
+        let same_ip =
+            addr.ip() == taken.ip() || addr.ip().is_unspecified() || taken.ip().is_unspecified();
+        if addr.port() == taken.port() && same_ip {
+            return Err(bad(format!("{addr} is also the {what} address {taken}")));
+        }
+    }
+    Ok(addr)
 }
 
 /// Every node's client address: its peer address with the port moved by

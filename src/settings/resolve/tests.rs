@@ -151,6 +151,43 @@ fn cluster_id_debug_and_metrics_come_from_flag_then_file() {
 }
 
 #[test]
+fn metrics_addr_comes_from_flag_then_file_and_is_off_by_default() {
+    let file = file_with("metrics_addr = \"0.0.0.0:9100\"\n");
+    let from_file = server(&[], &[], Some(&file));
+    assert_eq!(
+        from_file.metrics_addr,
+        Some("0.0.0.0:9100".parse().unwrap())
+    );
+    let from_flag = server(&["--metrics-addr", "127.0.0.1:9200"], &[], Some(&file));
+    assert_eq!(
+        from_flag.metrics_addr,
+        Some("127.0.0.1:9200".parse().unwrap())
+    );
+    assert_eq!(server(&["--peers", PEERS], &[], None).metrics_addr, None);
+}
+
+#[test]
+fn a_bad_or_clashing_metrics_addr_is_named() {
+    let e = |addr: &str| error(&["--peers", PEERS, "--metrics-addr", addr], &[], None);
+    assert_eq!(
+        e("localhost"),
+        "bad metrics_addr: 'localhost' is not IP:PORT (e.g. 127.0.0.1:9100)"
+    );
+    assert_eq!(
+        e("127.0.0.1:0"),
+        "bad metrics_addr: '127.0.0.1:0' needs a port (1-65535)"
+    );
+    assert_eq!(
+        e("192.0.2.14:6000"),
+        "bad metrics_addr: 192.0.2.14:6000 is also the client address 0.0.0.0:6000"
+    );
+    assert_eq!(
+        e("0.0.0.0:5000"),
+        "bad metrics_addr: 0.0.0.0:5000 is also the peer address 0.0.0.0:5000"
+    );
+}
+
+#[test]
 fn network_node_binds_every_interface_on_its_listed_ports() {
     let settings = server(&["--peers", PEERS], &[], None);
     assert_eq!(settings.listen, "0.0.0.0:5000".parse().unwrap());
