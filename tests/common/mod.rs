@@ -64,6 +64,28 @@ pub fn reserve_ports(n: u16) -> Vec<u16> {
     panic!("no {n} free peer/client port pairs in {PORT_MIN}-{PORT_MAX} after 200 tries");
 }
 
+/// Picks `n` single free ports (for metrics endpoints) and reserves them.
+pub fn reserve_single_ports(n: usize) -> Vec<u16> {
+    let mut picked = Vec::new();
+    for _ in 0..200 * n {
+        if picked.len() == n {
+            break;
+        }
+        let port = PORT_MIN + rand::random::<u16>() % (PORT_MAX - PORT_MIN + 1);
+        let mut reserved = RESERVED_PORTS.lock().unwrap();
+        if !reserved.contains(&port) && port_is_free(port) {
+            reserved.insert(port);
+            picked.push(port);
+        }
+    }
+    assert_eq!(
+        picked.len(),
+        n,
+        "no {n} free ports in {PORT_MIN}-{PORT_MAX}"
+    );
+    picked
+}
+
 pub fn port_is_free(port: u16) -> bool {
     TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
@@ -164,6 +186,8 @@ pub struct TestCluster {
     peer_ports: Vec<u16>,
     cluster_id: String,
     extra_args: Vec<String>,
+    /// One `--metrics-addr` port per node, or none.
+    metrics_ports: Vec<u16>,
     children: Vec<Option<Child>>,
     states: Vec<NodeState>,
 }
@@ -171,12 +195,19 @@ pub struct TestCluster {
 pub struct TestClusterBuilder {
     nodes: usize,
     extra_args: Vec<String>,
+    metrics: bool,
 }
 
 impl TestClusterBuilder {
     /// Extra flags for every node (e.g. `--original-raft`).
     pub fn arg(mut self, arg: &str) -> Self {
         self.extra_args.push(arg.to_string());
+        self
+    }
+
+    /// Every node serves `/metrics` on a port of its own (`metrics_addr`).
+    pub fn metrics(mut self) -> Self {
+        self.metrics = true;
         self
     }
 
@@ -191,6 +222,11 @@ impl TestClusterBuilder {
             peer_ports,
             cluster_id: format!("itest-{:08x}", rand::random::<u32>()),
             extra_args: self.extra_args,
+            metrics_ports: if self.metrics {
+                reserve_single_ports(self.nodes)
+            } else {
+                Vec::new()
+            },
             children: (0..self.nodes).map(|_| None).collect(),
             states: vec![NodeState::Down; self.nodes],
         };
@@ -206,6 +242,7 @@ impl TestCluster {
         TestClusterBuilder {
             nodes,
             extra_args: Vec::new(),
+            metrics: false,
         }
     }
 
@@ -227,6 +264,11 @@ impl TestCluster {
 
     pub fn client_addr(&self, i: usize) -> SocketAddr {
         addr(self.peer_ports[i] + CLIENT_PORT_OFFSET)
+    }
+
+    /// Node `i`'s metrics endpoint (the builder's `metrics()`).
+    pub fn metrics_addr(&self, i: usize) -> SocketAddr {
+        addr(self.metrics_ports[i])
     }
 
     pub fn data_dir(&self, i: usize) -> PathBuf {
@@ -257,6 +299,10 @@ impl TestCluster {
             "--cluster-id".into(),
             self.cluster_id.clone(),
         ];
+        if let Some(port) = self.metrics_ports.get(i) {
+            args.push("--metrics-addr".into());
+            args.push(addr(*port).to_string());
+        }
         args.extend(self.extra_args.iter().cloned());
         args
     }
@@ -356,8 +402,12 @@ impl TestCluster {
             "restart of a live node {i}"
         );
         let peer = self.peer_ports[i];
+        let metrics = self.metrics_ports.get(i).copied();
         let free = poll_until(deadline_in(Duration::from_secs(5)), || {
-            (port_is_free(peer) && port_is_free(peer + CLIENT_PORT_OFFSET)).then_some(())
+            (port_is_free(peer)
+                && port_is_free(peer + CLIENT_PORT_OFFSET)
+                && metrics.is_none_or(port_is_free))
+            .then_some(())
         });
         assert!(free.is_some(), "node {i}'s ports are still taken");
         self.spawn(i);
@@ -527,6 +577,9 @@ impl Drop for TestCluster {
         for p in &self.peer_ports {
             reserved.remove(p);
             reserved.remove(&(p + CLIENT_PORT_OFFSET));
+        }
+        for p in &self.metrics_ports {
+            reserved.remove(p);
         }
     }
 }
