@@ -69,7 +69,8 @@ pub(crate) struct ServerArgs {
     /// Append one JSON object per event to FILE; {id} is replaced
     #[arg(long, value_name = "FILE")]
     pub metrics_file: Option<PathBuf>,
-    /// Serve Prometheus metrics at http://H:P/metrics [default: off]
+    /// Serve Prometheus metrics at http://H:P/metrics; :P binds this node's
+    /// own address [default: off]
     #[arg(long, value_name = "H:P")]
     pub metrics_addr: Option<String>,
     /// Name checked in every peer handshake [default: sraft]

@@ -27,7 +27,8 @@ pub(crate) struct ConfigFile {
     pub client_port_offset: Option<u16>,
     pub data_dir: Option<PathBuf>,
     pub metrics_file: Option<PathBuf>,
-    /// `IP:PORT` of the Prometheus endpoint (`GET /metrics`).
+    /// `IP:PORT` of the Prometheus endpoint (`GET /metrics`), or `:PORT`
+    /// for this node's own bind address.
     pub metrics_addr: Option<String>,
     pub debug: Option<bool>,
     /// `[raft]`: `RaftConfig`'s keys, or seed 000's names in seconds.

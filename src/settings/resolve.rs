@@ -286,8 +286,10 @@ fn listen_addrs(
     Ok((SocketAddr::new(ip, port), SocketAddr::new(ip, client_port)))
 }
 
-/// The metrics endpoint's address: an `IP:PORT` that is not one of this
-/// node's other two ports (a clash would otherwise surface as a bind error).
+/// The metrics endpoint's address: `IP:PORT`, or `:PORT` for this node's
+/// own bind address (so that one config file serves every node, even
+/// several on one host), and not one of this node's other two ports (a
+/// clash would otherwise surface as a bind error).
 fn metrics_addr(
     text: &str,
     listen: SocketAddr,
@@ -297,10 +299,19 @@ fn metrics_addr(
         key: "metrics_addr".to_owned(),
         reason,
     };
-    let addr: SocketAddr = text
-        .trim()
-        .parse()
-        .map_err(|_| bad(format!("'{text}' is not IP:PORT (e.g. 127.0.0.1:9100)")))?;
+    let text = text.trim();
+    let parsed = match text.strip_prefix(':') {
+        Some(port) => port
+            .parse::<u16>()
+            .map(|port| SocketAddr::new(listen.ip(), port))
+            .ok(),
+        None => text.parse().ok(),
+    };
+    let addr = parsed.ok_or_else(|| {
+        bad(format!(
+            "'{text}' is not IP:PORT or :PORT (e.g. 127.0.0.1:9100)"
+        ))
+    })?;
     if addr.port() == 0 {
         return Err(bad(format!("'{text}' needs a port (1-65535)")));
     }

@@ -164,6 +164,20 @@ fn metrics_addr_comes_from_flag_then_file_and_is_off_by_default() {
         Some("127.0.0.1:9200".parse().unwrap())
     );
     assert_eq!(server(&["--peers", PEERS], &[], None).metrics_addr, None);
+    // `:PORT`: this node's own bind address.
+    let own = server(
+        &[
+            "--peers",
+            PEERS,
+            "--host",
+            OWN_IP,
+            "--metrics-addr",
+            ":9100",
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(own.metrics_addr, Some("192.0.2.14:9100".parse().unwrap()));
 }
 
 #[test]
@@ -171,7 +185,7 @@ fn a_bad_or_clashing_metrics_addr_is_named() {
     let e = |addr: &str| error(&["--peers", PEERS, "--metrics-addr", addr], &[], None);
     assert_eq!(
         e("localhost"),
-        "bad metrics_addr: 'localhost' is not IP:PORT (e.g. 127.0.0.1:9100)"
+        "bad metrics_addr: 'localhost' is not IP:PORT or :PORT (e.g. 127.0.0.1:9100)"
     );
     assert_eq!(
         e("127.0.0.1:0"),
