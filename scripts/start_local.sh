@@ -9,16 +9,19 @@
 #   SRAFT_CONFIG   cluster file            (default conf/local-5.toml)
 #   SRAFT_RUN_DIR  logs, pids, data, metrics (default run/local)
 #   SRAFT_BIN      prebuilt binary; skips the build
+#   SRAFT_METRICS_PORT  node N serves Prometheus metrics on 127.0.0.1:(this + N)
+#                  (default 7000; empty: no metrics endpoint)
 set -euo pipefail
 
 if [[ "${1:-}" == "--help" || "${1:-}" == "-h" ]]; then
-    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
 fi
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CONFIG=${SRAFT_CONFIG:-$ROOT/conf/local-5.toml}
 RUN_DIR=${SRAFT_RUN_DIR:-$ROOT/run/local}
+METRICS_PORT=${SRAFT_METRICS_PORT-7000}
 
 if [[ -z "${SRAFT_BIN:-}" ]]; then
     echo "building sraft (release)..."
@@ -46,9 +49,13 @@ for ((id = 0; id < NODES; id++)); do
 done
 
 for ((id = 0; id < NODES; id++)); do
+    metrics_args=()
+    if [[ -n "$METRICS_PORT" ]]; then
+        metrics_args=(--metrics-addr "127.0.0.1:$((METRICS_PORT + id))")
+    fi
     nohup "$SRAFT_BIN" --config "$CONFIG" --node-id "$id" \
         --data-dir "$RUN_DIR/data/node-$id" \
-        --metrics-file "$RUN_DIR/metrics-$id.jsonl" "$@" \
+        --metrics-file "$RUN_DIR/metrics-$id.jsonl" "${metrics_args[@]}" "$@" \
         >>"$RUN_DIR/node-$id.log" 2>&1 &
     echo $! >"$RUN_DIR/node-$id.pid"
 done
@@ -75,5 +82,8 @@ $NODES nodes running; logs, pids, data and metrics in $RUN_DIR
   tail -f $RUN_DIR/node-*.log
   $SRAFT_BIN status --config $CONFIG
   redis-cli -p <client port> SET k v      (or: $SRAFT_BIN client --config $CONFIG set k v)
-  scripts/stop_local.sh
 INFO
+if [[ -n "$METRICS_PORT" ]]; then
+    echo "  curl -s 127.0.0.1:$METRICS_PORT/metrics         (node N: port $METRICS_PORT + N)"
+fi
+echo "  scripts/stop_local.sh"
