@@ -144,6 +144,10 @@ pub struct Node<M, W, N, R> {
 pub struct DriverMutations {
     /// Send vote grants and append acknowledgements before their fsync.
     pub ack_before_fsync: bool,
+    /// Tell the core a write is durable when it is handed to the writer,
+    /// not when the writer reports it: committed entries are then applied
+    /// (and the leader counts its own log) before they are on disk here.
+    pub apply_before_persist: bool,
 }
 
 impl<M: StateMachine, W: LogWriter, N: Network, R> Node<M, W, N, R> {
@@ -381,6 +385,9 @@ impl<M: StateMachine, W: LogWriter, N: Network, R> Node<M, W, N, R> {
             // The writer fsynced in this thread; no later time to report it.
             let now_us = self.raft.now_us();
             self.persisted(now_us, seq);
+        } else if let Some((index, term)) = last.filter(|_| self.mutations.apply_before_persist) {
+            let now_us = self.raft.now_us();
+            self.raft.persisted(now_us, index, term); // Test-only bug.
         }
         Ok(())
     }
