@@ -1,15 +1,15 @@
 //! One seeded simulation: a faulty phase (crashes, restarts, partitions,
-//! loss, duplication, delay, clock skew, leadership transfers) with a client
-//! proposing and reading, then a heal after which the cluster must converge.
+//! loss, duplication, delay, clock skew, leadership transfers) with clients
+//! writing and reading (`workload`), then a heal after which the cluster
+//! must converge and the KV clients' history must be linearizable.
 
 use super::cluster::{Cluster, SimConfig};
 use super::net::NetConfig;
-use crate::core::{LogIndex, NodeId, Term};
-use crate::runtime::Reply;
+use super::workload::Workload;
+use crate::core::NodeId;
 use rand::Rng;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use std::collections::{BTreeMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 #[derive(Clone, Debug)]
@@ -35,6 +35,8 @@ pub struct RunReport {
     pub committed: usize,
     pub proposals: u64,
     pub reads: u64,
+    /// KV operations completed (in the checked history).
+    pub kv_ops: usize,
     pub trace_hash: u64,
 }
 
@@ -58,166 +60,6 @@ pub fn config_for_seed(seed: u64) -> SimConfig {
     config.raft.inflight_appends_max = [1, 4, 256][rng.random_range(0..3)];
     config.raft.append_entries_max = [1, 8, 1024][rng.random_range(0..3)];
     config
-}
-
-/// The client: proposals with unique ids, resolved by what gets applied;
-/// reads whose answers must reflect every write acknowledged before them.
-/// It talks to every node that believes it leads, as real clients would,
-/// not only to the newest leader.
-#[derive(Default)]
-struct Client {
-    next_id: u64,
-    next_read: u64,
-    /// (index, term) -> id of proposals awaiting their fate. Two nodes that
-    /// both believe they lead can place proposals at one index.
-    pending: BTreeMap<(LogIndex, Term), u64>,
-    retry: VecDeque<u64>,
-    committed: BTreeMap<u64, LogIndex>,
-    /// Highest index known committed to the client: every later read must
-    /// reflect it (linearizability of ReadIndex).
-    acked_index: LogIndex,
-    /// Read ticket -> the acknowledged index when it was issued.
-    reads: BTreeMap<u64, LogIndex>,
-    proposals: u64,
-    reads_done: u64,
-}
-
-const FILLER: u64 = u64::MAX;
-/// Read tickets live above every proposal id.
-const READ_TICKET_BASE: u64 = 1 << 62;
-
-impl Client {
-    fn propose(&mut self, cluster: &mut Cluster, id: u64) {
-        let leaders = cluster.believed_leaders();
-        if leaders.is_empty() {
-            if id != FILLER {
-                self.retry.push_back(id);
-            }
-            return;
-        }
-        let mut placed = false;
-        for leader in leaders {
-            if let Some((index, term)) = cluster.propose(leader, id.to_le_bytes().to_vec(), id) {
-                placed = true;
-                if id != FILLER {
-                    self.proposals += 1;
-                    self.pending.insert((index, term), id);
-                }
-            }
-        }
-        if !placed && id != FILLER {
-            self.retry.push_back(id);
-        }
-    }
-
-    fn step(&mut self, cluster: &mut Cluster, new_proposals: bool) {
-        let id = match self.retry.pop_front() {
-            Some(id) => Some(id),
-            None if new_proposals => {
-                self.next_id += 1;
-                Some(self.next_id)
-            }
-            None => None,
-        };
-        match id {
-            Some(id) => self.propose(cluster, id),
-            None => self.fill_gaps(cluster),
-        }
-        for leader in cluster.believed_leaders() {
-            self.next_read += 1;
-            let ticket = READ_TICKET_BASE + self.next_read;
-            if cluster.read(leader, ticket) {
-                self.reads.insert(ticket, self.acked_index);
-            }
-        }
-    }
-
-    /// A proposal whose index no log reaches any more is resolved only when
-    /// something else lands there: propose untracked fillers.
-    fn fill_gaps(&mut self, cluster: &mut Cluster) {
-        let Some(leader) = cluster.leader() else {
-            return;
-        };
-        let last = cluster.raft(leader).expect("leader is up").last_index();
-        if self
-            .pending
-            .keys()
-            .next_back()
-            .is_some_and(|(i, _)| *i > last)
-        {
-            self.propose(cluster, FILLER);
-        }
-    }
-
-    fn observe(&mut self, cluster: &mut Cluster) {
-        for (_, index, term, command) in std::mem::take(&mut cluster.applied) {
-            if command.is_some() {
-                // Only commands are acknowledged to clients; reads answer
-                // with the last command applied.
-                self.acked_index = self.acked_index.max(index);
-            }
-            let here: Vec<(LogIndex, Term)> = self
-                .pending
-                .range((index, Term(0))..=(index, Term(u64::MAX)))
-                .map(|(k, _)| *k)
-                .collect();
-            for key in here {
-                let id = self.pending.remove(&key).expect("listed");
-                if key.1 != term {
-                    // Definitively dropped; retried unless another copy
-                    // committed or may still commit.
-                    let elsewhere = self.pending.values().any(|other| *other == id);
-                    if !self.committed.contains_key(&id) && !elsewhere {
-                        self.retry.push_back(id);
-                    }
-                    continue;
-                }
-                assert_eq!(
-                    command,
-                    Some(id.to_le_bytes().to_vec()),
-                    "index {index} holds another command"
-                );
-                if let Some(before) = self.committed.insert(id, index) {
-                    panic!("proposal {id} committed twice: at {before} and {index}");
-                }
-                self.retry.retain(|r| *r != id);
-            }
-        }
-        for (node, ticket, reply) in std::mem::take(&mut cluster.answers) {
-            if (READ_TICKET_BASE..FILLER).contains(&ticket) {
-                self.on_read_answer(node, ticket, reply);
-            } else if let Ok(output) = reply {
-                // An acknowledged write is committed where it says.
-                let index = LogIndex(u64::from_le_bytes(output[..8].try_into().expect("index")));
-                if ticket != FILLER {
-                    assert_eq!(
-                        self.committed.get(&ticket),
-                        Some(&index),
-                        "node {node} acknowledged proposal {ticket} at {index}, not what was applied"
-                    );
-                }
-            }
-        }
-    }
-
-    fn on_read_answer(&mut self, node: NodeId, ticket: u64, reply: Reply) {
-        let acked = self
-            .reads
-            .remove(&ticket)
-            .expect("an answer for a read we issued");
-        if let Ok(output) = reply {
-            let served = LogIndex(u64::from_le_bytes(output[..8].try_into().expect("index")));
-            assert!(
-                served >= acked,
-                "node {node}: read {ticket} served at applied index {served}, missing acknowledged index {acked}"
-            );
-            self.reads_done += 1;
-        }
-    }
-
-    fn settled(&self) -> bool {
-        self.pending.is_empty() && self.retry.is_empty()
-    }
 }
 
 fn nemesis(cluster: &mut Cluster, rng: &mut StdRng) {
@@ -269,54 +111,60 @@ fn all_converged(cluster: &Cluster) -> bool {
     if raft.term_at(commit) != Some(raft.term()) {
         return false;
     }
-    let hash = cluster.nodes[leader].state_hash();
-    cluster
+    if !cluster
         .nodes
         .iter()
-        .all(|n| n.driver.is_some() && n.applied() == commit && n.state_hash() == hash)
+        .all(|n| n.driver.is_some() && n.applied() == commit)
+    {
+        return false;
+    }
+    let hash = cluster.nodes[leader].state_hash();
+    cluster.nodes.iter().all(|n| n.state_hash() == hash)
 }
 
 fn drive(cluster: &mut Cluster, options: &RunOptions) -> RunReport {
     let seed = cluster.config.seed;
     let mut rng = StdRng::seed_from_u64(seed ^ 0xfa17);
-    let mut client = Client::default();
+    let mut workload = Workload::new(seed);
     let mut next_nemesis = rng.random_range(50_000..300_000);
     let mut next_client = 0;
     while cluster.now_us < options.faulty_us {
         let until = next_nemesis.min(next_client);
         cluster.run_until(until);
-        client.observe(cluster);
+        workload.observe(cluster);
         if cluster.now_us >= next_nemesis {
             nemesis(cluster, &mut rng);
             next_nemesis = cluster.now_us + rng.random_range(20_000..300_000);
         }
         if cluster.now_us >= next_client {
-            client.step(cluster, true);
+            workload.step(cluster, true);
             next_client = cluster.now_us + rng.random_range(1_000..20_000);
         }
     }
     heal(cluster);
     let deadline = cluster.now_us + options.converge_us_max;
-    while !(client.settled() && all_converged(cluster)) {
+    while !(workload.settled() && all_converged(cluster)) {
+        let (pending, retry) = workload.tracker.unsettled();
         assert!(
             cluster.now_us < deadline,
-            "did not converge within {} ms after heal: leader={:?} pending={} retry={}",
+            "did not converge within {} ms after heal: leader={:?} tracker pending={pending} retry={retry}; KV in flight: {}",
             options.converge_us_max / 1000,
             cluster.leader(),
-            client.pending.len(),
-            client.retry.len()
+            workload.kv.describe_unsettled()
         );
         cluster.run_until(cluster.now_us + 5_000);
-        client.observe(cluster);
-        client.step(cluster, false);
+        workload.observe(cluster);
+        workload.step(cluster, false);
     }
+    workload.kv.check();
     RunReport {
         seed,
         nodes: cluster.nodes.len(),
         steps: cluster.steps,
         committed: cluster.checker.committed_len(),
-        proposals: client.proposals,
-        reads: client.reads_done,
+        proposals: workload.tracker.proposals,
+        reads: workload.tracker.reads_done,
+        kv_ops: workload.kv.history.len(),
         trace_hash: cluster.trace_hash,
     }
 }

@@ -1,0 +1,55 @@
+//! The simulated disk: what a node has fsynced (and so survives a crash),
+//! and the writes still in the page cache.
+
+use super::checker::{Checker, chain_hash};
+use crate::core::{Entry, HardState, NodeId};
+use crate::runtime::node::{LogWrite, LogWriter};
+use crate::storage::StorageError;
+use std::collections::VecDeque;
+
+/// What survives a crash: the fsynced hard state and log.
+#[derive(Default)]
+pub(super) struct Durable {
+    pub hard_state: HardState,
+    pub entries: Vec<Entry>,
+    /// chains[i] is the chain hash of entries[..=i].
+    pub chains: Vec<u64>,
+}
+
+impl Durable {
+    pub fn store(&mut self, node: NodeId, entries: &[Entry], checker: &mut Checker) {
+        let Some(first) = entries.first() else { return };
+        let keep = (first.index.0 - 1) as usize;
+        assert!(
+            keep <= self.entries.len(),
+            "node {node}: gap in persisted log at {}",
+            first.index
+        );
+        self.entries.truncate(keep);
+        self.chains.truncate(keep);
+        for entry in entries {
+            let prev = self.chains.last().copied().unwrap_or(0);
+            let chain = chain_hash(prev, entry);
+            checker.on_stored(node, entry, chain);
+            self.entries.push(entry.clone());
+            self.chains.push(chain);
+        }
+    }
+}
+
+/// The simulated disk: writes sit in the page cache until an fsync, which
+/// takes `SimConfig::fsync_us`; a crash loses them (a write being flushed may leave a prefix of its entries, as
+/// a torn multi-record write does).
+#[derive(Default)]
+pub struct SimDisk {
+    pub(super) unsynced: VecDeque<LogWrite>,
+    /// The last write an fsync already covers (scheduled, not yet done).
+    pub(super) fsync_through: u64,
+}
+
+impl LogWriter for SimDisk {
+    fn submit(&mut self, write: LogWrite) -> Result<bool, StorageError> {
+        self.unsynced.push_back(write);
+        Ok(false)
+    }
+}
