@@ -4,7 +4,7 @@
 
 use super::checker::{Checker, check_hard_state_transition, fnv1a};
 use super::disk::{Durable, SimDisk};
-use super::net::{NetConfig, Partitions};
+use super::net::{NetConfig, Partitions, message_bytes};
 use super::store::SimStore;
 use crate::core::{
     ClusterConfig, Event, LogIndex, Message, MessageBody, NodeId, Raft, RaftConfig, RestoredState,
@@ -24,8 +24,10 @@ pub struct SimConfig {
     /// Each node's clock runs at 1 +- up to this many parts per million.
     pub clock_skew_ppm_max: u64,
     /// Time an fsync takes: writes become durable, and the messages that
-    /// wait for them leave, this long after they were handed out.
+    /// wait for them leave, this long after they were handed out...
     pub fsync_us: u64,
+    /// ... plus the time to write their bytes at this rate.
+    pub disk_bytes_per_us: u64,
     /// Deliver the crash fast path's hint (EOF + refused reconnect) to the
     /// survivors of a crash, as the runtime's transport does for SIGKILL.
     pub crash_hints: bool,
@@ -45,6 +47,7 @@ impl SimConfig {
             net: NetConfig::lan(),
             clock_skew_ppm_max: 0,
             fsync_us: 0,
+            disk_bytes_per_us: 500,
             crash_hints: false,
             trace_len: 80,
             driver_mutations: DriverMutations::default(),
@@ -98,6 +101,8 @@ pub enum Ticket {
         seq: u64,
         attempt: u64,
     },
+    /// An oversized write.
+    Bulk(u64),
 }
 
 /// A client answer as it left a node.
@@ -175,6 +180,9 @@ pub struct Cluster {
     pub applied: Vec<Applied>,
     pub answers: Vec<Answer>,
     pub steps: u64,
+    /// Directed link -> when it finishes sending what is queued on it: a
+    /// large message delays those behind it, as on one TCP connection.
+    link_free_us: BTreeMap<(NodeId, NodeId), u64>,
     /// By node; emptied when the node crashes.
     open_requests: Vec<OpenRequests>,
     next_request_id: u64,
@@ -217,6 +225,7 @@ impl Cluster {
             applied: Vec::new(),
             answers: Vec::new(),
             steps: 0,
+            link_free_us: BTreeMap::new(),
             open_requests: Vec::new(),
             next_request_id: 0,
         };
@@ -392,11 +401,21 @@ impl Cluster {
             1
         };
         for _ in 0..copies {
+            let sent = self.transmit(&msg);
             let latency = self
                 .rng
                 .random_range(self.net.latency_us_min..=self.net.latency_us_max);
-            self.push(self.now_us + latency, SimEvent::Deliver(msg.clone()));
+            self.push(sent + latency, SimEvent::Deliver(msg.clone()));
         }
+    }
+
+    /// Queues `msg` on its link; returns when its last byte is sent.
+    fn transmit(&mut self, msg: &Message) -> u64 {
+        let bytes = message_bytes(msg);
+        let free = self.link_free_us.entry((msg.from, msg.to)).or_insert(0);
+        let start = (*free).max(self.now_us);
+        *free = start + bytes / self.net.bytes_per_us.max(1);
+        *free
     }
 
     fn schedule_tick(&mut self, node: usize) {
@@ -439,14 +458,20 @@ impl Cluster {
     /// One fsync covers every write queued when it starts (group commit).
     fn schedule_fsync(&mut self, node: usize) {
         let incarnation = self.nodes[node].incarnation;
-        let driver = self.driver_mut(node);
+        let (now_us, fsync_us) = (self.now_us, self.config.fsync_us);
+        let disk_bytes_per_us = self.config.disk_bytes_per_us.max(1);
+        let driver = self.nodes[node].driver.as_mut().expect("node is up");
         let last = driver.last_write_seq();
         let disk = driver.writer_mut();
         if disk.fsync_through >= last || disk.unsynced.is_empty() {
             return;
         }
+        // One fsync at a time, as the WAL thread does them; each flushes
+        // the bytes written since the last one.
+        let bytes = disk.bytes_after(disk.fsync_through);
+        let at = now_us.max(disk.busy_until_us) + fsync_us + bytes / disk_bytes_per_us;
         disk.fsync_through = last;
-        let at = self.now_us + self.config.fsync_us;
+        disk.busy_until_us = at;
         self.push(
             at,
             SimEvent::Fsync {
@@ -628,6 +653,10 @@ impl Cluster {
         self.nodes[node].tick_token += 1;
         // A crash answers nobody: its clients time out.
         self.open_requests[node] = OpenRequests::default();
+        // Its connections are gone, and what was queued on them.
+        let id = self.nodes[node].id;
+        self.link_free_us
+            .retain(|(from, to), _| *from != id && *to != id);
         self.trace_line(format!("crash {node}"));
         if self.config.crash_hints {
             let dead = self.nodes[node].id;

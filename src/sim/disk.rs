@@ -38,13 +38,28 @@ impl Durable {
 }
 
 /// The simulated disk: writes sit in the page cache until an fsync, which
-/// takes `SimConfig::fsync_us`; a crash loses them (a write being flushed may leave a prefix of its entries, as
+/// takes `SimConfig::fsync_us` plus the time to write their bytes; a crash
+/// loses them (a write being flushed may leave a prefix of its entries, as
 /// a torn multi-record write does).
 #[derive(Default)]
 pub struct SimDisk {
     pub(super) unsynced: VecDeque<LogWrite>,
     /// The last write an fsync already covers (scheduled, not yet done).
     pub(super) fsync_through: u64,
+    /// When the fsync under way ends.
+    pub(super) busy_until_us: u64,
+}
+
+impl SimDisk {
+    /// Bytes of the writes after `seq`, which the next fsync must flush.
+    pub(super) fn bytes_after(&self, seq: u64) -> u64 {
+        self.unsynced
+            .iter()
+            .filter(|w| w.seq > seq)
+            .flat_map(|w| &w.entries)
+            .map(|e| e.size_bytes() as u64)
+            .sum()
+    }
 }
 
 impl LogWriter for SimDisk {

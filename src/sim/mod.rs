@@ -1,11 +1,11 @@
 //! A one-thread, seeded, logical-time simulator that runs whole clusters of
 //! the production driver (and so the real core) with the real KV store
 //! (TigerBeetle's VOPR in spirit): message loss, delay, reordering,
-//! duplication, partitions, crashes that lose everything not fsynced (and
-//! may tear the write being flushed), restarts, and clock-rate skew;
-//! invariants checked after every event, and every seed's KV history
-//! checked for linearizability. A failure names the seed; `SRAFT_SEED=<n>`
-//! replays one.
+//! duplication, partitions, link bandwidth, crashes that lose everything not
+//! fsynced (and may tear the write being flushed), restarts, clock-rate
+//! skew, spurious crash hints and oversized writes; invariants checked after
+//! every event, and every seed's KV history checked for linearizability. A
+//! failure names the seed; `SRAFT_SEED=<n>` replays one.
 
 pub mod checker;
 pub mod cluster;

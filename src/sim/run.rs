@@ -1,5 +1,6 @@
 //! One seeded simulation: a faulty phase (crashes, restarts, partitions,
-//! loss, duplication, delay, clock skew, leadership transfers) with clients
+//! loss, duplication, delay, clock skew, leadership transfers, spurious
+//! crash hints) with clients
 //! writing and reading (`workload`), then a heal after which the cluster
 //! must converge and the KV clients' history must be linearizable.
 
@@ -37,6 +38,9 @@ pub struct RunReport {
     pub reads: u64,
     /// KV operations completed (in the checked history).
     pub kv_ops: usize,
+    /// Oversized writes applied and refused.
+    pub bulk_applied: u64,
+    pub bulk_refused: u64,
     pub trace_hash: u64,
 }
 
@@ -55,31 +59,74 @@ pub fn config_for_seed(seed: u64) -> SimConfig {
         latency_us_max: latency_max,
         loss: [0.0, 0.01, 0.1][rng.random_range(0..3)],
         duplicate: [0.0, 0.02][rng.random_range(0..2)],
+        // 1 and 10 Gbit/s.
+        bytes_per_us: [125, 1_250][rng.random_range(0..2)],
     };
     // Small batches and windows exercise flow control and back-off.
     config.raft.inflight_appends_max = [1, 4, 256][rng.random_range(0..3)];
     config.raft.append_entries_max = [1, 8, 1024][rng.random_range(0..3)];
+    // A slow disk (200 MB/s) and an NVMe one (2 GB/s).
+    config.disk_bytes_per_us = [200, 2_000][rng.random_range(0..2)];
     config
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    CrashAny,
+    CrashLeader,
+    Restart,
+    Split,
+    Block,
+    Heal,
+    SpuriousHint,
+    Transfer,
+}
+
+impl Fault {
+    /// Each fault with its weight.
+    const TABLE: [(Fault, u32); 8] = [
+        (Fault::CrashAny, 25),
+        (Fault::CrashLeader, 15),
+        (Fault::Restart, 20),
+        (Fault::Split, 12),
+        (Fault::Block, 8),
+        (Fault::Heal, 10),
+        (Fault::SpuriousHint, 5),
+        (Fault::Transfer, 5),
+    ];
+
+    fn draw(rng: &mut StdRng) -> Fault {
+        let total: u32 = Fault::TABLE.iter().map(|(_, w)| w).sum();
+        let mut pick = rng.random_range(0..total);
+        for (fault, weight) in Fault::TABLE {
+            if pick < weight {
+                return fault;
+            }
+            pick -= weight;
+        }
+        unreachable!("pick < total")
+    }
 }
 
 fn nemesis(cluster: &mut Cluster, rng: &mut StdRng) {
     let n = cluster.nodes.len();
     let all: Vec<NodeId> = cluster.ids();
     let node = rng.random_range(0..n);
-    match rng.random_range(0..100) {
-        0..25 => cluster.crash(node),
-        25..40 => {
-            if let Some(leader) = cluster.leader() {
+    let leader = cluster.leader();
+    match Fault::draw(rng) {
+        Fault::CrashAny => cluster.crash(node),
+        Fault::CrashLeader => {
+            if let Some(leader) = leader {
                 cluster.crash(leader);
             }
         }
-        40..60 => {
+        Fault::Restart => {
             let down: Vec<usize> = (0..n).filter(|i| !cluster.is_up(*i)).collect();
             if let Some(i) = down.get(rng.random_range(0..down.len().max(1))) {
                 cluster.restart(*i);
             }
         }
-        60..72 => {
+        Fault::Split => {
             let side: Vec<NodeId> = all
                 .iter()
                 .copied()
@@ -87,17 +134,34 @@ fn nemesis(cluster: &mut Cluster, rng: &mut StdRng) {
                 .collect();
             cluster.partitions.split(&side, &all);
         }
-        72..80 => {
+        Fault::Block => {
             let to = rng.random_range(0..n);
             if to != node {
                 cluster.partitions.block(all[node], all[to]);
             }
         }
-        80..95 => cluster.partitions.heal(),
-        _ => {
-            if let Some(leader) = cluster.leader() {
+        Fault::Heal => cluster.partitions.heal(),
+        Fault::SpuriousHint => spurious_hints(cluster, rng),
+        Fault::Transfer => {
+            if let Some(leader) = leader {
                 cluster.transfer_leadership(leader, all[node]);
             }
+        }
+    }
+}
+
+/// A connection reset by a flaky network looks like a crash to the
+/// transport: followers are told the live leader is gone.
+fn spurious_hints(cluster: &mut Cluster, rng: &mut StdRng) {
+    let Some(leader) = cluster.leader() else {
+        return;
+    };
+    let dead = cluster.nodes[leader].id;
+    let rtt_max = 2 * cluster.net.latency_us_max;
+    for follower in 0..cluster.nodes.len() {
+        if follower != leader && cluster.is_up(follower) && rng.random_bool(0.5) {
+            let delay = rng.random_range(0..=rtt_max);
+            cluster.hint(follower, dead, delay);
         }
     }
 }
@@ -165,6 +229,8 @@ fn drive(cluster: &mut Cluster, options: &RunOptions) -> RunReport {
         proposals: workload.tracker.proposals,
         reads: workload.tracker.reads_done,
         kv_ops: workload.kv.history.len(),
+        bulk_applied: workload.bulk.applied,
+        bulk_refused: workload.bulk.refused,
         trace_hash: cluster.trace_hash,
     }
 }

@@ -164,7 +164,7 @@ impl Tracker {
                     assert_eq!(value, Value::ok(), "proposal {id} at {index}");
                 }
             }
-            Ticket::Filler | Ticket::Kv { .. } => {}
+            Ticket::Filler | Ticket::Kv { .. } | Ticket::Bulk(_) => {}
         }
     }
 
