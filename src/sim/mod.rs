@@ -14,6 +14,7 @@ pub mod failover;
 pub mod kv_client;
 pub mod net;
 pub mod run;
+pub mod stats;
 pub mod store;
 pub mod tracker;
 pub mod workload;

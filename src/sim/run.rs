@@ -6,6 +6,7 @@
 
 use super::cluster::{Cluster, SimConfig};
 use super::net::NetConfig;
+use super::stats::ElectionStats;
 use super::workload::Workload;
 use crate::core::NodeId;
 use rand::Rng;
@@ -42,6 +43,7 @@ pub struct RunReport {
     pub bulk_applied: u64,
     pub bulk_refused: u64,
     pub trace_hash: u64,
+    pub elections: ElectionStats,
 }
 
 /// A cluster configuration drawn from the seed: size, mode, faults.
@@ -108,16 +110,17 @@ impl Fault {
     }
 }
 
-fn nemesis(cluster: &mut Cluster, rng: &mut StdRng) {
+fn nemesis(cluster: &mut Cluster, rng: &mut StdRng, stats: &mut ElectionStats) {
     let n = cluster.nodes.len();
     let all: Vec<NodeId> = cluster.ids();
     let node = rng.random_range(0..n);
     let leader = cluster.leader();
+    stats.on_fault();
     match Fault::draw(rng) {
-        Fault::CrashAny => cluster.crash(node),
+        Fault::CrashAny => crash(cluster, node, stats),
         Fault::CrashLeader => {
             if let Some(leader) = leader {
-                cluster.crash(leader);
+                crash(cluster, leader, stats);
             }
         }
         Fault::Restart => {
@@ -148,6 +151,20 @@ fn nemesis(cluster: &mut Cluster, rng: &mut StdRng) {
             }
         }
     }
+}
+
+fn crash(cluster: &mut Cluster, node: usize, stats: &mut ElectionStats) {
+    // Failover is timed only from a clean start: no partition, and enough
+    // other nodes up to elect a leader.
+    let others_up = (0..cluster.nodes.len())
+        .filter(|i| *i != node && cluster.is_up(*i))
+        .count();
+    let electable = others_up > cluster.nodes.len() / 2 && cluster.partitions.is_empty();
+    if cluster.leader() == Some(node) && electable {
+        let term = cluster.raft(node).expect("up").term();
+        stats.on_leader_crash(cluster.now_us, term);
+    }
+    cluster.crash(node);
 }
 
 /// A connection reset by a flaky network looks like a crash to the
@@ -190,14 +207,15 @@ fn drive(cluster: &mut Cluster, options: &RunOptions) -> RunReport {
     let seed = cluster.config.seed;
     let mut rng = StdRng::seed_from_u64(seed ^ 0xfa17);
     let mut workload = Workload::new(seed);
+    let mut stats = ElectionStats::new(cluster.config.crash_hints);
     let mut next_nemesis = rng.random_range(50_000..300_000);
     let mut next_client = 0;
     while cluster.now_us < options.faulty_us {
         let until = next_nemesis.min(next_client);
         cluster.run_until(until);
-        workload.observe(cluster);
+        observe(cluster, &mut workload, &mut stats);
         if cluster.now_us >= next_nemesis {
-            nemesis(cluster, &mut rng);
+            nemesis(cluster, &mut rng, &mut stats);
             next_nemesis = cluster.now_us + rng.random_range(20_000..300_000);
         }
         if cluster.now_us >= next_client {
@@ -217,7 +235,7 @@ fn drive(cluster: &mut Cluster, options: &RunOptions) -> RunReport {
             workload.kv.describe_unsettled()
         );
         cluster.run_until(cluster.now_us + 5_000);
-        workload.observe(cluster);
+        observe(cluster, &mut workload, &mut stats);
         workload.step(cluster, false);
     }
     workload.kv.check();
@@ -232,6 +250,14 @@ fn drive(cluster: &mut Cluster, options: &RunOptions) -> RunReport {
         bulk_applied: workload.bulk.applied,
         bulk_refused: workload.bulk.refused,
         trace_hash: cluster.trace_hash,
+        elections: stats,
+    }
+}
+
+fn observe(cluster: &mut Cluster, workload: &mut Workload, stats: &mut ElectionStats) {
+    workload.observe(cluster);
+    for (at_us, _, event) in cluster.events.drain(..) {
+        stats.on_event(at_us, &event);
     }
 }
 
