@@ -1,7 +1,10 @@
 //! Runs many simulator seeds: `cargo run --release --bin sim-campaign -- 100000 [first]`.
 //! Prints every failing seed's report, then the campaign's election
 //! statistics (term inflation, failover times); exits non-zero if any seed
-//! failed. `SRAFT_VERBOSE=1` prints every seed's numbers.
+//! failed. `SRAFT_VERBOSE=1` prints every seed's numbers;
+//! `SRAFT_PROFILE=hunt` runs the mutation check's short, fault-dense seeds;
+//! `SRAFT_FAULTY_MS` sets the length of the faulty phase;
+//! `SRAFT_MUTATION=<name>` switches a known bug on (`sraft::sim::mutation`).
 
 use sraft::sim::run::{RunOptions, RunReport, run_seed};
 use sraft::sim::stats::ElectionStats;
@@ -12,7 +15,7 @@ fn main() {
     let count: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(1000);
     let first: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(0);
     let verbose = std::env::var("SRAFT_VERBOSE").is_ok();
-    let options = RunOptions::default();
+    let options = RunOptions::from_env();
     let started = Instant::now();
     let (mut failed, mut steps, mut committed, mut kv_ops) = (Vec::new(), 0u64, 0usize, 0usize);
     let mut elections = ElectionStats::default();

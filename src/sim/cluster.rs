@@ -2,7 +2,7 @@
 //! real core) over a simulated network and a simulated disk that loses what
 //! was not fsynced, driven by one event queue.
 
-use super::checker::{Checker, check_hard_state_transition, fnv1a};
+use super::checker::{Checker, LogTip, check_committed_kept, check_hard_state_transition, fnv1a};
 use super::disk::{Durable, SimDisk};
 use super::net::{NetConfig, Partitions, message_bytes};
 use super::store::SimStore;
@@ -31,6 +31,10 @@ pub struct SimConfig {
     /// Deliver the crash fast path's hint (EOF + refused reconnect) to the
     /// survivors of a crash, as the runtime's transport does for SIGKILL.
     pub crash_hints: bool,
+    /// Chance that a newly elected leader is cut off from every other node
+    /// at once, its messages in flight lost: its first entries stay its
+    /// own, and logs diverge as in the Raft paper's Figure 8.
+    pub isolate_new_leader: f64,
     /// Recent events kept for the failure report.
     pub trace_len: usize,
     /// Test-only bugs switched into every node's driver (the core's are in
@@ -49,6 +53,7 @@ impl SimConfig {
             fsync_us: 0,
             disk_bytes_per_us: 500,
             crash_hints: false,
+            isolate_new_leader: 0.0,
             trace_len: 80,
             driver_mutations: DriverMutations::default(),
         }
@@ -560,10 +565,47 @@ impl Cluster {
             entry.term
         );
         let chain = n.durable.chains[i];
-        self.checker
+        let first = self
+            .checker
             .on_committed(n.id, entry.index, entry.term, chain);
+        if first {
+            self.check_committed_kept(entry.index, entry.term);
+        }
         self.applied
             .push((n.id, entry.index, entry.term, entry.command));
+    }
+
+    /// See `checker::check_committed_kept`: every durable log, and every
+    /// live node's log, either holds the newly committed entry or could not
+    /// win an election.
+    fn check_committed_kept(&self, index: LogIndex, term: Term) {
+        let mut durable = Vec::new();
+        let mut lacking = Vec::new();
+        for n in &self.nodes {
+            let i = (index.0 - 1) as usize;
+            let tip = LogTip {
+                last_term: n.durable.entries.last().map_or(Term(0), |e| e.term),
+                last_index: LogIndex(n.durable.entries.len() as u64),
+            };
+            durable.push(tip);
+            if n.durable.entries.get(i).is_none_or(|e| e.term != term) {
+                lacking.push((n.id, tip));
+            }
+            if let Some(raft) = n.driver.as_ref().map(|d| d.raft())
+                && raft.term_at(index) != Some(term)
+            {
+                let last_index = raft.last_index();
+                let last_term = raft.term_at(last_index).unwrap_or(Term(0));
+                lacking.push((
+                    n.id,
+                    LogTip {
+                        last_term,
+                        last_index,
+                    },
+                ));
+            }
+        }
+        check_committed_kept(index, term, &lacking, &durable);
     }
 
     /// A message that promises durability must find its premise on disk
@@ -603,6 +645,12 @@ impl Cluster {
         if let Event::BecameLeader { .. } = event {
             let raft = self.nodes[node].driver.as_ref().expect("up").raft();
             self.checker.on_leader(id, raft);
+            let isolate = self.config.isolate_new_leader;
+            if isolate > 0.0 && self.rng.random_bool(isolate) {
+                let all = self.ids();
+                self.partitions.split(&[id], &all);
+                self.trace_line(format!("isolate new leader {id}"));
+            }
         }
         self.trace_line(format!("event {id} {event:?}"));
         self.events.push((self.now_us, id, event.clone()));

@@ -5,13 +5,15 @@
 //! fsynced (and may tear the write being flushed), restarts, clock-rate
 //! skew, spurious crash hints and oversized writes; invariants checked after
 //! every event, and every seed's KV history checked for linearizability. A
-//! failure names the seed; `SRAFT_SEED=<n>` replays one.
+//! failure names the seed; `SRAFT_SEED=<n>` replays one. Known bugs can be
+//! switched on (`mutation`) to show that the checks catch them.
 
 pub mod checker;
 pub mod cluster;
 pub mod disk;
 pub mod failover;
 pub mod kv_client;
+pub mod mutation;
 pub mod net;
 pub mod run;
 pub mod stats;
