@@ -1,16 +1,20 @@
-//! Seeded whole-cluster simulations of the real core, with safety checked
-//! after every event. `SRAFT_SEED=1,2,3` replays chosen seeds;
-//! `SRAFT_SEEDS=N` runs N seeds instead of the CI default.
+//! Seeded whole-cluster simulations of the production driver, core and KV
+//! store, with safety checked after every event and each seed's client
+//! history checked for linearizability. `SRAFT_SEED=1,2,3` replays chosen
+//! seeds; `SRAFT_SEEDS=N` runs N seeds instead of the CI default (500).
 
 use sraft::sim::run::{REGRESSION_SEEDS, RunOptions, run_seed, seeds_from_env};
 
 fn run_all(seeds: impl IntoIterator<Item = u64>) -> usize {
-    let options = RunOptions::default();
+    run_all_with(seeds, &RunOptions::default())
+}
+
+fn run_all_with(seeds: impl IntoIterator<Item = u64>, options: &RunOptions) -> usize {
     let mut failures = Vec::new();
     let mut count = 0;
     for seed in seeds {
         count += 1;
-        if let Err(report) = run_seed(seed, &options) {
+        if let Err(report) = run_seed(seed, options) {
             eprintln!("{report}\n");
             failures.push(seed);
         }
@@ -24,20 +28,24 @@ fn random_seeds_keep_every_invariant_and_converge() {
     let n: u64 = std::env::var("SRAFT_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(1000);
+        .unwrap_or(500);
     let ran = run_all(0..n);
     eprintln!("{ran} seeds passed");
 }
 
 #[test]
 fn regression_seeds_stay_fixed() {
-    run_all(REGRESSION_SEEDS.iter().copied());
+    for (profile, seed) in REGRESSION_SEEDS {
+        run_all_with([*seed], &RunOptions::for_profile(*profile));
+    }
 }
 
+/// `SRAFT_SEED=1,2,3`, with the `SRAFT_PROFILE`, `SRAFT_FAULTY_MS` and
+/// `SRAFT_MUTATION` a failure report names.
 #[test]
 fn replay_seed() {
     if let Some(seeds) = seeds_from_env() {
-        run_all(seeds);
+        run_all_with(seeds, &RunOptions::from_env());
     }
 }
 

@@ -49,6 +49,25 @@ pub struct RaftConfig {
     /// `[limits]` table, not under `[raft]`.
     #[serde(skip)]
     pub limits: Limits,
+    /// Test-only: deliberate bugs. Never read from a config file.
+    #[serde(skip)]
+    pub mutations: CoreMutations,
+}
+
+/// Test-only switches that break the core on purpose, so that a test can
+/// show the simulator catches each bug (a mutation check, as TigerBeetle's
+/// VOPR is checked). All off by default; nothing in production sets them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CoreMutations {
+    /// Grant (pre-)votes without the "candidate's log is at least as
+    /// up-to-date" check (Raft paper 5.4.1).
+    pub vote_without_log_check: bool,
+    /// Commit an entry of an earlier term once a majority holds it, by
+    /// counting replicas (what Raft paper 5.4.2 / Figure 8 forbids).
+    pub commit_old_term_by_counting: bool,
+    /// Serve a ReadIndex read without the heartbeat round that confirms
+    /// the leader still leads (thesis 6.4 step 3).
+    pub read_index_without_heartbeat: bool,
 }
 
 impl Default for RaftConfig {
@@ -71,6 +90,7 @@ impl Default for RaftConfig {
             inflight_appends_max: 256,
             append_entries_max: 1024,
             limits: Limits::default(),
+            mutations: CoreMutations::default(),
         }
     }
 }
@@ -210,6 +230,13 @@ mod tests {
         }
         // Original mode has no primary: the margin is not required.
         config.original().validate().unwrap();
+    }
+
+    #[test]
+    fn mutations_are_off_by_default_and_no_file_can_switch_one_on() {
+        assert_eq!(RaftConfig::default().mutations, CoreMutations::default());
+        let parsed = toml::from_str::<RaftConfig>("[mutations]\nvote_without_log_check = true\n");
+        assert!(parsed.is_err(), "a config file switched a mutation on");
     }
 
     #[test]

@@ -439,6 +439,15 @@ impl Raft {
         }
     }
 
+    /// Raft paper 5.4.1: vote only for a candidate whose log is at least as
+    /// up-to-date as ours.
+    fn log_allows_vote(&self, last_index: LogIndex, last_term: Term) -> bool {
+        if self.config.mutations.vote_without_log_check {
+            return true; // Test-only bug.
+        }
+        self.log.is_up_to_date(last_index, last_term)
+    }
+
     /// Raft paper Figure 2: "If votedFor is null or candidateId".
     fn can_vote_for(&self, candidate: NodeId) -> bool {
         self.vote == Some(candidate) || (self.vote.is_none() && self.leader.is_none())
@@ -452,7 +461,7 @@ impl Raft {
         last_term: Term,
     ) {
         let eligible = (term > self.term || self.can_vote_for(from))
-            && self.log.is_up_to_date(last_index, last_term);
+            && self.log_allows_vote(last_index, last_term);
         let in_lease = self.in_lease();
         let granted = eligible && !in_lease;
         // A grant carries the election's term so the pre-candidate counts it;
@@ -496,7 +505,7 @@ impl Raft {
     }
 
     pub(super) fn on_vote(&mut self, from: NodeId, last_index: LogIndex, last_term: Term) {
-        let granted = self.can_vote_for(from) && self.log.is_up_to_date(last_index, last_term);
+        let granted = self.can_vote_for(from) && self.log_allows_vote(last_index, last_term);
         if granted {
             self.vote = Some(from);
             self.reset_election_timer();

@@ -15,7 +15,7 @@ mod replication;
 mod subleader;
 pub mod types;
 
-pub use config::{ConfigError, RaftConfig};
+pub use config::{ConfigError, CoreMutations, RaftConfig};
 pub use message::{Designation, Message, MessageBody};
 pub use raft::{ProposeError, Raft, Role, TransferError};
 pub use read::ReadError;

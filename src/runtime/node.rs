@@ -128,7 +128,11 @@ pub struct Node<M, W, N, R> {
     /// Oldest first.
     unsynced: VecDeque<Unsynced>,
     last_seq: u64,
-    pending_writes: BTreeMap<LogIndex, (Term, R)>,
+    /// By (index, term): a node that lost its entry at an index and leads
+    /// again can place a new one there while the first still waits (it may
+    /// yet commit through another leader); each is decided when this node
+    /// applies that index.
+    pending_writes: BTreeMap<(LogIndex, Term), R>,
     pending_reads: BTreeMap<u64, PendingRead<M, R>>,
     /// Reads confirmed by a heartbeat round, waiting for apply to reach
     /// their index.
@@ -150,6 +154,10 @@ pub struct Node<M, W, N, R> {
 pub struct DriverMutations {
     /// Send vote grants and append acknowledgements before their fsync.
     pub ack_before_fsync: bool,
+    /// Tell the core a write is durable when it is handed to the writer,
+    /// not when the writer reports it: committed entries are then applied
+    /// (and the leader counts its own log) before they are on disk here.
+    pub apply_before_persist: bool,
 }
 
 impl<M: StateMachine, W: LogWriter, N: Network, R> Node<M, W, N, R> {
@@ -258,7 +266,8 @@ impl<M: StateMachine, W: LogWriter, N: Network, R> Node<M, W, N, R> {
         }
         match self.raft.propose(now_us, command) {
             Ok((index, term)) => {
-                self.pending_writes.insert(index, (term, reply));
+                let earlier = self.pending_writes.insert((index, term), reply);
+                assert!(earlier.is_none(), "two proposals at {index} in term {term}");
                 Some((index, term))
             }
             Err(e) => {
@@ -400,6 +409,9 @@ impl<M: StateMachine, W: LogWriter, N: Network, R> Node<M, W, N, R> {
             // The writer fsynced in this thread; no later time to report it.
             let now_us = self.raft.now_us();
             self.persisted(now_us, seq);
+        } else if let Some((index, term)) = last.filter(|_| self.mutations.apply_before_persist) {
+            let now_us = self.raft.now_us();
+            self.raft.persisted(now_us, index, term); // Test-only bug.
         }
         Ok(())
     }
@@ -423,10 +435,10 @@ impl<M: StateMachine, W: LogWriter, N: Network, R> Node<M, W, N, R> {
             // Every pending write at or below this index is decided now: its
             // own entry was applied (same term) or replaced (another term).
             while let Some(pending) = self.pending_writes.first_entry() {
-                if *pending.key() > entry.index {
+                if pending.key().0 > entry.index {
                     break;
                 }
-                let (index, (term, reply)) = pending.remove_entry();
+                let ((index, term), reply) = pending.remove_entry();
                 let result = if index == entry.index && term == entry.term {
                     Ok(output.take().unwrap_or_default())
                 } else {

@@ -84,16 +84,21 @@ impl Checker {
         }
     }
 
-    /// State Machine Safety: a committed index never changes.
-    pub fn on_committed(&mut self, node: NodeId, index: LogIndex, term: Term, chain: u64) {
+    /// State Machine Safety: a committed index never changes. Returns
+    /// whether the index is newly known committed.
+    pub fn on_committed(&mut self, node: NodeId, index: LogIndex, term: Term, chain: u64) -> bool {
         match self.committed.get(&index) {
-            Some(known) => assert_eq!(
-                *known,
-                (term, chain),
-                "state machine safety: node {node} committed a different entry at {index}"
-            ),
+            Some(known) => {
+                assert_eq!(
+                    *known,
+                    (term, chain),
+                    "state machine safety: node {node} committed a different entry at {index}"
+                );
+                false
+            }
             None => {
                 self.committed.insert(index, (term, chain));
+                true
             }
         }
     }
@@ -130,6 +135,40 @@ pub fn check_hard_state_transition(node: NodeId, old: &HardState, new: &HardStat
             new.vote, old.vote,
             "node {node}: changed its vote within term {}",
             new.term
+        );
+    }
+}
+
+/// Where a log ends, as a vote compares logs (Raft paper 5.4.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LogTip {
+    pub last_term: Term,
+    pub last_index: LogIndex,
+}
+
+/// Leader Completeness against every log that could still campaign, not
+/// only the leaders elected so far: a log that lacks a committed entry must
+/// be less up-to-date than a majority of the durable logs, or its owner
+/// could win an election and overwrite the entry. In correct Raft this
+/// holds the moment an entry commits: a majority holds the commit's entry
+/// of the leader's term durably, and any log without the entry ends
+/// before it. `lacking` are the logs without the entry; `durable` the tip
+/// of every voter's durable log.
+pub fn check_committed_kept(
+    index: LogIndex,
+    term: Term,
+    lacking: &[(NodeId, LogTip)],
+    durable: &[LogTip],
+) {
+    let quorum = durable.len() / 2 + 1;
+    for (node, tip) in lacking {
+        let voters = durable.iter().filter(|v| *v <= tip).count();
+        assert!(
+            voters < quorum,
+            "leader completeness: node {node} lacks committed index {index} (term {term}), yet its log (last term {}, last index {}) is as up-to-date as {voters} of {} durable logs: it could be elected and overwrite it",
+            tip.last_term,
+            tip.last_index,
+            durable.len()
         );
     }
 }

@@ -2,20 +2,19 @@
 //! real core) over a simulated network and a simulated disk that loses what
 //! was not fsynced, driven by one event queue.
 
-use super::checker::{Checker, chain_hash, check_hard_state_transition, fnv1a};
-use super::net::{NetConfig, Partitions};
+use super::checker::{Checker, LogTip, check_committed_kept, check_hard_state_transition, fnv1a};
+use super::disk::{Durable, SimDisk};
+use super::net::{NetConfig, Partitions, message_bytes};
+use super::store::SimStore;
 use crate::core::{
     ClusterConfig, Entry, Event, HardState, LogIndex, Message, MessageBody, NodeId, Raft,
     RaftConfig, RestoredState, Role, Term,
 };
-use crate::runtime::node::{
-    AppliedEntry, DriverMutations, LogWrite, LogWriter, Network, Node, Reply,
-};
-use crate::state_machine::StateMachine;
-use crate::storage::{StorageError, WalImage};
+use crate::runtime::node::{AppliedEntry, DriverMutations, LogWrite, Network, Node, Reply};
+use crate::storage::WalImage;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 #[derive(Clone, Debug)]
 pub struct SimConfig {
@@ -26,13 +25,22 @@ pub struct SimConfig {
     /// Each node's clock runs at 1 +- up to this many parts per million.
     pub clock_skew_ppm_max: u64,
     /// Time an fsync takes: writes become durable, and the messages that
-    /// wait for them leave, this long after they were handed out.
+    /// wait for them leave, this long after they were handed out...
     pub fsync_us: u64,
+    /// ... plus the time to write their bytes at this rate.
+    pub disk_bytes_per_us: u64,
     /// Deliver the crash fast path's hint (EOF + refused reconnect) to the
     /// survivors of a crash, as the runtime's transport does for SIGKILL.
     pub crash_hints: bool,
+    /// Chance that a newly elected leader is cut off from every other node
+    /// at once, its messages in flight lost: its first entries stay its
+    /// own, and logs diverge as in the Raft paper's Figure 8.
+    pub isolate_new_leader: f64,
     /// Recent events kept for the failure report.
     pub trace_len: usize,
+    /// Test-only bugs switched into every node's driver (the core's are in
+    /// `raft.mutations`).
+    pub driver_mutations: DriverMutations,
 }
 
 impl SimConfig {
@@ -44,8 +52,11 @@ impl SimConfig {
             net: NetConfig::lan(),
             clock_skew_ppm_max: 0,
             fsync_us: 0,
+            disk_bytes_per_us: 500,
             crash_hints: false,
+            isolate_new_leader: 0.0,
             trace_len: 80,
+            driver_mutations: DriverMutations::default(),
         }
     }
 }
@@ -69,60 +80,6 @@ enum SimEvent {
     },
 }
 
-/// What survives a crash: the fsynced hard state and log.
-#[derive(Default)]
-struct Durable {
-    hard_state: HardState,
-    entries: Vec<Entry>,
-    /// chains[i] is the chain hash of entries[..=i].
-    chains: Vec<u64>,
-}
-
-impl Durable {
-    fn store(&mut self, node: NodeId, entries: &[Entry], checker: &mut Checker) {
-        let Some(first) = entries.first() else { return };
-        let keep = (first.index.0 - 1) as usize;
-        assert!(
-            keep <= self.entries.len(),
-            "node {node}: gap in persisted log at {}",
-            first.index
-        );
-        self.entries.truncate(keep);
-        self.chains.truncate(keep);
-        for entry in entries {
-            let prev = self.chains.last().copied().unwrap_or(0);
-            let chain = chain_hash(prev, entry);
-            checker.on_stored(node, entry, chain);
-            self.entries.push(entry.clone());
-            self.chains.push(chain);
-        }
-    }
-}
-
-/// The simulated disk: each write is encoded into an in-memory WAL segment
-/// with the real record format and sits in the page cache until an fsync,
-/// which takes `SimConfig::fsync_us`. A crash keeps any prefix of the cache
-/// (a torn write), and the real WAL recovery decides what a restart finds.
-#[derive(Default)]
-pub struct SimDisk {
-    image: WalImage,
-    /// Writes in the cache, oldest first, with their encoded length.
-    unsynced: VecDeque<(LogWrite, usize)>,
-    /// The last write an fsync already covers (scheduled, not yet done).
-    fsync_through: u64,
-}
-
-impl LogWriter for SimDisk {
-    fn submit(&mut self, write: LogWrite) -> Result<bool, StorageError> {
-        let before = self.image.cached_bytes();
-        self.image
-            .write(write.hard_state.as_ref(), &write.entries)?;
-        let bytes = self.image.cached_bytes() - before;
-        self.unsynced.push_back((write, bytes));
-        Ok(false)
-    }
-}
-
 /// The simulated network's outbox: the cluster routes what the driver sent.
 #[derive(Default)]
 pub struct SimNet {
@@ -135,42 +92,55 @@ impl Network for SimNet {
     }
 }
 
-/// The simulated state machine: a hash chain of the applied commands, so
-/// that equal hashes mean equal histories.
+/// Who waits for an answer: the client models of `run` and `workload`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ticket {
+    /// A tracked proposal, by id.
+    Tracked(u64),
+    /// An untracked proposal that fills a gap in the log.
+    Filler,
+    /// A read that checks only the index it was served at.
+    Probe(u64),
+    /// One attempt at a KV client's operation `seq`.
+    Kv {
+        client: usize,
+        seq: u64,
+        attempt: u64,
+    },
+    /// An oversized write.
+    Bulk(u64),
+}
+
+/// A client answer as it left a node.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    pub at_us: u64,
+    pub node: NodeId,
+    pub ticket: Ticket,
+    pub reply: Reply,
+}
+
+/// What a driver holds for one client request: a number unique in the
+/// run, so that the simulator can check each request is answered once.
+#[derive(Clone, Copy, Debug)]
+pub struct Handle {
+    id: u64,
+    ticket: Ticket,
+}
+
+/// The requests a live node holds, to check that each is answered exactly
+/// once, and a write no later than when its node applies its index.
 #[derive(Default)]
-pub struct HashMachine {
-    pub state_hash: u64,
-    /// The index of the last command applied (no-ops do not reach here).
-    pub applied: LogIndex,
+struct OpenRequests {
+    /// Request id -> the index an accepted write landed at (None: a read,
+    /// or a write refused at once).
+    by_id: BTreeMap<u64, Option<LogIndex>>,
+    /// (index, request id) of the accepted writes.
+    writes: BTreeSet<(LogIndex, u64)>,
 }
 
-impl StateMachine for HashMachine {
-    fn apply(&mut self, index: LogIndex, command: &[u8]) -> Vec<u8> {
-        assert!(
-            index > self.applied,
-            "applied {index} after {}",
-            self.applied
-        );
-        self.applied = index;
-        self.state_hash = fnv1a(self.state_hash, command);
-        index.0.to_le_bytes().to_vec()
-    }
-    fn applied_index(&self) -> LogIndex {
-        self.applied
-    }
-    fn snapshot(&self) -> Vec<u8> {
-        self.state_hash.to_le_bytes().to_vec()
-    }
-    fn restore(&mut self, index: LogIndex, snapshot: &[u8]) -> Result<(), String> {
-        let bytes: [u8; 8] = snapshot.try_into().map_err(|_| "bad snapshot".to_owned())?;
-        self.state_hash = u64::from_le_bytes(bytes);
-        self.applied = index;
-        Ok(())
-    }
-}
-
-/// The production driver, as the simulator runs it; clients hold tickets.
-pub type SimDriver = Node<HashMachine, SimDisk, SimNet, u64>;
+/// The production driver, as the simulator runs it, with the real KV store.
+pub type SimDriver = Node<SimStore, SimDisk, SimNet, Handle>;
 
 pub struct SimNode {
     pub id: NodeId,
@@ -185,10 +155,11 @@ pub struct SimNode {
 }
 
 impl SimNode {
+    /// Equal on two nodes that applied the same commands into equal stores.
     pub fn state_hash(&self) -> u64 {
         self.driver
             .as_ref()
-            .map_or(0, |d| d.state_machine().state_hash)
+            .map_or(0, |d| d.state_machine().state_hash())
     }
     /// Everything applied, no-ops included.
     pub fn applied(&self) -> LogIndex {
@@ -216,11 +187,14 @@ pub struct Cluster {
     /// Core events with their global time, for experiments; drained by callers.
     pub events: Vec<(u64, NodeId, Event)>,
     pub applied: Vec<Applied>,
-    /// Client answers: (node, ticket, reply).
-    pub answers: Vec<(NodeId, u64, Reply)>,
+    pub answers: Vec<Answer>,
     pub steps: u64,
-    /// Test-only bugs switched into every node's driver.
-    pub driver_mutations: DriverMutations,
+    /// Directed link -> when it finishes sending what is queued on it: a
+    /// large message delays those behind it, as on one TCP connection.
+    link_free_us: BTreeMap<(NodeId, NodeId), u64>,
+    /// By node; emptied when the node crashes.
+    open_requests: Vec<OpenRequests>,
+    next_request_id: u64,
 }
 
 impl Cluster {
@@ -261,8 +235,13 @@ impl Cluster {
             applied: Vec::new(),
             answers: Vec::new(),
             steps: 0,
-            driver_mutations: DriverMutations::default(),
+            link_free_us: BTreeMap::new(),
+            open_requests: Vec::new(),
+            next_request_id: 0,
         };
+        cluster
+            .open_requests
+            .resize_with(cluster.nodes.len(), OpenRequests::default);
         for i in 0..cluster.nodes.len() {
             let seed = cluster.config.seed.wrapping_mul(31).wrapping_add(i as u64);
             cluster.boot(i, seed);
@@ -289,9 +268,9 @@ impl Cluster {
             image,
             ..SimDisk::default()
         };
-        let mut driver = Node::new(raft, disk, SimNet::default(), HashMachine::default());
+        let mut driver = Node::new(raft, disk, SimNet::default(), SimStore::default());
         driver.trace_applied(true);
-        driver.mutations = self.driver_mutations;
+        driver.mutations = self.config.driver_mutations;
         self.nodes[node].driver = Some(driver);
         self.after_input(node);
     }
@@ -457,11 +436,21 @@ impl Cluster {
             1
         };
         for _ in 0..copies {
+            let sent = self.transmit(&msg);
             let latency = self
                 .rng
                 .random_range(self.net.latency_us_min..=self.net.latency_us_max);
-            self.push(self.now_us + latency, SimEvent::Deliver(msg.clone()));
+            self.push(sent + latency, SimEvent::Deliver(msg.clone()));
         }
+    }
+
+    /// Queues `msg` on its link; returns when its last byte is sent.
+    fn transmit(&mut self, msg: &Message) -> u64 {
+        let bytes = message_bytes(msg);
+        let free = self.link_free_us.entry((msg.from, msg.to)).or_insert(0);
+        let start = (*free).max(self.now_us);
+        *free = start + bytes / self.net.bytes_per_us.max(1);
+        *free
     }
 
     fn schedule_tick(&mut self, node: usize) {
@@ -484,20 +473,40 @@ impl Cluster {
         self.schedule_fsync(node);
         let raft = self.raft(node).expect("up");
         self.checker.check_node(self.nodes[node].id, raft);
+        self.check_writes_answered(node);
         self.schedule_tick(node);
+    }
+
+    /// A write is decided when its node applies its index: applied there,
+    /// or replaced by another entry. Its answer must have left by then.
+    fn check_writes_answered(&self, node: usize) {
+        let applied = self.raft(node).expect("up").applied_index();
+        if let Some((index, request)) = self.open_requests[node].writes.first() {
+            assert!(
+                *index > applied,
+                "node {}: applied through {applied} but never answered the write it accepted at {index} (request {request})",
+                self.nodes[node].id
+            );
+        }
     }
 
     /// One fsync covers every write queued when it starts (group commit).
     fn schedule_fsync(&mut self, node: usize) {
         let incarnation = self.nodes[node].incarnation;
-        let driver = self.driver_mut(node);
+        let (now_us, fsync_us) = (self.now_us, self.config.fsync_us);
+        let disk_bytes_per_us = self.config.disk_bytes_per_us.max(1);
+        let driver = self.nodes[node].driver.as_mut().expect("node is up");
         let last = driver.last_write_seq();
         let disk = driver.writer_mut();
         if disk.fsync_through >= last || disk.unsynced.is_empty() {
             return;
         }
+        // One fsync at a time, as the WAL thread does them; each flushes
+        // the bytes written since the last one.
+        let bytes = disk.bytes_after(disk.fsync_through);
+        let at = now_us.max(disk.busy_until_us) + fsync_us + bytes / disk_bytes_per_us;
         disk.fsync_through = last;
-        let at = self.now_us + self.config.fsync_us;
+        disk.busy_until_us = at;
         self.push(
             at,
             SimEvent::Fsync {
@@ -549,8 +558,24 @@ impl Cluster {
         for entry in applied {
             self.on_applied(node, entry);
         }
-        for (ticket, reply) in answers {
-            self.answers.push((id, ticket, reply));
+        for (handle, reply) in answers {
+            let open = &mut self.open_requests[node];
+            let landed = open.by_id.remove(&handle.id);
+            assert!(
+                landed.is_some(),
+                "node {id}: answered request {} ({:?}) twice",
+                handle.id,
+                handle.ticket
+            );
+            if let Some(Some(index)) = landed {
+                open.writes.remove(&(index, handle.id));
+            }
+            self.answers.push(Answer {
+                at_us: self.now_us,
+                node: id,
+                ticket: handle.ticket,
+                reply,
+            });
         }
         for event in &events {
             self.on_event(node, event);
@@ -561,16 +586,57 @@ impl Cluster {
         let n = &self.nodes[node];
         let i = (entry.index.0 - 1) as usize;
         assert!(
-            i < n.durable.entries.len(),
-            "node {}: applying unpersisted {}",
+            n.durable
+                .entries
+                .get(i)
+                .is_some_and(|e| e.term == entry.term),
+            "node {}: applying unpersisted {} (term {})",
             n.id,
-            entry.index
+            entry.index,
+            entry.term
         );
         let chain = n.durable.chains[i];
-        self.checker
+        let first = self
+            .checker
             .on_committed(n.id, entry.index, entry.term, chain);
+        if first {
+            self.check_committed_kept(entry.index, entry.term);
+        }
         self.applied
             .push((n.id, entry.index, entry.term, entry.command));
+    }
+
+    /// See `checker::check_committed_kept`: every durable log, and every
+    /// live node's log, either holds the newly committed entry or could not
+    /// win an election.
+    fn check_committed_kept(&self, index: LogIndex, term: Term) {
+        let mut durable = Vec::new();
+        let mut lacking = Vec::new();
+        for n in &self.nodes {
+            let i = (index.0 - 1) as usize;
+            let tip = LogTip {
+                last_term: n.durable.entries.last().map_or(Term(0), |e| e.term),
+                last_index: LogIndex(n.durable.entries.len() as u64),
+            };
+            durable.push(tip);
+            if n.durable.entries.get(i).is_none_or(|e| e.term != term) {
+                lacking.push((n.id, tip));
+            }
+            if let Some(raft) = n.driver.as_ref().map(|d| d.raft())
+                && raft.term_at(index) != Some(term)
+            {
+                let last_index = raft.last_index();
+                let last_term = raft.term_at(last_index).unwrap_or(Term(0));
+                lacking.push((
+                    n.id,
+                    LogTip {
+                        last_term,
+                        last_index,
+                    },
+                ));
+            }
+        }
+        check_committed_kept(index, term, &lacking, &durable);
     }
 
     /// A message that promises durability must find its premise on disk
@@ -610,6 +676,12 @@ impl Cluster {
         if let Event::BecameLeader { .. } = event {
             let raft = self.nodes[node].driver.as_ref().expect("up").raft();
             self.checker.on_leader(id, raft);
+            let isolate = self.config.isolate_new_leader;
+            if isolate > 0.0 && self.rng.random_bool(isolate) {
+                let all = self.ids();
+                self.partitions.split(&[id], &all);
+                self.trace_line(format!("isolate new leader {id}"));
+            }
         }
         self.trace_line(format!("event {id} {event:?}"));
         self.events.push((self.now_us, id, event.clone()));
@@ -654,6 +726,12 @@ impl Cluster {
         self.nodes[node].image = image;
         self.nodes[node].incarnation += 1;
         self.nodes[node].tick_token += 1;
+        // A crash answers nobody: its clients time out.
+        self.open_requests[node] = OpenRequests::default();
+        // Its connections are gone, and what was queued on them.
+        let id = self.nodes[node].id;
+        self.link_free_us
+            .retain(|(from, to), _| *from != id && *to != id);
         self.trace_line(format!("crash {node}"));
         if self.config.crash_hints {
             let dead = self.nodes[node].id;
@@ -701,26 +779,43 @@ impl Cluster {
         &mut self,
         node: usize,
         command: Vec<u8>,
-        ticket: u64,
+        ticket: Ticket,
     ) -> Option<(LogIndex, Term)> {
         if !self.is_up(node) {
             return None;
         }
         let now = self.local_time(node);
-        let landed = self.driver_mut(node).propose(now, command, ticket);
+        let handle = self.new_handle(ticket);
+        let landed = self.driver_mut(node).propose(now, command, handle);
+        let index = landed.map(|(index, _)| index);
+        let open = &mut self.open_requests[node];
+        open.by_id.insert(handle.id, index);
+        if let Some(index) = index {
+            open.writes.insert((index, handle.id));
+        }
         self.after_input(node);
         landed
     }
 
-    /// A linearizable read at `node`: answers with the state machine's
-    /// applied index when the read was served.
-    pub fn read(&mut self, node: usize, ticket: u64) -> bool {
+    fn new_handle(&mut self, ticket: Ticket) -> Handle {
+        self.next_request_id += 1;
+        Handle {
+            id: self.next_request_id,
+            ticket,
+        }
+    }
+
+    /// A linearizable `GET key` at `node`, answered with the store's
+    /// applied index and value when the read was served.
+    pub fn read(&mut self, node: usize, key: Vec<u8>, ticket: Ticket) -> bool {
         if !self.is_up(node) {
             return false;
         }
         let now = self.local_time(node);
-        let query = Box::new(|sm: &HashMachine| sm.applied.0.to_le_bytes().to_vec());
-        self.driver_mut(node).read(now, query, ticket);
+        let query = Box::new(move |sm: &SimStore| sm.get(&key));
+        let handle = self.new_handle(ticket);
+        self.driver_mut(node).read(now, query, handle);
+        self.open_requests[node].by_id.insert(handle.id, None);
         self.after_input(node);
         true
     }

@@ -1,7 +1,7 @@
 //! The simulated network and fault model: latency, loss, duplication,
 //! reordering (from random latency), partitions; all from one seeded RNG.
 
-use crate::core::NodeId;
+use crate::core::{Message, MessageBody, NodeId};
 use std::collections::BTreeSet;
 
 #[derive(Clone, Debug)]
@@ -11,6 +11,9 @@ pub struct NetConfig {
     pub latency_us_max: u64,
     pub loss: f64,
     pub duplicate: f64,
+    /// Link bandwidth: a message takes its size over this to send, and
+    /// delays the messages queued behind it on the same link.
+    pub bytes_per_us: u64,
 }
 
 impl NetConfig {
@@ -21,8 +24,18 @@ impl NetConfig {
             latency_us_max: 200,
             loss: 0.0,
             duplicate: 0.0,
+            bytes_per_us: 1_250,
         }
     }
+}
+
+/// A message's size on the wire, roughly: a header plus its entries.
+pub fn message_bytes(msg: &Message) -> u64 {
+    let entries = match &msg.body {
+        MessageBody::Append { entries, .. } => entries.iter().map(|e| e.size_bytes()).sum(),
+        _ => 0,
+    };
+    64 + entries as u64
 }
 
 #[derive(Default, Clone, Debug)]
