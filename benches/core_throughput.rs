@@ -5,7 +5,7 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use sraft::core::{ClusterConfig, LogIndex, Message, NodeId, Raft, RaftConfig, Role};
-use sraft::runtime::{Network, Node, SyncWriter};
+use sraft::runtime::{Node, SyncWriter};
 use sraft::state_machine::StateMachine;
 use sraft::storage::MemStorage;
 use std::collections::VecDeque;
@@ -30,17 +30,8 @@ impl StateMachine for Count {
     }
 }
 
-#[derive(Default)]
-struct Outbox(Vec<Message>);
-
-impl Network for Outbox {
-    fn send(&mut self, msg: Message) {
-        self.0.push(msg);
-    }
-}
-
 /// The production driver, over memory storage that fsyncs at once.
-type BenchNode = Node<Count, SyncWriter<MemStorage>, Outbox, ()>;
+type BenchNode = Node<Count, SyncWriter<MemStorage>, Vec<Message>, ()>;
 
 struct Harness {
     nodes: Vec<BenchNode>,
@@ -57,12 +48,7 @@ impl Harness {
             .map(|&id| {
                 let (storage, restored) = MemStorage::new(cluster.clone());
                 let raft = Raft::new(id, RaftConfig::default(), restored, id.0 + 1, 0);
-                Node::new(
-                    raft,
-                    SyncWriter(storage),
-                    Outbox::default(),
-                    Count::default(),
-                )
+                Node::new(raft, SyncWriter(storage), Vec::new(), Count::default())
             })
             .collect();
         let mut h = Harness {
@@ -93,7 +79,7 @@ impl Harness {
                 node.process().expect("memory storage");
                 node.take_answers();
                 node.take_events();
-                self.inbox.extend(node.network_mut().0.drain(..));
+                self.inbox.extend(node.network_mut().drain(..));
             }
             let Some(msg) = self.inbox.pop_front() else {
                 return;

@@ -12,7 +12,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use crossbeam_channel::{Receiver, bounded};
 use sraft::core::{ClusterConfig, LogIndex, Message, NodeId, Raft, RaftConfig, Role};
 use sraft::limits::Limits;
-use sraft::runtime::{LogWriter, Network, Node, SyncWriter, WalEvent, WalWriter};
+use sraft::runtime::{LogWriter, Node, SyncWriter, WalEvent, WalWriter};
 use sraft::state_machine::StateMachine;
 use sraft::storage::{FileStorage, WalOptions};
 use std::time::{Duration, Instant};
@@ -38,12 +38,6 @@ impl StateMachine for Count {
     }
 }
 
-struct Nowhere;
-
-impl Network for Nowhere {
-    fn send(&mut self, _msg: Message) {}
-}
-
 /// The limits table for values of `ENTRY_BYTES` (DESIGN.md 7).
 fn limits() -> Limits {
     Limits::derive(ENTRY_BYTES)
@@ -61,9 +55,9 @@ fn leader<W: LogWriter>(
     restored: sraft::core::RestoredState,
     writer: W,
     durable: Option<&Receiver<WalEvent>>,
-) -> Node<Count, W, Nowhere, ()> {
+) -> Node<Count, W, Vec<Message>, ()> {
     let raft = Raft::new(NodeId(0), config(), restored, 1, 0);
-    let mut node = Node::new(raft, writer, Nowhere, Count::default());
+    let mut node = Node::new(raft, writer, Vec::new(), Count::default());
     let mut now = 0;
     while node.raft().role() != Role::Leader {
         now += 10_000;
@@ -78,7 +72,10 @@ fn leader<W: LogWriter>(
     node
 }
 
-fn wait_durable<W: LogWriter>(node: &mut Node<Count, W, Nowhere, ()>, rx: &Receiver<WalEvent>) {
+fn wait_durable<W: LogWriter>(
+    node: &mut Node<Count, W, Vec<Message>, ()>,
+    rx: &Receiver<WalEvent>,
+) {
     match rx.recv().expect("WAL thread alive") {
         WalEvent::Durable(seq) => {
             let now = node.raft().now_us();

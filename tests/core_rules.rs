@@ -11,7 +11,7 @@ use sraft::core::{
     MessageBody, NodeId, Raft, RaftConfig, RestoredState, Role, Term,
 };
 use sraft::limits::Limits;
-use sraft::runtime::{Network, Node, Reply, RequestError, SyncWriter};
+use sraft::runtime::{Node, Reply, RequestError, SyncWriter};
 use sraft::state_machine::StateMachine;
 use sraft::storage::MemStorage;
 use sraft::transport::PeerFrame;
@@ -39,17 +39,8 @@ impl StateMachine for LastIndex {
     }
 }
 
-#[derive(Default)]
-struct Outbox(Vec<Message>);
-
-impl Network for Outbox {
-    fn send(&mut self, msg: Message) {
-        self.0.push(msg);
-    }
-}
-
 /// The production driver over in-memory storage that fsyncs at once.
-type TestNode = Node<LastIndex, SyncWriter<MemStorage>, Outbox, u64>;
+type TestNode = Node<LastIndex, SyncWriter<MemStorage>, Vec<Message>, u64>;
 
 struct Net {
     nodes: Vec<TestNode>,
@@ -83,12 +74,7 @@ impl Net {
             .map(|id| {
                 let (storage, restored) = MemStorage::new(cluster.clone());
                 let raft = Raft::new(id, config.clone(), restored, 1000 + id.0, 0);
-                Node::new(
-                    raft,
-                    SyncWriter(storage),
-                    Outbox::default(),
-                    LastIndex::default(),
-                )
+                Node::new(raft, SyncWriter(storage), Vec::new(), LastIndex::default())
             })
             .collect();
         Net {
@@ -128,7 +114,7 @@ impl Net {
         for (ticket, reply) in self.nodes[i].take_answers() {
             self.answers.push((i, ticket, reply));
         }
-        for msg in std::mem::take(&mut self.nodes[i].network_mut().0) {
+        for msg in std::mem::take(self.nodes[i].network_mut()) {
             self.sent.push(msg.clone());
             let to = msg.to.0 as usize;
             if self.cut.contains(&(i, to)) {

@@ -87,6 +87,14 @@ pub trait Network {
     fn send(&mut self, msg: Message);
 }
 
+/// An outbox: the simulator, the tests and the benches route what the
+/// driver sent themselves.
+impl Network for Vec<Message> {
+    fn send(&mut self, msg: Message) {
+        self.push(msg);
+    }
+}
+
 /// Writes awaiting commit, or reads awaiting confirmation; beyond this a
 /// new request of that kind is refused as busy.
 pub const PENDING_REQUESTS_MAX: usize = 100_000;

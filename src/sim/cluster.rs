@@ -10,7 +10,7 @@ use crate::core::{
     ClusterConfig, Entry, Event, HardState, LogIndex, Message, MessageBody, NodeId, Raft,
     RaftConfig, RestoredState, Role, Term,
 };
-use crate::runtime::node::{AppliedEntry, DriverMutations, LogWrite, Network, Node, Reply};
+use crate::runtime::node::{AppliedEntry, DriverMutations, LogWrite, Node, Reply};
 use crate::storage::WalImage;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -80,18 +80,6 @@ enum SimEvent {
     },
 }
 
-/// The simulated network's outbox: the cluster routes what the driver sent.
-#[derive(Default)]
-pub struct SimNet {
-    outbox: Vec<Message>,
-}
-
-impl Network for SimNet {
-    fn send(&mut self, msg: Message) {
-        self.outbox.push(msg);
-    }
-}
-
 /// Who waits for an answer: the client models of `run` and `workload`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ticket {
@@ -140,7 +128,8 @@ struct OpenRequests {
 }
 
 /// The production driver, as the simulator runs it, with the real KV store.
-pub type SimDriver = Node<SimStore, SimDisk, SimNet, Handle>;
+/// The network is an outbox: the cluster routes what the driver sent.
+pub type SimDriver = Node<SimStore, SimDisk, Vec<Message>, Handle>;
 
 pub struct SimNode {
     pub id: NodeId,
@@ -268,7 +257,7 @@ impl Cluster {
             image,
             ..SimDisk::default()
         };
-        let mut driver = Node::new(raft, disk, SimNet::default(), SimStore::default());
+        let mut driver = Node::new(raft, disk, Vec::new(), SimStore::default());
         driver.trace_applied(true);
         driver.mutations = self.config.driver_mutations;
         self.nodes[node].driver = Some(driver);
@@ -547,7 +536,7 @@ impl Cluster {
     fn route_output(&mut self, node: usize) {
         let id = self.nodes[node].id;
         let driver = self.driver_mut(node);
-        let outbox = std::mem::take(&mut driver.network_mut().outbox);
+        let outbox = std::mem::take(driver.network_mut());
         let applied = driver.take_applied();
         let answers = driver.take_answers();
         let events = driver.take_events();
