@@ -12,6 +12,7 @@
 //!   <= append_bytes_max
 //!   append_bytes_max + MESSAGE_OVERHEAD_BYTES <= frame_bytes_max
 //!   frame_bytes_max <= wal_record_bytes_max <= WAL_RECORD_FORMAT_BYTES_MAX
+//! append_bytes_max <= inflight_bytes_max
 //! entry_bytes_max <= uncommitted_bytes_max
 //! entry_bytes_max <= request_bytes_max
 //! ```
@@ -49,6 +50,10 @@ const APPEND_BYTES_MIN_DEFAULT: usize = MIB;
 /// WAL records are never smaller than this by default: one persist of many
 /// small entries is written as few records as possible.
 const WAL_RECORD_BYTES_MIN_DEFAULT: usize = 16 * MIB;
+/// Bytes in flight to one follower, in Appends of the largest size: enough
+/// to keep a LAN link busy for a round trip, little enough that a heartbeat
+/// queued behind them on the same connection is late by milliseconds only.
+const INFLIGHT_APPENDS_DEFAULT: usize = 4;
 /// Uncommitted bytes on the leader, in entries of the largest size.
 const UNCOMMITTED_ENTRIES_DEFAULT: usize = 8;
 /// Bytes of one client request, in values of the largest size: CAS carries
@@ -68,6 +73,9 @@ pub struct Limits {
     pub entry_bytes_max: usize,
     /// Entries' bytes in one Append message (etcd's MaxSizePerMsg).
     pub append_bytes_max: usize,
+    /// Entries' bytes the leader has sent to one follower and not yet seen
+    /// acknowledged (etcd's MaxInflightBytes); further Appends wait.
+    pub inflight_bytes_max: usize,
     /// Largest peer frame payload sent or accepted.
     pub frame_bytes_max: usize,
     /// Largest WAL record written: a persist of more is split.
@@ -89,6 +97,7 @@ pub struct LimitsOverrides {
     pub value_bytes_max: Option<usize>,
     pub entry_bytes_max: Option<usize>,
     pub append_bytes_max: Option<usize>,
+    pub inflight_bytes_max: Option<usize>,
     pub frame_bytes_max: Option<usize>,
     pub wal_record_bytes_max: Option<usize>,
     pub uncommitted_bytes_max: Option<usize>,
@@ -144,6 +153,9 @@ impl Limits {
             value_bytes_max,
             entry_bytes_max,
             append_bytes_max,
+            inflight_bytes_max: overrides
+                .inflight_bytes_max
+                .unwrap_or(append_bytes_max.saturating_mul(INFLIGHT_APPENDS_DEFAULT)),
             frame_bytes_max,
             wal_record_bytes_max: overrides
                 .wal_record_bytes_max
@@ -187,6 +199,14 @@ impl Limits {
                 "append_bytes_max".into(),
                 self.append_bytes_max,
                 "one Append must carry the largest entry",
+            ),
+            (
+                "inflight_bytes_max",
+                "append_bytes_max".into(),
+                self.append_bytes_max,
+                "inflight_bytes_max".into(),
+                self.inflight_bytes_max,
+                "a full Append must fit in flight",
             ),
             (
                 "frame_bytes_max",

@@ -805,6 +805,59 @@ fn pipelined_appends_stay_within_the_inflight_bound() {
     assert!(appends >= 1);
 }
 
+/// etcd's MaxInflightBytes: a follower whose acknowledgements stop gets at
+/// most `inflight_bytes_max` of entries (plus the one Append that crosses
+/// it), however many messages the count bound would allow; once it
+/// acknowledges, the rest follows.
+#[test]
+fn bytes_in_flight_to_a_follower_are_bounded() {
+    // Every entry limit carries 64 KiB of overhead room: 40 entries of 10 kB
+    // are about five times the smallest bound the table admits.
+    const ENTRY: usize = 10_000;
+    let mut limits = Limits::derive(ENTRY);
+    limits.append_bytes_max = limits.entry_bytes_max;
+    limits.inflight_bytes_max = limits.append_bytes_max;
+    let config = RaftConfig {
+        inflight_appends_max: 256,
+        limits: limits.clone(),
+        ..RaftConfig::default()
+    };
+    let mut net = Net::with_config(3, config);
+    let l = net.elect();
+    net.run_for_ms(5);
+    let follower = (l + 1) % 3;
+    net.cut.insert((follower, l));
+    let before = net.sent.len();
+    for i in 0..40u8 {
+        net.propose(l, &[i; ENTRY - 100]);
+        net.run_for_ms(1);
+    }
+    let to_follower = |net: &Net, from: usize| -> usize {
+        net.sent[from..]
+            .iter()
+            .filter(|m| m.to == NodeId(follower as u64))
+            .map(|m| match &m.body {
+                MessageBody::Append { entries, .. } => entries.iter().map(Entry::size_bytes).sum(),
+                _ => 0,
+            })
+            .sum()
+    };
+    let in_flight = to_follower(&net, before);
+    assert!(in_flight > 0);
+    assert!(
+        in_flight < limits.inflight_bytes_max + limits.append_bytes_max,
+        "{in_flight} bytes sent without an acknowledgement, bound {}",
+        limits.inflight_bytes_max
+    );
+    net.cut.clear();
+    net.run_for_ms(200);
+    assert_eq!(
+        net.node(follower).last_index(),
+        net.node(l).last_index(),
+        "the follower caught up once it acknowledged"
+    );
+}
+
 #[test]
 fn a_follower_refuses_proposals_and_names_the_leader() {
     let mut net = Net::new(3);

@@ -8,8 +8,27 @@ use std::collections::VecDeque;
 pub enum ProgressState {
     /// Unknown match: one Append at a time until one succeeds.
     Probe,
-    /// Known match: Appends are pipelined, up to `inflight_appends_max`.
+    /// Known match: Appends are pipelined, up to `inflight_appends_max`
+    /// messages and `inflight_bytes_max` bytes of entries.
     Replicate,
+}
+
+/// One Append sent and not yet acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Inflight {
+    pub last_index: LogIndex,
+    pub sent_at_us: u64,
+    /// Its entries' bytes (`Entry::size_bytes`).
+    pub bytes: usize,
+}
+
+/// How much a leader may have in flight to one follower.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InflightLimits {
+    pub messages: usize,
+    /// Bytes of entries. One Append may cross it, so an entry larger than
+    /// the bound still goes out, alone.
+    pub bytes: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -19,8 +38,10 @@ pub struct Progress {
     pub state: ProgressState,
     /// Probe: an Append is outstanding; wait for its reply or a heartbeat.
     pub probe_sent: bool,
-    /// Replicate: (last index, send time) of each Append in flight.
-    pub inflight: VecDeque<(LogIndex, u64)>,
+    /// Replicate: each Append in flight, oldest first.
+    pub inflight: VecDeque<Inflight>,
+    /// Sum of `inflight[..].bytes` (etcd's MaxInflightBytes accounting).
+    pub inflight_bytes: usize,
     /// Heard from since the last CheckQuorum round.
     pub recent_active: bool,
     pub last_ack_us: Option<u64>,
@@ -36,6 +57,7 @@ impl Progress {
             state: ProgressState::Probe,
             probe_sent: false,
             inflight: VecDeque::new(),
+            inflight_bytes: 0,
             recent_active: false,
             last_ack_us: None,
             srtt_us: None,
@@ -57,11 +79,8 @@ impl Progress {
 
     /// Records a successful append up to `index`; returns whether the match grew.
     pub fn record_match(&mut self, index: LogIndex) -> bool {
-        while self
-            .inflight
-            .front()
-            .is_some_and(|(last, _)| *last <= index)
-        {
+        while let Some(acked) = self.inflight.front().filter(|f| f.last_index <= index) {
+            self.inflight_bytes -= acked.bytes;
             self.inflight.pop_front();
         }
         self.probe_sent = false;
@@ -79,21 +98,33 @@ impl Progress {
         self.state = ProgressState::Probe;
         self.next_index = next_index.max(self.match_index.next());
         self.inflight.clear();
+        self.inflight_bytes = 0;
         self.probe_sent = false;
     }
 
-    pub fn can_send(&self, inflight_max: usize) -> bool {
+    /// Whether another Append may leave. Bounding bytes, not only messages,
+    /// keeps a lagging follower's connection from holding hundreds of
+    /// megabytes that every later message on it must wait behind, and
+    /// bounds the memory that backlog takes on both ends.
+    pub fn can_send(&self, limits: InflightLimits) -> bool {
         match self.state {
             ProgressState::Probe => !self.probe_sent,
-            ProgressState::Replicate => self.inflight.len() < inflight_max,
+            ProgressState::Replicate => {
+                self.inflight.len() < limits.messages && self.inflight_bytes < limits.bytes
+            }
         }
     }
 
-    pub fn on_sent(&mut self, last_index: LogIndex, now_us: u64) {
+    pub fn on_sent(&mut self, last_index: LogIndex, now_us: u64, bytes: usize) {
         match self.state {
             ProgressState::Probe => self.probe_sent = true,
             ProgressState::Replicate => {
-                self.inflight.push_back((last_index, now_us));
+                self.inflight.push_back(Inflight {
+                    last_index,
+                    sent_at_us: now_us,
+                    bytes,
+                });
+                self.inflight_bytes += bytes;
                 self.next_index = last_index.next();
             }
         }
@@ -105,7 +136,7 @@ impl Progress {
     pub fn is_stalled(&self, now_us: u64, timeout_us: u64) -> bool {
         self.inflight
             .front()
-            .is_some_and(|(_, sent)| now_us.saturating_sub(*sent) > timeout_us)
+            .is_some_and(|f| now_us.saturating_sub(f.sent_at_us) > timeout_us)
     }
 }
 
@@ -126,19 +157,45 @@ mod tests {
 
     #[test]
     fn match_frees_inflight_and_switches_to_replicate() {
+        let two = InflightLimits {
+            messages: 2,
+            bytes: usize::MAX,
+        };
         let mut pr = Progress::new(LogIndex(5));
         pr.become_probe(LogIndex(5));
-        assert!(pr.can_send(2));
-        pr.on_sent(LogIndex(7), 0);
-        assert!(!pr.can_send(2));
+        assert!(pr.can_send(two));
+        pr.on_sent(LogIndex(7), 0, 10);
+        assert!(!pr.can_send(two));
         assert!(pr.record_match(LogIndex(7)));
         assert_eq!(pr.state, ProgressState::Replicate);
-        pr.on_sent(LogIndex(9), 1);
-        pr.on_sent(LogIndex(11), 2);
-        assert!(!pr.can_send(2));
+        pr.on_sent(LogIndex(9), 1, 10);
+        pr.on_sent(LogIndex(11), 2, 10);
+        assert!(!pr.can_send(two));
         pr.record_match(LogIndex(9));
         assert_eq!(pr.inflight.len(), 1);
+        assert_eq!(pr.inflight_bytes, 10);
         assert_eq!(pr.next_index, LogIndex(12));
+    }
+
+    #[test]
+    fn bytes_in_flight_are_bounded_but_one_large_append_still_leaves() {
+        let limits = InflightLimits {
+            messages: 100,
+            bytes: 1000,
+        };
+        let mut pr = Progress::new(LogIndex(1));
+        pr.record_match(LogIndex(1));
+        pr.on_sent(LogIndex(2), 0, 5000);
+        assert!(!pr.can_send(limits), "above the byte bound");
+        pr.record_match(LogIndex(2));
+        assert_eq!(pr.inflight_bytes, 0);
+        assert!(pr.can_send(limits));
+        pr.on_sent(LogIndex(3), 0, 600);
+        assert!(pr.can_send(limits), "600 of 1000 bytes in flight");
+        pr.on_sent(LogIndex(4), 0, 600);
+        assert!(!pr.can_send(limits));
+        pr.become_probe(LogIndex(3));
+        assert_eq!(pr.inflight_bytes, 0);
     }
 
     #[test]

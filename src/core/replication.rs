@@ -2,7 +2,7 @@
 //! heartbeats, commit, CheckQuorum, and the leader's timers.
 
 use super::message::{Message, MessageBody};
-use super::progress::ProgressState;
+use super::progress::{InflightLimits, ProgressState};
 use super::quorum::committed_index;
 use super::raft::{Raft, Role};
 use super::types::{Entry, LogIndex, NodeId, Term};
@@ -220,11 +220,14 @@ impl Raft {
     }
 
     fn send_one_append(&mut self, to: NodeId) -> bool {
-        let (count_max, bytes_max, inflight_max) = (
+        let (count_max, bytes_max) = (
             self.config.append_entries_max,
             self.config.limits.append_bytes_max,
-            self.config.inflight_appends_max,
         );
+        let inflight_max = InflightLimits {
+            messages: self.config.inflight_appends_max,
+            bytes: self.config.limits.inflight_bytes_max,
+        };
         let Some(pr) = self.progress.get(&to) else {
             return false;
         };
@@ -247,11 +250,12 @@ impl Raft {
             return false;
         }
         let last = LogIndex(prev_index.0 + entries.len() as u64);
+        let bytes = entries.iter().map(Entry::size_bytes).sum();
         let (commit, now) = (self.log.commit(), self.now_us);
         self.progress
             .get_mut(&to)
             .expect("checked above")
-            .on_sent(last, now);
+            .on_sent(last, now, bytes);
         let body = MessageBody::Append {
             prev_index,
             prev_term,

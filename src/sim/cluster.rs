@@ -178,9 +178,11 @@ pub struct Cluster {
     pub applied: Vec<Applied>,
     pub answers: Vec<Answer>,
     pub steps: u64,
-    /// Directed link -> when it finishes sending what is queued on it: a
-    /// large message delays those behind it, as on one TCP connection.
-    link_free_us: BTreeMap<(NodeId, NodeId), u64>,
+    /// Directed link and lane (true: Appends) -> when it finishes sending
+    /// what is queued on it: a large Append delays the Appends behind it,
+    /// as on one TCP connection, but not the control lane (heartbeats,
+    /// votes, replies), which the real sender writes first (DESIGN.md 2.6).
+    link_free_us: BTreeMap<(NodeId, NodeId, bool), u64>,
     /// By node; emptied when the node crashes.
     open_requests: Vec<OpenRequests>,
     next_request_id: u64,
@@ -436,7 +438,11 @@ impl Cluster {
     /// Queues `msg` on its link; returns when its last byte is sent.
     fn transmit(&mut self, msg: &Message) -> u64 {
         let bytes = message_bytes(msg);
-        let free = self.link_free_us.entry((msg.from, msg.to)).or_insert(0);
+        let bulk = matches!(msg.body, MessageBody::Append { .. });
+        let free = self
+            .link_free_us
+            .entry((msg.from, msg.to, bulk))
+            .or_insert(0);
         let start = (*free).max(self.now_us);
         *free = start + bytes / self.net.bytes_per_us.max(1);
         *free
@@ -720,7 +726,7 @@ impl Cluster {
         // Its connections are gone, and what was queued on them.
         let id = self.nodes[node].id;
         self.link_free_us
-            .retain(|(from, to), _| *from != id && *to != id);
+            .retain(|(from, to, _), _| *from != id && *to != id);
         self.trace_line(format!("crash {node}"));
         if self.config.crash_hints {
             let dead = self.nodes[node].id;

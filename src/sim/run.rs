@@ -141,6 +141,13 @@ pub fn config_for_seed(seed: u64, profile: Profile) -> SimConfig {
     // Small batches and windows exercise flow control and back-off.
     config.raft.inflight_appends_max = [1, 4, 256][rng.random_range(0..3)];
     config.raft.append_entries_max = [1, 8, 1024][rng.random_range(0..3)];
+    // The smallest window of bytes the limits table admits, on the seeds
+    // with a small window of messages (no draw of its own, so that every
+    // seed keeps the run it had).
+    if config.raft.inflight_appends_max == 4 {
+        let limits = &mut config.raft.limits;
+        limits.inflight_bytes_max = limits.append_bytes_max;
+    }
     // A slow disk (200 MB/s) and an NVMe one (2 GB/s).
     config.disk_bytes_per_us = [200, 2_000][rng.random_range(0..2)];
     if profile == Profile::Hunt {

@@ -5,9 +5,12 @@
 //! [`Transport::shutdown`]:
 //! - `listener` accepts peer connections and spawns a `conn-<addr>` reader per
 //!   connection, which checks the hello and forwards messages to the inbox;
-//! - `peer-<id>` owns the outbound connection to one peer: it drains a bounded
-//!   queue, writes every queued frame in one `write`, and reconnects with
-//!   backoff; `peer-<id>-watch` blocks on a read of that connection to notice
+//! - `peer-<id>` owns the outbound connection to one peer: it drains two
+//!   bounded queues, writes every queued frame in one `write`, and reconnects
+//!   with backoff. Appends go in the bulk lane; every other message
+//!   (heartbeats, votes, replies) in the control lane, which is written
+//!   first, so that a heartbeat never waits behind megabytes of queued
+//!   Appends (etcd keeps separate streams for the same reason); `peer-<id>-watch` blocks on a read of that connection to notice
 //!   the moment the peer's kernel closes it (DESIGN.md 3.5).
 //!
 //! The caller (the Raft thread) never blocks here: [`Transport::send`] is a
@@ -56,7 +59,7 @@ pub struct TransportConfig {
     /// Largest payload accepted or sent; a larger length prefix closes the
     /// connection before any allocation.
     pub frame_bytes_max: u32,
-    /// Messages queued per peer before `send` starts dropping.
+    /// Messages queued per peer and lane before `send` starts dropping.
     pub queue_depth: usize,
     pub reconnect_backoff_ms_min: u64,
     pub reconnect_backoff_ms_max: u64,
@@ -215,6 +218,28 @@ impl PeerStatsReader {
     }
 }
 
+/// Which of a peer's two queues a message waits in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lane {
+    /// Everything but Appends: small, and late is as bad as lost.
+    Control,
+    /// Appends: large, and flow-controlled by the core (inflight bounds).
+    Bulk,
+}
+
+impl Lane {
+    /// Reordering across lanes is safe: Raft tolerates any reordering, and
+    /// the core never sends a message whose meaning depends on an Append
+    /// before it having arrived (a heartbeat's commit is at most the
+    /// follower's acknowledged match; TimeoutNow waits for the match).
+    fn of(msg: &Message) -> Lane {
+        match msg.body {
+            crate::core::MessageBody::Append { .. } => Lane::Bulk,
+            _ => Lane::Control,
+        }
+    }
+}
+
 /// A message waiting in a peer's queue.
 struct Queued {
     msg: Message,
@@ -294,7 +319,10 @@ impl Shared {
 }
 
 struct PeerHandle {
+    /// Bulk lane (Appends).
     queue: Option<Sender<Queued>>,
+    /// Control lane (everything else).
+    control: Option<Sender<Queued>>,
     counters: Arc<PeerCounters>,
     outbound: Arc<Mutex<SocketSlot>>,
     thread: Option<JoinHandle<()>>,
@@ -401,7 +429,11 @@ impl Transport {
             );
             return;
         };
-        let Some(queue) = &peer.queue else {
+        let lane = match Lane::of(&msg) {
+            Lane::Bulk => &peer.queue,
+            Lane::Control => &peer.control,
+        };
+        let Some(queue) = lane else {
             return; // Shut down: nothing leaves any more.
         };
         let queued = Queued {
@@ -452,6 +484,7 @@ impl Transport {
         readers.close_and_join();
         for peer in self.peers.values_mut() {
             drop(peer.queue.take());
+            drop(peer.control.take());
             peer.outbound.lock().close();
         }
         for peer in self.peers.values_mut() {

@@ -3,8 +3,8 @@
 
 use super::frame::{Hello, PROTOCOL_VERSION, PeerFrame, encode_frame};
 use super::{
-    Nudge, PeerCounters, PeerHandle, Queued, Shared, SocketSlot, TransportConfig, TransportError,
-    TransportEvent, join,
+    Lane, Nudge, PeerCounters, PeerHandle, Queued, Shared, SocketSlot, TransportConfig,
+    TransportError, TransportEvent, join,
 };
 use crate::core::NodeId;
 use crossbeam_channel::{Receiver, Sender};
@@ -33,6 +33,7 @@ pub(super) fn spawn(
     shared: Arc<Shared>,
 ) -> Result<PeerHandle, TransportError> {
     let (queue_tx, queue) = crossbeam_channel::bounded(config.queue_depth);
+    let (control_tx, control) = crossbeam_channel::bounded(config.queue_depth);
     let counters = Arc::new(PeerCounters::default());
     let outbound = Arc::new(Mutex::new(SocketSlot::default()));
     let mut hello = Vec::new();
@@ -53,6 +54,7 @@ pub(super) fn spawn(
         pending_max: config.queue_depth,
         hello,
         queue,
+        control,
         nudges,
         nudge_tx,
         counters: Arc::clone(&counters),
@@ -70,6 +72,7 @@ pub(super) fn spawn(
         unreachable_reported: false,
         reconnect_at: Instant::now(),
         pending: VecDeque::new(),
+        pending_control: VecDeque::new(),
         buf: Vec::new(),
     };
     let thread = thread::Builder::new()
@@ -78,6 +81,7 @@ pub(super) fn spawn(
         .map_err(TransportError::Spawn)?;
     Ok(PeerHandle {
         queue: Some(queue_tx),
+        control: Some(control_tx),
         counters,
         outbound,
         thread: Some(thread),
@@ -133,11 +137,15 @@ struct PeerSender {
     addr: SocketAddr,
     frame_bytes_max: u32,
     delay: Duration,
-    /// Messages taken off the queue but not yet written, at most this many.
+    /// Messages taken off a lane's queue but not yet written, at most this
+    /// many per lane.
     pending_max: usize,
     /// The encoded hello frame, sent first on every connection.
     hello: Vec<u8>,
+    /// Bulk lane: Appends.
     queue: Receiver<Queued>,
+    /// Control lane: every other message, written before any bulk one.
+    control: Receiver<Queued>,
     nudges: Receiver<Nudge>,
     /// Given to each watcher, which reports on this sender's own channel.
     nudge_tx: Sender<Nudge>,
@@ -157,7 +165,10 @@ struct PeerSender {
     /// `PeerUnreachable` was sent and no connect has succeeded since.
     unreachable_reported: bool,
     reconnect_at: Instant,
+    /// Bulk messages taken off their queue, in order.
     pending: VecDeque<Queued>,
+    /// Control messages taken off their queue, in order.
+    pending_control: VecDeque<Queued>,
     /// Reused for every batch.
     buf: Vec<u8>,
 }
@@ -173,7 +184,7 @@ impl PeerSender {
             }
             match self.wait() {
                 Wake::Queued(queued) => {
-                    self.pending.push_back(queued);
+                    self.lane_mut(Lane::of(&queued.msg)).push_back(queued);
                     self.take_queued();
                 }
                 Wake::Nudge(nudge) => self.on_nudge(nudge),
@@ -184,19 +195,33 @@ impl PeerSender {
         self.disconnect();
     }
 
-    /// Blocks until there is something to do. While disconnected the queue
-    /// is left alone, so that it fills and `send` drops (bounded) instead of
-    /// this thread hoarding stale messages.
+    fn lane_mut(&mut self, lane: Lane) -> &mut VecDeque<Queued> {
+        match lane {
+            Lane::Control => &mut self.pending_control,
+            Lane::Bulk => &mut self.pending,
+        }
+    }
+
+    /// Blocks until there is something to do. While disconnected the queues
+    /// are left alone, so that they fill and `send` drops (bounded) instead
+    /// of this thread hoarding stale messages.
     fn wait(&self) -> Wake {
         let idle = crossbeam_channel::never();
-        let take = self.conn.is_some() && self.pending.len() < self.pending_max;
-        let queue = if take { &self.queue } else { &idle };
+        let connected = self.conn.is_some();
+        let take_bulk = connected && self.pending.len() < self.pending_max;
+        let take_control = connected && self.pending_control.len() < self.pending_max;
+        let queue = if take_bulk { &self.queue } else { &idle };
+        let control = if take_control { &self.control } else { &idle };
         let deadline = match &self.conn {
-            Some(_) => self.pending.front().map(|q| q.enqueued_at + self.delay),
+            Some(_) => [&self.pending_control, &self.pending]
+                .iter()
+                .filter_map(|lane| lane.front().map(|q| q.enqueued_at + self.delay))
+                .min(),
             None => Some(self.reconnect_at),
         };
         let timer = deadline.map_or_else(crossbeam_channel::never, crossbeam_channel::at);
         crossbeam_channel::select! {
+            recv(control) -> queued => queued.map_or(Wake::Shutdown, Wake::Queued),
             recv(queue) -> queued => queued.map_or(Wake::Shutdown, Wake::Queued),
             recv(self.nudges) -> nudge => nudge.map_or(Wake::Shutdown, Wake::Nudge),
             recv(self.shared.shutdown_rx) -> _ => Wake::Shutdown,
@@ -206,11 +231,36 @@ impl PeerSender {
 
     /// Takes everything already queued, so that it leaves in one write.
     fn take_queued(&mut self) {
+        self.take_control();
         while self.pending.len() < self.pending_max {
             match self.queue.try_recv() {
                 Ok(queued) => self.pending.push_back(queued),
                 Err(_) => break,
             }
+        }
+    }
+
+    fn take_control(&mut self) {
+        while self.pending_control.len() < self.pending_max {
+            match self.control.try_recv() {
+                Ok(queued) => self.pending_control.push_back(queued),
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// The next message whose (emulated) delay has passed: control first.
+    fn next_due(&mut self, now: Instant) -> Option<Queued> {
+        let due = |lane: &VecDeque<Queued>| {
+            lane.front()
+                .is_some_and(|q| q.enqueued_at + self.delay <= now)
+        };
+        if due(&self.pending_control) {
+            self.pending_control.pop_front()
+        } else if due(&self.pending) {
+            self.pending.pop_front()
+        } else {
+            None
         }
     }
 
@@ -233,18 +283,13 @@ impl PeerSender {
     }
 
     /// Writes every message whose (emulated) delay has passed, in as few
-    /// writes as `BATCH_BYTES_MAX` allows.
+    /// writes as `BATCH_BYTES_MAX` allows. Control messages that arrive
+    /// while a batch of Appends is written go out in the next batch.
     fn flush_due(&mut self) {
-        let now = Instant::now();
+        let mut now = Instant::now();
         self.buf.clear();
         let mut batch_messages = 0;
-        while let Some(front) = self.pending.front() {
-            if front.enqueued_at + self.delay > now {
-                break;
-            }
-            let Some(queued) = self.pending.pop_front() else {
-                break;
-            };
+        while let Some(queued) = self.next_due(now) {
             let kind = queued.msg.body.kind();
             let start = self.buf.len();
             let payload_bytes = encode_frame(&PeerFrame::Message(queued.msg), &mut self.buf);
@@ -267,6 +312,8 @@ impl PeerSender {
                     return;
                 }
                 batch_messages = 0;
+                self.take_control();
+                now = Instant::now();
             }
         }
         if batch_messages > 0 {
@@ -371,8 +418,12 @@ impl PeerSender {
         }
         // Whatever waited for this connection is stale by the next attempt,
         // and Raft retransmits what still matters.
-        let stale = self.pending.len() + self.queue.try_iter().count();
+        let stale = self.pending.len()
+            + self.pending_control.len()
+            + self.queue.try_iter().count()
+            + self.control.try_iter().count();
         self.pending.clear();
+        self.pending_control.clear();
         self.counters
             .dropped
             .fetch_add(stale as u64, Ordering::Relaxed);
