@@ -13,6 +13,7 @@
 //!   append_bytes_max + MESSAGE_OVERHEAD_BYTES <= frame_bytes_max
 //!   frame_bytes_max <= wal_record_bytes_max <= WAL_RECORD_FORMAT_BYTES_MAX
 //! append_bytes_max <= inflight_bytes_max
+//!   snapshot_chunk_bytes + SNAPSHOT_META_BYTES_MAX + MESSAGE_OVERHEAD_BYTES <= frame_bytes_max
 //! entry_bytes_max <= uncommitted_bytes_max
 //! entry_bytes_max <= request_bytes_max
 //! ```
@@ -36,6 +37,13 @@ pub const ENTRY_OVERHEAD_BYTES: usize = 64 * KIB;
 /// enum tag, the message header (from, to, term) and the Append's fixed
 /// fields, each a varint of at most 10 bytes (checked by a test).
 pub const MESSAGE_OVERHEAD_BYTES: usize = 256;
+
+/// Room an InstallSnapshot chunk leaves in its frame for the snapshot's
+/// metadata (index, term and the cluster configuration).
+pub const SNAPSHOT_META_BYTES_MAX: usize = 64 * KIB;
+
+/// Snapshot chunks are at most this large by default (if the frame allows).
+const SNAPSHOT_CHUNK_BYTES_DEFAULT: usize = MIB;
 
 /// The largest record the WAL format admits: a length field above it is
 /// corruption, not a torn write, whatever `wal_record_bytes_max` a writer
@@ -76,6 +84,8 @@ pub struct Limits {
     /// Entries' bytes the leader has sent to one follower and not yet seen
     /// acknowledged (etcd's MaxInflightBytes); further Appends wait.
     pub inflight_bytes_max: usize,
+    /// Bytes of snapshot file in one InstallSnapshot message.
+    pub snapshot_chunk_bytes: usize,
     /// Largest peer frame payload sent or accepted.
     pub frame_bytes_max: usize,
     /// Largest WAL record written: a persist of more is split.
@@ -98,6 +108,7 @@ pub struct LimitsOverrides {
     pub entry_bytes_max: Option<usize>,
     pub append_bytes_max: Option<usize>,
     pub inflight_bytes_max: Option<usize>,
+    pub snapshot_chunk_bytes: Option<usize>,
     pub frame_bytes_max: Option<usize>,
     pub wal_record_bytes_max: Option<usize>,
     pub uncommitted_bytes_max: Option<usize>,
@@ -156,6 +167,13 @@ impl Limits {
             inflight_bytes_max: overrides
                 .inflight_bytes_max
                 .unwrap_or(append_bytes_max.saturating_mul(INFLIGHT_APPENDS_DEFAULT)),
+            snapshot_chunk_bytes: overrides.snapshot_chunk_bytes.unwrap_or(
+                SNAPSHOT_CHUNK_BYTES_DEFAULT.min(
+                    frame_bytes_max
+                        .saturating_sub(SNAPSHOT_META_BYTES_MAX + MESSAGE_OVERHEAD_BYTES)
+                        .max(1),
+                ),
+            ),
             frame_bytes_max,
             wal_record_bytes_max: overrides
                 .wal_record_bytes_max
@@ -180,9 +198,18 @@ impl Limits {
                 reason: "must be at least 1".into(),
             });
         }
+        if self.snapshot_chunk_bytes == 0 {
+            return Err(LimitsError {
+                key: "snapshot_chunk_bytes",
+                reason: "must be at least 1".into(),
+            });
+        }
         let value_and_overhead = self.value_bytes_max.saturating_add(ENTRY_OVERHEAD_BYTES);
         let append_and_overhead = self.append_bytes_max.saturating_add(MESSAGE_OVERHEAD_BYTES);
         // (limit to change, smaller side, its value, larger side, its value, why)
+        let chunk_and_overhead = self
+            .snapshot_chunk_bytes
+            .saturating_add(SNAPSHOT_META_BYTES_MAX + MESSAGE_OVERHEAD_BYTES);
         let relations = [
             (
                 "entry_bytes_max",
@@ -215,6 +242,17 @@ impl Limits {
                 "frame_bytes_max".into(),
                 self.frame_bytes_max,
                 "one frame must carry the largest Append",
+            ),
+            (
+                "snapshot_chunk_bytes",
+                format!(
+                    "snapshot_chunk_bytes + {}",
+                    SNAPSHOT_META_BYTES_MAX + MESSAGE_OVERHEAD_BYTES
+                ),
+                chunk_and_overhead,
+                "frame_bytes_max".into(),
+                self.frame_bytes_max,
+                "one frame must carry a snapshot chunk with its metadata",
             ),
             (
                 "wal_record_bytes_max",
@@ -366,6 +404,20 @@ mod tests {
                     ..base.clone()
                 },
                 "bad limits.uncommitted_bytes_max: entry_bytes_max=1114112 exceeds uncommitted_bytes_max=1048576",
+            ),
+            (
+                Limits {
+                    inflight_bytes_max: MIB,
+                    ..base.clone()
+                },
+                "bad limits.inflight_bytes_max: append_bytes_max=1114112 exceeds inflight_bytes_max=1048576",
+            ),
+            (
+                Limits {
+                    snapshot_chunk_bytes: base.frame_bytes_max,
+                    ..base.clone()
+                },
+                "bad limits.snapshot_chunk_bytes: snapshot_chunk_bytes + 65792=1180160 exceeds frame_bytes_max=1114368",
             ),
             (
                 Limits {

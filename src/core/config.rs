@@ -44,6 +44,11 @@ pub struct RaftConfig {
     pub inflight_appends_max: usize,
     /// Entries per Append message.
     pub append_entries_max: usize,
+    /// Take a snapshot once this many entries were applied since the last
+    /// one (etcd's SnapshotCount)...
+    pub snapshot_entries: u64,
+    /// ...or once the log holds this many bytes (`Entry::size_bytes`).
+    pub snapshot_log_bytes: u64,
     /// The node's byte limits (DESIGN.md 7). The core uses the entry,
     /// Append and uncommitted limits; the config file sets them in its own
     /// `[limits]` table, not under `[raft]`.
@@ -89,6 +94,8 @@ impl Default for RaftConfig {
             crash_retry_ms: 5,
             inflight_appends_max: 256,
             append_entries_max: 1024,
+            snapshot_entries: 100_000,
+            snapshot_log_bytes: 256 << 20,
             limits: Limits::default(),
             mutations: CoreMutations::default(),
         }
@@ -170,6 +177,12 @@ impl RaftConfig {
                 "leader_stickiness_ms={} + heartbeat_interval_ms={} exceeds primary_timeout_ms_min={}: a primary that missed one heartbeat would be refused",
                 self.leader_stickiness_ms, self.heartbeat_interval_ms, self.primary_timeout_ms_min
             ));
+        }
+        if self.snapshot_entries == 0 {
+            return err("snapshot_entries must be > 0".into());
+        }
+        if self.snapshot_log_bytes == 0 {
+            return err("snapshot_log_bytes must be > 0".into());
         }
         if self.inflight_appends_max == 0 {
             return err("inflight_appends_max must be > 0".into());

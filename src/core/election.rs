@@ -174,6 +174,7 @@ impl Raft {
 
     fn become_candidate(&mut self) {
         self.term = self.term.next();
+        self.receiving = None;
         self.vote = Some(self.id);
         self.role = Role::Candidate;
         // A rank is for one attempt; the next term has its own leader.
@@ -384,6 +385,7 @@ impl Raft {
             }
             MessageBody::Append { .. }
             | MessageBody::Heartbeat { .. }
+            | MessageBody::InstallSnapshot { .. }
             | MessageBody::TimeoutNow => {
                 self.become_follower(msg.term, Some(msg.from));
                 true
@@ -421,6 +423,16 @@ impl Raft {
                         read_round: 0,
                     },
                 );
+            }
+            MessageBody::InstallSnapshot { meta, .. } => {
+                // Our term in the reply makes the stale leader step down.
+                let reply = MessageBody::InstallSnapshotReply {
+                    snapshot_index: meta.last_index,
+                    snapshot_term: meta.last_term,
+                    next_offset: 0,
+                    rejected: true,
+                };
+                self.send(msg.from, reply);
             }
             MessageBody::PreVote { .. } => {
                 let refusal = MessageBody::PreVoteReply {

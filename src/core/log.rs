@@ -15,6 +15,9 @@ pub struct RaftLog {
     persisted: LogIndex,
     /// Lowest index changed since the last `take_unpersisted` (None: none).
     dirty_from: Option<LogIndex>,
+    /// Sum of `Entry::size_bytes` over `entries`: what a snapshot would
+    /// free (the `snapshot_log_bytes` policy).
+    bytes: usize,
 }
 
 impl RaftLog {
@@ -27,6 +30,7 @@ impl RaftLog {
             applied: snapshot.last_index,
             commit: snapshot.last_index,
             persisted: snapshot.last_index,
+            bytes: entries.iter().map(Entry::size_bytes).sum(),
             snapshot,
             entries,
             dirty_from: None,
@@ -39,6 +43,69 @@ impl RaftLog {
 
     pub fn snapshot_meta(&self) -> &SnapshotMeta {
         &self.snapshot
+    }
+
+    /// Bytes of the entries held (after the snapshot).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Drops the entries a durable snapshot of our own applied state
+    /// covers (log compaction, Raft paper 7).
+    pub fn compact(&mut self, meta: SnapshotMeta) {
+        let index = meta.last_index;
+        assert!(
+            index > self.snapshot.last_index && index <= self.applied,
+            "compaction to {index} outside ({}, applied {}]",
+            self.snapshot.last_index,
+            self.applied
+        );
+        assert_eq!(
+            self.term_at(index),
+            Some(meta.last_term),
+            "snapshot term at {index}"
+        );
+        self.drop_through(index);
+        self.snapshot = meta;
+    }
+
+    /// Replaces the log's prefix with an installed snapshot (Raft paper
+    /// Figure 13, steps 6-7): if the log holds the snapshot's last entry,
+    /// the entries after it stay; otherwise the whole log is discarded.
+    /// Returns whether entries were kept (if not, storage must void every
+    /// stored entry). Everything through the snapshot is committed,
+    /// applied (the state machine was restored from it) and durable.
+    pub fn install_snapshot(&mut self, meta: SnapshotMeta) -> bool {
+        let index = meta.last_index;
+        assert!(
+            index > self.commit,
+            "installing snapshot {index} at or below commit {}",
+            self.commit
+        );
+        let kept = self.term_at(index) == Some(meta.last_term);
+        if kept {
+            self.drop_through(index);
+        } else {
+            self.entries.clear();
+            self.bytes = 0;
+            self.dirty_from = None;
+        }
+        self.snapshot = meta;
+        self.commit = index;
+        self.applied = index;
+        self.persisted = self.persisted.max(index);
+        kept
+    }
+
+    /// Removes the entries through `index` (all held and <= last).
+    fn drop_through(&mut self, index: LogIndex) {
+        let count = (index.0 - self.snapshot.last_index.0) as usize;
+        let dropped: usize = self.entries[..count].iter().map(Entry::size_bytes).sum();
+        self.entries.drain(..count);
+        self.bytes -= dropped;
+        if self.dirty_from.is_some_and(|d| d <= index) {
+            self.dirty_from = (!self.entries.is_empty()).then(|| index.next());
+        }
     }
 
     pub fn first_index(&self) -> LogIndex {
@@ -116,11 +183,13 @@ impl RaftLog {
             "term={term} last_term={}",
             self.last_term()
         );
-        self.entries.push(Entry {
+        let entry = Entry {
             term,
             index,
             payload,
-        });
+        };
+        self.bytes += entry.size_bytes();
+        self.entries.push(entry);
         self.mark_dirty(index);
         index
     }
@@ -158,6 +227,10 @@ impl RaftLog {
             );
             self.truncate_from(first_new.index);
             let start = (first_new.index.0 - prev_index.0 - 1) as usize;
+            self.bytes += entries[start..]
+                .iter()
+                .map(Entry::size_bytes)
+                .sum::<usize>();
             self.entries.extend_from_slice(&entries[start..]);
             self.mark_dirty(first_new.index);
         }
@@ -179,6 +252,8 @@ impl RaftLog {
 
     fn truncate_from(&mut self, index: LogIndex) {
         let keep = (index.0 - self.first_index().0) as usize;
+        let dropped: usize = self.entries[keep..].iter().map(Entry::size_bytes).sum();
+        self.bytes -= dropped;
         self.entries.truncate(keep);
         self.persisted = self.persisted.min(index.prev());
         self.mark_dirty(index);

@@ -1,6 +1,6 @@
 //! Messages between Raft nodes. The transport frames them with postcard.
 
-use super::types::{Entry, LogIndex, NodeId, Term};
+use super::types::{Entry, LogIndex, NodeId, SnapshotMeta, Term};
 use serde::{Deserialize, Serialize};
 
 /// Sub-leader ranks named by a leader. A follower honours them only while the
@@ -81,6 +81,26 @@ pub enum MessageBody {
     },
     /// Leadership transfer: start an election now, skipping PreVote.
     TimeoutNow,
+    /// One chunk of the snapshot file for `meta` (Raft paper Figure 13,
+    /// chunked): the bytes at `offset` of a file of `file_bytes`. Sent when
+    /// the follower needs entries the leader compacted away.
+    InstallSnapshot {
+        meta: SnapshotMeta,
+        file_bytes: u64,
+        offset: u64,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// The follower holds the first `next_offset` bytes of that snapshot's
+    /// file. `rejected`: a chunk did not start there (lost or reordered),
+    /// so the leader resends from `next_offset`. A finished install is
+    /// acknowledged with an `AppendReply` instead, as a match.
+    InstallSnapshotReply {
+        snapshot_index: LogIndex,
+        snapshot_term: Term,
+        next_offset: u64,
+        rejected: bool,
+    },
 }
 
 impl MessageBody {
@@ -96,6 +116,8 @@ impl MessageBody {
             MessageBody::Heartbeat { .. } => "Heartbeat",
             MessageBody::HeartbeatReply { .. } => "HeartbeatReply",
             MessageBody::TimeoutNow => "TimeoutNow",
+            MessageBody::InstallSnapshot { .. } => "InstallSnapshot",
+            MessageBody::InstallSnapshotReply { .. } => "InstallSnapshotReply",
         }
     }
 }

@@ -19,7 +19,7 @@ pub use config::{ConfigError, CoreMutations, RaftConfig};
 pub use message::{Designation, Message, MessageBody};
 pub use raft::{ProposeError, Raft, Role, TransferError};
 pub use read::ReadError;
-pub use ready::{ElectionKind, Event, ReadState, Ready};
+pub use ready::{ChunkReceived, ChunkToSend, ElectionKind, Event, ReadState, Ready};
 pub use types::{
     ClusterConfig, Entry, EntryPayload, HardState, LogIndex, NodeId, RestoredState, SnapshotMeta,
     Term,

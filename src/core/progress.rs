@@ -11,6 +11,24 @@ pub enum ProgressState {
     /// Known match: Appends are pipelined, up to `inflight_appends_max`
     /// messages and `inflight_bytes_max` bytes of entries.
     Replicate,
+    /// The follower needs entries the leader compacted: its snapshot file
+    /// is sent in chunks (`Progress::snapshot`), up to `inflight_bytes_max`
+    /// bytes unacknowledged.
+    Snapshot,
+}
+
+/// A snapshot transfer to one follower.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotSend {
+    pub index: LogIndex,
+    pub term: super::types::Term,
+    pub file_bytes: u64,
+    /// The next byte to send.
+    pub next_offset: u64,
+    /// Bytes the follower acknowledged holding.
+    pub acked_offset: u64,
+    /// When `acked_offset` last moved (or the transfer started).
+    pub progress_us: u64,
 }
 
 /// One Append sent and not yet acknowledged.
@@ -42,6 +60,8 @@ pub struct Progress {
     pub inflight: VecDeque<Inflight>,
     /// Sum of `inflight[..].bytes` (etcd's MaxInflightBytes accounting).
     pub inflight_bytes: usize,
+    /// Snapshot: the transfer under way.
+    pub snapshot: Option<SnapshotSend>,
     /// Heard from since the last CheckQuorum round.
     pub recent_active: bool,
     pub last_ack_us: Option<u64>,
@@ -58,6 +78,7 @@ impl Progress {
             probe_sent: false,
             inflight: VecDeque::new(),
             inflight_bytes: 0,
+            snapshot: None,
             recent_active: false,
             last_ack_us: None,
             srtt_us: None,
@@ -89,8 +110,37 @@ impl Progress {
         }
         self.match_index = index;
         self.next_index = self.next_index.max(index.next());
-        self.state = ProgressState::Replicate;
+        // A late acknowledgement of entries from before the transfer must
+        // not end it (etcd: leave StateSnapshot only once Match reaches the
+        // pending snapshot).
+        let transfer_done = self.snapshot.as_ref().is_none_or(|s| index >= s.index);
+        if transfer_done {
+            self.snapshot = None;
+            self.state = ProgressState::Replicate;
+        }
         true
+    }
+
+    /// Starts sending the snapshot file for (`index`, `term`).
+    pub fn become_snapshot(
+        &mut self,
+        index: LogIndex,
+        term: super::types::Term,
+        file_bytes: u64,
+        now_us: u64,
+    ) {
+        self.state = ProgressState::Snapshot;
+        self.inflight.clear();
+        self.inflight_bytes = 0;
+        self.probe_sent = false;
+        self.snapshot = Some(SnapshotSend {
+            index,
+            term,
+            file_bytes,
+            next_offset: 0,
+            acked_offset: 0,
+            progress_us: now_us,
+        });
     }
 
     /// Back to probing from `next_index` (after a rejection or a stall).
@@ -99,6 +149,7 @@ impl Progress {
         self.next_index = next_index.max(self.match_index.next());
         self.inflight.clear();
         self.inflight_bytes = 0;
+        self.snapshot = None;
         self.probe_sent = false;
     }
 
@@ -112,12 +163,16 @@ impl Progress {
             ProgressState::Replicate => {
                 self.inflight.len() < limits.messages && self.inflight_bytes < limits.bytes
             }
+            ProgressState::Snapshot => self.snapshot.as_ref().is_some_and(|s| {
+                s.next_offset < s.file_bytes && s.next_offset - s.acked_offset < limits.bytes as u64
+            }),
         }
     }
 
     pub fn on_sent(&mut self, last_index: LogIndex, now_us: u64, bytes: usize) {
         match self.state {
             ProgressState::Probe => self.probe_sent = true,
+            ProgressState::Snapshot => unreachable!("Appends wait while a snapshot is sent"),
             ProgressState::Replicate => {
                 self.inflight.push_back(Inflight {
                     last_index,

@@ -9,7 +9,8 @@ use super::progress::Progress;
 use super::read::ReadQueue;
 use super::ready::{ElectionKind, Event, Ready};
 use super::types::{
-    ClusterConfig, Entry, EntryPayload, HardState, LogIndex, NodeId, RestoredState, Term,
+    ClusterConfig, Entry, EntryPayload, HardState, LogIndex, NodeId, RestoredState, SnapshotMeta,
+    Term,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -120,8 +121,41 @@ pub struct Raft {
     /// they were named in; reported by INFO, never acted on.
     pub(super) heard_designation: Option<(Term, NodeId, Vec<NodeId>)>,
 
+    /// The newest durable snapshot file the runtime can send chunks of,
+    /// with its length.
+    pub(super) snapshot_file: Option<(SnapshotMeta, u64)>,
+    /// Follower: the snapshot transfer under way.
+    pub(super) receiving: Option<Receiving>,
+
     pub(super) out: Ready,
     pub(super) last_hard_state: HardState,
+}
+
+/// A follower's snapshot transfer: from which leader (of the current
+/// term), and how much of the file it holds in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Receiving {
+    pub leader: NodeId,
+    pub term: Term,
+    pub meta: SnapshotMeta,
+    pub file_bytes: u64,
+    pub next_offset: u64,
+    /// A chunk that did not start at `next_offset` was answered with a
+    /// rejection already: the chunks sent with it would only repeat it
+    /// (and make the leader resend the file once per chunk). The leader's
+    /// stall timer covers a lost rejection.
+    pub rejected: bool,
+}
+
+impl Receiving {
+    pub fn leader_is_current(&self, term: Term, leader: Option<NodeId>) -> bool {
+        self.term == term && leader == Some(self.leader)
+    }
+
+    /// Every byte arrived; the runtime is installing it.
+    pub fn is_complete(&self) -> bool {
+        self.next_offset == self.file_bytes
+    }
 }
 
 impl Raft {
@@ -184,6 +218,8 @@ impl Raft {
             uncommitted_bytes: 0,
             rank: None,
             heard_designation: None,
+            snapshot_file: None,
+            receiving: None,
             out: Ready::default(),
         };
         raft.reset_election_timer();
@@ -424,6 +460,137 @@ impl Raft {
         self.check_invariants();
     }
 
+    // ---- Snapshots (DESIGN.md 5) ----------------------------------------
+
+    /// The prefix the newest snapshot replaced (index 0 when none).
+    pub fn snapshot_meta(&self) -> &SnapshotMeta {
+        self.log.snapshot_meta()
+    }
+
+    /// The first index still in the log.
+    pub fn log_first_index(&self) -> LogIndex {
+        self.log.first_index()
+    }
+
+    /// Bytes of the entries in the log (`Entry::size_bytes`).
+    pub fn log_bytes(&self) -> usize {
+        self.log.bytes()
+    }
+
+    /// Bytes of the newest snapshot file the runtime reported.
+    pub fn snapshot_file_bytes(&self) -> Option<u64> {
+        self.snapshot_file.as_ref().map(|(_, bytes)| *bytes)
+    }
+
+    /// What a snapshot of the state machine as applied now must record:
+    /// the applied index, its term and the configuration in force there.
+    /// None when nothing was applied since the last snapshot.
+    pub fn snapshot_meta_at_applied(&self) -> Option<SnapshotMeta> {
+        let index = self.log.applied();
+        let base = self.log.snapshot_meta();
+        if index <= base.last_index {
+            return None;
+        }
+        let config = (base.last_index.0 + 1..=index.0)
+            .rev()
+            .find_map(|i| match &self.log.entry(LogIndex(i))?.payload {
+                EntryPayload::Config(c) => Some(c.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| base.config.clone());
+        Some(SnapshotMeta {
+            last_index: index,
+            last_term: self.log.term_at(index).expect("applied entries are held"),
+            config,
+        })
+    }
+
+    /// Whether the snapshot policy asks for a snapshot of the applied state
+    /// now: `snapshot_entries` applied since the last one, or the log at
+    /// `snapshot_log_bytes`.
+    pub fn snapshot_due(&self) -> bool {
+        let since = self.log.applied().0 - self.log.snapshot_meta().last_index.0;
+        since > 0
+            && (since >= self.config.snapshot_entries
+                || self.log.bytes() as u64 >= self.config.snapshot_log_bytes)
+    }
+
+    /// The runtime made a snapshot file of `file_bytes` for `meta` durable:
+    /// one of our own state (`meta.last_index` <= applied), or one found at
+    /// start-up. The log drops what it covers, and followers that need
+    /// compacted entries get this file.
+    pub fn snapshot_saved(&mut self, now_us: u64, meta: SnapshotMeta, file_bytes: u64) {
+        self.set_now(now_us);
+        let base = self.log.snapshot_meta().last_index;
+        if meta.last_index > base {
+            self.log.compact(meta.clone());
+        }
+        if self
+            .snapshot_file
+            .as_ref()
+            .is_none_or(|(m, _)| m.last_index < meta.last_index)
+            && meta.last_index >= self.log.snapshot_meta().last_index
+        {
+            self.snapshot_file = Some((meta, file_bytes));
+        }
+        self.check_invariants();
+    }
+
+    /// The runtime made the received snapshot file for `meta` durable and
+    /// restored the state machine from it (after the last chunk came in
+    /// `Ready::chunks_received`). The log now starts after it.
+    pub fn snapshot_installed(&mut self, now_us: u64, meta: SnapshotMeta, file_bytes: u64) {
+        self.set_now(now_us);
+        // The runtime installs synchronously after the last chunk (no input
+        // comes between), so the transfer is still ours.
+        let receiving = self.receiving.take().filter(|r| r.meta == meta);
+        let kept = self.log.install_snapshot(meta.clone());
+        if !kept {
+            self.out.log_reset = Some(meta.clone());
+        }
+        if self.cluster_index <= meta.last_index {
+            (self.cluster, self.cluster_index) = (meta.config.clone(), meta.last_index);
+        }
+        self.snapshot_file = Some((meta.clone(), file_bytes));
+        if let Some(receiving) = receiving.filter(|r| r.leader_is_current(self.term, self.leader)) {
+            // Held until the write that records the reset (if any) and the
+            // new commit index is durable, as every acknowledgement is.
+            let ack = MessageBody::AppendReply {
+                success: true,
+                index: meta.last_index,
+                hint_index: LogIndex(0),
+                hint_term: Term(0),
+                sent_at_us: 0,
+            };
+            self.send(receiving.leader, ack);
+        }
+        self.check_invariants();
+    }
+
+    /// The received snapshot file for `meta` was bad (its CRC, its length)
+    /// or could not be written: start the transfer over.
+    pub fn snapshot_failed(&mut self, now_us: u64, meta: &SnapshotMeta) {
+        self.set_now(now_us);
+        let Some(receiving) = self.receiving.take_if(|r| r.meta == *meta) else {
+            return;
+        };
+        log::warn!(
+            "node {}: snapshot {} from {} failed; asking for it again",
+            self.id,
+            meta.last_index,
+            receiving.leader
+        );
+        if receiving.leader_is_current(self.term, self.leader) {
+            let reply = MessageBody::InstallSnapshotReply {
+                snapshot_index: meta.last_index,
+                snapshot_term: meta.last_term,
+                next_offset: 0,
+                rejected: true,
+            };
+            self.send(receiving.leader, reply);
+        }
+    }
+
     // ---- Output ----------------------------------------------------------
 
     pub fn has_ready(&self) -> bool {
@@ -549,6 +716,8 @@ impl Raft {
         if term > self.term {
             self.term = term;
             self.vote = None;
+            // A transfer belongs to its leader's term (DESIGN.md 5).
+            self.receiving = None;
         }
         if self.role == Role::Leader {
             self.out.events.push(Event::SteppedDown {

@@ -1,7 +1,7 @@
 //! What the core hands to its caller after a batch of inputs.
 
 use super::message::Message;
-use super::types::{Entry, HardState, LogIndex, NodeId, Term};
+use super::types::{Entry, HardState, LogIndex, NodeId, SnapshotMeta, Term};
 
 /// Why an election started; decides the log line and the metric.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +69,20 @@ pub enum Event {
         term: Term,
         leader: NodeId,
     },
+    /// The runtime made a snapshot of this node's applied state durable
+    /// (`took_us` from taking it to durable).
+    SnapshotSaved {
+        index: LogIndex,
+        term: Term,
+        file_bytes: u64,
+        took_us: u64,
+    },
+    /// A snapshot received from the leader was installed.
+    SnapshotInstalled {
+        index: LogIndex,
+        term: Term,
+        file_bytes: u64,
+    },
 }
 
 /// A read that became safe: serve it once the state machine has applied
@@ -79,11 +93,47 @@ pub struct ReadState {
     pub index: LogIndex,
 }
 
+/// A snapshot chunk the leader's core wants sent: the caller reads `len`
+/// bytes at `offset` of its snapshot file for `meta` and sends them as an
+/// `InstallSnapshot` (the core never holds snapshot bytes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChunkToSend {
+    pub to: NodeId,
+    pub term: Term,
+    pub meta: SnapshotMeta,
+    pub file_bytes: u64,
+    pub offset: u64,
+    pub len: usize,
+}
+
+/// A snapshot chunk a follower accepted, in order: the caller appends it to
+/// the file being received; after the last one (`is_last`) it verifies and
+/// makes the file durable, restores the state machine from it and reports
+/// [`Raft::snapshot_installed`](super::Raft::snapshot_installed) or
+/// [`Raft::snapshot_failed`](super::Raft::snapshot_failed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChunkReceived {
+    pub meta: SnapshotMeta,
+    pub file_bytes: u64,
+    pub offset: u64,
+    pub data: Vec<u8>,
+}
+
+impl ChunkReceived {
+    pub fn is_last(&self) -> bool {
+        self.offset + self.data.len() as u64 == self.file_bytes
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Ready {
     /// Set when term, vote or commit changed: persist before the
     /// `messages_after_persist` leave.
     pub hard_state: Option<HardState>,
+    /// The log was replaced by this (installed, durable) snapshot: storage
+    /// must record that every stored entry is void before it persists
+    /// `hard_state` and `entries` of this Ready, which continue after it.
+    pub log_reset: Option<SnapshotMeta>,
     /// Entries to persist; they replace any stored entries from
     /// `entries[0].index` on.
     pub entries: Vec<Entry>,
@@ -96,6 +146,8 @@ pub struct Ready {
     /// Committed entries to apply, in order.
     pub committed: Vec<Entry>,
     pub read_states: Vec<ReadState>,
+    pub chunks_to_send: Vec<ChunkToSend>,
+    pub chunks_received: Vec<ChunkReceived>,
     /// Reads that can no longer be served here (leadership lost).
     pub reads_dropped: Vec<u64>,
     pub events: Vec<Event>,
@@ -104,7 +156,10 @@ pub struct Ready {
 impl Ready {
     pub fn is_empty(&self) -> bool {
         self.hard_state.is_none()
+            && self.log_reset.is_none()
             && self.entries.is_empty()
+            && self.chunks_to_send.is_empty()
+            && self.chunks_received.is_empty()
             && self.messages.is_empty()
             && self.messages_after_persist.is_empty()
             && self.committed.is_empty()

@@ -5,7 +5,8 @@ use super::message::{Message, MessageBody};
 use super::progress::{InflightLimits, ProgressState};
 use super::quorum::committed_index;
 use super::raft::{Raft, Role};
-use super::types::{Entry, LogIndex, NodeId, Term};
+use super::ready::{ChunkReceived, ChunkToSend};
+use super::types::{Entry, LogIndex, NodeId, SnapshotMeta, Term};
 
 impl Raft {
     /// One handler per message; the term has been reconciled already.
@@ -52,7 +53,214 @@ impl Raft {
                 read_round,
             } => self.on_heartbeat_reply(from, sent_at_us, read_round),
             MessageBody::TimeoutNow => self.on_timeout_now(from),
+            MessageBody::InstallSnapshot {
+                meta,
+                file_bytes,
+                offset,
+                data,
+            } => self.on_install_snapshot(from, term, meta, file_bytes, offset, data),
+            MessageBody::InstallSnapshotReply {
+                snapshot_index,
+                snapshot_term,
+                next_offset,
+                rejected,
+            } => self.on_install_snapshot_reply(
+                from,
+                snapshot_index,
+                snapshot_term,
+                next_offset,
+                rejected,
+            ),
         }
+    }
+
+    /// Follower: one chunk of a snapshot file (Raft paper Figure 13, in
+    /// order, resumable). Chunks are taken only at the offset expected
+    /// next; any other is answered with that offset so the leader resends
+    /// from there. A chunk at offset 0 starts the transfer over.
+    fn on_install_snapshot(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        meta: SnapshotMeta,
+        file_bytes: u64,
+        offset: u64,
+        data: Vec<u8>,
+    ) {
+        self.note_leader_contact(from);
+        let commit = self.log.commit();
+        if meta.last_index <= commit {
+            // We hold all of it already: report the match instead.
+            self.receiving = None;
+            let ack = MessageBody::AppendReply {
+                success: true,
+                index: commit,
+                hint_index: LogIndex(0),
+                hint_term: Term(0),
+                sent_at_us: 0,
+            };
+            self.send(from, ack);
+            return;
+        }
+        let same = |r: &super::raft::Receiving| r.meta == meta && r.file_bytes == file_bytes;
+        if offset == 0
+            && !self
+                .receiving
+                .as_ref()
+                .is_some_and(|r| same(r) && r.next_offset > 0)
+        {
+            self.receiving = Some(super::raft::Receiving {
+                leader: from,
+                term,
+                meta: meta.clone(),
+                file_bytes,
+                next_offset: 0,
+                rejected: false,
+            });
+        }
+        let reply = |next_offset, rejected| MessageBody::InstallSnapshotReply {
+            snapshot_index: meta.last_index,
+            snapshot_term: meta.last_term,
+            next_offset,
+            rejected,
+        };
+        if !self.receiving.as_ref().is_some_and(same) {
+            // A chunk of a transfer whose start we missed: hold nothing,
+            // ask for the start.
+            self.receiving = Some(super::raft::Receiving {
+                leader: from,
+                term,
+                meta: meta.clone(),
+                file_bytes,
+                next_offset: 0,
+                rejected: false,
+            });
+        }
+        let receiving = self.receiving.as_mut().expect("set above");
+        if receiving.is_complete() {
+            return; // Being installed; a duplicate needs no answer.
+        }
+        let expected = receiving.next_offset;
+        let end = offset + data.len() as u64;
+        if offset != expected || data.is_empty() || end > file_bytes {
+            if !std::mem::replace(&mut receiving.rejected, true) {
+                self.send(from, reply(expected, true));
+            }
+            return;
+        }
+        receiving.next_offset = end;
+        receiving.rejected = false;
+        self.out.chunks_received.push(ChunkReceived {
+            meta: meta.clone(),
+            file_bytes,
+            offset,
+            data,
+        });
+        // Not durable yet, and need not be: the file is fsynced whole
+        // before it is installed, and a crash restarts the transfer.
+        self.send(from, reply(end, false));
+    }
+
+    /// Leader: how much of the snapshot file a follower holds.
+    fn on_install_snapshot_reply(
+        &mut self,
+        from: NodeId,
+        snapshot_index: LogIndex,
+        snapshot_term: Term,
+        next_offset: u64,
+        rejected: bool,
+    ) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let now = self.now_us;
+        let Some(pr) = self.progress.get_mut(&from) else {
+            return;
+        };
+        pr.recent_active = true;
+        let Some(send) = pr
+            .snapshot
+            .as_mut()
+            .filter(|s| s.index == snapshot_index && s.term == snapshot_term)
+        else {
+            return; // an older transfer
+        };
+        if next_offset != send.acked_offset {
+            send.progress_us = now;
+        }
+        send.acked_offset = next_offset.min(send.file_bytes);
+        if rejected {
+            // Resend from what the follower holds (a chunk was lost or
+            // reordered, or the follower started over).
+            send.next_offset = send.acked_offset;
+        } else {
+            send.next_offset = send.next_offset.max(send.acked_offset);
+        }
+        self.send_append(from);
+    }
+
+    /// Leader: switches `to` to snapshot transfer, if a snapshot file
+    /// exists. Returns whether it did.
+    fn start_snapshot_transfer(&mut self, to: NodeId) -> bool {
+        let Some((meta, file_bytes)) = self.snapshot_file.clone() else {
+            log::warn!(
+                "node {}: {to} needs entries before our log start {} and no snapshot file is known",
+                self.id,
+                self.log.first_index()
+            );
+            return false;
+        };
+        log::info!(
+            "node {}: sending snapshot {} (term {}, {file_bytes} bytes) to {to}",
+            self.id,
+            meta.last_index,
+            meta.last_term
+        );
+        let now = self.now_us;
+        self.progress.get_mut(&to).expect("a peer").become_snapshot(
+            meta.last_index,
+            meta.last_term,
+            file_bytes,
+            now,
+        );
+        true
+    }
+
+    /// Leader: asks the runtime to send the next chunk of the snapshot to
+    /// `to`, if flow control allows.
+    fn send_snapshot_chunk(&mut self, to: NodeId, limits: InflightLimits) -> bool {
+        let chunk_bytes = self.config.limits.snapshot_chunk_bytes as u64;
+        let term = self.term;
+        let Some((meta, _)) = self.snapshot_file.clone() else {
+            return false;
+        };
+        let Some(pr) = self.progress.get_mut(&to) else {
+            return false;
+        };
+        if !pr.can_send(limits) {
+            return false;
+        }
+        let send = pr.snapshot.as_mut().expect("Snapshot state has a transfer");
+        if send.index != meta.last_index || send.term != meta.last_term {
+            // A newer snapshot replaced the one under way, whose file the
+            // runtime may have deleted: start over with the newer one.
+            let file_bytes = self.snapshot_file.as_ref().map_or(0, |(_, b)| *b);
+            let now = self.now_us;
+            pr.become_snapshot(meta.last_index, meta.last_term, file_bytes, now);
+            return true;
+        }
+        let offset = send.next_offset;
+        let len = chunk_bytes.min(send.file_bytes - offset);
+        send.next_offset += len;
+        self.out.chunks_to_send.push(ChunkToSend {
+            to,
+            term,
+            meta,
+            file_bytes: send.file_bytes,
+            offset,
+            len: len as usize,
+        });
+        true
     }
 
     /// A message from the leader of our term: follow it, restart the timer.
@@ -144,12 +352,13 @@ impl Raft {
             self.maybe_send_timeout_now(from);
         } else {
             if index <= pr.match_index
+                || pr.state == ProgressState::Snapshot
                 || (pr.state == ProgressState::Probe && index != pr.next_index.prev())
             {
-                return; // stale rejection
+                return; // stale rejection (of an Append sent before a transfer)
             }
             let next = match pr.state {
-                ProgressState::Replicate => pr.match_index.next(),
+                ProgressState::Replicate | ProgressState::Snapshot => pr.match_index.next(),
                 ProgressState::Probe => {
                     let probe = self.log.index_at_or_before_term(hint_index, hint_term);
                     index.min(probe.next())
@@ -194,6 +403,14 @@ impl Raft {
         };
         pr.record_ack(now, sent_at_us);
         pr.probe_sent = false;
+        if let Some(send) = pr.snapshot.as_mut()
+            && now.saturating_sub(send.progress_us) > stall_us + pr.srtt_us.unwrap_or(0)
+        {
+            // Chunks sent and never acknowledged: lost. Resend from what
+            // the follower holds.
+            send.next_offset = send.acked_offset;
+            send.progress_us = now;
+        }
         if pr.state == ProgressState::Replicate
             && pr.is_stalled(now, stall_us + pr.srtt_us.unwrap_or(0))
         {
@@ -220,30 +437,32 @@ impl Raft {
     }
 
     fn send_one_append(&mut self, to: NodeId) -> bool {
+        let limits = InflightLimits {
+            messages: self.config.inflight_appends_max,
+            bytes: self.config.limits.inflight_bytes_max,
+        };
+        if self
+            .progress
+            .get(&to)
+            .is_some_and(|pr| pr.state == ProgressState::Snapshot)
+        {
+            return self.send_snapshot_chunk(to, limits);
+        }
         let (count_max, bytes_max) = (
             self.config.append_entries_max,
             self.config.limits.append_bytes_max,
         );
-        let inflight_max = InflightLimits {
-            messages: self.config.inflight_appends_max,
-            bytes: self.config.limits.inflight_bytes_max,
-        };
         let Some(pr) = self.progress.get(&to) else {
             return false;
         };
-        if !pr.can_send(inflight_max) {
+        if !pr.can_send(limits) {
             return false;
         }
         let next = pr.next_index;
         let prev_index = next.prev();
         let Some(prev_term) = self.log.term_at(prev_index) else {
-            // Needs a snapshot; snapshot transfer comes with compaction.
-            log::warn!(
-                "node {}: {to} needs entries before our log start {}",
-                self.id,
-                self.log.first_index()
-            );
-            return false;
+            // Compacted away (Raft paper 7): send the snapshot instead.
+            return self.start_snapshot_transfer(to);
         };
         let entries = self.log.entries_from(next, count_max, bytes_max);
         if entries.is_empty() && pr.state == ProgressState::Replicate {

@@ -33,6 +33,9 @@ pub enum LocalOp {
     Echo(Vec<u8>),
     /// `INFO [section ...]`, sections lowercased; empty means the default.
     Info(Vec<String>),
+    /// `BGSAVE [SCHEDULE]`: take a snapshot now (DESIGN.md 5), in the
+    /// background as Redis does.
+    BgSave,
 }
 
 /// Requests served from the store after a linearizable read barrier.
@@ -262,7 +265,7 @@ impl LocalOp {
             LocalOp::Ping(Some(message)) | LocalOp::Echo(message) => {
                 Some(Value::Bulk(message.clone()))
             }
-            LocalOp::Info(_) => None,
+            LocalOp::Info(_) | LocalOp::BgSave => None,
         }
     }
 }
@@ -307,6 +310,11 @@ const COMMANDS: &[CommandSpec] = &[
         name: "info",
         arity: Arity::AtLeast(0),
         build: build_info,
+    },
+    CommandSpec {
+        name: "bgsave",
+        arity: Arity::Between(0, 1),
+        build: build_bgsave,
     },
     CommandSpec {
         name: "get",
@@ -374,6 +382,15 @@ fn build_ping(mut args: Vec<Vec<u8>>) -> Result<Request, CommandError> {
 fn build_echo(args: Vec<Vec<u8>>) -> Result<Request, CommandError> {
     let [message] = take(args);
     Ok(Request::Local(LocalOp::Echo(message)))
+}
+
+fn build_bgsave(args: Vec<Vec<u8>>) -> Result<Request, CommandError> {
+    match args.first() {
+        // SCHEDULE asks Redis to wait for a running rewrite; one snapshot
+        // at a time is all there is here, so it means the same.
+        Some(arg) if !arg.eq_ignore_ascii_case(b"schedule") => Err(CommandError::Syntax),
+        _ => Ok(Request::Local(LocalOp::BgSave)),
+    }
 }
 
 fn build_info(args: Vec<Vec<u8>>) -> Result<Request, CommandError> {

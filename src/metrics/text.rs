@@ -163,6 +163,26 @@ fn state(out: &mut Text, status: &NodeStatus) {
         status.last_log_index.0,
     );
     out.gauge(
+        "sraft_log_first_index",
+        "The first index still in the log (after the newest snapshot).",
+        status.log_first_index.0,
+    );
+    out.gauge(
+        "sraft_log_bytes",
+        "Bytes of the entries held in the log.",
+        status.log_bytes,
+    );
+    out.gauge(
+        "sraft_snapshot_index",
+        "The last index the newest snapshot covers (0: none).",
+        status.snapshot_index.0,
+    );
+    out.gauge(
+        "sraft_snapshot_bytes",
+        "Bytes of the newest snapshot file (0: none).",
+        status.snapshot_bytes,
+    );
+    out.gauge(
         "sraft_subleader_rank",
         "This follower's sub-leader rank (0 primary, 1 secondary), -1 if none.",
         id_or_minus_one(status.subleader_rank.map(|r| r as i64)),

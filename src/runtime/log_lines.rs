@@ -110,6 +110,28 @@ impl EventLines {
                     "[CRASH HINT] Node {id}: leader Node {leader}'s connection closed and a reconnect was refused (term {term})"
                 ),
             )],
+            Event::SnapshotSaved {
+                index,
+                term,
+                file_bytes,
+                took_us,
+            } => vec![(
+                Level::Info,
+                format!(
+                    "[SNAPSHOT] Node {id}: index {index} term {term}, {file_bytes} bytes, {:.1} ms",
+                    *took_us as f64 / 1000.0
+                ),
+            )],
+            Event::SnapshotInstalled {
+                index,
+                term,
+                file_bytes,
+            } => vec![(
+                Level::Info,
+                format!(
+                    "[SNAPSHOT] Node {id}: installed index {index} term {term} from the leader, {file_bytes} bytes"
+                ),
+            )],
         }
     }
 }

@@ -19,8 +19,8 @@
 //! - only committed entries that are durable here are applied.
 
 use crate::core::{
-    Entry, EntryPayload, Event, HardState, LogIndex, Message, NodeId, ProposeError, Raft,
-    ReadError, Term,
+    ChunkReceived, Entry, EntryPayload, Event, HardState, LogIndex, Message, MessageBody, NodeId,
+    ProposeError, Raft, ReadError, SnapshotMeta, Term,
 };
 use crate::state_machine::StateMachine;
 use crate::storage::{Storage, StorageError};
@@ -57,9 +57,134 @@ pub type Query<M> = Box<dyn FnOnce(&M) -> Vec<u8> + Send>;
 #[derive(Clone, Debug)]
 pub struct LogWrite {
     pub seq: u64,
+    /// First: every stored entry is void, the log continues after this
+    /// installed snapshot (`Storage::reset_to_snapshot`).
+    pub reset: Option<SnapshotMeta>,
     pub hard_state: Option<HardState>,
     /// Contiguous; replace any stored entries from `entries[0].index` on.
     pub entries: Vec<Entry>,
+    /// Last: a durable snapshot covers the log through this index, so the
+    /// log files wholly before it may go (`Storage::compact`).
+    pub compact_through: Option<LogIndex>,
+}
+
+impl LogWrite {
+    /// Applies this write to `storage`, in the order above.
+    pub fn apply_to<S: Storage>(&self, storage: &mut S) -> Result<(), StorageError> {
+        if let Some(meta) = &self.reset {
+            let hard_state = self.hard_state.expect("a reset moves the commit index");
+            storage.reset_to_snapshot(meta, &hard_state)?;
+        }
+        storage.persist(self.hard_state.as_ref(), &self.entries)?;
+        if let Some(index) = self.compact_through {
+            storage.compact(index)?;
+        }
+        Ok(())
+    }
+}
+
+/// Snapshot files (DESIGN.md 5): the driver never holds a whole file, only
+/// the state machine's serialized state when it takes a snapshot and the
+/// chunks that pass through it.
+pub trait SnapshotStore {
+    /// Starts writing the snapshot file for `meta` holding `payload`.
+    /// `Ok(Some(file_bytes))`: it is durable already. `Ok(None)`: the owner
+    /// of the node reports it later with [`Node::snapshot_saved`].
+    fn save(&mut self, meta: &SnapshotMeta, payload: Vec<u8>) -> Result<Option<u64>, StorageError>;
+    /// `len` bytes at `offset` of the file for `meta` (fewer at its end).
+    fn read_chunk(
+        &mut self,
+        meta: &SnapshotMeta,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>, StorageError>;
+    /// Appends a chunk of a file being received; offset 0 starts it over.
+    fn receive_chunk(&mut self, chunk: &ChunkReceived) -> Result<(), StorageError>;
+    /// After the last chunk: checks the file, makes it durable and returns
+    /// the state machine's payload in it.
+    fn finish_receive(&mut self, meta: &SnapshotMeta) -> Result<Vec<u8>, StorageError>;
+}
+
+/// Snapshot "files" in memory: for tests and benchmarks. A file is the
+/// payload's length (8 bytes, little-endian) and the payload, so that even
+/// an empty state is a non-empty file that a truncated transfer can never
+/// pass for.
+#[derive(Debug, Default)]
+pub struct MemSnapshots {
+    /// The newest two, oldest first.
+    files: VecDeque<(SnapshotMeta, Vec<u8>)>,
+    receiving: Option<(SnapshotMeta, Vec<u8>)>,
+}
+
+impl MemSnapshots {
+    fn file(&self, meta: &SnapshotMeta) -> Result<&Vec<u8>, StorageError> {
+        self.files
+            .iter()
+            .find(|(m, _)| m == meta)
+            .map(|(_, bytes)| bytes)
+            .ok_or(StorageError::SnapshotMissing {
+                index: meta.last_index,
+            })
+    }
+}
+
+impl SnapshotStore for MemSnapshots {
+    fn save(&mut self, meta: &SnapshotMeta, payload: Vec<u8>) -> Result<Option<u64>, StorageError> {
+        let mut file = (payload.len() as u64).to_le_bytes().to_vec();
+        file.extend_from_slice(&payload);
+        let bytes = file.len() as u64;
+        self.files.push_back((meta.clone(), file));
+        while self.files.len() > 2 {
+            self.files.pop_front();
+        }
+        Ok(Some(bytes))
+    }
+
+    fn read_chunk(
+        &mut self,
+        meta: &SnapshotMeta,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>, StorageError> {
+        let file = self.file(meta)?;
+        let start = (offset as usize).min(file.len());
+        let end = start.saturating_add(len).min(file.len());
+        Ok(file[start..end].to_vec())
+    }
+
+    fn receive_chunk(&mut self, chunk: &ChunkReceived) -> Result<(), StorageError> {
+        if chunk.offset == 0 {
+            self.receiving = Some((chunk.meta.clone(), Vec::new()));
+        }
+        match &mut self.receiving {
+            Some((meta, bytes)) if *meta == chunk.meta && bytes.len() as u64 == chunk.offset => {
+                bytes.extend_from_slice(&chunk.data);
+                Ok(())
+            }
+            _ => Err(StorageError::SnapshotMissing {
+                index: chunk.meta.last_index,
+            }),
+        }
+    }
+
+    fn finish_receive(&mut self, meta: &SnapshotMeta) -> Result<Vec<u8>, StorageError> {
+        let missing = StorageError::SnapshotMissing {
+            index: meta.last_index,
+        };
+        let Some((m, file)) = self.receiving.take().filter(|(m, _)| m == meta) else {
+            return Err(missing);
+        };
+        let (length, payload) = file.split_at_checked(8).ok_or(missing)?;
+        let length = u64::from_le_bytes(length.try_into().expect("8 bytes"));
+        if length != payload.len() as u64 {
+            return Err(StorageError::SnapshotMissing {
+                index: m.last_index,
+            });
+        }
+        let payload = payload.to_vec();
+        self.save(meta, payload.clone())?;
+        Ok(payload)
+    }
 }
 
 /// Where the driver sends its writes. Writes become durable in `seq` order.
@@ -76,7 +201,7 @@ pub struct SyncWriter<S>(pub S);
 
 impl<S: Storage> LogWriter for SyncWriter<S> {
     fn submit(&mut self, write: LogWrite) -> Result<bool, StorageError> {
-        self.0.persist(write.hard_state.as_ref(), &write.entries)?;
+        write.apply_to(&mut self.0)?;
         Ok(true)
     }
 }
@@ -128,11 +253,17 @@ pub struct AppliedEntry {
 
 /// The driver. `R` is the caller's handle for answering a client (a
 /// channel in production, a ticket in the simulator).
-pub struct Node<M, W, N, R> {
+pub struct Node<M, W, N, R, S = MemSnapshots> {
     raft: Raft,
     writer: W,
     network: N,
     state_machine: M,
+    snapshots: S,
+    /// The snapshot being saved (at most one at a time), and when it was
+    /// taken.
+    saving: Option<(SnapshotMeta, u64)>,
+    /// A snapshot was asked for (BGSAVE): take one at the next chance.
+    snapshot_requested: bool,
     /// Oldest first.
     unsynced: VecDeque<Unsynced>,
     last_seq: u64,
@@ -168,13 +299,35 @@ pub struct DriverMutations {
     pub apply_before_persist: bool,
 }
 
-impl<M: StateMachine, W: LogWriter, N: Network, R> Node<M, W, N, R> {
-    pub fn new(raft: Raft, writer: W, network: N, state_machine: M) -> Node<M, W, N, R> {
+impl<M: StateMachine, W: LogWriter, N: Network, R> Node<M, W, N, R, MemSnapshots> {
+    /// A node with its snapshots in memory (tests and benchmarks).
+    pub fn new(raft: Raft, writer: W, network: N, state_machine: M) -> Self {
+        Node::with_snapshots(
+            raft,
+            writer,
+            network,
+            state_machine,
+            MemSnapshots::default(),
+        )
+    }
+}
+
+impl<M: StateMachine, W: LogWriter, N: Network, R, S: SnapshotStore> Node<M, W, N, R, S> {
+    pub fn with_snapshots(
+        raft: Raft,
+        writer: W,
+        network: N,
+        state_machine: M,
+        snapshots: S,
+    ) -> Node<M, W, N, R, S> {
         Node {
             raft,
             writer,
             network,
             state_machine,
+            snapshots,
+            saving: None,
+            snapshot_requested: false,
             unsynced: VecDeque::new(),
             last_seq: 0,
             pending_writes: BTreeMap::new(),
@@ -208,6 +361,16 @@ impl<M: StateMachine, W: LogWriter, N: Network, R> Node<M, W, N, R> {
     }
     pub fn network_mut(&mut self) -> &mut N {
         &mut self.network
+    }
+    pub fn snapshots(&self) -> &S {
+        &self.snapshots
+    }
+    pub fn snapshots_mut(&mut self) -> &mut S {
+        &mut self.snapshots
+    }
+    /// The snapshot being written, if any.
+    pub fn snapshot_in_progress(&self) -> Option<&SnapshotMeta> {
+        self.saving.as_ref().map(|(meta, _)| meta)
     }
     /// The sequence number of the last write handed to the writer.
     pub fn last_write_seq(&self) -> u64 {
@@ -344,6 +507,158 @@ impl<M: StateMachine, W: LogWriter, N: Network, R> Node<M, W, N, R> {
         }
     }
 
+    /// Asks for a snapshot now (Redis's BGSAVE), whatever the policy says.
+    /// Returns false when one is being written already.
+    pub fn request_snapshot(&mut self) -> bool {
+        if self.saving.is_some() {
+            return false;
+        }
+        self.snapshot_requested = true;
+        true
+    }
+
+    /// The snapshot file for `meta` is durable (`file_bytes` long): the
+    /// core compacts its log and may send the file, and the log files it
+    /// covers can go.
+    pub fn snapshot_saved(&mut self, now_us: u64, meta: SnapshotMeta, file_bytes: u64) {
+        let started_us = self
+            .saving
+            .take_if(|(m, _)| *m == meta)
+            .map_or(now_us, |(_, started)| started);
+        self.events.push(Event::SnapshotSaved {
+            index: meta.last_index,
+            term: meta.last_term,
+            file_bytes,
+            took_us: now_us.saturating_sub(started_us),
+        });
+        let index = meta.last_index;
+        self.raft.snapshot_saved(now_us, meta, file_bytes);
+        self.compact_log(index);
+    }
+
+    /// Writing the snapshot for `meta` failed: the log stays as it is, and
+    /// the policy asks again later.
+    pub fn snapshot_save_failed(&mut self, meta: &SnapshotMeta, error: &StorageError) {
+        log::error!(
+            "node {}: snapshot at index {} failed: {error}",
+            self.raft.id(),
+            meta.last_index
+        );
+        self.saving.take_if(|(m, _)| m == meta);
+    }
+
+    /// Queues the deletion of log files through `index` behind every
+    /// write handed out so far.
+    fn compact_log(&mut self, index: LogIndex) {
+        let write = LogWrite {
+            seq: 0,
+            reset: None,
+            hard_state: None,
+            entries: Vec::new(),
+            compact_through: Some(index),
+        };
+        if let Err(e) = self.submit(write, Vec::new()) {
+            log::error!(
+                "node {}: compacting the log through {index} failed: {e}",
+                self.raft.id()
+            );
+        }
+    }
+
+    /// Takes a snapshot of the applied state if the policy (or a request)
+    /// asks for one and none is being written.
+    fn maybe_snapshot(&mut self) {
+        if self.saving.is_some() || !(self.snapshot_requested || self.raft.snapshot_due()) {
+            return;
+        }
+        let Some(meta) = self.raft.snapshot_meta_at_applied() else {
+            self.snapshot_requested = false;
+            return;
+        };
+        self.snapshot_requested = false;
+        debug_assert!(self.state_machine.applied_index() <= meta.last_index);
+        let now_us = self.raft.now_us();
+        self.saving = Some((meta.clone(), now_us));
+        let payload = self.state_machine.snapshot();
+        match self.snapshots.save(&meta, payload) {
+            Ok(Some(file_bytes)) => self.snapshot_saved(now_us, meta, file_bytes),
+            Ok(None) => {}
+            Err(e) => self.snapshot_save_failed(&meta, &e),
+        }
+    }
+
+    /// Leader: reads each chunk the core asked for and sends it.
+    fn send_chunks(&mut self, chunks: Vec<crate::core::ChunkToSend>) {
+        for chunk in chunks {
+            match self
+                .snapshots
+                .read_chunk(&chunk.meta, chunk.offset, chunk.len)
+            {
+                Ok(data) => self.network.send(Message {
+                    from: self.raft.id(),
+                    to: chunk.to,
+                    term: chunk.term,
+                    body: MessageBody::InstallSnapshot {
+                        meta: chunk.meta,
+                        file_bytes: chunk.file_bytes,
+                        offset: chunk.offset,
+                        data,
+                    },
+                }),
+                // The core resends or starts over with a newer file when
+                // the follower does not acknowledge.
+                Err(e) => log::warn!(
+                    "node {}: snapshot chunk for {} not sent: {e}",
+                    self.raft.id(),
+                    chunk.to
+                ),
+            }
+        }
+    }
+
+    /// Follower: writes each chunk; after the last, installs the file.
+    fn receive_chunks(&mut self, chunks: Vec<ChunkReceived>) {
+        for chunk in chunks {
+            let now_us = self.raft.now_us();
+            if let Err(e) = self.snapshots.receive_chunk(&chunk) {
+                log::warn!(
+                    "node {}: snapshot chunk at {} not written: {e}",
+                    self.raft.id(),
+                    chunk.offset
+                );
+                self.raft.snapshot_failed(now_us, &chunk.meta);
+                continue;
+            }
+            if !chunk.is_last() {
+                continue;
+            }
+            let meta = chunk.meta;
+            let restored = self
+                .snapshots
+                .finish_receive(&meta)
+                .map_err(|e| e.to_string())
+                .and_then(|payload| self.state_machine.restore(meta.last_index, &payload));
+            match restored {
+                Ok(()) => {
+                    self.events.push(Event::SnapshotInstalled {
+                        index: meta.last_index,
+                        term: meta.last_term,
+                        file_bytes: chunk.file_bytes,
+                    });
+                    self.raft.snapshot_installed(now_us, meta, chunk.file_bytes);
+                }
+                Err(e) => {
+                    log::error!(
+                        "node {}: snapshot {} received but not installed: {e}",
+                        self.raft.id(),
+                        meta.last_index
+                    );
+                    self.raft.snapshot_failed(now_us, &meta);
+                }
+            }
+        }
+    }
+
     // ---- Output ------------------------------------------------------------
 
     /// Hands out what the inputs since the last call produced: sends what
@@ -359,9 +674,16 @@ impl<M: StateMachine, W: LogWriter, N: Network, R> Node<M, W, N, R> {
             for msg in std::mem::take(&mut rd.messages) {
                 self.network.send(msg);
             }
+            self.send_chunks(std::mem::take(&mut rd.chunks_to_send));
             let held = std::mem::take(&mut rd.messages_after_persist);
-            self.write(rd.hard_state.take(), std::mem::take(&mut rd.entries), held)?;
+            self.write(
+                rd.log_reset.take(),
+                rd.hard_state.take(),
+                std::mem::take(&mut rd.entries),
+                held,
+            )?;
             self.apply(&rd.committed);
+            self.receive_chunks(std::mem::take(&mut rd.chunks_received));
             for read in &rd.read_states {
                 if let Some(pending) = self.pending_reads.remove(&read.ctx) {
                     self.confirmed_reads.push((read.index, pending));
@@ -375,6 +697,7 @@ impl<M: StateMachine, W: LogWriter, N: Network, R> Node<M, W, N, R> {
                 }
             }
             self.events.append(&mut rd.events);
+            self.maybe_snapshot();
         }
         self.serve_confirmed_reads();
         Ok(())
@@ -382,6 +705,7 @@ impl<M: StateMachine, W: LogWriter, N: Network, R> Node<M, W, N, R> {
 
     fn write(
         &mut self,
+        reset: Option<SnapshotMeta>,
         hard_state: Option<HardState>,
         entries: Vec<Entry>,
         mut held: Vec<Message>,
@@ -391,7 +715,7 @@ impl<M: StateMachine, W: LogWriter, N: Network, R> Node<M, W, N, R> {
                 self.network.send(msg);
             }
         }
-        if hard_state.is_none() && entries.is_empty() {
+        if reset.is_none() && hard_state.is_none() && entries.is_empty() {
             // Nothing new to write: the messages promise only what earlier
             // writes hold, so they wait for the last of those.
             match self.unsynced.back_mut() {
@@ -404,22 +728,35 @@ impl<M: StateMachine, W: LogWriter, N: Network, R> Node<M, W, N, R> {
             }
             return Ok(());
         }
+        let last = entries.last().map(|e| (e.index, e.term));
+        self.submit(
+            LogWrite {
+                seq: 0,
+                reset,
+                hard_state,
+                entries,
+                compact_through: None,
+            },
+            held,
+        )?;
+        if let Some((index, term)) = last.filter(|_| self.mutations.apply_before_persist) {
+            let now_us = self.raft.now_us();
+            self.raft.persisted(now_us, index, term); // Test-only bug.
+        }
+        Ok(())
+    }
+
+    /// Hands `write` to the writer with the next sequence number.
+    fn submit(&mut self, mut write: LogWrite, held: Vec<Message>) -> Result<(), StorageError> {
         self.last_seq += 1;
         let seq = self.last_seq;
-        let last = entries.last().map(|e| (e.index, e.term));
+        write.seq = seq;
+        let last = write.entries.last().map(|e| (e.index, e.term));
         self.unsynced.push_back(Unsynced { seq, last, held });
-        let durable = self.writer.submit(LogWrite {
-            seq,
-            hard_state,
-            entries,
-        })?;
-        if durable {
+        if self.writer.submit(write)? {
             // The writer fsynced in this thread; no later time to report it.
             let now_us = self.raft.now_us();
             self.persisted(now_us, seq);
-        } else if let Some((index, term)) = last.filter(|_| self.mutations.apply_before_persist) {
-            let now_us = self.raft.now_us();
-            self.raft.persisted(now_us, index, term); // Test-only bug.
         }
         Ok(())
     }

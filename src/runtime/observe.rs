@@ -90,6 +90,7 @@ impl Observer {
             }
             Event::SteppedDown { .. } => m.stepped_down(),
             Event::LeaderUnreachable { .. } => m.crash_hint(),
+            Event::SnapshotSaved { .. } | Event::SnapshotInstalled { .. } => {}
         }
     }
 
@@ -149,5 +150,18 @@ fn record(event: &Event) -> Value {
         Event::LeaderUnreachable { term, leader } => {
             json!({"event": "leader_unreachable", "term": term.0, "leader": leader.0})
         }
+        Event::SnapshotSaved {
+            index,
+            term,
+            file_bytes,
+            took_us,
+        } => json!({"event": "snapshot_saved", "index": index.0, "term": term.0,
+                    "bytes": file_bytes, "took_ms": ms(*took_us)}),
+        Event::SnapshotInstalled {
+            index,
+            term,
+            file_bytes,
+        } => json!({"event": "snapshot_installed", "index": index.0, "term": term.0,
+                    "bytes": file_bytes}),
     }
 }

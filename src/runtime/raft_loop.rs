@@ -37,6 +37,9 @@ pub enum Request<S> {
         query: Query<S>,
         reply: Sender<Reply>,
     },
+    /// Take a snapshot now (BGSAVE); answered at once, `Err(Busy)` when
+    /// one is being written.
+    Snapshot { reply: Sender<Reply> },
 }
 
 impl Network for Transport {
@@ -216,6 +219,13 @@ impl<S: StateMachine> RaftLoop<S> {
                     write: false,
                 };
                 self.node.read(now, query, waiter);
+            }
+            Request::Snapshot { reply } => {
+                let answer = match self.node.request_snapshot() {
+                    true => Ok(Vec::new()),
+                    false => Err(RequestError::Busy),
+                };
+                let _ = reply.send(answer);
             }
         }
     }

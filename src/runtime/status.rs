@@ -13,6 +13,14 @@ pub struct NodeStatus {
     pub commit_index: LogIndex,
     pub applied_index: LogIndex,
     pub last_log_index: LogIndex,
+    /// The prefix the newest snapshot replaced, and where the log starts.
+    pub snapshot_index: LogIndex,
+    pub snapshot_term: Term,
+    pub log_first_index: LogIndex,
+    /// Bytes of the newest snapshot file (0 when none).
+    pub snapshot_bytes: u64,
+    /// Bytes of the entries in the log (`Entry::size_bytes`).
+    pub log_bytes: u64,
     /// Sub-leaders in rank order with the leader's smoothed RTT to each
     /// (leader only).
     pub subleaders: Vec<(NodeId, Option<u64>)>,
@@ -34,6 +42,11 @@ impl NodeStatus {
             commit_index: raft.commit_index(),
             applied_index: raft.applied_index(),
             last_log_index: raft.last_index(),
+            snapshot_index: raft.snapshot_meta().last_index,
+            snapshot_term: raft.snapshot_meta().last_term,
+            log_first_index: raft.log_first_index(),
+            snapshot_bytes: raft.snapshot_file_bytes().unwrap_or(0),
+            log_bytes: raft.log_bytes() as u64,
             subleaders: raft
                 .known_subleaders()
                 .iter()

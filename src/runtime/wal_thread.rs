@@ -4,6 +4,7 @@
 //! owns all Raft state; this thread owns only the files.
 
 use super::node::{LogWrite, LogWriter};
+#[cfg(test)]
 use crate::core::{Entry, HardState};
 use crate::metrics::Metrics;
 use crate::storage::{Storage, StorageError};
@@ -104,13 +105,20 @@ fn run<S: Storage>(
         }
         let seq = group.last().expect("one write").seq;
         let merged = group.len();
-        let (hard_state, entries) = merge(group);
         let started = Instant::now();
-        let persisted = storage.persist(hard_state.as_ref(), &entries);
+        let mut entries = 0;
+        let mut result = Ok(());
+        for write in merge(group) {
+            entries += write.entries.len();
+            result = write.apply_to(&mut storage);
+            if result.is_err() {
+                break;
+            }
+        }
         let elapsed_us = started.elapsed().as_micros() as u64;
-        match persisted {
+        match result {
             Ok(()) => {
-                metrics.wal_synced(merged, entries.len(), elapsed_us);
+                metrics.wal_synced(merged, entries, elapsed_us);
                 if events.send(WalEvent::Durable(seq)).is_err() {
                     break;
                 }
@@ -126,28 +134,39 @@ fn run<S: Storage>(
     }
 }
 
-/// Folds consecutive writes into one with the same effect: the last hard
-/// state, and the entries as they stand after every replacement.
-pub fn merge(group: Vec<LogWrite>) -> (Option<HardState>, Vec<Entry>) {
-    let mut hard_state = None;
-    let mut entries: Vec<Entry> = Vec::new();
+/// Folds consecutive writes into as few as have the same effect: one, with
+/// the last hard state and the entries as they stand after every
+/// replacement, unless a write resets the log (it starts a new one) or
+/// compacts it (it ends one).
+pub fn merge(group: Vec<LogWrite>) -> Vec<LogWrite> {
+    let mut out: Vec<LogWrite> = Vec::new();
     for write in group {
+        let last = out
+            .last_mut()
+            .filter(|last| last.compact_through.is_none() && write.reset.is_none());
+        let Some(last) = last else {
+            out.push(write);
+            continue;
+        };
+        last.seq = write.seq;
         if write.hard_state.is_some() {
-            hard_state = write.hard_state;
+            last.hard_state = write.hard_state;
         }
+        last.compact_through = write.compact_through;
         let Some(first) = write.entries.first() else {
             continue;
         };
-        match entries.first() {
+        match last.entries.first() {
             // A later write replaces entries from its first index on.
             Some(start) if first.index >= start.index => {
-                entries.truncate((first.index.0 - start.index.0) as usize);
+                let keep = (first.index.0 - start.index.0) as usize;
+                last.entries.truncate(keep);
             }
-            _ => entries.clear(),
+            _ => last.entries.clear(),
         }
-        entries.extend(write.entries);
+        last.entries.extend(write.entries);
     }
-    (hard_state, entries)
+    out
 }
 
 #[cfg(test)]
@@ -170,11 +189,13 @@ mod tests {
     fn write(seq: u64, hs_term: Option<u64>, entries: Vec<Entry>) -> LogWrite {
         LogWrite {
             seq,
+            reset: None,
             hard_state: hs_term.map(|t| HardState {
                 term: Term(t),
                 ..HardState::default()
             }),
             entries,
+            compact_through: None,
         }
     }
 
@@ -184,26 +205,67 @@ mod tests {
 
     #[test]
     fn merged_writes_keep_the_last_hard_state_and_every_entry() {
-        let (hs, merged) = merge(vec![
+        let merged = merge(vec![
             write(1, Some(1), entries(1, &[1, 1])),
             write(2, None, entries(3, &[1])),
             write(3, Some(2), Vec::new()),
         ]);
-        assert_eq!(hs.map(|h| h.term), Some(Term(2)));
-        assert_eq!(shape(&merged), vec![(1, 1), (2, 1), (3, 1)]);
+        assert_eq!(merged.len(), 1);
+        assert_eq!(merged[0].seq, 3);
+        assert_eq!(merged[0].hard_state.map(|h| h.term), Some(Term(2)));
+        assert_eq!(shape(&merged[0].entries), vec![(1, 1), (2, 1), (3, 1)]);
     }
 
     #[test]
     fn a_later_conflict_replaces_the_suffix_as_storage_would() {
-        let (_, merged) = merge(vec![
+        let merged = merge(vec![
             write(1, None, entries(5, &[1, 1, 1])),
             write(2, None, entries(6, &[2])),
         ]);
-        assert_eq!(shape(&merged), vec![(5, 1), (6, 2)]);
-        let (_, merged) = merge(vec![
+        assert_eq!(shape(&merged[0].entries), vec![(5, 1), (6, 2)]);
+        let merged = merge(vec![
             write(1, None, entries(5, &[1, 1])),
             write(2, None, entries(3, &[2])),
         ]);
-        assert_eq!(shape(&merged), vec![(3, 2)]);
+        assert_eq!(shape(&merged[0].entries), vec![(3, 2)]);
+    }
+
+    #[test]
+    fn a_reset_starts_a_write_and_a_compaction_ends_one() {
+        let meta = crate::core::SnapshotMeta {
+            last_index: LogIndex(9),
+            last_term: Term(2),
+            config: crate::core::ClusterConfig::new(vec![crate::core::NodeId(0)]),
+        };
+        let mut compacting = write(2, None, Vec::new());
+        compacting.compact_through = Some(LogIndex(4));
+        let mut reset = write(4, Some(2), entries(10, &[2]));
+        reset.reset = Some(meta);
+        let merged = merge(vec![
+            write(1, None, entries(5, &[1])),
+            compacting,
+            write(3, None, entries(6, &[1])),
+            reset,
+            write(5, None, entries(11, &[2])),
+        ]);
+        let shapes: Vec<_> = merged
+            .iter()
+            .map(|w| {
+                (
+                    w.seq,
+                    w.reset.is_some(),
+                    w.compact_through,
+                    shape(&w.entries),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shapes,
+            vec![
+                (2, false, Some(LogIndex(4)), vec![(5, 1)]),
+                (3, false, None, vec![(6, 1)]),
+                (5, true, None, vec![(10, 2), (11, 2)]),
+            ]
+        );
     }
 }

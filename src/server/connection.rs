@@ -198,10 +198,18 @@ fn dispatch(
 }
 
 fn local(op: &LocalOp, ctx: &ServerContext) -> Value {
+    if *op == LocalOp::BgSave {
+        let deadline = Instant::now() + ctx.request_timeout;
+        return match submit(ctx, |reply| Request::Snapshot { reply }, deadline) {
+            Some(Ok(_)) => Value::Simple("Background saving started".into()),
+            Some(Err(_)) => Value::error("ERR Background save already in progress"),
+            None => Value::error("ERR node is shutting down or too busy; retry"),
+        };
+    }
     op.stateless_reply().unwrap_or_else(|| {
         let sections = match op {
             LocalOp::Info(sections) => sections.as_slice(),
-            LocalOp::Ping(_) | LocalOp::Echo(_) => &[],
+            LocalOp::Ping(_) | LocalOp::Echo(_) | LocalOp::BgSave => &[],
         };
         let status = ctx.status.lock().clone();
         let text = info_text(&status, &ctx.client_addrs, &ctx.metrics, sections);

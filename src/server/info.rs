@@ -175,7 +175,9 @@ fn raft(out: &mut String, status: &NodeStatus, client_addrs: &[SocketAddr]) {
     let _ = write!(
         out,
         "# Raft\r\nnode_id:{}\r\nrole:{}\r\nterm:{}\r\nleader_id:{}\r\nleader_addr:{}\r\n\
-         commit_index:{}\r\napplied_index:{}\r\nlast_log_index:{}\r\nsub_leaders:{}\r\n\
+         commit_index:{}\r\napplied_index:{}\r\nlast_log_index:{}\r\n\
+         log_first_index:{}\r\nlog_bytes:{}\r\nsnapshot_index:{}\r\nsnapshot_term:{}\r\n\
+         snapshot_bytes:{}\r\nsub_leaders:{}\r\n\
          sub_leader_rtt_ms:{}\r\nsubleader_rank:{}\r\nmode:{}\r\n",
         status.node_id,
         status.role,
@@ -188,6 +190,11 @@ fn raft(out: &mut String, status: &NodeStatus, client_addrs: &[SocketAddr]) {
         status.commit_index,
         status.applied_index,
         status.last_log_index,
+        status.log_first_index,
+        status.log_bytes,
+        status.snapshot_index,
+        status.snapshot_term,
+        status.snapshot_bytes,
         subleaders.join(","),
         rtts.join(","),
         status

@@ -76,6 +76,14 @@ pub(crate) struct ServerArgs {
     /// Name checked in every peer handshake [default: sraft]
     #[arg(long, value_name = "ID")]
     pub cluster_id: Option<String>,
+    /// Snapshot the state (and compact the log) every N applied entries
+    /// [default: 100000; config: [raft] snapshot_entries]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub snapshot_entries: Option<u64>,
+    /// ...or once the log holds N bytes [default: 268435456; config:
+    /// [raft] snapshot_log_bytes]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub snapshot_log_bytes: Option<u64>,
 }
 
 /// Where a client-side tool finds the cluster.

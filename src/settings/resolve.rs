@@ -207,10 +207,15 @@ fn server(args: &ServerArgs, env: Env, is_local: IsLocal) -> Result<Settings, Se
         key: format!("limits.{}", e.key),
         reason: e.reason,
     })?;
+    let file_raft = &file.raft.0;
     let raft = raft_config(
         RaftConfig {
             limits,
-            ..file.raft.0.clone()
+            snapshot_entries: args.snapshot_entries.unwrap_or(file_raft.snapshot_entries),
+            snapshot_log_bytes: args
+                .snapshot_log_bytes
+                .unwrap_or(file_raft.snapshot_log_bytes),
+            ..file_raft.clone()
         },
         layer.enable_subleader,
     )

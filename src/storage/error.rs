@@ -33,6 +33,8 @@ pub enum StorageError {
     /// have dropped dirty pages, so nothing written since can be trusted
     /// (PostgreSQL's "fsyncgate"): the node must restart and recover.
     Poisoned { path: PathBuf },
+    /// No snapshot file for this index is (still) kept.
+    SnapshotMissing { index: crate::core::LogIndex },
 }
 
 impl StorageError {
@@ -84,6 +86,9 @@ impl fmt::Display for StorageError {
                 "WAL {} is unusable after an earlier write or fsync failure; restart to recover",
                 path.display()
             ),
+            StorageError::SnapshotMissing { index } => {
+                write!(f, "no snapshot file for index {index} is kept")
+            }
         }
     }
 }
@@ -95,7 +100,8 @@ impl std::error::Error for StorageError {
             StorageError::Corrupt { .. }
             | StorageError::Locked { .. }
             | StorageError::RecordTooLarge { .. }
-            | StorageError::Poisoned { .. } => None,
+            | StorageError::Poisoned { .. }
+            | StorageError::SnapshotMissing { .. } => None,
         }
     }
 }

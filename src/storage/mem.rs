@@ -8,6 +8,8 @@ use crate::core::types::{ClusterConfig, Entry, HardState, LogIndex, RestoredStat
 pub struct MemStorage {
     config: ClusterConfig,
     hard_state: HardState,
+    /// The index before `entries[0]` (a reset to a snapshot moves it).
+    base: LogIndex,
     entries: Vec<Entry>,
 }
 
@@ -19,6 +21,7 @@ impl MemStorage {
         let storage = MemStorage {
             config,
             hard_state: HardState::default(),
+            base: LogIndex(0),
             entries: Vec::new(),
         };
         (storage, restored)
@@ -34,7 +37,7 @@ impl MemStorage {
     }
 
     pub fn last_index(&self) -> LogIndex {
-        LogIndex(self.entries.len() as u64)
+        LogIndex(self.base.0 + self.entries.len() as u64)
     }
 
     /// What a restart would recover: lets tests simulate a crash.
@@ -60,8 +63,9 @@ impl Storage for MemStorage {
             entries,
         );
         if let Some(first) = entries.first() {
-            // Index i lives at position i - 1: there is no snapshot yet.
-            self.entries.truncate((first.index.0 - 1) as usize);
+            // Index i lives at position i - 1 - base.
+            self.entries
+                .truncate((first.index.0 - 1 - self.base.0) as usize);
             self.entries.extend_from_slice(entries);
         }
         if let Some(hs) = hard_state {
@@ -71,6 +75,17 @@ impl Storage for MemStorage {
     }
 
     fn sync(&mut self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    fn reset_to_snapshot(
+        &mut self,
+        meta: &crate::core::SnapshotMeta,
+        hard_state: &HardState,
+    ) -> Result<(), StorageError> {
+        self.entries.clear();
+        self.base = meta.last_index;
+        self.hard_state = *hard_state;
         Ok(())
     }
 }

@@ -40,6 +40,20 @@ pub trait Storage: Send {
 
     /// Flushes and fsyncs everything (used at orderly shutdown).
     fn sync(&mut self) -> Result<(), StorageError>;
+
+    /// TEMPORARY (replaced by the storage branch): voids every stored entry.
+    fn reset_to_snapshot(
+        &mut self,
+        _meta: &crate::core::SnapshotMeta,
+        _hard_state: &HardState,
+    ) -> Result<(), StorageError> {
+        unimplemented!("reset_to_snapshot")
+    }
+
+    /// TEMPORARY (replaced by the storage branch).
+    fn compact(&mut self, _snapshot_index: LogIndex) -> Result<(), StorageError> {
+        Ok(())
+    }
 }
 
 /// Asserts that a `persist` call keeps the stored log well formed, and

@@ -234,7 +234,8 @@ impl Lane {
     /// follower's acknowledged match; TimeoutNow waits for the match).
     fn of(msg: &Message) -> Lane {
         match msg.body {
-            crate::core::MessageBody::Append { .. } => Lane::Bulk,
+            crate::core::MessageBody::Append { .. }
+            | crate::core::MessageBody::InstallSnapshot { .. } => Lane::Bulk,
             _ => Lane::Control,
         }
     }
