@@ -4,6 +4,10 @@
 
 use crate::core::LogIndex;
 
+/// Serializes a state machine's state as it was when the job was made; run
+/// on a background thread while the state machine goes on applying.
+pub type SnapshotJob = Box<dyn FnOnce() -> Vec<u8> + Send>;
+
 pub trait StateMachine: Send {
     /// Applies one committed command and returns its reply. Must be
     /// deterministic: no clock, no randomness, no I/O that can fail
@@ -17,6 +21,15 @@ pub trait StateMachine: Send {
 
     /// Serializes the whole state, as of `applied_index()`.
     fn snapshot(&self) -> Vec<u8>;
+
+    /// A job that serializes the state as of `applied_index()`, taken on
+    /// the Raft thread and run on another: it must be cheap to make (a
+    /// copy-on-write view), or the Raft thread stalls while it is made.
+    /// The default serializes here, which is fine for small states.
+    fn snapshot_job(&self) -> SnapshotJob {
+        let bytes = self.snapshot();
+        Box::new(move || bytes)
+    }
 
     /// Replaces the whole state with a snapshot taken at `index`.
     fn restore(&mut self, index: LogIndex, snapshot: &[u8]) -> Result<(), String>;

@@ -18,17 +18,26 @@ mod tests;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::command::{ReadOp, SetCondition, WriteOp};
 use super::resp::{Value, parse_i64};
 use crate::core::LogIndex;
 use crate::limits::Limits;
-use crate::state_machine::StateMachine;
+use crate::state_machine::{SnapshotJob, StateMachine};
 
 /// First byte of every encoded `KvCommand`: log entries outlive binaries.
 const COMMAND_FORMAT_VERSION: u8 = 1;
-/// First byte of every snapshot.
-const SNAPSHOT_FORMAT_VERSION: u8 = 1;
+/// First byte of every snapshot. 2: keys and values as byte strings, the
+/// map and the sessions as sequences (written from persistent maps).
+const SNAPSHOT_FORMAT_VERSION: u8 = 2;
+
+/// The maps are persistent (imbl): cloning one is O(1) and later writes
+/// copy only the nodes they touch, so a snapshot is a clone taken on the
+/// Raft thread and serialized on another (DESIGN.md 5). Values are shared
+/// (`Arc`), so a copied node copies pointers, not megabytes of values.
+type Data = imbl::OrdMap<Vec<u8>, Arc<[u8]>>;
+type Sessions = imbl::OrdMap<u64, Session>;
 
 /// One write, as stored in the Raft log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +88,7 @@ impl Default for KvStoreConfig {
 struct Session {
     last_seq: u64,
     /// The RESP-encoded reply to `last_seq`, replayed to a retry.
+    #[serde(with = "serde_bytes")]
     last_reply: Vec<u8>,
     /// The log index that last used this session: the eviction order.
     last_used: LogIndex,
@@ -87,28 +97,67 @@ struct Session {
 #[derive(Debug)]
 pub struct KvStore {
     config: KvStoreConfig,
-    data: BTreeMap<Vec<u8>, Vec<u8>>,
-    sessions: BTreeMap<u64, Session>,
+    data: Data,
+    sessions: Sessions,
     /// `last_used` → client id, for least-recently-used eviction. Exactly
     /// the inverse of `sessions`' `last_used`: one index touches one session.
     sessions_by_use: BTreeMap<LogIndex, u64>,
     applied: LogIndex,
 }
 
-/// The snapshot's contents, borrowed for writing.
-#[derive(Serialize)]
-struct SnapshotRef<'a> {
+/// The snapshot's contents, a view for writing: (applied, [(key, value)],
+/// [(client id, session)]), each sequence with its length first.
+struct SnapshotView {
     applied: LogIndex,
-    data: &'a BTreeMap<Vec<u8>, Vec<u8>>,
-    sessions: &'a BTreeMap<u64, Session>,
+    data: Data,
+    sessions: Sessions,
+}
+
+impl Serialize for SnapshotView {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let data = Pairs(
+            self.data
+                .iter()
+                .map(|(k, v)| (serde_bytes::Bytes::new(k), serde_bytes::Bytes::new(v))),
+        );
+        let sessions = Pairs(self.sessions.iter());
+        let mut tuple = serializer.serialize_tuple(3)?;
+        tuple.serialize_element(&self.applied)?;
+        tuple.serialize_element(&data)?;
+        tuple.serialize_element(&sessions)?;
+        tuple.end()
+    }
+}
+
+/// Serializes an iterator of known length as a sequence, without
+/// collecting it first.
+struct Pairs<I>(I);
+
+impl<I, T> Serialize for Pairs<I>
+where
+    I: Iterator<Item = T> + ExactSizeIterator + Clone,
+    T: Serialize,
+{
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.clone())
+    }
 }
 
 /// The snapshot's contents, owned for reading.
 #[derive(Deserialize)]
 struct SnapshotOwned {
     applied: LogIndex,
-    data: BTreeMap<Vec<u8>, Vec<u8>>,
-    sessions: BTreeMap<u64, Session>,
+    data: Vec<(serde_bytes::ByteBuf, serde_bytes::ByteBuf)>,
+    sessions: Vec<(u64, Session)>,
+}
+
+impl SnapshotView {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = vec![SNAPSHOT_FORMAT_VERSION];
+        postcard::to_io(self, &mut out).expect("writing to a Vec cannot fail");
+        out
+    }
 }
 
 impl KvStore {
@@ -116,8 +165,8 @@ impl KvStore {
         assert!(config.sessions_max > 0, "sessions_max must be positive");
         KvStore {
             config,
-            data: BTreeMap::new(),
-            sessions: BTreeMap::new(),
+            data: Data::new(),
+            sessions: Sessions::new(),
             sessions_by_use: BTreeMap::new(),
             applied: LogIndex(0),
         }
@@ -141,7 +190,7 @@ impl KvStore {
     }
 
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        self.data.get(key).map(Vec::as_slice)
+        self.data.get(key).map(|v| &v[..])
     }
 
     /// Number of keys.
@@ -203,8 +252,8 @@ impl KvStore {
             WriteOp::Append { key, value } => self.append(key, &value),
             WriteOp::IncrBy { key, delta } => self.incr_by(key, delta),
             WriteOp::Cas { key, expected, new } => match self.data.get_mut(&key) {
-                Some(current) if *current == expected => {
-                    *current = new;
+                Some(current) if **current == *expected => {
+                    *current = Arc::from(new);
                     Value::Integer(1)
                 }
                 _ => Value::Integer(0),
@@ -223,24 +272,26 @@ impl KvStore {
             SetCondition::IfPresent => old.is_some(),
         };
         let reply = match (get, allowed) {
-            (true, _) => Value::bulk_or_nil(old.map(Vec::as_slice)),
+            (true, _) => Value::bulk_or_nil(old.map(|v| &v[..])),
             (false, true) => Value::ok(),
             (false, false) => Value::NullBulk,
         };
         if allowed {
-            self.data.insert(key, value);
+            self.data.insert(key, Arc::from(value));
         }
         reply
     }
 
     fn append(&mut self, key: Vec<u8>, value: &[u8]) -> Value {
-        let current_len = self.data.get(&key).map_or(0, Vec::len);
+        let current_len = self.data.get(&key).map_or(0, |v| v.len());
         let new_len = current_len.saturating_add(value.len());
         if new_len > self.config.value_bytes_max {
             // Redis's text for the same check (`checkStringLength`).
             return Value::error("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
         }
-        self.data.entry(key).or_default().extend_from_slice(value);
+        let mut appended = self.data.get(&key).map_or_else(Vec::new, |v| v.to_vec());
+        appended.extend_from_slice(value);
+        self.data.insert(key, Arc::from(appended));
         Value::Integer(new_len as i64)
     }
 
@@ -255,7 +306,8 @@ impl KvStore {
         let Some(next) = current.checked_add(delta) else {
             return Value::error("ERR increment or decrement would overflow");
         };
-        self.data.insert(key, next.to_string().into_bytes());
+        self.data
+            .insert(key, Arc::from(next.to_string().into_bytes()));
         Value::Integer(next)
     }
 
@@ -329,14 +381,17 @@ impl StateMachine for KvStore {
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        let contents = SnapshotRef {
+        self.snapshot_job()()
+    }
+
+    /// Two O(1) clones of the persistent maps; the job serializes them.
+    fn snapshot_job(&self) -> SnapshotJob {
+        let view = SnapshotView {
             applied: self.applied,
-            data: &self.data,
-            sessions: &self.sessions,
+            data: self.data.clone(),
+            sessions: self.sessions.clone(),
         };
-        let mut out = vec![SNAPSHOT_FORMAT_VERSION];
-        postcard::to_io(&contents, &mut out).expect("writing to a Vec cannot fail");
-        out
+        Box::new(move || view.encode())
     }
 
     /// `index` may be past the snapshot's own applied index: entries that
@@ -366,8 +421,12 @@ impl StateMachine for KvStore {
                 ));
             }
         }
-        self.data = contents.data;
-        self.sessions = contents.sessions;
+        self.data = contents
+            .data
+            .into_iter()
+            .map(|(k, v)| (k.into_vec(), Arc::<[u8]>::from(v.into_vec())))
+            .collect();
+        self.sessions = contents.sessions.into_iter().collect();
         self.sessions_by_use = sessions_by_use;
         self.applied = index;
         self.evict_sessions();

@@ -22,7 +22,7 @@ use crate::core::{
     ChunkReceived, Entry, EntryPayload, Event, HardState, LogIndex, Message, MessageBody, NodeId,
     ProposeError, Raft, ReadError, SnapshotMeta, Term,
 };
-use crate::state_machine::StateMachine;
+use crate::state_machine::{SnapshotJob, StateMachine};
 use crate::storage::{Storage, StorageError};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -87,10 +87,11 @@ impl LogWrite {
 /// the state machine's serialized state when it takes a snapshot and the
 /// chunks that pass through it.
 pub trait SnapshotStore {
-    /// Starts writing the snapshot file for `meta` holding `payload`.
+    /// Starts writing the snapshot file for `meta` holding what `job`
+    /// serializes (on another thread, if the store has one).
     /// `Ok(Some(file_bytes))`: it is durable already. `Ok(None)`: the owner
     /// of the node reports it later with [`Node::snapshot_saved`].
-    fn save(&mut self, meta: &SnapshotMeta, payload: Vec<u8>) -> Result<Option<u64>, StorageError>;
+    fn save(&mut self, meta: &SnapshotMeta, job: SnapshotJob) -> Result<Option<u64>, StorageError>;
     /// `len` bytes at `offset` of the file for `meta` (fewer at its end).
     fn read_chunk(
         &mut self,
@@ -129,7 +130,8 @@ impl MemSnapshots {
 }
 
 impl SnapshotStore for MemSnapshots {
-    fn save(&mut self, meta: &SnapshotMeta, payload: Vec<u8>) -> Result<Option<u64>, StorageError> {
+    fn save(&mut self, meta: &SnapshotMeta, job: SnapshotJob) -> Result<Option<u64>, StorageError> {
+        let payload = job();
         let mut file = (payload.len() as u64).to_le_bytes().to_vec();
         file.extend_from_slice(&payload);
         let bytes = file.len() as u64;
@@ -182,7 +184,8 @@ impl SnapshotStore for MemSnapshots {
             });
         }
         let payload = payload.to_vec();
-        self.save(meta, payload.clone())?;
+        let copy = payload.clone();
+        self.save(meta, Box::new(move || copy))?;
         Ok(payload)
     }
 }
@@ -579,8 +582,9 @@ impl<M: StateMachine, W: LogWriter, N: Network, R, S: SnapshotStore> Node<M, W, 
         debug_assert!(self.state_machine.applied_index() <= meta.last_index);
         let now_us = self.raft.now_us();
         self.saving = Some((meta.clone(), now_us));
-        let payload = self.state_machine.snapshot();
-        match self.snapshots.save(&meta, payload) {
+        // A copy-on-write view: the serialization runs elsewhere.
+        let job = self.state_machine.snapshot_job();
+        match self.snapshots.save(&meta, job) {
             Ok(Some(file_bytes)) => self.snapshot_saved(now_us, meta, file_bytes),
             Ok(None) => {}
             Err(e) => self.snapshot_save_failed(&meta, &e),
