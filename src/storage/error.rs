@@ -4,6 +4,8 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use crate::core::types::LogIndex;
+
 /// What went wrong with stable storage. Every variant names the file or
 /// directory involved, so that the one-line message an operator sees says
 /// where to look.
@@ -33,6 +35,31 @@ pub enum StorageError {
     /// have dropped dirty pages, so nothing written since can be trusted
     /// (PostgreSQL's "fsyncgate"): the node must restart and recover.
     Poisoned { path: PathBuf },
+    /// A snapshot file (or one being received) is damaged or is not the
+    /// snapshot it claims to be.
+    SnapshotCorrupt { path: PathBuf, reason: String },
+    /// A snapshot chunk arrived at another offset than the end of what was
+    /// received so far.
+    SnapshotChunk {
+        path: PathBuf,
+        expected_offset: u64,
+        offset: u64,
+    },
+    /// A snapshot's payload (writer) or file (receiver) is not the size
+    /// announced when it was created.
+    SnapshotSize {
+        path: PathBuf,
+        expected_bytes: u64,
+        actual_bytes: u64,
+    },
+    /// The WAL holds only the log after `wal_start_index`, and no valid
+    /// snapshot covers the entries up to it: starting would silently lose
+    /// them, so the node refuses.
+    MissingSnapshot {
+        segment: PathBuf,
+        wal_start_index: LogIndex,
+        snapshot_index: Option<LogIndex>,
+    },
 }
 
 impl StorageError {
@@ -52,6 +79,13 @@ impl StorageError {
         StorageError::Corrupt {
             path: path.into(),
             offset,
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn snapshot_corrupt(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        StorageError::SnapshotCorrupt {
+            path: path.into(),
             reason: reason.into(),
         }
     }
@@ -84,6 +118,44 @@ impl fmt::Display for StorageError {
                 "WAL {} is unusable after an earlier write or fsync failure; restart to recover",
                 path.display()
             ),
+            StorageError::SnapshotCorrupt { path, reason } => {
+                write!(f, "corrupt snapshot file {}: {reason}", path.display())
+            }
+            StorageError::SnapshotChunk {
+                path,
+                expected_offset,
+                offset,
+            } => write!(
+                f,
+                "snapshot {}: chunk at offset {offset}, expected one at offset {expected_offset}",
+                path.display()
+            ),
+            StorageError::SnapshotSize {
+                path,
+                expected_bytes,
+                actual_bytes,
+            } => write!(
+                f,
+                "snapshot {}: {actual_bytes} bytes written, {expected_bytes} bytes announced",
+                path.display()
+            ),
+            StorageError::MissingSnapshot {
+                segment,
+                wal_start_index,
+                snapshot_index,
+            } => {
+                let newest = match snapshot_index {
+                    Some(index) => format!("the newest valid snapshot ends at index {index}"),
+                    None => "there is no valid snapshot".to_string(),
+                };
+                write!(
+                    f,
+                    "WAL segment {} holds the log after index {wal_start_index} but {newest} \
+                     (see the snapshot errors logged before): refusing to start without the \
+                     entries up to index {wal_start_index}",
+                    segment.display()
+                )
+            }
         }
     }
 }
@@ -95,7 +167,11 @@ impl std::error::Error for StorageError {
             StorageError::Corrupt { .. }
             | StorageError::Locked { .. }
             | StorageError::RecordTooLarge { .. }
-            | StorageError::Poisoned { .. } => None,
+            | StorageError::Poisoned { .. }
+            | StorageError::SnapshotCorrupt { .. }
+            | StorageError::SnapshotChunk { .. }
+            | StorageError::SnapshotSize { .. }
+            | StorageError::MissingSnapshot { .. } => None,
         }
     }
 }

@@ -12,11 +12,16 @@ mod mem;
 mod record;
 mod recovery;
 mod segment;
+mod snapshot;
 mod wal;
 
 pub use error::StorageError;
 pub use image::WalImage;
 pub use mem::MemStorage;
+pub use snapshot::{
+    SnapshotFile, SnapshotReceiver, SnapshotWriter, load_latest, retain_snapshots,
+    snapshot_file_bytes, snapshot_file_name,
+};
 pub use wal::{FileStorage, WalOptions, WalStats};
 
 use crate::core::types::{Entry, HardState, LogIndex};
