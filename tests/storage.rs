@@ -1110,3 +1110,165 @@ fn open_without_snapshot_support_refuses_a_dir_with_a_snapshot() {
     write_snapshot(tmp.path(), 3, 1);
     let _ = FileStorage::open(tmp.path(), config(), fast());
 }
+
+/// The reference for logs with snapshots: the newest snapshot written, the
+/// hard state, and the entries after the snapshot.
+struct SnapModel {
+    snapshot: SnapshotMeta,
+    hard_state: HardState,
+    entries: Vec<Entry>,
+}
+
+impl SnapModel {
+    fn new() -> SnapModel {
+        SnapModel {
+            snapshot: meta(0, 0),
+            hard_state: HardState::default(),
+            entries: Vec::new(),
+        }
+    }
+
+    fn base(&self) -> u64 {
+        self.snapshot.last_index.0
+    }
+
+    fn last_index(&self) -> u64 {
+        self.base() + self.entries.len() as u64
+    }
+
+    fn term_at(&self, index: u64) -> Term {
+        if index == self.base() {
+            return self.snapshot.last_term;
+        }
+        self.entries[(index - self.base() - 1) as usize].term
+    }
+
+    /// As `Model::next_persist`, for a log that starts after the snapshot.
+    fn next_persist(&self, raw: [u64; 4]) -> (Option<HardState>, Vec<Entry>) {
+        let commit = self.hard_state.commit.0;
+        let first = commit + 1 + raw[0] % (self.last_index() - commit + 1);
+        let count = raw[1] % 4;
+        let term = self.hard_state.term.0 + raw[2] % 2;
+        let new_entries: Vec<Entry> = (first..first + count).map(|i| entry(i, term)).collect();
+        let new_last = if count == 0 {
+            self.last_index()
+        } else {
+            first + count - 1
+        };
+        let hard_state = (raw[3] % 3 != 0).then(|| HardState {
+            term: Term(term),
+            vote: raw[3].is_multiple_of(2).then_some(NodeId(raw[3] % 5)),
+            commit: LogIndex(commit + raw[3] % (new_last - commit + 1)),
+        });
+        (hard_state, new_entries)
+    }
+
+    fn apply(&mut self, hard_state: Option<HardState>, new_entries: &[Entry]) {
+        if let Some(first) = new_entries.first() {
+            self.entries
+                .truncate((first.index.0 - self.base() - 1) as usize);
+            self.entries.extend_from_slice(new_entries);
+        }
+        if let Some(hs) = hard_state {
+            self.hard_state = hs;
+        }
+    }
+
+    /// A snapshot of the committed prefix up to some index after the
+    /// current one, if the commit index has moved past it.
+    fn next_snapshot(&self, raw: u64) -> Option<SnapshotMeta> {
+        let commit = self.hard_state.commit.0;
+        (commit > self.base()).then(|| {
+            let index = self.base() + 1 + raw % (commit - self.base());
+            SnapshotMeta {
+                last_index: LogIndex(index),
+                last_term: self.term_at(index),
+                config: config(),
+            }
+        })
+    }
+
+    fn compact_to(&mut self, snapshot: SnapshotMeta) {
+        self.entries
+            .drain(..(snapshot.last_index.0 - self.base()) as usize);
+        self.snapshot = snapshot;
+    }
+
+    /// An installed snapshot beyond the commit index.
+    fn next_install(&self, raw: u64) -> SnapshotMeta {
+        meta(
+            self.hard_state.commit.0.max(self.base()) + 1 + raw % 8,
+            self.hard_state.term.0 + 1,
+        )
+    }
+
+    fn reset_to(&mut self, snapshot: SnapshotMeta) {
+        self.entries.clear();
+        self.hard_state.commit = snapshot.last_index;
+        self.snapshot = snapshot;
+    }
+
+    fn restored(&self) -> RestoredState {
+        RestoredState {
+            hard_state: HardState {
+                commit: self.hard_state.commit.max(self.snapshot.last_index),
+                ..self.hard_state
+            },
+            snapshot: self.snapshot.clone(),
+            entries: self.entries.clone(),
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Persists, snapshots with compaction, installed snapshots (reset)
+    /// and reopens in any order: every reopen restores the model, and the
+    /// snapshot payload is the newest snapshot's.
+    #[test]
+    fn restored_state_equals_the_model_after_any_persists_compactions_resets_and_reopens(
+        segment_bytes_max in prop::sample::select(vec![1u64, 300, 1 << 20]),
+        ops in prop::collection::vec((0u8..10, any::<[u64; 4]>()), 1..60),
+    ) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let options = WalOptions { segment_bytes_max, fsync: false, ..WalOptions::default() };
+        let mut model = SnapModel::new();
+        let (mut storage, state, _) = open_snap(dir, options);
+        prop_assert_eq!(state, model.restored());
+        for (kind, raw) in ops {
+            match kind {
+                0 => {
+                    drop(storage);
+                    let (reopened, state, payload) = open_snap(dir, options);
+                    prop_assert_eq!(state, model.restored());
+                    let want = (model.base() > 0).then(|| payload_at(model.base()));
+                    prop_assert_eq!(payload, want);
+                    storage = reopened;
+                }
+                1 | 2 => {
+                    let Some(snapshot) = model.next_snapshot(raw[0]) else { continue };
+                    let file = write_snapshot(dir, snapshot.last_index.0, snapshot.last_term.0);
+                    retain_snapshots(dir, &file).unwrap();
+                    storage.compact(snapshot.last_index).unwrap();
+                    model.compact_to(snapshot);
+                }
+                3 => {
+                    let snapshot = model.next_install(raw[0]);
+                    let file = write_snapshot(dir, snapshot.last_index.0, snapshot.last_term.0);
+                    retain_snapshots(dir, &file).unwrap();
+                    storage.reset_to_snapshot(&snapshot, &model.hard_state).unwrap();
+                    model.reset_to(snapshot);
+                }
+                _ => {
+                    let (hard_state, new_entries) = model.next_persist(raw);
+                    storage.persist(hard_state.as_ref(), &new_entries).unwrap();
+                    model.apply(hard_state, &new_entries);
+                }
+            }
+        }
+        drop(storage);
+        prop_assert_eq!(open_snap(dir, options).1, model.restored());
+    }
+}

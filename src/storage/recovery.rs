@@ -315,7 +315,7 @@ fn apply_batch(
     if let Some(first) = entries.first() {
         let last_index = recovered.last_index();
         let commit = recovered.hard_state.commit;
-        if first.index <= recovered.base || first.index > last_index.next() {
+        if first.index.0 == 0 || first.index > last_index.next() {
             return Err(format!(
                 "entries start at index {} but the log holds indexes {} to {last_index}",
                 first.index,
@@ -336,9 +336,19 @@ fn apply_batch(
                 ));
             }
         }
-        recovered
-            .entries
-            .truncate((first.index.0 - recovered.base.0 - 1) as usize);
+        if first.index <= recovered.base {
+            // Only in the first segment on disk after compaction: its header
+            // recorded the last index when it began, and this batch replaced
+            // uncommitted entries below it (the commit check above holds).
+            // The log now continues from just before the batch; the snapshot
+            // `reconcile` finds must cover that far.
+            recovered.base = first.index.prev();
+            recovered.entries.clear();
+        } else {
+            recovered
+                .entries
+                .truncate((first.index.0 - recovered.base.0 - 1) as usize);
+        }
         recovered.entries.extend(entries);
     }
     if let Some(hard_state) = hard_state {
@@ -485,8 +495,14 @@ mod tests {
         let recovered = recovered.unwrap();
         assert_eq!(recovered.base, LogIndex(5));
         assert_eq!(recovered.last_index(), LogIndex(7));
-        let (_, reason, _) = corrupt_reason(&[header(1, 5), batch(0, &[5])]);
-        assert!(reason.contains("log holds indexes 6 to 5"), "{reason}");
+        // A batch that replaced uncommitted entries below the header's last
+        // index: the log continues from before it.
+        let (recovered, _) = recover_records(&[header(1, 5), batch(4, &[5])]);
+        let recovered = recovered.unwrap();
+        assert_eq!(recovered.base, LogIndex(4));
+        assert_eq!(recovered.entries, vec![entry(5)]);
+        let (_, reason, _) = corrupt_reason(&[header(1, 5), batch(5, &[6]), batch(5, &[5])]);
+        assert!(reason.contains("replace committed"), "{reason}");
     }
 
     fn reset(snapshot_index: u64, commit: u64) -> Record<'static> {
@@ -515,7 +531,7 @@ mod tests {
         let (_, reason, _) = corrupt_reason(&[header(1, 0), reset(9, 3)]);
         assert!(reason.contains("commit index 3"), "{reason}");
         let (_, reason, _) = corrupt_reason(&[header(1, 0), reset(9, 9), batch(9, &[9])]);
-        assert!(reason.contains("entries start at index 9"), "{reason}");
+        assert!(reason.contains("replace committed"), "{reason}");
     }
 
     fn meta(index: u64, term: u64) -> SnapshotMeta {
