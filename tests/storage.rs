@@ -1155,7 +1155,7 @@ impl SnapModel {
         } else {
             first + count - 1
         };
-        let hard_state = (raw[3] % 3 != 0).then(|| HardState {
+        let hard_state = (!raw[3].is_multiple_of(3)).then(|| HardState {
             term: Term(term),
             vote: raw[3].is_multiple_of(2).then_some(NodeId(raw[3] % 5)),
             commit: LogIndex(commit + raw[3] % (new_last - commit + 1)),

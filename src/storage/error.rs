@@ -150,9 +150,9 @@ impl fmt::Display for StorageError {
                 };
                 write!(
                     f,
-                    "WAL segment {} holds the log after index {wal_start_index} but {newest} \
-                     (see the snapshot errors logged before): refusing to start without the \
-                     entries up to index {wal_start_index}",
+                    "the WAL from segment {} continues after index {wal_start_index} but \
+                     {newest} (see the snapshot errors logged before): refusing to start \
+                     without the entries up to index {wal_start_index}",
                     segment.display()
                 )
             }

@@ -114,7 +114,7 @@ impl SnapshotFile {
     /// The state-machine bytes, after checking the whole file's CRC and
     /// that it still holds the snapshot it was listed as.
     pub fn read_payload(&self) -> Result<Vec<u8>, StorageError> {
-        let (meta, payload) = read_verified(&self.path, true)?;
+        let Verified { meta, payload, .. } = read_verified(&self.path, true)?;
         if meta != self.meta {
             let reason = format!("header holds {meta:?}, expected {:?}", self.meta);
             return Err(StorageError::snapshot_corrupt(&self.path, reason));
@@ -123,13 +123,18 @@ impl SnapshotFile {
     }
 }
 
+/// What `read_verified` found in a whole, good snapshot file.
+struct Verified {
+    meta: SnapshotMeta,
+    file_bytes: u64,
+    /// Only when asked for.
+    payload: Option<Vec<u8>>,
+}
+
 /// Reads and checks a whole snapshot file: magic, version, lengths and the
-/// CRC. Returns the meta, and the payload if `keep_payload`. Streams, so
-/// that verifying a large file does not need its size in memory.
-fn read_verified(
-    path: &Path,
-    keep_payload: bool,
-) -> Result<(SnapshotMeta, Option<Vec<u8>>), StorageError> {
+/// CRC. Returns the payload too if `keep_payload`. Streams, so that
+/// verifying a large file does not need its size in memory.
+fn read_verified(path: &Path, keep_payload: bool) -> Result<Verified, StorageError> {
     let corrupt = |reason: String| StorageError::snapshot_corrupt(path, reason);
     let read_error = |e: io::Error| match e.kind() {
         io::ErrorKind::UnexpectedEof => corrupt("file ends early".to_string()),
@@ -199,7 +204,11 @@ fn read_verified(
             "crc mismatch (stored {stored:#010x}, computed {computed:#010x})"
         )));
     }
-    Ok((meta, payload))
+    Ok(Verified {
+        meta,
+        file_bytes,
+        payload,
+    })
 }
 
 /// Writes a snapshot taken on this node, streaming its payload.
@@ -426,7 +435,7 @@ impl SnapshotReceiver {
         self.file
             .sync_all()
             .map_err(|e| StorageError::io(&self.tmp_path, "fsync snapshot", e))?;
-        let (meta, _) = read_verified(&self.tmp_path, false)?;
+        let Verified { meta, .. } = read_verified(&self.tmp_path, false)?;
         if meta != self.meta {
             let reason = format!("header holds {meta:?}, announced {:?}", self.meta);
             return Err(StorageError::snapshot_corrupt(&self.tmp_path, reason));
@@ -489,7 +498,7 @@ fn list_snapshots(
     if removed_any {
         sync_dir(dir)?;
     }
-    snapshots.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+    snapshots.sort_by_key(|s| std::cmp::Reverse((s.0, s.1)));
     Ok(snapshots)
 }
 
@@ -500,7 +509,8 @@ fn list_snapshots(
 /// leftover temp files of interrupted writes and transfers.
 pub fn load_latest(dir: &Path) -> Result<Option<(SnapshotFile, Vec<u8>)>, StorageError> {
     for (index, term, path) in list_snapshots(dir, true)? {
-        let checked = read_verified(&path, true).and_then(|(meta, payload)| {
+        let checked = read_verified(&path, true).and_then(|verified| {
+            let meta = &verified.meta;
             if (meta.last_index, meta.last_term) != (index, term) {
                 let reason = format!(
                     "header says index {} term {}, file name says index {index} term {term}",
@@ -508,18 +518,18 @@ pub fn load_latest(dir: &Path) -> Result<Option<(SnapshotFile, Vec<u8>)>, Storag
                 );
                 return Err(StorageError::snapshot_corrupt(&path, reason));
             }
-            Ok((meta, payload.expect("asked for the payload")))
+            Ok(verified)
         });
         match checked {
-            Ok((meta, payload)) => {
-                let file_bytes = snapshot_file_bytes(&meta, payload.len() as u64);
+            Ok(verified) => {
+                let file = SnapshotFile {
+                    meta: verified.meta,
+                    path,
+                    file_bytes: verified.file_bytes,
+                };
                 return Ok(Some((
-                    SnapshotFile {
-                        meta,
-                        path,
-                        file_bytes,
-                    },
-                    payload,
+                    file,
+                    verified.payload.expect("asked for the payload"),
                 )));
             }
             Err(err) => log::error!(
