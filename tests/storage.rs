@@ -856,6 +856,33 @@ fn compaction_deletes_exactly_the_segments_below_the_snapshot_and_reopen_recover
 }
 
 #[test]
+fn replay_from_a_compacted_segment_whose_first_batch_replaced_entries_below_its_header() {
+    // Found by the model test: a segment's header records the last index
+    // when it began, but its first batch may replace uncommitted entries
+    // below that index.
+    let tmp = tempfile::tempdir().unwrap();
+    {
+        let (mut storage, _) = open(tmp.path(), tiny_segments());
+        storage
+            .persist(Some(&hard_state(1, None, 0)), &entries(1..=5, 1))
+            .unwrap();
+        storage.persist(None, &entries(6..=8, 1)).unwrap();
+        // Segment 3 starts after index 8 and replaces 6..=8.
+        storage
+            .persist(Some(&hard_state(2, None, 8)), &entries(6..=9, 2))
+            .unwrap();
+        storage.persist(None, &[entry(10, 2)]).unwrap();
+        write_snapshot(tmp.path(), 8, 2);
+        storage.compact(LogIndex(8)).unwrap();
+        assert_eq!(storage.stats().segments_deleted, 2);
+    }
+    let (_storage, state, _) = open_snap(tmp.path(), tiny_segments());
+    assert_eq!(state.snapshot, meta(8, 2));
+    assert_eq!(state.entries, entries(9..=10, 2));
+    assert_eq!(state.hard_state, hard_state(2, None, 8));
+}
+
+#[test]
 fn compaction_never_deletes_the_active_segment() {
     let tmp = tempfile::tempdir().unwrap();
     let (mut storage, _) = open(tmp.path(), fast());
