@@ -915,11 +915,28 @@ fn a_reset_replaces_the_log_across_reopen() {
         assert_eq!(storage.hard_state(), hard_state(4, None, 20));
         storage.persist(None, &entries(21..=22, 4)).unwrap();
     }
-    let (_storage, state, payload) = open_snap(tmp.path(), tiny_segments());
+    let (storage, state, payload) = open_snap(tmp.path(), tiny_segments());
     assert_eq!(payload, Some(payload_at(20)));
     assert_eq!(state.snapshot, meta(20, 3));
     assert_eq!(state.hard_state, hard_state(4, None, 20));
     assert_eq!(state.entries, entries(21..=22, 4));
+    drop(storage);
+
+    // Without the installed snapshot, the WAL's log after the reset has
+    // nothing to follow: a refusal, not a start from the void entries.
+    fs::remove_file(tmp.path().join(snapshot_file_name(LogIndex(20), Term(3)))).unwrap();
+    let err = open_snap_err(tmp.path(), tiny_segments());
+    assert!(
+        matches!(
+            err,
+            StorageError::MissingSnapshot {
+                wal_start_index: LogIndex(20),
+                snapshot_index: None,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
