@@ -4,6 +4,8 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use crate::core::types::LogIndex;
+
 /// What went wrong with stable storage. Every variant names the file or
 /// directory involved, so that the one-line message an operator sees says
 /// where to look.
@@ -35,6 +37,31 @@ pub enum StorageError {
     Poisoned { path: PathBuf },
     /// No snapshot file for this index is (still) kept.
     SnapshotMissing { index: crate::core::LogIndex },
+    /// A snapshot file (or one being received) is damaged or is not the
+    /// snapshot it claims to be.
+    SnapshotCorrupt { path: PathBuf, reason: String },
+    /// A snapshot chunk arrived at another offset than the end of what was
+    /// received so far.
+    SnapshotChunk {
+        path: PathBuf,
+        expected_offset: u64,
+        offset: u64,
+    },
+    /// A snapshot's payload (writer) or file (receiver) is not the size
+    /// announced when it was created.
+    SnapshotSize {
+        path: PathBuf,
+        expected_bytes: u64,
+        actual_bytes: u64,
+    },
+    /// The WAL holds only the log after `wal_start_index`, and no valid
+    /// snapshot covers the entries up to it: starting would silently lose
+    /// them, so the node refuses.
+    MissingSnapshot {
+        segment: PathBuf,
+        wal_start_index: LogIndex,
+        snapshot_index: Option<LogIndex>,
+    },
 }
 
 impl StorageError {
@@ -54,6 +81,13 @@ impl StorageError {
         StorageError::Corrupt {
             path: path.into(),
             offset,
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn snapshot_corrupt(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        StorageError::SnapshotCorrupt {
+            path: path.into(),
             reason: reason.into(),
         }
     }
@@ -89,6 +123,44 @@ impl fmt::Display for StorageError {
             StorageError::SnapshotMissing { index } => {
                 write!(f, "no snapshot file for index {index} is kept")
             }
+            StorageError::SnapshotCorrupt { path, reason } => {
+                write!(f, "corrupt snapshot file {}: {reason}", path.display())
+            }
+            StorageError::SnapshotChunk {
+                path,
+                expected_offset,
+                offset,
+            } => write!(
+                f,
+                "snapshot {}: chunk at offset {offset}, expected one at offset {expected_offset}",
+                path.display()
+            ),
+            StorageError::SnapshotSize {
+                path,
+                expected_bytes,
+                actual_bytes,
+            } => write!(
+                f,
+                "snapshot {}: {actual_bytes} bytes written, {expected_bytes} bytes announced",
+                path.display()
+            ),
+            StorageError::MissingSnapshot {
+                segment,
+                wal_start_index,
+                snapshot_index,
+            } => {
+                let newest = match snapshot_index {
+                    Some(index) => format!("the newest valid snapshot ends at index {index}"),
+                    None => "there is no valid snapshot".to_string(),
+                };
+                write!(
+                    f,
+                    "the WAL from segment {} continues after index {wal_start_index} but \
+                     {newest} (see the snapshot errors logged before): refusing to start \
+                     without the entries up to index {wal_start_index}",
+                    segment.display()
+                )
+            }
         }
     }
 }
@@ -101,7 +173,11 @@ impl std::error::Error for StorageError {
             | StorageError::Locked { .. }
             | StorageError::RecordTooLarge { .. }
             | StorageError::Poisoned { .. }
-            | StorageError::SnapshotMissing { .. } => None,
+            | StorageError::SnapshotMissing { .. }
+            | StorageError::SnapshotCorrupt { .. }
+            | StorageError::SnapshotChunk { .. }
+            | StorageError::SnapshotSize { .. }
+            | StorageError::MissingSnapshot { .. } => None,
         }
     }
 }

@@ -9,9 +9,10 @@ use super::WalOptions;
 use super::record::{
     RECORD_BYTES_MAX, Record, SegmentHeader, WAL_MAGIC, WAL_VERSION, encode_frame, persist_records,
 };
-use super::recovery::recover_segment_bytes;
-use crate::core::types::{Entry, HardState, LogIndex};
-use std::path::Path;
+use super::recovery::{Reconciled, reconcile, recover_segment_bytes};
+use super::wal::reset_record;
+use crate::core::types::{Entry, HardState, LogIndex, SnapshotMeta};
+use std::path::{Path, PathBuf};
 
 /// The name failures report for the in-memory segment.
 const IMAGE_PATH: &str = "<simulated>/wal-0000000000000001.log";
@@ -76,6 +77,15 @@ impl WalImage {
         Ok(())
     }
 
+    /// Appends the record that replaces the log by the snapshot `meta`
+    /// (`Storage::reset_to_snapshot`) to the cache.
+    pub fn reset_to_snapshot(&mut self, meta: &SnapshotMeta, hard_state: &HardState) {
+        let record = reset_record(meta, hard_state);
+        encode_frame(&record, &mut self.frame, RECORD_BYTES_MAX).expect("a reset is small");
+        self.cached.extend_from_slice(&self.frame);
+        self.commit = meta.last_index;
+    }
+
     /// Bytes written and not yet durable.
     pub fn cached_bytes(&self) -> usize {
         self.cached.len()
@@ -96,14 +106,43 @@ impl WalImage {
         self.cached.clear();
     }
 
-    /// Recovers as a restart would, cutting a torn tail off the image.
+    /// Recovers as a restart without a snapshot would: `recover_after(None)`.
     pub fn recover(&mut self) -> Result<(HardState, Vec<Entry>), StorageError> {
+        self.recover_after(None)
+    }
+
+    /// Recovers as `FileStorage::open_with_snapshot` would with `snapshot`
+    /// as the newest valid snapshot file: cuts a torn tail off the image,
+    /// and returns the hard state (commit at least the snapshot's index)
+    /// and the entries after the snapshot. If the log does not hold the
+    /// snapshot's last entry, writes the `Reset` record durably first, as a
+    /// real restart does.
+    pub fn recover_after(
+        &mut self,
+        snapshot: Option<&SnapshotMeta>,
+    ) -> Result<(HardState, Vec<Entry>), StorageError> {
         assert!(self.cached.is_empty(), "recover after crash()");
-        let (hard_state, entries, good_bytes) =
-            recover_segment_bytes(Path::new(IMAGE_PATH), &self.durable)?;
+        let (recovered, good_bytes) = recover_segment_bytes(Path::new(IMAGE_PATH), &self.durable)?;
         self.durable.truncate(good_bytes);
-        self.commit = hard_state.commit;
-        Ok((hard_state, entries))
+        self.commit = recovered.hard_state.commit;
+        let reconciled =
+            reconcile(&recovered, snapshot).map_err(|gap| StorageError::MissingSnapshot {
+                segment: PathBuf::from(IMAGE_PATH),
+                wal_start_index: gap.wal_start_index,
+                snapshot_index: snapshot.map(|m| m.last_index),
+            })?;
+        match reconciled {
+            Reconciled::Fits {
+                hard_state,
+                entries,
+            } => Ok((hard_state, entries)),
+            Reconciled::NeedsReset { hard_state } => {
+                let meta = snapshot.expect("only a snapshot can need a reset");
+                self.reset_to_snapshot(meta, &hard_state);
+                self.fsync(self.cached.len());
+                Ok((hard_state, Vec::new()))
+            }
+        }
     }
 }
 
@@ -173,6 +212,71 @@ mod tests {
             prefixes.insert(log.len());
         }
         assert!(prefixes.len() >= 4, "whole-record prefixes: {prefixes:?}");
+    }
+
+    fn meta(index: u64, term: u64) -> SnapshotMeta {
+        SnapshotMeta {
+            last_index: LogIndex(index),
+            last_term: Term(term),
+            config: crate::core::types::ClusterConfig::new(vec![NodeId(0)]),
+        }
+    }
+
+    #[test]
+    fn recover_after_a_snapshot_returns_only_the_entries_after_it() {
+        let mut image = WalImage::new();
+        let hs = HardState {
+            term: Term(1),
+            vote: None,
+            commit: LogIndex(2),
+        };
+        image.write(Some(&hs), &entries(1, 5)).unwrap();
+        image.fsync(image.cached_bytes());
+        let (recovered_hs, log) = image.recover_after(Some(&meta(3, 1))).unwrap();
+        assert_eq!(recovered_hs.commit, LogIndex(3));
+        assert_eq!(log, entries(4, 2));
+    }
+
+    #[test]
+    fn a_reset_survives_and_a_torn_reset_is_cut_off() {
+        let hs = HardState {
+            term: Term(3),
+            vote: Some(NodeId(0)),
+            commit: LogIndex(1),
+        };
+        let mut image = WalImage::new();
+        image.write(Some(&hs), &entries(1, 3)).unwrap();
+        image.fsync(image.cached_bytes());
+        image.reset_to_snapshot(&meta(50, 2), &hs);
+        let reset_bytes = image.cached_bytes();
+        for keep in 0..reset_bytes {
+            let mut torn = image.clone();
+            torn.crash(keep);
+            let (recovered_hs, log) = torn.recover_after(None).unwrap();
+            assert_eq!((recovered_hs, log), (hs, entries(1, 3)), "kept {keep}");
+        }
+        image.fsync(reset_bytes);
+        image.write(None, &entries(51, 2)).unwrap();
+        image.fsync(image.cached_bytes());
+        let (recovered_hs, log) = image.recover_after(Some(&meta(50, 2))).unwrap();
+        assert_eq!(recovered_hs.commit, LogIndex(50));
+        assert_eq!(log, entries(51, 2));
+        let err = image.recover_after(Some(&meta(40, 2))).unwrap_err();
+        assert!(matches!(err, StorageError::MissingSnapshot { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_snapshot_the_log_does_not_hold_is_made_durable_with_a_reset() {
+        let mut image = WalImage::new();
+        image.write(None, &entries(1, 3)).unwrap();
+        image.fsync(image.cached_bytes());
+        let (hs, log) = image.recover_after(Some(&meta(10, 4))).unwrap();
+        assert_eq!(hs.commit, LogIndex(10));
+        assert!(log.is_empty());
+        image.write(None, &entries(11, 1)).unwrap();
+        image.fsync(image.cached_bytes());
+        let (_, log) = image.recover_after(Some(&meta(10, 4))).unwrap();
+        assert_eq!(log, entries(11, 1));
     }
 
     #[test]

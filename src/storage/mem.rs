@@ -1,15 +1,20 @@
 //! An in-memory [`Storage`], for tests and benchmarks: the same contract as
 //! the WAL, minus durability.
 
+use super::record::Record;
+use super::wal::reset_record;
 use super::{Storage, StorageError, check_persist};
-use crate::core::types::{ClusterConfig, Entry, HardState, LogIndex, RestoredState};
+use crate::core::types::{
+    ClusterConfig, Entry, EntryPayload, HardState, LogIndex, RestoredState, SnapshotMeta,
+};
 
 #[derive(Clone, Debug)]
 pub struct MemStorage {
-    config: ClusterConfig,
+    /// The log prefix compacted away or replaced (at first the empty prefix
+    /// with the initial configuration).
+    snapshot: SnapshotMeta,
     hard_state: HardState,
-    /// The index before `entries[0]` (a reset to a snapshot moves it).
-    base: LogIndex,
+    /// Contiguous from `snapshot.last_index + 1`.
     entries: Vec<Entry>,
 }
 
@@ -17,11 +22,10 @@ impl MemStorage {
     /// A node that has never run: empty log, `config` as the initial
     /// configuration.
     pub fn new(config: ClusterConfig) -> (MemStorage, RestoredState) {
-        let restored = RestoredState::fresh(config.clone());
+        let restored = RestoredState::fresh(config);
         let storage = MemStorage {
-            config,
+            snapshot: restored.snapshot.clone(),
             hard_state: HardState::default(),
-            base: LogIndex(0),
             entries: Vec::new(),
         };
         (storage, restored)
@@ -31,22 +35,41 @@ impl MemStorage {
         self.hard_state
     }
 
-    /// Stored entries, contiguous from index 1.
+    /// Stored entries, contiguous from `snapshot().last_index + 1`.
     pub fn entries(&self) -> &[Entry] {
         &self.entries
     }
 
-    pub fn last_index(&self) -> LogIndex {
-        LogIndex(self.base.0 + self.entries.len() as u64)
+    /// The prefix the stored entries follow.
+    pub fn snapshot(&self) -> &SnapshotMeta {
+        &self.snapshot
     }
 
-    /// What a restart would recover: lets tests simulate a crash.
+    pub fn last_index(&self) -> LogIndex {
+        LogIndex(self.snapshot.last_index.0 + self.entries.len() as u64)
+    }
+
+    /// What a restart would recover: lets tests simulate a crash. The
+    /// commit index is at least the snapshot's, as `FileStorage` restores it.
     pub fn restored(&self) -> RestoredState {
         RestoredState {
-            hard_state: self.hard_state,
+            hard_state: HardState {
+                commit: self.hard_state.commit.max(self.snapshot.last_index),
+                ..self.hard_state
+            },
+            snapshot: self.snapshot.clone(),
             entries: self.entries.clone(),
-            ..RestoredState::fresh(self.config.clone())
         }
+    }
+
+    /// The position of `index` in `entries`.
+    fn position(&self, index: LogIndex) -> usize {
+        assert!(
+            index > self.snapshot.last_index,
+            "index={index} at or below snapshot index={}",
+            self.snapshot.last_index
+        );
+        (index.0 - self.snapshot.last_index.0 - 1) as usize
     }
 }
 
@@ -63,9 +86,8 @@ impl Storage for MemStorage {
             entries,
         );
         if let Some(first) = entries.first() {
-            // Index i lives at position i - 1 - base.
-            self.entries
-                .truncate((first.index.0 - 1 - self.base.0) as usize);
+            let position = self.position(first.index);
+            self.entries.truncate(position);
             self.entries.extend_from_slice(entries);
         }
         if let Some(hs) = hard_state {
@@ -80,12 +102,43 @@ impl Storage for MemStorage {
 
     fn reset_to_snapshot(
         &mut self,
-        meta: &crate::core::SnapshotMeta,
+        meta: &SnapshotMeta,
         hard_state: &HardState,
     ) -> Result<(), StorageError> {
+        let Record::Reset { hard_state, .. } = reset_record(meta, hard_state) else {
+            unreachable!("reset_record makes a Reset");
+        };
+        self.snapshot = meta.clone();
+        self.hard_state = hard_state;
         self.entries.clear();
-        self.base = meta.last_index;
-        self.hard_state = *hard_state;
+        Ok(())
+    }
+
+    /// Drops the entries up to `snapshot_index`; the prefix they leave
+    /// takes the term of the last one dropped and the configuration in
+    /// force there (the last `Config` entry dropped, else the prefix's).
+    fn compact(&mut self, snapshot_index: LogIndex) -> Result<(), StorageError> {
+        if snapshot_index <= self.snapshot.last_index {
+            return Ok(());
+        }
+        assert!(
+            snapshot_index <= self.last_index(),
+            "compact to index={snapshot_index} beyond last index={}",
+            self.last_index()
+        );
+        let dropped: Vec<Entry> = self
+            .entries
+            .drain(..=self.position(snapshot_index))
+            .collect();
+        let config = dropped.iter().rev().find_map(|e| match &e.payload {
+            EntryPayload::Config(config) => Some(config.clone()),
+            EntryPayload::Noop | EntryPayload::Command(_) => None,
+        });
+        self.snapshot = SnapshotMeta {
+            last_index: snapshot_index,
+            last_term: dropped.last().expect("at least one entry dropped").term,
+            config: config.unwrap_or_else(|| self.snapshot.config.clone()),
+        };
         Ok(())
     }
 }
@@ -134,6 +187,51 @@ mod tests {
         };
         storage.persist(Some(&hs), &[entry(1, 3)]).unwrap();
         assert_eq!(storage.restored().hard_state, hs);
+    }
+
+    #[test]
+    fn compaction_keeps_the_entries_after_and_the_configuration_in_force() {
+        let (mut storage, _) = MemStorage::new(config());
+        let new_config = ClusterConfig::new(vec![NodeId(0), NodeId(1)]);
+        let mut log: Vec<Entry> = (1..=5).map(|i| entry(i, 2)).collect();
+        log[1].payload = EntryPayload::Config(new_config.clone());
+        let hs = HardState {
+            commit: LogIndex(4),
+            ..HardState::default()
+        };
+        storage.persist(Some(&hs), &log).unwrap();
+        storage.compact(LogIndex(3)).unwrap();
+        let restored = storage.restored();
+        assert_eq!(restored.snapshot.last_index, LogIndex(3));
+        assert_eq!(restored.snapshot.last_term, Term(2));
+        assert_eq!(restored.snapshot.config, new_config);
+        assert_eq!(restored.entries, log[3..].to_vec());
+        storage.persist(None, &[entry(5, 3)]).unwrap();
+        assert_eq!(storage.last_index(), LogIndex(5));
+    }
+
+    #[test]
+    fn a_reset_replaces_the_log_and_raises_the_commit_index() {
+        let (mut storage, _) = MemStorage::new(config());
+        storage.persist(None, &[entry(1, 1), entry(2, 1)]).unwrap();
+        let meta = SnapshotMeta {
+            last_index: LogIndex(10),
+            last_term: Term(4),
+            config: config(),
+        };
+        let hs = HardState {
+            term: Term(5),
+            vote: None,
+            commit: LogIndex(0),
+        };
+        storage.reset_to_snapshot(&meta, &hs).unwrap();
+        let restored = storage.restored();
+        assert_eq!(restored.snapshot, meta);
+        assert!(restored.entries.is_empty());
+        assert_eq!(restored.hard_state.commit, LogIndex(10));
+        assert_eq!(restored.hard_state.term, Term(5));
+        storage.persist(None, &[entry(11, 5)]).unwrap();
+        assert_eq!(storage.last_index(), LogIndex(11));
     }
 
     #[test]

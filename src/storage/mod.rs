@@ -12,14 +12,19 @@ mod mem;
 mod record;
 mod recovery;
 mod segment;
+mod snapshot;
 mod wal;
 
 pub use error::StorageError;
 pub use image::WalImage;
 pub use mem::MemStorage;
+pub use snapshot::{
+    SnapshotFile, SnapshotReceiver, SnapshotWriter, load_latest, retain_snapshots,
+    snapshot_file_bytes, snapshot_file_name,
+};
 pub use wal::{FileStorage, WalOptions, WalStats};
 
-use crate::core::types::{Entry, HardState, LogIndex};
+use crate::core::types::{Entry, HardState, LogIndex, SnapshotMeta};
 
 /// The embedding API: where a node keeps what must survive a crash.
 pub trait Storage: Send {
@@ -41,19 +46,23 @@ pub trait Storage: Send {
     /// Flushes and fsyncs everything (used at orderly shutdown).
     fn sync(&mut self) -> Result<(), StorageError>;
 
-    /// TEMPORARY (replaced by the storage branch): voids every stored entry.
+    /// Replaces the whole log by the snapshot `meta` (InstallSnapshot, once
+    /// the snapshot file is durable): every stored entry is void, the log
+    /// continues after `meta.last_index`, and the stored hard state becomes
+    /// `hard_state` with its commit index set to `meta.last_index`. Durable
+    /// when it returns. Panics if `hard_state.commit` is beyond
+    /// `meta.last_index` (the core must not install a snapshot behind its
+    /// commit index).
     fn reset_to_snapshot(
         &mut self,
-        _meta: &crate::core::SnapshotMeta,
-        _hard_state: &HardState,
-    ) -> Result<(), StorageError> {
-        unimplemented!("reset_to_snapshot")
-    }
+        meta: &SnapshotMeta,
+        hard_state: &HardState,
+    ) -> Result<(), StorageError>;
 
-    /// TEMPORARY (replaced by the storage branch).
-    fn compact(&mut self, _snapshot_index: LogIndex) -> Result<(), StorageError> {
-        Ok(())
-    }
+    /// Frees the log up to `snapshot_index`, which a durable snapshot must
+    /// cover: `FileStorage` deletes every segment wholly at or below it
+    /// (never the one being appended to), `MemStorage` drops the entries.
+    fn compact(&mut self, snapshot_index: LogIndex) -> Result<(), StorageError>;
 }
 
 /// Asserts that a `persist` call keeps the stored log well formed, and

@@ -7,12 +7,13 @@
 //! ```
 //!
 //! The first record of every segment is a [`SegmentHeader`]; every other
-//! record is a [`Record::Batch`], the whole of one `persist` call. Putting
+//! record is a [`Record::Batch`], the whole of one `persist` call, or a
+//! [`Record::Reset`], the log replaced by a snapshot. Putting
 //! the hard state and the entries of one call in one CRC-checked record makes
 //! the call atomic: a crash can never leave a commit index on disk without
 //! the entries it covers.
 
-use crate::core::types::{Entry, HardState, LogIndex};
+use crate::core::types::{Entry, HardState, LogIndex, Term};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
@@ -57,6 +58,17 @@ pub enum Record<'a> {
     Batch {
         hard_state: Option<HardState>,
         entries: Cow<'a, [Entry]>,
+    },
+    /// The log was replaced by a snapshot (an installed one, or one this
+    /// node found at restart that its log did not contain): every entry
+    /// before is void, the log continues after `snapshot_index`, and
+    /// `hard_state.commit` is `snapshot_index`. Last among the variants:
+    /// postcard numbers them in order, so files written before it existed
+    /// still decode.
+    Reset {
+        hard_state: HardState,
+        snapshot_index: LogIndex,
+        snapshot_term: Term,
     },
 }
 

@@ -5,6 +5,10 @@
 //! record of the last segment is cut off. Damage anywhere else is reported,
 //! never skipped, since the records after it may hold entries this node has
 //! acknowledged, and losing those could lose committed data.
+//!
+//! Replay starts at the first segment on disk. Once snapshot compaction has
+//! deleted the segments before it, its header's last index is the base the
+//! log continues from; `reconcile` then checks that a snapshot covers it.
 
 use super::StorageError;
 use super::record::{
@@ -12,7 +16,7 @@ use super::record::{
     next_frame,
 };
 use super::segment::sync_dir;
-use crate::core::types::{Entry, HardState, LogIndex};
+use crate::core::types::{Entry, HardState, LogIndex, SnapshotMeta, Term};
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 
@@ -28,7 +32,11 @@ pub struct SegmentInfo {
 #[derive(Debug, Default)]
 pub struct Recovered {
     pub hard_state: HardState,
-    /// Contiguous from index 1 (there are no snapshots yet).
+    /// The log continues after this index: the first replayed segment's
+    /// header's last index, or the snapshot index of the last `Reset`. The
+    /// entries up to it must come from a snapshot.
+    pub base: LogIndex,
+    /// Contiguous from `base + 1`.
     pub entries: Vec<Entry>,
     /// Surviving segments, oldest first.
     pub segments: Vec<SegmentInfo>,
@@ -47,8 +55,8 @@ pub struct Tail {
 }
 
 impl Recovered {
-    fn last_index(&self) -> LogIndex {
-        LogIndex(self.entries.len() as u64)
+    pub fn last_index(&self) -> LogIndex {
+        LogIndex(self.base.0 + self.entries.len() as u64)
     }
 }
 
@@ -99,10 +107,71 @@ pub fn recover(dir: &Path, segments: &[(u64, PathBuf)]) -> Result<Recovered, Sto
 pub fn recover_segment_bytes(
     path: &Path,
     bytes: &[u8],
-) -> Result<(HardState, Vec<Entry>, usize), StorageError> {
+) -> Result<(Recovered, usize), StorageError> {
     let mut recovered = Recovered::default();
     let (good_bytes, _) = replay_segment(&mut recovered, 1, path, bytes, true)?;
-    Ok((recovered.hard_state, recovered.entries, good_bytes))
+    Ok((recovered, good_bytes))
+}
+
+/// How the replayed WAL and the newest valid snapshot fit together.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reconciled {
+    /// The WAL holds the snapshot's last entry (or starts right after the
+    /// snapshot): the entries after the snapshot stand, the commit index is
+    /// at least the snapshot's.
+    Fits {
+        hard_state: HardState,
+        entries: Vec<Entry>,
+    },
+    /// The WAL does not hold the snapshot's last entry: a snapshot was
+    /// installed and the node stopped before the `Reset` record was
+    /// written. Every WAL entry is void (Raft paper, figure 13: a log that
+    /// does not contain the snapshot's last entry is discarded whole), and
+    /// a `Reset` with this hard state must be written before anything else,
+    /// or the next replay would revive them.
+    NeedsReset { hard_state: HardState },
+}
+
+/// The snapshot index the WAL needs, when no snapshot covers it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SnapshotGap {
+    pub wal_start_index: LogIndex,
+}
+
+/// Fits the replayed WAL (`recovered`) to `snapshot`, the newest valid one
+/// (`None`: no snapshot, the empty prefix). The state machine restored from
+/// the snapshot must be followed by every entry after it, so a WAL that
+/// starts after the snapshot index is an error, never an empty start.
+pub fn reconcile(
+    recovered: &Recovered,
+    snapshot: Option<&SnapshotMeta>,
+) -> Result<Reconciled, SnapshotGap> {
+    let (snapshot_index, snapshot_term) =
+        snapshot.map_or((LogIndex(0), Term(0)), |m| (m.last_index, m.last_term));
+    let base = recovered.base;
+    if base > snapshot_index {
+        return Err(SnapshotGap {
+            wal_start_index: base,
+        });
+    }
+    let hard_state = HardState {
+        commit: recovered.hard_state.commit.max(snapshot_index),
+        ..recovered.hard_state
+    };
+    if snapshot_index == base {
+        return Ok(Reconciled::Fits {
+            hard_state,
+            entries: recovered.entries.clone(),
+        });
+    }
+    let position = (snapshot_index.0 - base.0 - 1) as usize;
+    match recovered.entries.get(position) {
+        Some(entry) if entry.term == snapshot_term => Ok(Reconciled::Fits {
+            hard_state,
+            entries: recovered.entries[position + 1..].to_vec(),
+        }),
+        Some(_) | None => Ok(Reconciled::NeedsReset { hard_state }),
+    }
 }
 
 /// Applies the records of one segment; returns the length of its good
@@ -170,7 +239,17 @@ fn apply_record(
             Ok(())
         }
         (Record::Header(_), false) => Err("segment header in the middle of a segment".into()),
-        (Record::Batch { .. }, true) => Err("segment does not start with a header".into()),
+        (Record::Batch { .. } | Record::Reset { .. }, true) => {
+            Err("segment does not start with a header".into())
+        }
+        (
+            Record::Reset {
+                hard_state,
+                snapshot_index,
+                snapshot_term: _,
+            },
+            false,
+        ) => apply_reset(recovered, hard_state, snapshot_index),
         (
             Record::Batch {
                 hard_state,
@@ -181,7 +260,7 @@ fn apply_record(
     }
 }
 
-fn check_header(recovered: &Recovered, seq: u64, header: &SegmentHeader) -> Result<(), String> {
+fn check_header(recovered: &mut Recovered, seq: u64, header: &SegmentHeader) -> Result<(), String> {
     if header.magic != WAL_MAGIC {
         return Err(format!("bad magic {:#018x}", header.magic));
     }
@@ -197,9 +276,21 @@ fn check_header(recovered: &Recovered, seq: u64, header: &SegmentHeader) -> Resu
             header.seq
         ));
     }
-    // Without snapshots, replay starts from the empty log, so each header
-    // must agree with what the segments before it produced.
-    // Snapshot compaction will change this for the first segment replayed.
+    if recovered.segments.is_empty() {
+        // The first segment on disk: the log continues from its header.
+        // Whether a snapshot covers what came before is `reconcile`'s check.
+        if header.hard_state.commit > header.last_index {
+            return Err(format!(
+                "segment starts with commit index {} beyond its last index {}",
+                header.hard_state.commit, header.last_index
+            ));
+        }
+        recovered.base = header.last_index;
+        recovered.hard_state = header.hard_state;
+        return Ok(());
+    }
+    // Every later header must agree with what the segments before it
+    // produced.
     let last_index = recovered.last_index();
     if header.last_index != last_index {
         return Err(format!(
@@ -226,8 +317,9 @@ fn apply_batch(
         let commit = recovered.hard_state.commit;
         if first.index.0 == 0 || first.index > last_index.next() {
             return Err(format!(
-                "entries start at index {} but the log ends at {last_index}",
-                first.index
+                "entries start at index {} but the log holds indexes {} to {last_index}",
+                first.index,
+                recovered.base.next()
             ));
         }
         if first.index <= commit {
@@ -244,7 +336,19 @@ fn apply_batch(
                 ));
             }
         }
-        recovered.entries.truncate((first.index.0 - 1) as usize);
+        if first.index <= recovered.base {
+            // Only in the first segment on disk after compaction: its header
+            // recorded the last index when it began, and this batch replaced
+            // uncommitted entries below it (the commit check above holds).
+            // The log now continues from just before the batch; the snapshot
+            // `reconcile` finds must cover that far.
+            recovered.base = first.index.prev();
+            recovered.entries.clear();
+        } else {
+            recovered
+                .entries
+                .truncate((first.index.0 - recovered.base.0 - 1) as usize);
+        }
         recovered.entries.extend(entries);
     }
     if let Some(hard_state) = hard_state {
@@ -256,6 +360,23 @@ fn apply_batch(
             "commit index {commit} is beyond the last log index {last_index}"
         ));
     }
+    Ok(())
+}
+
+fn apply_reset(
+    recovered: &mut Recovered,
+    hard_state: HardState,
+    snapshot_index: LogIndex,
+) -> Result<(), String> {
+    if hard_state.commit != snapshot_index {
+        return Err(format!(
+            "reset to snapshot index {snapshot_index} with commit index {}",
+            hard_state.commit
+        ));
+    }
+    recovered.entries.clear();
+    recovered.base = snapshot_index;
+    recovered.hard_state = hard_state;
     Ok(())
 }
 
@@ -369,6 +490,95 @@ mod tests {
     }
 
     #[test]
+    fn the_first_segment_on_disk_sets_the_base_the_log_continues_from() {
+        let (recovered, _) = recover_records(&[header(1, 5), batch(5, &[6, 7])]);
+        let recovered = recovered.unwrap();
+        assert_eq!(recovered.base, LogIndex(5));
+        assert_eq!(recovered.last_index(), LogIndex(7));
+        // A batch that replaced uncommitted entries below the header's last
+        // index: the log continues from before it.
+        let (recovered, _) = recover_records(&[header(1, 5), batch(4, &[5])]);
+        let recovered = recovered.unwrap();
+        assert_eq!(recovered.base, LogIndex(4));
+        assert_eq!(recovered.entries, vec![entry(5)]);
+        let (_, reason, _) = corrupt_reason(&[header(1, 5), batch(5, &[6]), batch(5, &[5])]);
+        assert!(reason.contains("replace committed"), "{reason}");
+    }
+
+    fn reset(snapshot_index: u64, commit: u64) -> Record<'static> {
+        Record::Reset {
+            hard_state: HardState {
+                commit: LogIndex(commit),
+                ..HardState::default()
+            },
+            snapshot_index: LogIndex(snapshot_index),
+            snapshot_term: Term(1),
+        }
+    }
+
+    #[test]
+    fn a_reset_voids_the_entries_before_it() {
+        let (recovered, _) = recover_records(&[
+            header(1, 0),
+            batch(1, &[1, 2]),
+            reset(9, 9),
+            batch(9, &[10]),
+        ]);
+        let recovered = recovered.unwrap();
+        assert_eq!(recovered.base, LogIndex(9));
+        assert_eq!(recovered.entries, vec![entry(10)]);
+        assert_eq!(recovered.hard_state.commit, LogIndex(9));
+        let (_, reason, _) = corrupt_reason(&[header(1, 0), reset(9, 3)]);
+        assert!(reason.contains("commit index 3"), "{reason}");
+        let (_, reason, _) = corrupt_reason(&[header(1, 0), reset(9, 9), batch(9, &[9])]);
+        assert!(reason.contains("replace committed"), "{reason}");
+    }
+
+    fn meta(index: u64, term: u64) -> SnapshotMeta {
+        SnapshotMeta {
+            last_index: LogIndex(index),
+            last_term: Term(term),
+            config: crate::core::types::ClusterConfig::new(vec![]),
+        }
+    }
+
+    #[test]
+    fn reconcile_keeps_what_follows_a_snapshot_the_log_holds() {
+        let (recovered, _) = recover_records(&[header(1, 0), batch(2, &[1, 2, 3, 4])]);
+        let recovered = recovered.unwrap();
+        let Ok(Reconciled::Fits {
+            hard_state,
+            entries,
+        }) = reconcile(&recovered, Some(&meta(3, 1)))
+        else {
+            panic!("snapshot 3 fits");
+        };
+        assert_eq!(hard_state.commit, LogIndex(3));
+        assert_eq!(entries, vec![entry(4)]);
+        // Another term at the snapshot index, or a log too short: void.
+        assert!(matches!(
+            reconcile(&recovered, Some(&meta(3, 2))),
+            Ok(Reconciled::NeedsReset { .. })
+        ));
+        assert!(matches!(
+            reconcile(&recovered, Some(&meta(9, 1))),
+            Ok(Reconciled::NeedsReset { .. })
+        ));
+    }
+
+    #[test]
+    fn reconcile_refuses_a_log_that_starts_after_the_snapshot() {
+        let (recovered, _) = recover_records(&[header(1, 5), batch(5, &[6])]);
+        let recovered = recovered.unwrap();
+        let gap = SnapshotGap {
+            wal_start_index: LogIndex(5),
+        };
+        assert_eq!(reconcile(&recovered, None), Err(gap));
+        assert!(reconcile(&recovered, Some(&meta(4, 1))).is_err());
+        assert!(reconcile(&recovered, Some(&meta(5, 1))).is_ok());
+    }
+
+    #[test]
     fn a_segment_must_start_with_its_own_header() {
         let (offset, reason, _) = corrupt_reason(&[batch(0, &[1])]);
         assert_eq!(offset, 0);
@@ -376,9 +586,6 @@ mod tests {
 
         let (_, reason, _) = corrupt_reason(&[header(7, 0)]);
         assert!(reason.contains("header says segment 7"), "{reason}");
-
-        let (_, reason, _) = corrupt_reason(&[header(1, 5)]);
-        assert!(reason.contains("starts after index 5"), "{reason}");
 
         let (_, reason, _) = corrupt_reason(&[header(1, 0), batch(0, &[1]), header(1, 1)]);
         assert!(reason.contains("middle of a segment"), "{reason}");

@@ -1,19 +1,27 @@
 //! [`FileStorage`]: the write-ahead log in segment files.
 //!
-//! The data dir holds `LOCK` and segments `wal-<16-digit seq>.log`. Each
+//! The data dir holds `LOCK`, segments `wal-<16-digit seq>.log` and snapshot
+//! files (`snapshot.rs`). Each
 //! `persist` call appends one record (see `record.rs`) to the newest segment
 //! and fsyncs it once, however many entries it carries; a call whose entries
 //! exceed `record_bytes_max` is split into several records, still with one
 //! fsync. When a segment reaches `segment_bytes_max`, the next record goes
 //! to a new segment that starts with the current hard state and last index.
+//!
+//! Once a snapshot is durable, `compact` deletes the segments wholly at or
+//! below its index; replay then starts at the first segment left, from the
+//! snapshot (`recovery::reconcile`).
 
 use super::record::{
     BATCH_OVERHEAD_BYTES, RECORD_BYTES_MAX, Record, encode_frame, persist_records,
 };
-use super::recovery::{SegmentInfo, recover};
-use super::segment::{ActiveSegment, create_and_lock_dir, list_segments, sync_dir};
+use super::recovery::{Reconciled, Recovered, SegmentInfo, reconcile, recover};
+use super::segment::{
+    ActiveSegment, create_and_lock_dir, list_segments, segment_file_name, sync_dir,
+};
+use super::snapshot::load_latest;
 use super::{Storage, StorageError, check_persist};
-use crate::core::types::{ClusterConfig, Entry, HardState, LogIndex, RestoredState};
+use crate::core::types::{ClusterConfig, Entry, HardState, LogIndex, RestoredState, SnapshotMeta};
 use crate::limits::Limits;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -49,6 +57,8 @@ pub struct WalStats {
     /// File and directory fsyncs.
     pub fsyncs: u64,
     pub segments_created: u64,
+    /// By `compact`.
+    pub segments_deleted: u64,
 }
 
 #[derive(Debug)]
@@ -72,14 +82,39 @@ pub struct FileStorage {
 }
 
 impl FileStorage {
-    /// Opens the WAL in `dir`, creating the dir if it is missing, and
-    /// recovers what was persisted. `initial_config` is the configuration of
-    /// the empty log prefix (there are no snapshots yet).
+    /// Opens the WAL in `dir` for a caller that cannot restore a snapshot:
+    /// as [`FileStorage::open_with_snapshot`], and panics if the data dir
+    /// holds one (dropping it would lose the entries it replaced).
+    // Kept until the runtime and the benches move to `open_with_snapshot`.
     pub fn open(
         dir: &Path,
         initial_config: ClusterConfig,
         options: WalOptions,
     ) -> Result<(FileStorage, RestoredState), StorageError> {
+        let (storage, restored, payload) =
+            FileStorage::open_with_snapshot(dir, initial_config, options)?;
+        assert!(
+            payload.is_none(),
+            "data dir {} holds a snapshot at index {}: open it with open_with_snapshot",
+            dir.display(),
+            restored.snapshot.last_index
+        );
+        Ok((storage, restored))
+    }
+
+    /// Opens the WAL in `dir`, creating the dir if it is missing, and
+    /// recovers what was persisted: the newest valid snapshot (its meta in
+    /// `RestoredState::snapshot`, its payload returned for the state
+    /// machine), then the WAL's log after it. Without a snapshot, the log
+    /// starts from the empty prefix with `initial_config`. A WAL that
+    /// starts after the snapshot's index (its segments before were compacted
+    /// away and the snapshot they relied on is missing or damaged) is an
+    /// error naming the segment: never an empty start.
+    pub fn open_with_snapshot(
+        dir: &Path,
+        initial_config: ClusterConfig,
+        options: WalOptions,
+    ) -> Result<(FileStorage, RestoredState, Option<Vec<u8>>), StorageError> {
         // Validated with the limits table (`Limits::validate`).
         assert!(
             options.record_bytes_max > BATCH_OVERHEAD_BYTES
@@ -88,9 +123,66 @@ impl FileStorage {
             options.record_bytes_max
         );
         let lock = create_and_lock_dir(dir)?;
+        let (snapshot_meta, payload) = match load_latest(dir)? {
+            Some((file, payload)) => (Some(file.meta), Some(payload)),
+            None => (None, None),
+        };
         let listed = list_segments(dir)?;
         let recovered = recover(dir, &listed)?;
-        let last_index = LogIndex(recovered.entries.len() as u64);
+        let reconciled = reconcile(&recovered, snapshot_meta.as_ref()).map_err(|gap| {
+            StorageError::MissingSnapshot {
+                segment: dir.join(segment_file_name(recovered.segments[0].seq)),
+                wal_start_index: gap.wal_start_index,
+                snapshot_index: snapshot_meta.as_ref().map(|m| m.last_index),
+            }
+        })?;
+        let mut storage = FileStorage::resume(dir, options, lock, &listed, &recovered)?;
+        let snapshot = match snapshot_meta {
+            Some(meta) => meta,
+            None => RestoredState::fresh(initial_config).snapshot,
+        };
+        let (hard_state, entries) = match reconciled {
+            Reconciled::Fits {
+                hard_state,
+                entries,
+            } => (hard_state, entries),
+            Reconciled::NeedsReset { hard_state } => {
+                log::warn!(
+                    "WAL {} does not hold snapshot index {} term {}: finishing its install",
+                    dir.display(),
+                    snapshot.last_index,
+                    snapshot.last_term
+                );
+                storage.reset_to_snapshot(&snapshot, &hard_state)?;
+                (hard_state, Vec::new())
+            }
+        };
+        log::info!(
+            "WAL {} opened: snapshot index {}, {} entries after it, hard state {hard_state:?}, \
+             {} segments",
+            dir.display(),
+            snapshot.last_index,
+            entries.len(),
+            storage.segments.len()
+        );
+        let restored = RestoredState {
+            hard_state,
+            snapshot,
+            entries,
+        };
+        Ok((storage, restored, payload))
+    }
+
+    /// The storage after replay: appends resume at the end of the last
+    /// surviving segment, or in a new one.
+    fn resume(
+        dir: &Path,
+        options: WalOptions,
+        lock: File,
+        listed: &[(u64, PathBuf)],
+        recovered: &Recovered,
+    ) -> Result<FileStorage, StorageError> {
+        let last_index = recovered.last_index();
         let mut storage = FileStorage {
             dir: dir.to_path_buf(),
             options,
@@ -106,7 +198,7 @@ impl FileStorage {
                     ActiveSegment::create(dir, seq, recovered.hard_state, last_index)?
                 }
             },
-            segments: recovered.segments,
+            segments: recovered.segments.clone(),
             dir_unsynced: false,
             hard_state: recovered.hard_state,
             last_index,
@@ -117,19 +209,7 @@ impl FileStorage {
         if recovered.tail.is_none() {
             storage.on_segment_created()?;
         }
-        log::info!(
-            "WAL {} opened: {} entries, hard state {:?}, {} segments",
-            dir.display(),
-            last_index,
-            recovered.hard_state,
-            storage.segments.len()
-        );
-        let restored = RestoredState {
-            hard_state: recovered.hard_state,
-            entries: recovered.entries,
-            ..RestoredState::fresh(initial_config)
-        };
-        Ok((storage, restored))
+        Ok(storage)
     }
 
     pub fn dir(&self) -> &Path {
@@ -169,9 +249,7 @@ impl FileStorage {
     }
 
     /// Starts the next segment with the current hard state, so that replay
-    /// can begin at any segment once the ones before it are gone.
-    // Snapshot compaction will delete segments wholly below the snapshot
-    // index: segment i holds only indexes <= segments[i + 1].last_index_before.
+    /// can begin at any segment once the ones before it are gone (`compact`).
     fn roll_over(&mut self) -> Result<(), StorageError> {
         // The old segment's handle goes away here, so `sync` could no longer
         // reach it: make it durable now even with `fsync: false`.
@@ -219,20 +297,34 @@ impl FileStorage {
             panic!("WAL record of {bytes} bytes above record_bytes_max={max} after splitting");
         }
         self.append_frame()?;
-        let Record::Batch {
-            hard_state,
-            entries,
-        } = record
-        else {
-            unreachable!("persist writes batches only");
-        };
-        if let Some(last) = entries.last() {
-            self.last_index = last.index;
-        }
-        if let Some(hard_state) = hard_state {
-            self.hard_state = *hard_state;
-        }
+        self.after_record(record);
         Ok(())
+    }
+
+    /// Moves the stored view past a record just appended.
+    fn after_record(&mut self, record: &Record<'_>) {
+        match record {
+            Record::Header(_) => unreachable!("headers are written by ActiveSegment::create"),
+            Record::Batch {
+                hard_state,
+                entries,
+            } => {
+                if let Some(last) = entries.last() {
+                    self.last_index = last.index;
+                }
+                if let Some(hard_state) = hard_state {
+                    self.hard_state = *hard_state;
+                }
+            }
+            Record::Reset {
+                hard_state,
+                snapshot_index,
+                snapshot_term: _,
+            } => {
+                self.last_index = *snapshot_index;
+                self.hard_state = *hard_state;
+            }
+        }
     }
 
     fn check_not_poisoned(&self) -> Result<(), StorageError> {
@@ -284,6 +376,88 @@ impl Storage for FileStorage {
             self.poisoned = true;
         }
         result
+    }
+
+    fn reset_to_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        hard_state: &HardState,
+    ) -> Result<(), StorageError> {
+        self.check_not_poisoned()?;
+        let record = reset_record(meta, hard_state);
+        encode_frame(&record, &mut self.frame_buf, RECORD_BYTES_MAX)
+            .expect("a reset record is a few dozen bytes");
+        let result = self.append_frame().and_then(|()| self.sync_active());
+        if let Err(err) = result {
+            // As in `persist`: a partial record may sit at the end.
+            self.poisoned = true;
+            return Err(err);
+        }
+        self.after_record(&record);
+        log::info!(
+            "WAL {}: log reset to snapshot index {} term {}",
+            self.dir.display(),
+            meta.last_index,
+            meta.last_term
+        );
+        Ok(())
+    }
+
+    fn compact(&mut self, snapshot_index: LogIndex) -> Result<(), StorageError> {
+        self.check_not_poisoned()?;
+        // Replay may start at segment k once the snapshot covers its
+        // header's last index: segment i holds only indexes up to
+        // segments[i + 1].last_index_before (an entry above it was truncated
+        // before segment i + 1 began). The active segment is never deleted.
+        let Some(keep_from) = (1..self.segments.len())
+            .rev()
+            .find(|&k| self.segments[k].last_index_before <= snapshot_index)
+        else {
+            return Ok(());
+        };
+        // The segments that stay must be durable before the ones they
+        // replace go: with `fsync: false`, the active one may not be yet.
+        if let Err(err) = self.sync_everything() {
+            self.poisoned = true;
+            return Err(err);
+        }
+        // Oldest first: a crash in between leaves a suffix of the chain,
+        // which replays.
+        for info in &self.segments[..keep_from] {
+            let path = self.dir.join(segment_file_name(info.seq));
+            std::fs::remove_file(&path)
+                .map_err(|e| StorageError::io(&path, "remove compacted WAL segment", e))?;
+        }
+        sync_dir(&self.dir)?;
+        self.stats.fsyncs += 1;
+        self.stats.segments_deleted += keep_from as u64;
+        self.segments.drain(..keep_from);
+        log::debug!(
+            "WAL {}: deleted {keep_from} segments at or below snapshot index {snapshot_index}",
+            self.dir.display()
+        );
+        Ok(())
+    }
+}
+
+/// The record that replaces the log by the snapshot `meta`: the commit
+/// index becomes the snapshot's last index, since nothing after it is left.
+pub(crate) fn reset_record(meta: &SnapshotMeta, hard_state: &HardState) -> Record<'static> {
+    // Resetting to a snapshot behind the commit index would drop committed
+    // entries: the core must ignore such a snapshot.
+    assert!(
+        hard_state.commit <= meta.last_index,
+        "reset to snapshot index {} below commit={}",
+        meta.last_index,
+        hard_state.commit
+    );
+    Record::Reset {
+        hard_state: HardState {
+            commit: meta.last_index,
+            ..*hard_state
+        },
+        snapshot_index: meta.last_index,
+        snapshot_term: meta.last_term,
     }
 }
 
@@ -344,6 +518,23 @@ mod tests {
         assert_eq!(storage.stats().fsyncs, 2);
         storage.sync().unwrap();
         assert_eq!(storage.stats().fsyncs, 2, "nothing new to sync");
+    }
+
+    #[test]
+    fn compaction_deletes_the_segments_a_snapshot_covers_and_keeps_the_active_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut storage = open_fast(tmp.path(), 1);
+        for index in 1..=5 {
+            storage.persist(None, &[entry(index)]).unwrap();
+        }
+        // Segments hold entries 1, 2, ..., 5; segment k starts after k - 1.
+        storage.compact(LogIndex(2)).unwrap();
+        assert_eq!(storage.stats().segments_deleted, 2);
+        let seqs: Vec<u64> = storage.segments.iter().map(|s| s.seq).collect();
+        assert_eq!(seqs, vec![3, 4, 5]);
+        storage.compact(LogIndex(100)).unwrap();
+        assert_eq!(storage.segments.len(), 1, "the active segment stays");
+        assert_eq!(storage.stats().segments_deleted, 4);
     }
 
     #[test]
