@@ -52,7 +52,9 @@ pub trait Storage: Send {
     /// `hard_state` with its commit index set to `meta.last_index`. Durable
     /// when it returns. Panics if `hard_state.commit` is beyond
     /// `meta.last_index` (the core must not install a snapshot behind its
-    /// commit index).
+    /// commit index). A follower whose log already holds the snapshot's
+    /// last entry with its term keeps the entries after it (Raft paper,
+    /// figure 13): it calls `compact` instead, not this.
     fn reset_to_snapshot(
         &mut self,
         meta: &SnapshotMeta,

@@ -419,6 +419,29 @@ mod tests {
     }
 
     #[test]
+    fn variant_tags_are_stable_so_older_files_still_decode() {
+        // postcard writes the variant's position as the first byte: Reset
+        // came last, so Header and Batch kept the tags older WALs hold.
+        let header = Record::Header(SegmentHeader {
+            magic: WAL_MAGIC,
+            version: WAL_VERSION,
+            seq: 1,
+            hard_state: HardState::default(),
+            last_index: LogIndex(0),
+        });
+        let reset = Record::Reset {
+            hard_state: HardState::default(),
+            snapshot_index: LogIndex(3),
+            snapshot_term: Term(1),
+        };
+        let tags: Vec<u8> = [header, batch(), reset]
+            .iter()
+            .map(|r| postcard::to_allocvec(r).unwrap()[0])
+            .collect();
+        assert_eq!(tags, vec![0, 1, 2]);
+    }
+
+    #[test]
     fn trailing_bytes_inside_a_payload_are_rejected() {
         let mut payload = postcard::to_allocvec(&batch()).unwrap();
         payload.push(0);

@@ -506,7 +506,9 @@ fn list_snapshots(
 /// A damaged one is logged with its file name and the next older one is
 /// tried; the caller decides whether what is left is enough (the WAL may
 /// need a newer one: see `FileStorage::open_with_snapshot`). Removes
-/// leftover temp files of interrupted writes and transfers.
+/// leftover temp files of interrupted writes and transfers: call it only at
+/// start-up, with the data dir locked, never while a `SnapshotWriter` or a
+/// `SnapshotReceiver` is at work in `dir`.
 pub fn load_latest(dir: &Path) -> Result<Option<(SnapshotFile, Vec<u8>)>, StorageError> {
     for (index, term, path) in list_snapshots(dir, true)? {
         let checked = read_verified(&path, true).and_then(|verified| {

@@ -421,17 +421,17 @@ impl Storage for FileStorage {
             self.poisoned = true;
             return Err(err);
         }
-        // Oldest first: a crash in between leaves a suffix of the chain,
-        // which replays.
-        for info in &self.segments[..keep_from] {
-            let path = self.dir.join(segment_file_name(info.seq));
+        // Oldest first, forgetting each once it is gone: a crash or an
+        // error in between leaves a suffix of the chain, which replays.
+        for _ in 0..keep_from {
+            let path = self.dir.join(segment_file_name(self.segments[0].seq));
             std::fs::remove_file(&path)
                 .map_err(|e| StorageError::io(&path, "remove compacted WAL segment", e))?;
+            self.segments.remove(0);
+            self.stats.segments_deleted += 1;
         }
         sync_dir(&self.dir)?;
         self.stats.fsyncs += 1;
-        self.stats.segments_deleted += keep_from as u64;
-        self.segments.drain(..keep_from);
         log::debug!(
             "WAL {}: deleted {keep_from} segments at or below snapshot index {snapshot_index}",
             self.dir.display()
