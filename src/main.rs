@@ -52,8 +52,9 @@ fn run_server(settings: Settings) -> i32 {
         },
         frame_bytes_max: settings.raft.limits.frame_bytes_max_u32(),
         queue_depth: settings.transport.queue_depth,
-        delay_us: test_delay_us(),
+        delay_us: test_env("SRAFT_TEST_DELAY_US"),
         metrics_file: settings.metrics_file.clone(),
+        snapshot_delay_ms: test_env("SRAFT_TEST_SNAPSHOT_DELAY_MS"),
     };
     // Bind every port first: a port in use is reported before the node
     // opens its log or talks to peers (DESIGN.md 2.7, 4.1).
@@ -181,10 +182,12 @@ fn serve_metrics<S>(
     })
 }
 
-/// Test-only: `SRAFT_TEST_DELAY_US` makes the transport hold every message
-/// that long (the kernel here has no netem). Never set in production.
-fn test_delay_us() -> u64 {
-    std::env::var("SRAFT_TEST_DELAY_US")
+/// Test-only knobs, never set in production: `SRAFT_TEST_DELAY_US` makes
+/// the transport hold every message that long (the kernel here has no
+/// netem); `SRAFT_TEST_SNAPSHOT_DELAY_MS` holds every snapshot write that
+/// long, so that a test can kill a node while it writes one.
+fn test_env(name: &str) -> u64 {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)

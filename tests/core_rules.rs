@@ -1826,3 +1826,45 @@ fn a_snapshot_transfer_is_abandoned_on_a_term_change() {
         }
     )));
 }
+
+/// The install's acknowledgement is lost: every chunk was acknowledged, so
+/// nothing is left to resend; after a stall the leader probes the follower's
+/// log again instead of waiting forever (found by the simulator, seeds 55
+/// and 201).
+#[test]
+fn a_lost_install_acknowledgement_ends_in_a_probe_not_a_stall() {
+    let mut net = Net::with_config(3, snapshot_config(10, 5));
+    let l = net.elect();
+    net.run_for_ms(5);
+    let f = (l + 1) % 3;
+    net.cut.insert((l, f));
+    net.cut.insert((f, l));
+    for i in 0..40u32 {
+        net.propose(l, &i.to_be_bytes());
+    }
+    net.run_for_ms(50);
+    net.cut.clear();
+    let mut dropped = false;
+    for _ in 0..20_000 {
+        let step = net.now_us + 50;
+        net.run_until(step);
+        let ack = net.queue.iter().find_map(|(k, m)| match &m.body {
+            MessageBody::AppendReply { success: true, .. }
+                if m.from == NodeId(f as u64) && installs(&net, f) == 1 =>
+            {
+                Some(*k)
+            }
+            _ => None,
+        });
+        if let Some(key) = ack {
+            net.queue.remove(&key);
+            dropped = true;
+            break;
+        }
+    }
+    assert!(dropped, "no install acknowledgement was sent");
+    let (index, _) = net.propose(l, b"after");
+    net.run_for_ms(500);
+    assert_eq!(installs(&net, f), 1, "installed once");
+    assert_eq!(net.node(f).commit_index(), index, "replicating again");
+}

@@ -406,10 +406,18 @@ impl Raft {
         if let Some(send) = pr.snapshot.as_mut()
             && now.saturating_sub(send.progress_us) > stall_us + pr.srtt_us.unwrap_or(0)
         {
-            // Chunks sent and never acknowledged: lost. Resend from what
-            // the follower holds.
-            send.next_offset = send.acked_offset;
-            send.progress_us = now;
+            if send.acked_offset >= send.file_bytes {
+                // Delivered whole, and the install's acknowledgement never
+                // came (lost, or the install failed): ask where the
+                // follower's log stands, as after any stall.
+                let next = pr.match_index.next();
+                pr.become_probe(next);
+            } else {
+                // Chunks sent and never acknowledged: lost. Resend from
+                // what the follower holds.
+                send.next_offset = send.acked_offset;
+                send.progress_us = now;
+            }
         }
         if pr.state == ProgressState::Replicate
             && pr.is_stalled(now, stall_us + pr.srtt_us.unwrap_or(0))

@@ -207,6 +207,39 @@ impl KvStore {
         self.sessions.len()
     }
 
+    /// A short description of the state, for failure reports: the applied
+    /// index, each key with its value's length and hash, each session.
+    pub fn describe(&self) -> String {
+        let hash = |b: &[u8]| {
+            b.iter().fold(0xcbf29ce484222325u64, |h, x| {
+                (h ^ *x as u64).wrapping_mul(0x100000001b3)
+            })
+        };
+        let keys: Vec<String> = self
+            .data
+            .iter()
+            .map(|(k, v)| format!("{}={}b/{:x}", String::from_utf8_lossy(k), v.len(), hash(v)))
+            .collect();
+        let sessions: Vec<String> = self
+            .sessions
+            .iter()
+            .map(|(c, s)| {
+                format!(
+                    "{c}:seq{}@{}/{:x}",
+                    s.last_seq,
+                    s.last_used,
+                    hash(&s.last_reply)
+                )
+            })
+            .collect();
+        format!(
+            "applied {} keys [{}] sessions [{}]",
+            self.applied,
+            keys.join(" "),
+            sessions.join(" ")
+        )
+    }
+
     /// Applies one decoded command at `index`, deduplicating by session.
     fn apply_command(&mut self, index: LogIndex, command: KvCommand) -> Vec<u8> {
         let KvCommand { client_id, seq, op } = command;
@@ -428,7 +461,9 @@ impl StateMachine for KvStore {
             .collect();
         self.sessions = contents.sessions.into_iter().collect();
         self.sessions_by_use = sessions_by_use;
-        self.applied = index;
+        // The store's own applied index, as on every node that applied the
+        // log: entries after it up to `index` carried no command.
+        self.applied = contents.applied;
         self.evict_sessions();
         Ok(())
     }

@@ -6,17 +6,22 @@ mod log_lines;
 pub mod node;
 mod observe;
 mod raft_loop;
+pub mod snapshots;
 mod status;
 pub mod wal_thread;
 
 pub use clock::Clock;
-pub use node::{LogWrite, LogWriter, Network, Node, Query, Reply, RequestError, SyncWriter};
+pub use node::{
+    LogWrite, LogWriter, MemSnapshots, Network, Node, Query, Reply, RequestError, SnapshotStore,
+    SyncWriter,
+};
 pub use observe::Observer;
 pub use raft_loop::{Inboxes, ProductionNode, RaftLoop, Request, Waiter};
+pub use snapshots::{FileSnapshots, SnapshotEvent};
 pub use status::NodeStatus;
 pub use wal_thread::{WalEvent, WalWriter};
 
-use crate::core::{ClusterConfig, NodeId, Raft, RaftConfig};
+use crate::core::{ClusterConfig, LogIndex, NodeId, Raft, RaftConfig};
 use crate::metrics::Metrics;
 use crate::state_machine::StateMachine;
 use crate::storage::{FileStorage, StorageError, WalOptions};
@@ -47,6 +52,9 @@ pub struct NodeOptions {
     /// Test-only one-way delay in the transport (the kernel has no netem).
     pub delay_us: u64,
     pub metrics_file: Option<PathBuf>,
+    /// Test-only: the snapshot thread waits this long before writing, so
+    /// that a test can kill the node mid-snapshot.
+    pub snapshot_delay_ms: u64,
 }
 
 /// Inputs queued for the Raft thread before senders wait: bounded, so a
@@ -62,6 +70,12 @@ pub enum StartError {
         source: std::io::Error,
     },
     Spawn(std::io::Error),
+    /// The snapshot in the data dir does not restore into the state
+    /// machine.
+    Restore {
+        index: LogIndex,
+        reason: String,
+    },
 }
 
 impl fmt::Display for StartError {
@@ -73,6 +87,12 @@ impl fmt::Display for StartError {
                 write!(f, "cannot open metrics file {}: {source}", path.display())
             }
             StartError::Spawn(e) => write!(f, "cannot start the raft thread: {e}"),
+            StartError::Restore { index, reason } => {
+                write!(
+                    f,
+                    "the snapshot at index {index} does not restore: {reason}"
+                )
+            }
         }
     }
 }
@@ -134,19 +154,36 @@ pub fn start<S: StateMachine + 'static>(
 pub fn start_on<S: StateMachine + 'static>(
     peer_listener: TcpListener,
     options: &NodeOptions,
-    state_machine: S,
+    mut state_machine: S,
 ) -> Result<NodeHandle<S>, StartError> {
+    let started = std::time::Instant::now();
     let cluster = ClusterConfig::new((0..options.peers.len() as u64).map(NodeId).collect());
-    let (storage, restored) =
-        FileStorage::open(&options.data_dir, cluster, options.wal).map_err(StartError::Storage)?;
+    let (storage, restored, payload) =
+        FileStorage::open_with_snapshot(&options.data_dir, cluster, options.wal)
+            .map_err(StartError::Storage)?;
+    let snapshot = restored.snapshot.clone();
+    let loaded = match payload {
+        Some(payload) => {
+            state_machine
+                .restore(snapshot.last_index, &payload)
+                .map_err(|reason| StartError::Restore {
+                    index: snapshot.last_index,
+                    reason,
+                })?;
+            Some((snapshot.clone(), payload.len() as u64))
+        }
+        None => None,
+    };
     log::info!(
-        "Node {}: recovered term {} vote {:?} commit {} and {} log entries from {}",
+        "Node {}: recovered term {} vote {:?} commit {}, snapshot at index {} and {} log entries after it from {} in {:.1} ms",
         options.id,
         restored.hard_state.term,
         restored.hard_state.vote,
         restored.hard_state.commit,
+        snapshot.last_index,
         restored.entries.len(),
-        options.data_dir.display()
+        options.data_dir.display(),
+        started.elapsed().as_secs_f64() * 1000.0
     );
     let metrics = Arc::new(Metrics::new());
     let observer = Observer::new(options.id, options.metrics_file.as_deref(), metrics.clone())
@@ -177,13 +214,20 @@ pub fn start_on<S: StateMachine + 'static>(
     let clock = Clock::start();
     // Runtime randomness is fine: only the simulator needs replayable seeds.
     let seed = rand::random::<u64>();
-    let raft = Raft::new(
+    let mut raft = Raft::new(
         options.id,
         options.raft.clone(),
         restored,
         seed,
         clock.now_us(),
     );
+    let (snapshot_tx, snapshot_rx) = bounded(4);
+    let mut snapshots = FileSnapshots::new(&options.data_dir, loaded, snapshot_tx);
+    snapshots.test_delay_ms = options.snapshot_delay_ms;
+    if let Some(file) = snapshots.newest() {
+        // Followers that need what it covers get this file.
+        raft.snapshot_saved(clock.now_us(), file.meta.clone(), file.file_bytes);
+    }
     let status = Arc::new(Mutex::new(NodeStatus::of(&raft)));
     let (request_tx, request_rx) = bounded(INBOX_DEPTH);
     let (shutdown_tx, shutdown_rx) = bounded(1);
@@ -192,11 +236,12 @@ pub fn start_on<S: StateMachine + 'static>(
     let (wal_tx, wal_rx) = bounded(INBOX_DEPTH);
     let writer =
         WalWriter::start_with(storage, wal_tx, metrics.clone()).map_err(StartError::Spawn)?;
-    let node = Node::new(raft, writer, transport, state_machine);
+    let node = Node::with_snapshots(raft, writer, transport, state_machine, snapshots);
     let inboxes = Inboxes {
         peers: peer_rx,
         requests: request_rx,
         wal: wal_rx,
+        snapshots: snapshot_rx,
         shutdown: shutdown_rx,
     };
     let raft_loop = RaftLoop::new(

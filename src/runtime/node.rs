@@ -31,7 +31,10 @@ use std::collections::{BTreeMap, VecDeque};
 pub enum RequestError {
     /// Not the leader; the best guess of who is.
     NotLeader { leader: Option<NodeId> },
-    /// The entry was overwritten by a new leader: it was not committed.
+    /// This node lost track of the entry: a new leader overwrote it (it
+    /// was not committed), or this node installed a snapshot over it
+    /// before applying it (it may have been). Proposing it again is safe
+    /// when the command is deduplicated by a session.
     LeadershipLost,
     /// A leadership transfer is under way; retry shortly.
     TransferInProgress,
@@ -117,6 +120,22 @@ pub struct MemSnapshots {
     receiving: Option<(SnapshotMeta, Vec<u8>)>,
 }
 
+/// A snapshot "file" of MemSnapshots (and the simulator): the payload's
+/// length, then the payload.
+pub fn frame_snapshot(payload: &[u8]) -> Vec<u8> {
+    let mut file = (payload.len() as u64).to_le_bytes().to_vec();
+    file.extend_from_slice(payload);
+    file
+}
+
+/// The payload of a whole file made by [`frame_snapshot`], or None if it
+/// is not one (truncated, or longer than announced).
+pub fn unframe_snapshot(file: &[u8]) -> Option<&[u8]> {
+    let (length, payload) = file.split_at_checked(8)?;
+    let length = u64::from_le_bytes(length.try_into().expect("8 bytes"));
+    (length == payload.len() as u64).then_some(payload)
+}
+
 impl MemSnapshots {
     fn file(&self, meta: &SnapshotMeta) -> Result<&Vec<u8>, StorageError> {
         self.files
@@ -131,9 +150,7 @@ impl MemSnapshots {
 
 impl SnapshotStore for MemSnapshots {
     fn save(&mut self, meta: &SnapshotMeta, job: SnapshotJob) -> Result<Option<u64>, StorageError> {
-        let payload = job();
-        let mut file = (payload.len() as u64).to_le_bytes().to_vec();
-        file.extend_from_slice(&payload);
+        let file = frame_snapshot(&job());
         let bytes = file.len() as u64;
         self.files.push_back((meta.clone(), file));
         while self.files.len() > 2 {
@@ -173,17 +190,10 @@ impl SnapshotStore for MemSnapshots {
         let missing = StorageError::SnapshotMissing {
             index: meta.last_index,
         };
-        let Some((m, file)) = self.receiving.take().filter(|(m, _)| m == meta) else {
+        let Some((_, file)) = self.receiving.take().filter(|(m, _)| m == meta) else {
             return Err(missing);
         };
-        let (length, payload) = file.split_at_checked(8).ok_or(missing)?;
-        let length = u64::from_le_bytes(length.try_into().expect("8 bytes"));
-        if length != payload.len() as u64 {
-            return Err(StorageError::SnapshotMissing {
-                index: m.last_index,
-            });
-        }
-        let payload = payload.to_vec();
+        let payload = unframe_snapshot(&file).ok_or(missing)?.to_vec();
         let copy = payload.clone();
         self.save(meta, Box::new(move || copy))?;
         Ok(payload)
@@ -267,6 +277,11 @@ pub struct Node<M, W, N, R, S = MemSnapshots> {
     saving: Option<(SnapshotMeta, u64)>,
     /// A snapshot was asked for (BGSAVE): take one at the next chance.
     snapshot_requested: bool,
+    /// The newest durable snapshot's index. The log files are compacted
+    /// only through the snapshot before it, so that the older snapshot the
+    /// data dir keeps stays a usable fallback should the newest one ever
+    /// read back damaged (DESIGN.md 5).
+    newest_snapshot: Option<LogIndex>,
     /// Oldest first.
     unsynced: VecDeque<Unsynced>,
     last_seq: u64,
@@ -323,6 +338,7 @@ impl<M: StateMachine, W: LogWriter, N: Network, R, S: SnapshotStore> Node<M, W, 
         state_machine: M,
         snapshots: S,
     ) -> Node<M, W, N, R, S> {
+        let newest_snapshot = Some(raft.snapshot_meta().last_index).filter(|i| i.0 > 0);
         Node {
             raft,
             writer,
@@ -331,6 +347,7 @@ impl<M: StateMachine, W: LogWriter, N: Network, R, S: SnapshotStore> Node<M, W, 
             snapshots,
             saving: None,
             snapshot_requested: false,
+            newest_snapshot,
             unsynced: VecDeque::new(),
             last_seq: 0,
             pending_writes: BTreeMap::new(),
@@ -536,7 +553,16 @@ impl<M: StateMachine, W: LogWriter, N: Network, R, S: SnapshotStore> Node<M, W, 
         });
         let index = meta.last_index;
         self.raft.snapshot_saved(now_us, meta, file_bytes);
-        self.compact_log(index);
+        self.on_new_snapshot(index);
+    }
+
+    /// Compacts the log files through the previous snapshot.
+    fn on_new_snapshot(&mut self, index: LogIndex) {
+        if let Some(previous) = self.newest_snapshot.replace(index)
+            && previous < index
+        {
+            self.compact_log(previous);
+        }
     }
 
     /// Writing the snapshot for `meta` failed: the log stays as it is, and
@@ -649,7 +675,20 @@ impl<M: StateMachine, W: LogWriter, N: Network, R, S: SnapshotStore> Node<M, W, 
                         term: meta.last_term,
                         file_bytes: chunk.file_bytes,
                     });
+                    let index = meta.last_index;
                     self.raft.snapshot_installed(now_us, meta, chunk.file_bytes);
+                    self.on_new_snapshot(index);
+                    // Writes this node accepted as leader at indexes the
+                    // snapshot covers: their entries will never be applied
+                    // here, so their outcome is unknown here.
+                    while let Some(pending) = self.pending_writes.first_entry() {
+                        if pending.key().0 > index {
+                            break;
+                        }
+                        let reply = pending.remove();
+                        self.answers
+                            .push((reply, Err(RequestError::LeadershipLost)));
+                    }
                 }
                 Err(e) => {
                     log::error!(

@@ -7,6 +7,7 @@
 use super::clock::Clock;
 use super::node::{Network, Node, Query, Reply, RequestError};
 use super::observe::Observer;
+use super::snapshots::{FileSnapshots, SnapshotEvent};
 use super::status::NodeStatus;
 use super::wal_thread::{WalEvent, WalWriter};
 use crate::core::Message;
@@ -50,7 +51,7 @@ impl Network for Transport {
 
 /// The production node: the KV store (or any state machine), the WAL
 /// thread, the TCP transport, clients answered over channels.
-pub type ProductionNode<S> = Node<S, WalWriter, Transport, Waiter>;
+pub type ProductionNode<S> = Node<S, WalWriter, Transport, Waiter, FileSnapshots>;
 
 /// A client request the driver holds until it is answered: where the
 /// answer goes, and what the metrics need to time it.
@@ -79,6 +80,7 @@ pub struct Inboxes<S> {
     pub peers: Receiver<TransportEvent>,
     pub requests: Receiver<Request<S>>,
     pub wal: Receiver<WalEvent>,
+    pub snapshots: Receiver<SnapshotEvent>,
     pub shutdown: Receiver<()>,
 }
 
@@ -117,6 +119,7 @@ impl<S: StateMachine> RaftLoop<S> {
         log::info!("Node {}: shutting down", self.node.raft().id());
         // Orderly: every write handed out is written and fsynced first.
         self.node.writer_mut().finish();
+        self.node.snapshots_mut().finish();
         self.node.network_mut().shutdown();
         result
     }
@@ -136,6 +139,11 @@ impl<S: StateMachine> RaftLoop<S> {
                 recv(self.inboxes.wal) -> event => match event {
                     Ok(event) => self.on_wal(event)?,
                     Err(_) => return Ok(()),
+                },
+                recv(self.inboxes.snapshots) -> event => {
+                    if let Ok(event) = event {
+                        self.on_snapshot(event);
+                    }
                 },
                 recv(self.inboxes.peers) -> event => match event {
                     Ok(event) => self.on_peer(event),
@@ -189,6 +197,21 @@ impl<S: StateMachine> RaftLoop<S> {
                     self.node.raft().id()
                 );
                 Err(error)
+            }
+        }
+    }
+
+    fn on_snapshot(&mut self, event: SnapshotEvent) {
+        let now = self.clock.now_us();
+        match event {
+            SnapshotEvent::Saved(file) => {
+                let (meta, bytes) = (file.meta.clone(), file.file_bytes);
+                self.node.snapshots_mut().on_saved(file);
+                self.node.snapshot_saved(now, meta, bytes);
+            }
+            SnapshotEvent::Failed(meta, error) => {
+                self.node.snapshots_mut().on_failed();
+                self.node.snapshot_save_failed(&meta, &error);
             }
         }
     }

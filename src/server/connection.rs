@@ -317,8 +317,9 @@ fn write(
                     }
                 }
             }
-            // The entry was overwritten before it committed, so it was not
-            // applied: proposing it again is safe (and deduplicated anyway).
+            // The entry was overwritten (not applied), or a snapshot was
+            // installed over it (maybe applied): proposing it again is safe
+            // either way, as the session deduplicates it.
             Err(RequestError::LeadershipLost) | Err(RequestError::TransferInProgress) => {}
             Err(RequestError::Busy | RequestError::UncommittedFull { .. })
             | Err(RequestError::TooLarge { .. })

@@ -47,11 +47,43 @@ pub struct Checker {
     chains: BTreeMap<(LogIndex, Term), u64>,
     /// index -> (term, chain hash) of every entry known committed.
     committed: BTreeMap<LogIndex, (Term, u64)>,
+    /// Hash of the state machine's serialized state at each snapshot index
+    /// seen: every node's state at an index must serialize alike, and a
+    /// restored state must serialize as the state it was taken from.
+    snapshot_states: BTreeMap<LogIndex, (NodeId, u64)>,
 }
 
 impl Checker {
     pub fn committed_len(&self) -> usize {
         self.committed.len()
+    }
+
+    /// The chain hash of the committed log through `index`, which must be
+    /// committed with `term` (a snapshot covers only committed entries).
+    pub fn committed_chain(&self, index: LogIndex, term: Term) -> u64 {
+        match self.committed.get(&index) {
+            Some((t, chain)) => {
+                assert_eq!(
+                    *t, term,
+                    "snapshot at {index} of term {term} over committed term {t}"
+                );
+                *chain
+            }
+            None => panic!("snapshot at {index} (term {term}) of an uncommitted index"),
+        }
+    }
+
+    /// `node`'s state machine at `index` serializes as `state`.
+    pub fn on_snapshot_state(&mut self, node: NodeId, index: LogIndex, state: &[u8]) {
+        let hash = fnv1a(5, state);
+        if let Some((other, known)) = self.snapshot_states.get(&index) {
+            assert_eq!(
+                *known, hash,
+                "state machine safety: node {node}'s state at {index} differs from node {other}'s"
+            );
+        } else {
+            self.snapshot_states.insert(index, (node, hash));
+        }
     }
 
     pub fn on_leader(&mut self, node: NodeId, raft: &Raft) {
@@ -62,8 +94,18 @@ impl Checker {
                 "election safety: {other} and {node} both led term {term}"
             );
         }
-        // Leader Completeness: a new leader holds every committed entry.
-        for (index, (committed_term, _)) in &self.committed {
+        // Leader Completeness: a new leader holds every committed entry, in
+        // its log or in the snapshot its log starts after.
+        let base = raft.snapshot_meta();
+        if base.last_index.0 > 0 {
+            assert_eq!(
+                self.committed.get(&base.last_index).map(|(t, _)| *t),
+                Some(base.last_term),
+                "leader completeness: node {node}'s snapshot at {} is not the committed entry",
+                base.last_index
+            );
+        }
+        for (index, (committed_term, _)) in self.committed.range(base.last_index.next()..) {
             assert_eq!(
                 raft.term_at(*index),
                 Some(*committed_term),

@@ -5,12 +5,14 @@
 use super::checker::{Checker, LogTip, check_committed_kept, check_hard_state_transition, fnv1a};
 use super::disk::{Durable, SimDisk};
 use super::net::{NetConfig, Partitions, message_bytes};
+use super::snapshots::{SimSnapshots, SnapshotFiles};
 use super::store::SimStore;
 use crate::core::{
     ClusterConfig, Entry, Event, HardState, LogIndex, Message, MessageBody, NodeId, Raft,
-    RaftConfig, RestoredState, Role, Term,
+    RaftConfig, RestoredState, Role, SnapshotMeta, Term,
 };
 use crate::runtime::node::{AppliedEntry, DriverMutations, LogWrite, Node, Reply};
+use crate::state_machine::StateMachine;
 use crate::storage::WalImage;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -78,6 +80,11 @@ enum SimEvent {
         incarnation: u64,
         seq: u64,
     },
+    /// The snapshot being written is durable (unless the node crashed).
+    SnapshotDone {
+        node: usize,
+        incarnation: u64,
+    },
 }
 
 /// Who waits for an answer: the client models of `run` and `workload`.
@@ -129,7 +136,7 @@ struct OpenRequests {
 
 /// The production driver, as the simulator runs it, with the real KV store.
 /// The network is an outbox: the cluster routes what the driver sent.
-pub type SimDriver = Node<SimStore, SimDisk, Vec<Message>, Handle>;
+pub type SimDriver = Node<SimStore, SimDisk, Vec<Message>, Handle, SimSnapshots>;
 
 pub struct SimNode {
     pub id: NodeId,
@@ -138,6 +145,8 @@ pub struct SimNode {
     durable: Durable,
     /// The disk while the node is down (the driver owns it while up).
     image: WalImage,
+    /// Durable snapshot files: they outlive the driver.
+    snapshots: SnapshotFiles,
     skew_ppm: i64,
     tick_token: u64,
     pub incarnation: u64,
@@ -204,6 +213,7 @@ impl Cluster {
                 driver: None,
                 durable: Durable::default(),
                 image: WalImage::new(),
+                snapshots: SnapshotFiles::default(),
                 skew_ppm,
                 tick_token: 0,
                 incarnation: 0,
@@ -245,21 +255,37 @@ impl Cluster {
     fn boot(&mut self, node: usize, seed: u64) {
         let id = self.nodes[node].id;
         let mut image = std::mem::take(&mut self.nodes[node].image);
+        let files = self.nodes[node].snapshots.clone();
+        let snapshot = super::snapshots::newest(&files);
         let (hard_state, entries) = image
-            .recover()
+            .recover_after(snapshot.as_ref().map(|(meta, _)| meta))
             .unwrap_or_else(|e| panic!("node {id}: recovery failed: {e}"));
-        self.reconcile(node, hard_state, &entries);
         let voters = ClusterConfig::new(self.ids());
         let mut restored = RestoredState::fresh(voters);
+        let mut store = SimStore::default();
+        if let Some((meta, payload)) = &snapshot {
+            store
+                .restore(meta.last_index, payload)
+                .unwrap_or_else(|e| panic!("node {id}: snapshot does not restore: {e}"));
+            self.checker
+                .on_snapshot_state(id, meta.last_index, &store.kv().snapshot());
+            restored.snapshot = meta.clone();
+        }
+        self.reconcile(node, hard_state, &restored.snapshot, &entries);
         restored.hard_state = hard_state;
         restored.entries = entries;
         let now = self.local_time(node);
-        let raft = Raft::new(id, self.config.raft.clone(), restored, seed, now);
+        let mut raft = Raft::new(id, self.config.raft.clone(), restored, seed, now);
+        if let Some((meta, payload)) = snapshot {
+            let bytes = crate::runtime::node::frame_snapshot(&payload).len() as u64;
+            raft.snapshot_saved(now, meta, bytes);
+        }
         let disk = SimDisk {
             image,
             ..SimDisk::default()
         };
-        let mut driver = Node::new(raft, disk, Vec::new(), SimStore::default());
+        let mut driver =
+            Node::with_snapshots(raft, disk, Vec::new(), store, SimSnapshots::new(files));
         driver.trace_applied(true);
         driver.mutations = self.config.driver_mutations;
         self.nodes[node].driver = Some(driver);
@@ -269,20 +295,37 @@ impl Cluster {
     /// What recovery found must hold everything fsynced that a restart may
     /// not lose: the term and vote, and the committed prefix. Beyond that a
     /// torn write may have added or replaced entries; the model follows.
-    fn reconcile(&mut self, node: usize, hard_state: HardState, entries: &[Entry]) {
+    fn reconcile(
+        &mut self,
+        node: usize,
+        hard_state: HardState,
+        snapshot: &SnapshotMeta,
+        entries: &[Entry],
+    ) {
         let id = self.nodes[node].id;
         let model = &self.nodes[node].durable;
         check_hard_state_transition(id, &model.hard_state, &hard_state);
-        let commit = model.hard_state.commit.0 as usize;
+        let commit = model.hard_state.commit;
+        let base = snapshot.last_index;
+        let recovered_last = LogIndex(base.0 + entries.len() as u64);
         assert!(
-            entries.len() >= commit && entries[..commit] == model.entries[..commit],
-            "node {id}: recovery lost committed entries (commit {commit}, recovered {})",
-            entries.len()
+            recovered_last >= commit,
+            "node {id}: recovery lost committed entries (commit {commit}, recovered through {recovered_last})"
         );
+        for index in (base.0.max(model.base.0) + 1)..=commit.0 {
+            let recovered = &entries[(index - base.0 - 1) as usize];
+            assert!(
+                model.entry(LogIndex(index)) == Some(recovered),
+                "node {id}: recovery changed committed index {index}"
+            );
+        }
+        let chain = match base.0 {
+            0 => 0,
+            _ => self.checker.committed_chain(base, snapshot.last_term),
+        };
         let durable = &mut self.nodes[node].durable;
         durable.hard_state = hard_state;
-        durable.entries.clear();
-        durable.chains.clear();
+        durable.reset(base, snapshot.last_term, chain);
         durable.store(id, entries, &mut self.checker);
     }
 
@@ -388,8 +431,50 @@ impl Cluster {
                     self.fsync_done(node, seq);
                 }
             }
+            SimEvent::SnapshotDone { node, incarnation } => {
+                if self.nodes[node].incarnation == incarnation && self.is_up(node) {
+                    self.snapshot_done(node);
+                }
+            }
         }
         true
+    }
+
+    fn snapshot_done(&mut self, node: usize) {
+        let id = self.nodes[node].id;
+        let now = self.local_time(node);
+        let driver = self.driver_mut(node);
+        let Some((meta, bytes)) = driver.snapshots_mut().complete() else {
+            return;
+        };
+        let state = super::snapshots::newest(&self.nodes[node].snapshots)
+            .map(|(_, payload)| payload)
+            .expect("just made durable");
+        self.checker.on_snapshot_state(id, meta.last_index, &state);
+        self.trace_line(format!("snapshot {id} at {} durable", meta.last_index));
+        self.driver_mut(node).snapshot_saved(now, meta, bytes);
+        self.after_input(node);
+    }
+
+    /// A snapshot save takes an fsync and its bytes' time on the disk.
+    fn schedule_snapshot(&mut self, node: usize) {
+        let incarnation = self.nodes[node].incarnation;
+        let delay = {
+            let rate = self.config.disk_bytes_per_us.max(1);
+            let fsync_us = self.config.fsync_us;
+            let snapshots = self.driver_mut(node).snapshots_mut();
+            let Some((_, file)) = snapshots.pending.as_ref().filter(|_| !snapshots.scheduled)
+            else {
+                return;
+            };
+            let delay = fsync_us + file.len() as u64 / rate;
+            snapshots.scheduled = true;
+            delay
+        };
+        self.push(
+            self.now_us + delay,
+            SimEvent::SnapshotDone { node, incarnation },
+        );
     }
 
     /// Runs every event up to `until_us`, then sets the clock there.
@@ -466,6 +551,7 @@ impl Cluster {
         }
         self.route_output(node);
         self.schedule_fsync(node);
+        self.schedule_snapshot(node);
         let raft = self.raft(node).expect("up");
         self.checker.check_node(self.nodes[node].id, raft);
         self.check_writes_answered(node);
@@ -531,6 +617,14 @@ impl Cluster {
 
     fn make_durable(&mut self, node: usize, write: &LogWrite) {
         let id = self.nodes[node].id;
+        if let Some(meta) = &write.reset {
+            let chain = self
+                .checker
+                .committed_chain(meta.last_index, meta.last_term);
+            self.nodes[node]
+                .durable
+                .reset(meta.last_index, meta.last_term, chain);
+        }
         let durable = &mut self.nodes[node].durable;
         durable.store(id, &write.entries, &mut self.checker);
         if let Some(hs) = write.hard_state {
@@ -579,18 +673,16 @@ impl Cluster {
 
     fn on_applied(&mut self, node: usize, entry: AppliedEntry) {
         let n = &self.nodes[node];
-        let i = (entry.index.0 - 1) as usize;
         assert!(
             n.durable
-                .entries
-                .get(i)
+                .entry(entry.index)
                 .is_some_and(|e| e.term == entry.term),
             "node {}: applying unpersisted {} (term {})",
             n.id,
             entry.index,
             entry.term
         );
-        let chain = n.durable.chains[i];
+        let chain = n.durable.chain_at(entry.index).expect("held");
         let first = self
             .checker
             .on_committed(n.id, entry.index, entry.term, chain);
@@ -608,16 +700,16 @@ impl Cluster {
         let mut durable = Vec::new();
         let mut lacking = Vec::new();
         for n in &self.nodes {
-            let i = (index.0 - 1) as usize;
             let tip = LogTip {
-                last_term: n.durable.entries.last().map_or(Term(0), |e| e.term),
-                last_index: LogIndex(n.durable.entries.len() as u64),
+                last_term: n.durable.last_term(),
+                last_index: n.durable.last_index(),
             };
             durable.push(tip);
-            if n.durable.entries.get(i).is_none_or(|e| e.term != term) {
+            if !n.durable.holds(index, term) {
                 lacking.push((n.id, tip));
             }
             if let Some(raft) = n.driver.as_ref().map(|d| d.raft())
+                && index > raft.snapshot_meta().last_index
                 && raft.term_at(index) != Some(term)
             {
                 let last_index = raft.last_index();
@@ -657,10 +749,10 @@ impl Cluster {
                 index,
                 ..
             } => assert!(
-                durable.entries.len() as u64 >= index.0,
-                "node {}: acknowledged index {index} with {} entries persisted",
+                durable.last_index() >= *index,
+                "node {}: acknowledged index {index} with its log persisted through {}",
                 msg.from,
-                durable.entries.len()
+                durable.last_index()
             ),
             _ => {}
         }
@@ -677,6 +769,13 @@ impl Cluster {
                 self.partitions.split(&[id], &all);
                 self.trace_line(format!("isolate new leader {id}"));
             }
+        }
+        if let Event::SnapshotInstalled { index, .. } = event {
+            // The restored state must serialize exactly as the state it
+            // was taken from (checked against every snapshot of `index`).
+            let driver = self.nodes[node].driver.as_ref().expect("up");
+            let state = driver.state_machine().kv().snapshot();
+            self.checker.on_snapshot_state(id, *index, &state);
         }
         self.trace_line(format!("event {id} {event:?}"));
         self.events.push((self.now_us, id, event.clone()));

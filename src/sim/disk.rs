@@ -2,24 +2,75 @@
 //! fsynced (and so survives a crash), and the writes still in the page cache.
 
 use super::checker::{Checker, chain_hash};
-use crate::core::{Entry, HardState, NodeId};
+use crate::core::{Entry, HardState, LogIndex, NodeId, Term};
 use crate::runtime::node::{LogWrite, LogWriter};
 use crate::storage::{StorageError, WalImage};
 use std::collections::VecDeque;
 
-/// What survives a crash: the fsynced hard state and log.
+/// What survives a crash: the fsynced hard state and log. The log starts
+/// after `base`, the index of the snapshot it was last reset to (0: none);
+/// everything through `base` is committed, and covered by that snapshot.
 #[derive(Default)]
 pub(super) struct Durable {
     pub hard_state: HardState,
+    pub base: LogIndex,
+    pub base_term: Term,
+    /// The chain hash of the committed log through `base`.
+    pub base_chain: u64,
+    /// `entries[i].index == base + 1 + i`.
     pub entries: Vec<Entry>,
-    /// chains[i] is the chain hash of entries[..=i].
+    /// chains[i] is the chain hash of the log through entries[i].
     pub chains: Vec<u64>,
 }
 
 impl Durable {
+    pub fn last_index(&self) -> LogIndex {
+        LogIndex(self.base.0 + self.entries.len() as u64)
+    }
+
+    pub fn last_term(&self) -> Term {
+        self.entries.last().map_or(self.base_term, |e| e.term)
+    }
+
+    fn position(&self, index: LogIndex) -> Option<usize> {
+        (index > self.base).then(|| (index.0 - self.base.0 - 1) as usize)
+    }
+
+    pub fn entry(&self, index: LogIndex) -> Option<&Entry> {
+        self.entries.get(self.position(index)?)
+    }
+
+    pub fn chain_at(&self, index: LogIndex) -> Option<u64> {
+        if index == self.base {
+            return Some(self.base_chain);
+        }
+        self.chains.get(self.position(index)?).copied()
+    }
+
+    /// Holds the entry at `index` of `term`, in its log or, at or below the
+    /// base, in the committed prefix its snapshot covers.
+    pub fn holds(&self, index: LogIndex, term: Term) -> bool {
+        index <= self.base || self.entry(index).is_some_and(|e| e.term == term)
+    }
+
+    /// The log was reset to a snapshot of the committed log through `index`.
+    pub fn reset(&mut self, index: LogIndex, term: Term, chain: u64) {
+        self.base = index;
+        self.base_term = term;
+        self.base_chain = chain;
+        self.entries.clear();
+        self.chains.clear();
+    }
+
     pub fn store(&mut self, node: NodeId, entries: &[Entry], checker: &mut Checker) {
         let Some(first) = entries.first() else { return };
-        let keep = (first.index.0 - 1) as usize;
+        assert!(
+            first.index > self.base,
+            "node {node}: persisting index {} at or below the snapshot base {}",
+            first.index,
+            self.base
+        );
+        let keep = (first.index.0 - self.base.0 - 1) as usize;
         assert!(
             keep <= self.entries.len(),
             "node {node}: gap in persisted log at {}",
@@ -28,7 +79,7 @@ impl Durable {
         self.entries.truncate(keep);
         self.chains.truncate(keep);
         for entry in entries {
-            let prev = self.chains.last().copied().unwrap_or(0);
+            let prev = self.chains.last().copied().unwrap_or(self.base_chain);
             let chain = chain_hash(prev, entry);
             checker.on_stored(node, entry, chain);
             self.entries.push(entry.clone());
@@ -68,6 +119,12 @@ impl SimDisk {
 impl LogWriter for SimDisk {
     fn submit(&mut self, write: LogWrite) -> Result<bool, StorageError> {
         let before = self.image.cached_bytes();
+        if let Some(meta) = &write.reset {
+            let hard_state = write.hard_state.expect("a reset moves the commit index");
+            self.image.reset_to_snapshot(meta, &hard_state);
+        }
+        // Compaction deletes whole segment files; the image is one segment
+        // and keeps everything, which recovery must (and does) tolerate.
         self.image
             .write(write.hard_state.as_ref(), &write.entries)?;
         let bytes = self.image.cached_bytes() - before;

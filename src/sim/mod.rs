@@ -16,6 +16,7 @@ pub mod kv_client;
 pub mod mutation;
 pub mod net;
 pub mod run;
+pub mod snapshots;
 pub mod stats;
 pub mod store;
 pub mod tracker;
