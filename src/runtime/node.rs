@@ -556,12 +556,17 @@ impl<M: StateMachine, W: LogWriter, N: Network, R, S: SnapshotStore> Node<M, W, 
         self.on_new_snapshot(index);
     }
 
-    /// Compacts the log files through the previous snapshot.
+    /// Compacts the log files through the previous snapshot. A snapshot
+    /// older than the newest (an own save that finished after a newer
+    /// install) changes nothing.
     fn on_new_snapshot(&mut self, index: LogIndex) {
-        if let Some(previous) = self.newest_snapshot.replace(index)
-            && previous < index
-        {
-            self.compact_log(previous);
+        match self.newest_snapshot {
+            Some(newest) if newest >= index => {}
+            Some(previous) => {
+                self.newest_snapshot = Some(index);
+                self.compact_log(previous);
+            }
+            None => self.newest_snapshot = Some(index),
         }
     }
 

@@ -444,12 +444,9 @@ impl Cluster {
         let id = self.nodes[node].id;
         let now = self.local_time(node);
         let driver = self.driver_mut(node);
-        let Some((meta, bytes)) = driver.snapshots_mut().complete() else {
+        let Some((meta, bytes, state)) = driver.snapshots_mut().complete() else {
             return;
         };
-        let state = super::snapshots::newest(&self.nodes[node].snapshots)
-            .map(|(_, payload)| payload)
-            .expect("just made durable");
         self.checker.on_snapshot_state(id, meta.last_index, &state);
         self.trace_line(format!("snapshot {id} at {} durable", meta.last_index));
         self.driver_mut(node).snapshot_saved(now, meta, bytes);

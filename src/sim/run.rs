@@ -465,6 +465,11 @@ pub const REGRESSION_SEEDS: &[(Profile, u64)] = &[
     (Profile::Standard, 5),
     (Profile::Standard, 55),
     (Profile::Standard, 201),
+    // An own snapshot finished after a newer install: the checker read the
+    // newer file, and the driver took the older one for the newest.
+    (Profile::Standard, 403),
+    (Profile::Standard, 829),
+    (Profile::Standard, 1297),
     (Profile::Standard, 159),
     (Profile::Standard, 252),
     (Profile::Standard, 10242),

@@ -41,13 +41,15 @@ impl SimSnapshots {
         durable.drain(..excess);
     }
 
-    /// The pending snapshot became durable: its meta and file size.
-    pub(super) fn complete(&mut self) -> Option<(SnapshotMeta, u64)> {
+    /// The pending snapshot became durable: its meta, file size and
+    /// payload.
+    pub(super) fn complete(&mut self) -> Option<(SnapshotMeta, u64, Vec<u8>)> {
         self.scheduled = false;
         let (meta, file) = self.pending.take()?;
         let bytes = file.len() as u64;
+        let payload = unframe_snapshot(&file).expect("framed here").to_vec();
         self.keep(meta.clone(), file);
-        Some((meta, bytes))
+        Some((meta, bytes, payload))
     }
 }
 
