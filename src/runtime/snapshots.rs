@@ -33,9 +33,9 @@ pub struct FileSnapshots {
     receiver: Option<SnapshotReceiver>,
     events: Sender<SnapshotEvent>,
     saver: Option<JoinHandle<()>>,
-    /// Test-only: the snapshot thread sleeps this long before it writes
-    /// (`SRAFT_TEST_SNAPSHOT_DELAY_MS`), so a test can kill a node while a
-    /// snapshot is being written.
+    /// Test-only: the snapshot thread sleeps this long after writing the
+    /// file and before making it durable (`SRAFT_TEST_SNAPSHOT_DELAY_MS`),
+    /// so a test can kill a node while a snapshot is half done.
     pub test_delay_ms: u64,
 }
 
@@ -118,12 +118,16 @@ fn write_snapshot(
     dir: &Path,
     meta: &SnapshotMeta,
     job: SnapshotJob,
+    test_delay_ms: u64,
 ) -> Result<SnapshotFile, StorageError> {
     let started = Instant::now();
     let payload = job();
     let serialized = started.elapsed();
     let mut writer = SnapshotWriter::create(dir, meta, payload.len() as u64)?;
     writer.write(&payload)?;
+    if test_delay_ms > 0 {
+        thread::sleep(std::time::Duration::from_millis(test_delay_ms));
+    }
     let file = writer.finish()?;
     log::debug!(
         "snapshot {}: serialized {} bytes in {serialized:?}, durable after {:?}",
@@ -141,10 +145,7 @@ impl SnapshotStore for FileSnapshots {
         let spawned = thread::Builder::new()
             .name("snapshot".into())
             .spawn(move || {
-                if delay_ms > 0 {
-                    thread::sleep(std::time::Duration::from_millis(delay_ms));
-                }
-                let event = match write_snapshot(&dir, &meta, job) {
+                let event = match write_snapshot(&dir, &meta, job, delay_ms) {
                     Ok(file) => SnapshotEvent::Saved(file),
                     Err(e) => SnapshotEvent::Failed(meta, e),
                 };

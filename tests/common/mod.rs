@@ -190,6 +190,8 @@ pub struct TestCluster {
     metrics_ports: Vec<u16>,
     children: Vec<Option<Child>>,
     states: Vec<NodeState>,
+    /// Extra environment per node, applied at every (re)start.
+    node_env: Vec<Vec<(String, String)>>,
 }
 
 pub struct TestClusterBuilder {
@@ -229,6 +231,7 @@ impl TestClusterBuilder {
             },
             children: (0..self.nodes).map(|_| None).collect(),
             states: vec![NodeState::Down; self.nodes],
+            node_env: vec![Vec::new(); self.nodes],
         };
         for i in 0..self.nodes {
             cluster.spawn(i);
@@ -317,6 +320,7 @@ impl TestCluster {
             .expect("open the node log");
         let child = hermetic_command(BIN)
             .args(self.args(i))
+            .envs(self.node_env[i].iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone the log handle"))
             .stderr(log)
@@ -324,6 +328,15 @@ impl TestCluster {
             .unwrap_or_else(|e| panic!("spawn {BIN}: {e}"));
         self.children[i] = Some(child);
         self.states[i] = NodeState::Running;
+    }
+
+    /// Sets `key=value` in node `i`'s environment from its next start on;
+    /// an empty value removes it.
+    pub fn set_env(&mut self, i: usize, key: &str, value: &str) {
+        self.node_env[i].retain(|(k, _)| k != key);
+        if !value.is_empty() {
+            self.node_env[i].push((key.to_string(), value.to_string()));
+        }
     }
 
     pub fn state(&self, i: usize) -> NodeState {
@@ -596,6 +609,7 @@ pub fn hermetic_command(program: &str) -> Command {
         "ENABLE_SUBLEADER",
         "RAFT_DATA_DIR",
         "SRAFT_TEST_DELAY_US",
+        "SRAFT_TEST_SNAPSHOT_DELAY_MS",
     ] {
         command.env_remove(var);
     }
