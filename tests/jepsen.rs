@@ -768,8 +768,8 @@ fn wait_new_leader(
 }
 
 /// Cuts links in the patterns of [`Partition`], holding each a few seconds
-/// and healing it before the next; the leader isolation comes first, then
-/// the others in a seeded order.
+/// and healing it before the next: the leader isolation first (it proves
+/// the cuts work), then all five in a seeded order, round after round.
 fn partition_nemesis(
     cluster: &Mutex<Cluster>,
     firewall: &mut common::partition::Firewall,
@@ -783,9 +783,15 @@ fn partition_nemesis(
         (0..NODES).map(|i| c.peer_addr(i)).collect()
     };
     let addrs = |ids: &[usize]| ids.iter().map(|&i| peers[i]).collect::<Vec<_>>();
-    let mut rest = [SplitTwoThree, IsolatePrimary, LeaderCannotSend, Bridge];
-    rest.shuffle(rng);
-    let mut schedule = std::iter::once(IsolateLeader).chain(rest.into_iter().cycle());
+    let mut all = [
+        IsolateLeader,
+        SplitTwoThree,
+        IsolatePrimary,
+        LeaderCannotSend,
+        Bridge,
+    ];
+    all.shuffle(rng);
+    let mut schedule = std::iter::once(IsolateLeader).chain(all.into_iter().cycle());
     let mut actions = Vec::new();
     let start = Instant::now();
     while start.elapsed() < duration {
