@@ -79,6 +79,9 @@ pub mod metrics;
 pub mod runtime;
 pub mod server;
 pub mod settings;
+/// The seeded whole-cluster simulator (DESIGN.md 2.8): test tooling, only
+/// with the `sim` feature (on for `cargo test`).
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod state_machine;
 pub mod storage;
