@@ -46,8 +46,14 @@
 //!     }
 //! }
 //!
+//! # fn free_listener() -> std::net::TcpListener {
+//! #     // Tests keep below the ephemeral range (32768+), on a port found free.
+//! #     let ports = 29_000..30_000;
+//! #     ports.into_iter().find_map(|p| std::net::TcpListener::bind(("127.0.0.1", p)).ok()).unwrap()
+//! # }
 //! let dir = tempfile::tempdir().unwrap();
-//! let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+//! // Any bound listener; binding "127.0.0.1:0" lets the OS pick the port.
+//! let listener = free_listener();
 //! let peers = vec![listener.local_addr().unwrap()]; // index = node id
 //! let options = NodeOptions::new(NodeId(0), peers, dir.path());
 //! let node = runtime::start_on(listener, &options, Counter::default()).unwrap();
