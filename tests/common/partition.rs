@@ -39,7 +39,7 @@ fn nft(args: &[&str]) -> Result<(), String> {
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| format!("cannot run nft: {e} (apt-get install nftables)"))?;
+        .map_err(|e| format!("cannot run nft: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
