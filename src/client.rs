@@ -130,20 +130,89 @@ pub fn query_status(settings: &StatusSettings, timeout: Duration) -> Vec<NodeRow
         .collect()
 }
 
+/// `sraft status --json`: an array with one object per node, numbers as
+/// JSON numbers and "none" as `null` (DESIGN.md 4.5):
+///
+/// `{"node":0,"peer_addr":"..","client_addr":"..","up":true,"error":null,
+///   "node_id":0,"role":"leader","term":3,"leader_id":0,"commit_index":9,
+///   "applied_index":9,"last_log_index":9,"mode":"s-raft",
+///   "subleader_rank":null,"sub_leaders":[{"id":2,"rank":0,"rtt_ms":0.21}]}`
+///
+/// `sub_leaders` is what the node knows (a follower learns the ids from
+/// heartbeats, only the leader measures RTTs: `rtt_ms` is `null` elsewhere
+/// or before a first measurement). A node that did not answer has
+/// `"up":false`, its `error`, and `null` for every INFO field.
+pub fn status_json(rows: &[NodeRow]) -> serde_json::Value {
+    let nodes = rows
+        .iter()
+        .map(|r| {
+            let mut node = json!({
+                "node": r.node, "peer_addr": r.peer_addr.to_string(),
+                "client_addr": r.client_addr.to_string(), "up": r.info.is_some(),
+                "error": r.error,
+            });
+            let fields = info_json(r.info.as_ref());
+            let object = node.as_object_mut().expect("an object");
+            object.extend(fields);
+            node
+        })
+        .collect();
+    serde_json::Value::Array(nodes)
+}
+
+/// The `# Raft` section's fields, typed.
+fn info_json(
+    info: Option<&BTreeMap<String, String>>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let get = |key: &str| info.and_then(|i| i.get(key)).map(String::as_str);
+    // "-" (none) and anything unparsable are null, never a made-up number.
+    let number = |key: &str| json!(get(key).and_then(|v| v.parse::<u64>().ok()));
+    let text = |key: &str| json!(get(key));
+    let ids: Vec<u64> = get("sub_leaders")
+        .unwrap_or("")
+        .split(',')
+        .filter_map(|id| id.parse().ok())
+        .collect();
+    let rtts: BTreeMap<u64, f64> = get("sub_leader_rtt_ms")
+        .unwrap_or("")
+        .split(',')
+        .filter_map(|item| item.split_once('='))
+        .filter_map(|(id, ms)| Some((id.parse().ok()?, ms.parse().ok()?)))
+        .collect();
+    let sub_leaders: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(rank, id)| json!({"id": id, "rank": rank, "rtt_ms": rtts.get(id)}))
+        .collect();
+    let mut map = serde_json::Map::new();
+    for key in [
+        "node_id",
+        "term",
+        "leader_id",
+        "commit_index",
+        "applied_index",
+        "last_log_index",
+        "subleader_rank",
+    ] {
+        map.insert(key.into(), number(key));
+    }
+    for key in ["role", "mode"] {
+        map.insert(key.into(), text(key));
+    }
+    map.insert(
+        "sub_leaders".into(),
+        match info {
+            Some(_) => json!(sub_leaders),
+            None => serde_json::Value::Null,
+        },
+    );
+    map
+}
+
 pub fn run_status(settings: &StatusSettings) -> i32 {
     let rows = query_status(settings, Duration::from_millis(1000));
     if settings.json {
-        let list: Vec<_> = rows
-            .iter()
-            .map(|r| {
-                json!({
-                    "node": r.node, "peer_addr": r.peer_addr.to_string(),
-                    "client_addr": r.client_addr.to_string(), "up": r.info.is_some(),
-                    "info": r.info, "error": r.error,
-                })
-            })
-            .collect();
-        println!("{}", serde_json::Value::Array(list));
+        println!("{}", status_json(&rows));
     } else {
         println!(
             "{:<4} {:<21} {:<5} {:<13} {:>5} {:>6} {:>8} {:>8} {:<6} sub-leaders (rtt ms)",
@@ -182,5 +251,62 @@ pub fn run_status(settings: &StatusSettings) -> i32 {
         0
     } else {
         1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(node: usize, info: Option<&[(&str, &str)]>) -> NodeRow {
+        NodeRow {
+            node,
+            peer_addr: SocketAddr::from(([127, 0, 0, 1], 5000 + node as u16)),
+            client_addr: SocketAddr::from(([127, 0, 0, 1], 6000 + node as u16)),
+            info: info.map(|fields| {
+                fields
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            }),
+            error: info.is_none().then(|| "connection refused".to_string()),
+        }
+    }
+
+    #[test]
+    fn status_json_has_numbers_as_numbers_and_none_as_null() {
+        let leader = [
+            ("node_id", "0"),
+            ("role", "leader"),
+            ("term", "7"),
+            ("leader_id", "0"),
+            ("commit_index", "42"),
+            ("applied_index", "41"),
+            ("last_log_index", "43"),
+            ("sub_leaders", "2,1"),
+            ("sub_leader_rtt_ms", "2=0.250,1=-"),
+            ("subleader_rank", "-"),
+            ("mode", "s-raft"),
+        ];
+        let follower = [("role", "follower"), ("leader_id", "-"), ("term", "7")];
+        let json = status_json(&[row(0, Some(&leader)), row(1, Some(&follower)), row(2, None)]);
+        let nodes = json.as_array().unwrap();
+        assert_eq!(nodes[0]["term"], json!(7));
+        assert_eq!(nodes[0]["commit_index"], json!(42));
+        assert_eq!(nodes[0]["applied_index"], json!(41));
+        assert_eq!(nodes[0]["last_log_index"], json!(43));
+        assert_eq!(nodes[0]["leader_id"], json!(0));
+        assert_eq!(nodes[0]["role"], json!("leader"));
+        assert_eq!(nodes[0]["subleader_rank"], serde_json::Value::Null);
+        assert_eq!(
+            nodes[0]["sub_leaders"],
+            json!([{"id": 2, "rank": 0, "rtt_ms": 0.25}, {"id": 1, "rank": 1, "rtt_ms": null}])
+        );
+        assert_eq!(nodes[1]["leader_id"], serde_json::Value::Null);
+        assert_eq!(nodes[1]["sub_leaders"], json!([]));
+        assert_eq!(nodes[2]["up"], json!(false));
+        assert_eq!(nodes[2]["term"], serde_json::Value::Null);
+        assert_eq!(nodes[2]["error"], json!("connection refused"));
+        assert_eq!(nodes[2]["client_addr"], json!("127.0.0.1:6002"));
     }
 }

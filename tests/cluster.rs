@@ -712,3 +712,71 @@ fn sigterm_exits_zero_and_a_restart_recovers_everything() {
     }
     assert!(now.term > lead.term);
 }
+
+/// `sraft status --json` (DESIGN.md 4.5): one object per node, with term,
+/// indexes, leader and sub-leader RTTs as JSON numbers, and a stopped node
+/// reported as down.
+#[test]
+fn status_json_reports_numbers_for_every_node() {
+    let mut cluster = TestCluster::builder(3).start();
+    let lead = cluster.wait_for_leader(deadline_in(ELECTION_DEADLINE));
+    cluster.set(lead.leader, "k", "v");
+    let args = |cluster: &TestCluster| {
+        vec![
+            "status".to_string(),
+            "--peers".into(),
+            cluster.peers_arg(),
+            "--json".into(),
+        ]
+    };
+    let status = |cluster: &TestCluster| {
+        let (exit, stdout, stderr) =
+            run_to_exit(&args(cluster), deadline_in(Duration::from_secs(15)));
+        let json: serde_json::Value = serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout:?}; stderr {stderr}"));
+        (exit, json)
+    };
+    // The leader measures an RTT to each sub-leader within a few heartbeats.
+    let json = poll_until(deadline_in(Duration::from_secs(10)), || {
+        let (exit, json) = status(&cluster);
+        assert!(exit.success(), "status exited with {exit}: {json}");
+        let leader = &json[lead.leader];
+        let measured = leader["sub_leaders"]
+            .as_array()
+            .is_some_and(|subs| !subs.is_empty() && subs.iter().all(|s| s["rtt_ms"].is_f64()));
+        measured.then_some(json)
+    })
+    .expect("the leader never reported a sub-leader RTT");
+    let nodes = json.as_array().expect("an array");
+    assert_eq!(nodes.len(), 3, "{json}");
+    for (i, node) in nodes.iter().enumerate() {
+        assert_eq!(node["node"], i, "{json}");
+        assert_eq!(node["node_id"], i, "{json}");
+        assert_eq!(node["up"], true, "{json}");
+        assert_eq!(node["leader_id"], lead.leader, "{json}");
+        assert_eq!(node["term"], lead.term, "{json}");
+        for key in ["commit_index", "applied_index", "last_log_index"] {
+            let index = node[key].as_u64();
+            assert!(index.is_some_and(|n| n >= 2), "{key} of node {i}: {json}");
+        }
+        let role = if i == lead.leader {
+            "leader"
+        } else {
+            "follower"
+        };
+        assert_eq!(node["role"], role, "{json}");
+        assert_eq!(node["mode"], "s-raft", "{json}");
+    }
+    let sub = &nodes[lead.leader]["sub_leaders"][0];
+    assert_eq!(sub["rank"], 0, "{json}");
+    let primary = sub["id"].as_u64().expect("a numeric id") as usize;
+    assert_eq!(nodes[primary]["subleader_rank"], 0, "{json}");
+
+    let down = (lead.leader + 1) % 3;
+    cluster.kill(down);
+    let (exit, json) = status(&cluster);
+    assert!(exit.success(), "two nodes still answer: {json}");
+    assert_eq!(json[down]["up"], false, "{json}");
+    assert!(json[down]["term"].is_null(), "{json}");
+    assert!(json[down]["error"].is_string(), "{json}");
+}

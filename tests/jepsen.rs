@@ -15,15 +15,20 @@
 //!   new connection, so a new server-side session;
 //! - a read that failed constrains nothing and is left out.
 //!
-//! Ports: peers 26000-26999, client ports (peer + 1000) 27000-27999.
+//! Addresses: node i binds 127.0.0.(11 + i), so that a packet filter can
+//! tell the nodes apart (`common::partition`). Ports: peers 26000-26999,
+//! client ports (peer + 1000) 27000-27999.
+
+mod common;
 
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use sraft::kv::linearizability::{KvOp, Operation, Outcome, Verdict, check};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
@@ -50,6 +55,7 @@ fn cluster_lock() -> std::sync::MutexGuard<'static, ()> {
 // ---------------------------------------------------------------- cluster
 
 struct Node {
+    ip: Ipv4Addr,
     peer_port: u16,
     data_dir: PathBuf,
     log_path: PathBuf,
@@ -66,8 +72,13 @@ struct Cluster {
     _dir: tempfile::TempDir,
 }
 
-fn port_free(port: u16) -> bool {
-    TcpListener::bind(("127.0.0.1", port)).is_ok()
+/// Node i's own loopback address (the whole 127/8 is local on Linux).
+fn node_ip(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 0, 11 + i as u8)
+}
+
+fn port_free(ip: Ipv4Addr, port: u16) -> bool {
+    TcpListener::bind((ip, port)).is_ok()
 }
 
 /// A base port in our range such that all peer and client ports are free,
@@ -80,8 +91,10 @@ fn pick_base() -> u16 {
     for _ in 0..slots {
         let slot = (seed + NEXT_BASE.fetch_add(1, Ordering::SeqCst)) % slots;
         let base = PEER_PORT_MIN + slot * NODES as u16;
-        let all_free = (0..NODES as u16)
-            .all(|i| port_free(base + i) && port_free(base + i + CLIENT_PORT_OFFSET));
+        let all_free = (0..NODES as u16).all(|i| {
+            let ip = node_ip(i as usize);
+            port_free(ip, base + i) && port_free(ip, base + i + CLIENT_PORT_OFFSET)
+        });
         if all_free {
             return base;
         }
@@ -97,11 +110,12 @@ impl Cluster {
             .expect("temp dir");
         let base = pick_base();
         let peers = (0..NODES)
-            .map(|i| format!("127.0.0.1:{}", base + i as u16))
+            .map(|i| format!("{}:{}", node_ip(i), base + i as u16))
             .collect::<Vec<_>>()
             .join(",");
         let nodes = (0..NODES)
             .map(|i| Node {
+                ip: node_ip(i),
                 peer_port: base + i as u16,
                 data_dir: dir.path().join(format!("node-{i}")),
                 log_path: dir.path().join(format!("node-{i}.log")),
@@ -199,7 +213,13 @@ impl Cluster {
     }
 
     fn client_addr(&self, i: usize) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.nodes[i].peer_port + CLIENT_PORT_OFFSET))
+        let node = &self.nodes[i];
+        SocketAddr::from((node.ip, node.peer_port + CLIENT_PORT_OFFSET))
+    }
+
+    fn peer_addr(&self, i: usize) -> SocketAddr {
+        let node = &self.nodes[i];
+        SocketAddr::from((node.ip, node.peer_port))
     }
 
     fn client_addrs(&self) -> Vec<SocketAddr> {
@@ -211,25 +231,35 @@ impl Cluster {
     }
 
     /// The node that says it leads (and the sub-leaders it names), asking
-    /// the running nodes.
+    /// the running nodes; of several claims (a deposed leader that has not
+    /// heard of the new term yet), the highest term's.
     fn leader(&self) -> Option<(usize, Vec<usize>)> {
+        self.leader_in_term().map(|(i, _, subs)| (i, subs))
+    }
+
+    fn leader_in_term(&self) -> Option<(usize, u64, Vec<usize>)> {
+        let mut best: Option<(usize, u64, Vec<usize>)> = None;
         for i in (0..NODES).filter(|&i| self.running(i)) {
             let Ok(info) = info(self.client_addr(i)) else {
                 continue;
             };
-            if info.get("role").map(String::as_str) == Some("leader") {
-                let subs = info
-                    .get("sub_leaders")
-                    .map(|s| {
-                        s.split(|c: char| !c.is_ascii_digit())
-                            .filter_map(|t| t.parse().ok())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                return Some((i, subs));
+            if info.get("role").map(String::as_str) != Some("leader") {
+                continue;
+            }
+            let term = info.get("term").and_then(|t| t.parse().ok()).unwrap_or(0);
+            let subs = info
+                .get("sub_leaders")
+                .map(|s| {
+                    s.split(|c: char| !c.is_ascii_digit())
+                        .filter_map(|t| t.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            if best.as_ref().is_none_or(|(_, t, _)| term > *t) {
+                best = Some((i, term, subs));
             }
         }
-        None
+        best
     }
 
     fn wait_for_leader(&self, timeout: Duration) -> Option<(usize, Vec<usize>)> {
@@ -686,6 +716,196 @@ fn nemesis(cluster: &Mutex<Cluster>, rng: &mut StdRng, duration: Duration) -> Ve
     actions
 }
 
+#[derive(Debug, Default)]
+struct PartitionOutcome {
+    /// Partitions applied.
+    faults: usize,
+    /// Times the majority elected a new leader while the old one was cut
+    /// off: proof that the cuts cut.
+    majority_elected: usize,
+    /// From the cut to the majority's new leader, per isolation.
+    failover_ms: Vec<u64>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Partition {
+    /// The leader cut off from everyone, both ways.
+    IsolateLeader,
+    /// Two random nodes against the other three.
+    SplitTwoThree,
+    /// The primary sub-leader (or, without one, a follower) cut off.
+    IsolatePrimary,
+    /// The leader's messages to the others dropped; theirs still arrive.
+    LeaderCannotSend,
+    /// Two halves of two nodes that cannot talk, and one node that talks
+    /// to both.
+    Bridge,
+}
+
+/// Polls the nodes of `among` until one leads a term above `term_above`.
+fn wait_new_leader(
+    cluster: &Mutex<Cluster>,
+    among: &[usize],
+    term_above: u64,
+    timeout: Duration,
+) -> Option<usize> {
+    let until = Instant::now() + timeout;
+    while Instant::now() < until {
+        let addrs: Vec<(usize, SocketAddr)> = {
+            let c = cluster.lock().unwrap();
+            among.iter().map(|&i| (i, c.client_addr(i))).collect()
+        };
+        for (i, addr) in addrs {
+            let Ok(info) = info(addr) else { continue };
+            let term: u64 = info.get("term").and_then(|t| t.parse().ok()).unwrap_or(0);
+            if info.get("role").map(String::as_str) == Some("leader") && term > term_above {
+                return Some(i);
+            }
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// Cuts links in the patterns of [`Partition`], holding each a few seconds
+/// and healing it before the next: the leader isolation first (it proves
+/// the cuts work), then all five in a seeded order, round after round.
+fn partition_nemesis(
+    cluster: &Mutex<Cluster>,
+    firewall: &mut common::partition::Firewall,
+    rng: &mut StdRng,
+    duration: Duration,
+    outcome: &mut PartitionOutcome,
+) -> Vec<String> {
+    use Partition::*;
+    let peers: Vec<SocketAddr> = {
+        let c = cluster.lock().unwrap();
+        (0..NODES).map(|i| c.peer_addr(i)).collect()
+    };
+    let addrs = |ids: &[usize]| ids.iter().map(|&i| peers[i]).collect::<Vec<_>>();
+    let mut all = [
+        IsolateLeader,
+        SplitTwoThree,
+        IsolatePrimary,
+        LeaderCannotSend,
+        Bridge,
+    ];
+    all.shuffle(rng);
+    let mut schedule = std::iter::once(IsolateLeader).chain(all.into_iter().cycle());
+    let mut actions = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < duration {
+        let t = start.elapsed().as_secs_f64();
+        let Some((leader, term, subs)) = cluster.lock().unwrap().leader_in_term() else {
+            actions.push(format!("{t:.1}s (no leader to partition around)"));
+            thread::sleep(Duration::from_millis(500));
+            continue;
+        };
+        let pattern = schedule.next().expect("endless schedule");
+        let others: Vec<usize> = (0..NODES).filter(|&i| i != leader).collect();
+        let mut shuffled: Vec<usize> = (0..NODES).collect();
+        shuffled.shuffle(rng);
+        let what = match pattern {
+            IsolateLeader => {
+                firewall.split(&addrs(&[leader]), &addrs(&others));
+                format!("isolate leader {leader} (term {term})")
+            }
+            SplitTwoThree => {
+                let (minority, majority) = shuffled.split_at(2);
+                firewall.split(&addrs(minority), &addrs(majority));
+                format!("split {minority:?} | {majority:?} (leader {leader})")
+            }
+            IsolatePrimary => {
+                let victim = subs
+                    .first()
+                    .copied()
+                    .filter(|&s| s != leader && s < NODES)
+                    .unwrap_or(others[rng.random_range(0..others.len())]);
+                let rest: Vec<usize> = (0..NODES).filter(|&i| i != victim).collect();
+                firewall.split(&addrs(&[victim]), &addrs(&rest));
+                format!(
+                    "isolate primary sub-leader {victim} (sub_leaders {subs:?}, leader {leader})"
+                )
+            }
+            LeaderCannotSend => {
+                for &o in &others {
+                    firewall.cut(peers[leader], peers[o]);
+                }
+                format!("one-way: leader {leader} cannot send to {others:?}")
+            }
+            Bridge => {
+                let (bridge, halves) = shuffled.split_first().expect("five nodes");
+                let (left, right) = halves.split_at(2);
+                firewall.split(&addrs(left), &addrs(right));
+                format!("bridge {bridge} between {left:?} | {right:?} (leader {leader})")
+            }
+        };
+        outcome.faults += 1;
+        actions.push(format!("{t:.1}s {what}: {} drop rules", firewall.cuts()));
+        let cut_at = Instant::now();
+        if let IsolateLeader = pattern {
+            match wait_new_leader(cluster, &others, term, Duration::from_secs(8)) {
+                Some(new) => {
+                    let ms = cut_at.elapsed().as_millis() as u64;
+                    outcome.majority_elected += 1;
+                    outcome.failover_ms.push(ms);
+                    actions.push(format!("  majority elected node {new} after {ms} ms"));
+                }
+                None => actions.push("  no new leader in the majority within 8 s".into()),
+            }
+            // Let the deposed leader's clients hit it for a while,
+            // sometimes beyond the server's request timeout (5 s), so that
+            // it answers them with errors that must say the truth.
+            thread::sleep(Duration::from_millis(rng.random_range(500..6000)));
+        } else {
+            thread::sleep(Duration::from_millis(rng.random_range(2000..4000)));
+        }
+        firewall.heal();
+        actions.push(format!("{:.1}s heal", start.elapsed().as_secs_f64()));
+        thread::sleep(Duration::from_millis(rng.random_range(1000..2000)));
+    }
+    firewall.heal();
+    actions
+}
+
+/// Every node applies the same log: equal commit and applied indexes
+/// under one leader and term, within `timeout`.
+fn assert_converges(cluster: &Cluster, timeout: Duration) {
+    let until = Instant::now() + timeout;
+    let mut last = Vec::new();
+    while Instant::now() < until {
+        last = (0..NODES)
+            .map(|i| {
+                info(cluster.client_addr(i)).ok().map(|info| {
+                    let get = |k: &str| info.get(k).cloned().unwrap_or_default();
+                    (
+                        get("term"),
+                        get("leader_id"),
+                        get("commit_index"),
+                        get("applied_index"),
+                    )
+                })
+            })
+            .collect();
+        let first = &last[0];
+        let converged = first
+            .as_ref()
+            .is_some_and(|(_, leader, commit, applied)| leader != "-" && commit == applied)
+            && last.iter().all(|v| v == first);
+        if converged {
+            eprintln!(
+                "[jepsen] converged: (term, leader, commit, applied) = {first:?} on every node"
+            );
+            return;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "nodes did not converge within {timeout:?}: (term, leader, commit, applied) per node {last:?}\n{}",
+        cluster.log_tails(40)
+    );
+}
+
 fn describe_failure(cluster: &Cluster, what: &str, history: &[Operation]) -> String {
     let mut by_key: BTreeMap<&[u8], usize> = BTreeMap::new();
     for op in history {
@@ -748,18 +968,25 @@ fn env_secs(name: &str, default: u64) -> Duration {
     )
 }
 
-#[test]
-fn linearizable_under_kills_pauses_and_leader_failover() {
-    let _guard = cluster_lock();
-    let started = Instant::now();
+fn seed_from_env() -> u64 {
     let seed: u64 = std::env::var("JEPSEN_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(rand::random);
     eprintln!("[jepsen] seed {seed} (JEPSEN_SEED to replay the nemesis schedule)");
-    let nemesis_for = env_secs("JEPSEN_NEMESIS_SECS", 25);
+    seed
+}
 
-    let cluster = Cluster::start("lin");
+/// Starts a cluster, runs [`CLIENTS`] recording clients against it while
+/// `nemesis` does its worst, heals every fault, lets the clients run on the
+/// healed cluster, then checks the history. Returns the healed cluster.
+fn run_workload(
+    name: &str,
+    seed: u64,
+    nemesis: impl FnOnce(&Mutex<Cluster>, &mut StdRng) -> Vec<String>,
+) -> Cluster {
+    let started = Instant::now();
+    let cluster = Cluster::start(name);
     let leader = cluster.wait_for_leader(Duration::from_secs(20));
     assert!(
         leader.is_some(),
@@ -788,7 +1015,7 @@ fn linearizable_under_kills_pauses_and_leader_failover() {
 
     thread::sleep(Duration::from_secs(1));
     let mut rng = StdRng::seed_from_u64(seed);
-    let actions = nemesis(&cluster, &mut rng, nemesis_for);
+    let actions = nemesis(&cluster, &mut rng);
     cluster.lock().unwrap().heal();
     let healed = started.elapsed();
     let leader = cluster
@@ -828,7 +1055,58 @@ fn linearizable_under_kills_pauses_and_leader_failover() {
         cluster.log_tails(40)
     );
     check_or_panic(&cluster, &history);
-    eprintln!("[jepsen] total {:.1}s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "[jepsen] {name}: total {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    cluster
+}
+
+#[test]
+fn linearizable_under_kills_pauses_and_leader_failover() {
+    let _guard = cluster_lock();
+    let seed = seed_from_env();
+    let nemesis_for = env_secs("JEPSEN_NEMESIS_SECS", 25);
+    run_workload("lin", seed, |cluster, rng| {
+        nemesis(cluster, rng, nemesis_for)
+    });
+}
+
+/// Partitions of the real network between real processes (nftables drop
+/// rules between the nodes' own loopback addresses): the leader isolated,
+/// a 2/3 split, the primary sub-leader isolated, a one-way cut of the
+/// leader's outbound links, and a bridge node that sees both halves. The
+/// history must be linearizable and, once healed, every node must apply
+/// the same log. Skips, saying why, where nftables cannot be used (not
+/// root, no `nft`); CI sets `SRAFT_REQUIRE_PARTITIONS` so it cannot skip
+/// there.
+#[test]
+fn linearizable_under_network_partitions() {
+    let _guard = cluster_lock();
+    let test = "linearizable_under_network_partitions";
+    let Some(firewall) = common::partition::firewall_or_skip(test) else {
+        return;
+    };
+    let table = firewall.table().to_string();
+    let seed = seed_from_env();
+    let nemesis_for = env_secs("JEPSEN_PARTITION_SECS", 20);
+    let mut firewall = firewall;
+    let mut outcome = PartitionOutcome::default();
+    let cluster = run_workload("part", seed, |cluster, rng| {
+        partition_nemesis(cluster, &mut firewall, rng, nemesis_for, &mut outcome)
+    });
+    assert!(
+        outcome.majority_elected > 0,
+        "no isolated leader was ever replaced by the majority: do the cuts work? {outcome:?}\n{}",
+        cluster.log_tails(40)
+    );
+    assert_converges(&cluster, Duration::from_secs(15));
+    drop(firewall);
+    assert!(
+        !common::partition::Firewall::table_exists(&table),
+        "nftables table {table} left behind"
+    );
+    eprintln!("[jepsen] partitions: {outcome:?}");
 }
 
 /// The checker, fed through the same recording types, rejects a stale read:
@@ -1089,4 +1367,48 @@ fn a_write_answered_as_not_executed_never_takes_effect() {
         thread::sleep(Duration::from_millis(100));
     }
     check_or_panic(&cluster, &recorder.history());
+}
+
+/// The partition tool itself: a rule cuts exactly the direction it names,
+/// healing restores it, and the table is gone after the firewall is.
+#[test]
+fn a_cut_drops_one_direction_of_one_link_until_healed() {
+    let Some(mut firewall) =
+        common::partition::firewall_or_skip("a_cut_drops_one_direction_of_one_link_until_healed")
+    else {
+        return;
+    };
+    let table = firewall.table().to_string();
+    let a = TcpListener::bind((node_ip(0), 0)).expect("bind a");
+    let b = TcpListener::bind((node_ip(1), 0)).expect("bind b");
+    let (a_addr, b_addr) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+    // A connection from `from`'s address to `to`, as a node's sender opens it.
+    let reaches = |from: SocketAddr, to: SocketAddr| {
+        let socket = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )
+        .unwrap();
+        socket.bind(&SocketAddr::new(from.ip(), 0).into()).unwrap();
+        socket
+            .connect_timeout(&to.into(), Duration::from_millis(300))
+            .is_ok()
+    };
+    let c_addr = SocketAddr::from((node_ip(2), 1));
+    assert!(reaches(a_addr, b_addr) && reaches(b_addr, a_addr));
+    firewall.cut(a_addr, b_addr);
+    assert!(
+        !reaches(a_addr, b_addr),
+        "a -> b still connects after the cut"
+    );
+    assert!(reaches(b_addr, a_addr), "the cut also dropped b -> a");
+    assert!(reaches(c_addr, b_addr), "the cut also dropped c -> b");
+    firewall.heal();
+    assert!(reaches(a_addr, b_addr), "a -> b still cut after healing");
+    drop(firewall);
+    assert!(
+        !common::partition::Firewall::table_exists(&table),
+        "table {table} left behind"
+    );
 }

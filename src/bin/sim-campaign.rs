@@ -1,4 +1,4 @@
-//! Runs many simulator seeds: `cargo run --release --bin sim-campaign -- 100000 [first]`.
+//! Runs many simulator seeds: `cargo run --release --features sim --bin sim-campaign -- 100000 [first]`.
 //! Prints every failing seed's report, then the campaign's election
 //! statistics (term inflation, failover times); exits non-zero if any seed
 //! failed. `SRAFT_VERBOSE=1` prints every seed's numbers;

@@ -1,5 +1,5 @@
 //! The failover experiment in simulation (EXPERIMENTS.md):
-//! `cargo run --release --bin sim-failover -- [trials] [first_seed] [lan|cross-az]`.
+//! `cargo run --release --features sim --bin sim-failover -- [trials] [first_seed] [lan|cross-az]`.
 //! Prints the Markdown table of crash-to-new-leader times per mode.
 
 use sraft::sim::failover::{Env, Mode, run_mode_in, summarize, table};

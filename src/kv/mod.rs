@@ -9,6 +9,8 @@
 //! propose, reply with what `KvStore::apply` returned).
 
 pub mod command;
+/// Test tooling, only with the `sim` feature (on for `cargo test`).
+#[cfg(feature = "sim")]
 pub mod linearizability;
 pub mod resp;
 pub mod store;

@@ -34,6 +34,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// Everything a node needs to start, already validated.
 #[derive(Clone, Debug)]
@@ -55,6 +56,37 @@ pub struct NodeOptions {
     /// Test-only: the snapshot thread waits this long before writing, so
     /// that a test can kill the node mid-snapshot.
     pub snapshot_delay_ms: u64,
+}
+
+impl NodeOptions {
+    /// Node `id` of the cluster whose peer addresses are `peers` (index =
+    /// node id), keeping its log in `data_dir`, with every other setting at
+    /// its default: cluster id `sraft`, S-Raft timings, the default limits
+    /// table (DESIGN.md 7), fsync on. The embedding entry point; change
+    /// fields afterwards as needed.
+    pub fn new(id: NodeId, peers: Vec<SocketAddr>, data_dir: impl Into<PathBuf>) -> NodeOptions {
+        let listen = *peers
+            .get(id.0 as usize)
+            .unwrap_or_else(|| panic!("node id {id} is not an index of {} peers", peers.len()));
+        let raft = RaftConfig::default();
+        NodeOptions {
+            id,
+            cluster_id: crate::settings::CLUSTER_ID_DEFAULT.to_owned(),
+            peers,
+            listen,
+            data_dir: data_dir.into(),
+            wal: WalOptions {
+                record_bytes_max: raft.limits.wal_record_bytes_max,
+                ..WalOptions::default()
+            },
+            frame_bytes_max: raft.limits.frame_bytes_max_u32(),
+            raft,
+            queue_depth: TransportConfig::QUEUE_DEPTH_DEFAULT,
+            delay_us: 0,
+            metrics_file: None,
+            snapshot_delay_ms: 0,
+        }
+    }
 }
 
 /// Inputs queued for the Raft thread before senders wait: bounded, so a
@@ -130,6 +162,40 @@ impl<S> NodeHandle<S> {
 
     pub fn shutdown_sender(&self) -> Sender<()> {
         self.shutdown.clone()
+    }
+
+    /// Replicates `command` and waits up to `timeout` until it is committed
+    /// and applied here, returning the state machine's output. Only the
+    /// leader accepts writes: elsewhere `Err(NotLeader)` names the leader it
+    /// knows of. `None`: no answer in time, or the node has stopped; the
+    /// write may still take effect, as with any timed-out request.
+    pub fn write(&self, command: Vec<u8>, timeout: Duration) -> Option<Reply> {
+        let (reply, answer) = bounded(1);
+        self.requests
+            .send_timeout(Request::Write { command, reply }, timeout)
+            .ok()?;
+        answer.recv_timeout(timeout).ok()
+    }
+
+    /// A linearizable read (ReadIndex, DESIGN.md 4.2): `query` runs on the
+    /// state machine once it reflects every write committed before the read
+    /// arrived. Leader only, like [`NodeHandle::write`]; `None` as there.
+    pub fn read(
+        &self,
+        query: impl FnOnce(&S) -> Vec<u8> + Send + 'static,
+        timeout: Duration,
+    ) -> Option<Reply> {
+        let (reply, answer) = bounded(1);
+        let query: Query<S> = Box::new(query);
+        self.requests
+            .send_timeout(Request::Read { query, reply }, timeout)
+            .ok()?;
+        answer.recv_timeout(timeout).ok()
+    }
+
+    /// The node's latest published state (role, term, leader, indexes).
+    pub fn status(&self) -> NodeStatus {
+        self.status.lock().clone()
     }
 }
 

@@ -49,6 +49,7 @@ pub(super) fn spawn(
     let sender = PeerSender {
         peer,
         addr,
+        source: outbound_source(config.listen, addr),
         frame_bytes_max: config.frame_bytes_max,
         delay: Duration::from_micros(config.delay_us),
         pending_max: config.queue_depth,
@@ -86,6 +87,34 @@ pub(super) fn spawn(
         outbound,
         thread: Some(thread),
     })
+}
+
+/// The source address for connections to `peer`: on loopback, this node's
+/// own listen address (port 0: any), so that a cluster whose nodes have
+/// their own 127.x addresses shows who sends each packet. Without it the
+/// kernel picks 127.0.0.1 for every node, and a packet filter could not cut
+/// the link from one node to another (the Jepsen test's partitions,
+/// DESIGN.md 2.6). Elsewhere the kernel's routing choice stands: a node bound
+/// to 0.0.0.0, or behind NAT, must not pin a source it cannot route from.
+pub(super) fn outbound_source(listen: SocketAddr, peer: SocketAddr) -> Option<SocketAddr> {
+    let ip = listen.ip();
+    (ip.is_loopback() && peer.ip().is_loopback()).then(|| SocketAddr::new(ip, 0))
+}
+
+/// `TcpStream::connect_timeout`, bound first to `source` when given (std
+/// has no bind-before-connect).
+fn connect_from(source: Option<SocketAddr>, addr: SocketAddr) -> io::Result<TcpStream> {
+    let Some(source) = source else {
+        return TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT);
+    };
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.bind(&source.into())?;
+    socket.connect_timeout(&addr.into(), CONNECT_TIMEOUT)?;
+    Ok(socket.into())
 }
 
 /// Exponential backoff between connect attempts.
@@ -135,6 +164,8 @@ enum Wake {
 struct PeerSender {
     peer: NodeId,
     addr: SocketAddr,
+    /// The local address outbound connections are bound to, if any.
+    source: Option<SocketAddr>,
     frame_bytes_max: u32,
     delay: Duration,
     /// Messages taken off a lane's queue but not yet written, at most this
@@ -355,7 +386,7 @@ impl PeerSender {
 
     /// Connects and sends the hello.
     fn open(&self) -> io::Result<TcpStream> {
-        let mut stream = TcpStream::connect_timeout(&self.addr, CONNECT_TIMEOUT)?;
+        let mut stream = connect_from(self.source, self.addr)?;
         // Raft messages are small and latency-bound; batching is done here.
         stream.set_nodelay(true)?;
         self.outbound.lock().set(stream.try_clone()?);
@@ -560,5 +591,32 @@ mod tests {
         assert_eq!(waits, [ms(5), ms(10), ms(20), ms(30), ms(30)]);
         backoff.reset();
         assert_eq!(backoff.step(), ms(5));
+    }
+
+    #[test]
+    fn outbound_connections_bind_the_own_loopback_address_only_on_loopback() {
+        let a = |text: &str| text.parse::<SocketAddr>().unwrap();
+        assert_eq!(
+            outbound_source(a("127.0.0.11:26000"), a("127.0.0.12:26001")),
+            Some(a("127.0.0.11:0"))
+        );
+        assert_eq!(
+            outbound_source(a("0.0.0.0:5000"), a("10.0.1.11:5000")),
+            None
+        );
+        assert_eq!(
+            outbound_source(a("127.0.0.1:5000"), a("10.0.1.11:5000")),
+            None
+        );
+    }
+
+    #[test]
+    fn a_connection_from_a_bound_source_shows_that_source() {
+        let listener = std::net::TcpListener::bind("127.0.0.12:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let source = outbound_source("127.0.0.11:1".parse().unwrap(), addr);
+        let _stream = connect_from(source, addr).unwrap();
+        let (_, peer) = listener.accept().unwrap();
+        assert_eq!(peer.ip().to_string(), "127.0.0.11");
     }
 }

@@ -5,6 +5,8 @@
 
 #![allow(dead_code)] // Each test binary uses its own part of the harness.
 
+pub mod partition;
+
 use sraft::kv::resp::Value;
 use sraft::server::parse_info;
 use std::collections::{BTreeMap, BTreeSet};
