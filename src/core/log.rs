@@ -85,15 +85,20 @@ impl RaftLog {
         let kept = self.term_at(index) == Some(meta.last_term);
         if kept {
             self.drop_through(index);
+            self.persisted = self.persisted.max(index);
         } else {
+            // A divergent tail, however long and however durable, is gone:
+            // the log ends at the snapshot (found by the mutation check: a
+            // follower with a persisted, uncommitted tail past the
+            // snapshot's index on another branch).
             self.entries.clear();
             self.bytes = 0;
             self.dirty_from = None;
+            self.persisted = index;
         }
         self.snapshot = meta;
         self.commit = index;
         self.applied = index;
-        self.persisted = self.persisted.max(index);
         kept
     }
 
@@ -442,6 +447,40 @@ mod tests {
         assert!(!log.has_committed_to_apply(), "index 2 is not yet durable");
         log.mark_persisted(index);
         assert_eq!(log.take_committed()[0].index, index);
+    }
+
+    #[test]
+    fn installing_over_a_longer_divergent_durable_tail_ends_the_log_at_the_snapshot() {
+        // Entries 1-6 of term 1 are durable; the cluster committed another
+        // branch through index 4 (term 2). The whole tail goes.
+        let mut log = RaftLog::new(meta(), entries(&[1, 1, 1, 1, 1, 1]), LogIndex(1));
+        assert_eq!(log.persisted(), LogIndex(6));
+        let snapshot = SnapshotMeta {
+            last_index: LogIndex(4),
+            last_term: Term(2),
+            ..meta()
+        };
+        assert!(!log.install_snapshot(snapshot));
+        assert_eq!(log.last_index(), LogIndex(4));
+        assert_eq!(log.persisted(), LogIndex(4));
+        assert_eq!(log.bytes(), 0);
+        log.check_invariants();
+    }
+
+    #[test]
+    fn installing_over_a_matching_entry_keeps_the_entries_after_it() {
+        let mut log = RaftLog::new(meta(), entries(&[1, 1, 2, 2, 2]), LogIndex(1));
+        let snapshot = SnapshotMeta {
+            last_index: LogIndex(3),
+            last_term: Term(2),
+            ..meta()
+        };
+        assert!(log.install_snapshot(snapshot));
+        assert_eq!(log.first_index(), LogIndex(4));
+        assert_eq!(log.last_index(), LogIndex(5));
+        assert_eq!((log.commit(), log.applied()), (LogIndex(3), LogIndex(3)));
+        assert_eq!(log.bytes(), 2 * entries(&[2])[0].size_bytes());
+        log.check_invariants();
     }
 
     #[test]
