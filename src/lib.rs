@@ -8,6 +8,7 @@ pub mod kv;
 pub mod limits;
 pub mod metrics;
 pub mod runtime;
+pub mod secret;
 pub mod server;
 pub mod settings;
 pub mod sim;

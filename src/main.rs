@@ -16,6 +16,12 @@ fn main() {
             for warning in &settings.warnings {
                 log::warn!("{warning}");
             }
+            if settings.cluster_secret.is_none() {
+                log::warn!(
+                    "peers are not authenticated: any process that reaches the peer port and \
+                     knows the cluster id can vote and append; set cluster_secret_file"
+                );
+            }
             run_server(settings)
         }
         Command::Client(settings) => {
@@ -41,6 +47,7 @@ fn run_server(settings: Settings) -> i32 {
     let options = NodeOptions {
         id: settings.node_id,
         cluster_id: settings.cluster_id.clone(),
+        cluster_secret: settings.cluster_secret.clone(),
         peers: settings.peers.clone(),
         listen: settings.listen,
         data_dir: settings.data_dir.clone(),

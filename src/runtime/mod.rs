@@ -35,6 +35,8 @@ use std::thread::JoinHandle;
 pub struct NodeOptions {
     pub id: NodeId,
     pub cluster_id: String,
+    /// The secret of the peer handshake; None: peers are not authenticated.
+    pub cluster_secret: Option<crate::secret::Secret>,
     /// Peer addresses by node id (position), including this node's own.
     pub peers: Vec<SocketAddr>,
     /// Where this node's peer listener binds.
@@ -170,6 +172,7 @@ pub fn start_on<S: StateMachine + 'static>(
     transport_config.frame_bytes_max = options.frame_bytes_max;
     transport_config.queue_depth = options.queue_depth;
     transport_config.delay_us = options.delay_us;
+    transport_config.secret = options.cluster_secret.clone();
     let (peer_tx, peer_rx) = bounded(INBOX_DEPTH);
     let transport = Transport::start_on(peer_listener, transport_config, peer_tx)
         .map_err(StartError::Transport)?;

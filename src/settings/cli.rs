@@ -76,6 +76,10 @@ pub(crate) struct ServerArgs {
     /// Name checked in every peer handshake [default: sraft]
     #[arg(long, value_name = "ID")]
     pub cluster_id: Option<String>,
+    /// File holding the shared secret every peer must prove it knows (mode
+    /// 0600) [default: peers are not authenticated]
+    #[arg(long, value_name = "FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
 }
 
 /// Where a client-side tool finds the cluster.

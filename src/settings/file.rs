@@ -31,6 +31,8 @@ pub(crate) struct ConfigFile {
     /// for this node's own bind address.
     pub metrics_addr: Option<String>,
     pub debug: Option<bool>,
+    /// The shared secret of the peer handshake (DESIGN.md 9).
+    pub cluster_secret_file: Option<PathBuf>,
     /// `[raft]`: `RaftConfig`'s keys, or seed 000's names in seconds.
     #[serde(default)]
     pub raft: RaftTable,

@@ -9,6 +9,7 @@
 //! sraft [--node-id N] --peers H:P,H:P,... [--host IP] [--port P] [--client-port P]
 //!       [--config FILE] [--data-dir DIR] [--debug] [--original-raft]
 //!       [--metrics-file FILE] [--metrics-addr H:P] [--cluster-id ID]
+//!       [--cluster-secret-file FILE]
 //! sraft client [--peers ...] [--config FILE] set K V | get K | del K | cas K EXPECTED NEW | incr K
 //! sraft status [--peers ...] [--config FILE] [--json]
 //! ```
@@ -60,6 +61,9 @@ pub struct Settings {
     pub node_id: NodeId,
     /// Sent in the peer handshake; a node of another cluster is refused.
     pub cluster_id: String,
+    /// The secret of the peer handshake (DESIGN.md 9); None: peers are not
+    /// authenticated, and the node says so at start.
+    pub cluster_secret: Option<crate::secret::Secret>,
     /// Peer (Raft) address of every node; index = node id.
     pub peers: Vec<SocketAddr>,
     /// Where this node accepts peer connections.

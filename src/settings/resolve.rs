@@ -8,6 +8,7 @@ use super::peers::{default_bind_ip, parse_bind_host, parse_peers, split_list};
 use super::*;
 use crate::core::ConfigError;
 use crate::limits::Limits;
+use crate::secret::Secret;
 use clap::Parser;
 use std::net::IpAddr;
 use std::path::Path;
@@ -58,6 +59,7 @@ struct Layer {
     metrics_file: Option<PathBuf>,
     metrics_addr: Option<String>,
     cluster_id: Option<String>,
+    cluster_secret_file: Option<PathBuf>,
     debug: Option<bool>,
     enable_subleader: Option<bool>,
 }
@@ -74,6 +76,7 @@ impl Layer {
             metrics_file: self.metrics_file.or(lower.metrics_file),
             metrics_addr: self.metrics_addr.or(lower.metrics_addr),
             cluster_id: self.cluster_id.or(lower.cluster_id),
+            cluster_secret_file: self.cluster_secret_file.or(lower.cluster_secret_file),
             debug: self.debug.or(lower.debug),
             enable_subleader: self.enable_subleader.or(lower.enable_subleader),
         }
@@ -92,6 +95,7 @@ impl Layer {
             metrics_file: args.metrics_file.clone(),
             metrics_addr: args.metrics_addr.clone(),
             cluster_id: args.cluster_id.clone(),
+            cluster_secret_file: args.cluster_secret_file.clone(),
             debug: args.debug.then_some(true),
             enable_subleader: args.original_raft.then_some(false),
         }
@@ -119,6 +123,7 @@ impl Layer {
             metrics_file: file.metrics_file.clone(),
             metrics_addr: file.metrics_addr.clone(),
             cluster_id: file.cluster_id.clone(),
+            cluster_secret_file: file.cluster_secret_file.clone(),
             debug: file.debug,
             // The file says this in [raft], applied in `raft_config`.
             enable_subleader: None,
@@ -223,9 +228,11 @@ fn server(args: &ServerArgs, env: Env, is_local: IsLocal) -> Result<Settings, Se
     })?;
     file.storage.validate()?;
     file.transport.validate()?;
+    let cluster_secret = secret_file("cluster_secret_file", layer.cluster_secret_file.as_deref())?;
     Ok(Settings {
         node_id,
         cluster_id: cluster_id(layer.cluster_id)?,
+        cluster_secret,
         peers,
         listen,
         client_listen,
@@ -406,6 +413,14 @@ fn cluster_id(id: Option<String>) -> Result<String, SettingsError> {
         });
     }
     Ok(id)
+}
+
+/// Reads a secret file named by setting `key`, if one is named.
+fn secret_file(key: &'static str, path: Option<&Path>) -> Result<Option<Secret>, SettingsError> {
+    path.map(|path| {
+        Secret::from_file(path).map_err(|error| SettingsError::SecretFile { key, error })
+    })
+    .transpose()
 }
 
 /// Replaces `{id}` so that one config file or one RAFT_DATA_DIR serves

@@ -1,7 +1,8 @@
 //! Outbound side: the `peer-<id>` thread that owns the connection to one peer,
 //! and the `peer-<id>-watch` thread that notices when the peer closes it.
 
-use super::frame::{Hello, PROTOCOL_VERSION, PeerFrame, encode_frame};
+use super::auth::{HandshakeError, connect_handshake};
+use super::frame::{PeerFrame, encode_frame};
 use super::{
     Lane, Nudge, PeerCounters, PeerHandle, Queued, Shared, SocketSlot, TransportConfig,
     TransportError, TransportEvent, join,
@@ -36,15 +37,6 @@ pub(super) fn spawn(
     let (control_tx, control) = crossbeam_channel::bounded(config.queue_depth);
     let counters = Arc::new(PeerCounters::default());
     let outbound = Arc::new(Mutex::new(SocketSlot::default()));
-    let mut hello = Vec::new();
-    encode_frame(
-        &PeerFrame::Hello(Hello {
-            protocol_version: PROTOCOL_VERSION,
-            cluster_id: config.cluster_id.clone(),
-            node_id: config.id,
-        }),
-        &mut hello,
-    );
     let nudge_tx = shared.nudges[&peer].clone();
     let sender = PeerSender {
         peer,
@@ -52,7 +44,7 @@ pub(super) fn spawn(
         frame_bytes_max: config.frame_bytes_max,
         delay: Duration::from_micros(config.delay_us),
         pending_max: config.queue_depth,
-        hello,
+        handshake_timeout: Duration::from_millis(config.hello_timeout_ms),
         queue,
         control,
         nudges,
@@ -140,8 +132,8 @@ struct PeerSender {
     /// Messages taken off a lane's queue but not yet written, at most this
     /// many per lane.
     pending_max: usize,
-    /// The encoded hello frame, sent first on every connection.
-    hello: Vec<u8>,
+    /// Longest wait for each reply of the peer during the handshake.
+    handshake_timeout: Duration,
     /// Bulk lane: Appends.
     queue: Receiver<Queued>,
     /// Control lane: every other message, written before any bulk one.
@@ -353,13 +345,37 @@ impl PeerSender {
         }
     }
 
-    /// Connects and sends the hello.
+    /// Connects and runs the connector's side of the handshake (auth.rs).
+    /// It completes before the watcher starts: the peer writes on this
+    /// connection only during the handshake, so that afterwards any read
+    /// that returns means the connection ended (DESIGN.md 3.5).
     fn open(&self) -> io::Result<TcpStream> {
         let mut stream = TcpStream::connect_timeout(&self.addr, CONNECT_TIMEOUT)?;
         // Raft messages are small and latency-bound; batching is done here.
         stream.set_nodelay(true)?;
+        // Registered before the handshake, so that shutdown wakes its reads.
         self.outbound.lock().set(stream.try_clone()?);
-        stream.write_all(&self.hello)?;
+        stream.set_read_timeout(Some(self.handshake_timeout))?;
+        stream.set_write_timeout(Some(self.handshake_timeout))?;
+        connect_handshake(
+            &mut stream,
+            &self.shared.auth,
+            self.shared.id,
+            self.peer,
+            self.frame_bytes_max,
+        )
+        .map_err(|e| {
+            let kind = match e {
+                HandshakeError::Timeout => io::ErrorKind::TimedOut,
+                HandshakeError::Probe | HandshakeError::Closed(_) => {
+                    io::ErrorKind::ConnectionAborted
+                }
+                HandshakeError::Rejected(_) => io::ErrorKind::PermissionDenied,
+            };
+            io::Error::new(kind, format!("handshake failed: {e}"))
+        })?;
+        stream.set_read_timeout(None)?;
+        stream.set_write_timeout(None)?;
         Ok(stream)
     }
 
@@ -514,8 +530,8 @@ fn is_closed_by_peer(e: &io::Error) -> bool {
     )
 }
 
-/// Peers never write on a connection we opened, so a read on it returns only
-/// when the connection ends: 0 bytes for a FIN, an error for a RST. That is
+/// Peers never write on a connection we opened once its handshake is done,
+/// so a read on it returns only when the connection ends: 0 bytes for a FIN, an error for a RST. That is
 /// the first sign that the peer's process died (DESIGN.md 3.5).
 fn spawn_watcher(
     peer: NodeId,

@@ -186,6 +186,8 @@ pub struct TestCluster {
     peer_ports: Vec<u16>,
     cluster_id: String,
     extra_args: Vec<String>,
+    /// Flags of one node that replace the cluster's own (`set_flag`).
+    node_flags: BTreeMap<usize, BTreeMap<String, String>>,
     /// One `--metrics-addr` port per node, or none.
     metrics_ports: Vec<u16>,
     children: Vec<Option<Child>>,
@@ -196,6 +198,7 @@ pub struct TestClusterBuilder {
     nodes: usize,
     extra_args: Vec<String>,
     metrics: bool,
+    cluster_secret: bool,
 }
 
 impl TestClusterBuilder {
@@ -211,6 +214,13 @@ impl TestClusterBuilder {
         self
     }
 
+    /// Every node proves a shared secret in the peer handshake; the file
+    /// is `TestCluster::secret_path()`.
+    pub fn cluster_secret(mut self) -> Self {
+        self.cluster_secret = true;
+        self
+    }
+
     pub fn start(self) -> TestCluster {
         let dir = tempfile::Builder::new()
             .prefix("sraft-cluster-")
@@ -222,6 +232,7 @@ impl TestClusterBuilder {
             peer_ports,
             cluster_id: format!("itest-{:08x}", rand::random::<u32>()),
             extra_args: self.extra_args,
+            node_flags: BTreeMap::new(),
             metrics_ports: if self.metrics {
                 reserve_single_ports(self.nodes)
             } else {
@@ -230,6 +241,13 @@ impl TestClusterBuilder {
             children: (0..self.nodes).map(|_| None).collect(),
             states: vec![NodeState::Down; self.nodes],
         };
+        if self.cluster_secret {
+            let path = cluster.secret_path();
+            write_private(&path, &format!("{:032x}\n", rand::random::<u128>()));
+            cluster
+                .extra_args
+                .extend(["--cluster-secret-file".into(), path.display().to_string()]);
+        }
         for i in 0..self.nodes {
             cluster.spawn(i);
         }
@@ -243,7 +261,22 @@ impl TestCluster {
             nodes,
             extra_args: Vec::new(),
             metrics: false,
+            cluster_secret: false,
         }
+    }
+
+    /// The cluster secret file of `cluster_secret()`.
+    pub fn secret_path(&self) -> PathBuf {
+        self.dir.path().join("cluster.secret")
+    }
+
+    /// Gives node `i` its own value of `flag` from its next start on,
+    /// replacing the cluster's (a flag may be given once).
+    pub fn set_flag(&mut self, i: usize, flag: &str, value: &str) {
+        self.node_flags
+            .entry(i)
+            .or_default()
+            .insert(flag.to_string(), value.to_string());
     }
 
     pub fn len(&self) -> usize {
@@ -304,6 +337,14 @@ impl TestCluster {
             args.push(addr(*port).to_string());
         }
         args.extend(self.extra_args.iter().cloned());
+        if let Some(flags) = self.node_flags.get(&i) {
+            for (flag, value) in flags {
+                match args.iter().position(|a| a == flag) {
+                    Some(at) => args[at + 1] = value.clone(),
+                    None => args.extend([flag.clone(), value.clone()]),
+                }
+            }
+        }
         args
     }
 
@@ -582,6 +623,14 @@ impl Drop for TestCluster {
             reserved.remove(p);
         }
     }
+}
+
+/// Writes a secret file with mode 0600, as sraft requires.
+pub fn write_private(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).expect("write a secret file");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .expect("chmod a secret file");
 }
 
 /// A command with none of sraft's environment variables inherited, so that

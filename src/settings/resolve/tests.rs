@@ -391,3 +391,40 @@ fn server_flags_do_not_mix_with_subcommands() {
     };
     assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
 }
+
+#[test]
+fn cluster_secret_file_comes_from_flag_then_file_and_is_checked() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str, mode: u32| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path.display().to_string()
+    };
+    let from_file = write("file.secret", "from-file\n", 0o600);
+    let from_flag = write("flag.secret", "from-flag\n", 0o400);
+    let open = write("open.secret", "x", 0o644);
+    let file = file_with(&format!("cluster_secret_file = \"{from_file}\"\n"));
+    let settings = server(&["--node-id", "1"], &[], Some(&file));
+    assert_eq!(settings.cluster_secret, Some(Secret::new("from-file")));
+    let args = ["--node-id", "1", "--cluster-secret-file", &from_flag];
+    let settings = server(&args, &[], Some(&file));
+    assert_eq!(settings.cluster_secret, Some(Secret::new("from-flag")));
+    let none = server(&["--node-id", "1", "--peers", PEERS], &[], None);
+    assert_eq!(none.cluster_secret, None);
+    let args = [
+        "--node-id",
+        "1",
+        "--peers",
+        PEERS,
+        "--cluster-secret-file",
+        &open,
+    ];
+    assert_eq!(
+        error(&args, &[], None),
+        format!(
+            "bad cluster_secret_file '{open}': mode 0644 lets group or others read it; chmod 600 it"
+        )
+    );
+}
