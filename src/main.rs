@@ -16,12 +16,7 @@ fn main() {
             for warning in &settings.warnings {
                 log::warn!("{warning}");
             }
-            if settings.cluster_secret.is_none() {
-                log::warn!(
-                    "peers are not authenticated: any process that reaches the peer port and \
-                     knows the cluster id can vote and append; set cluster_secret_file"
-                );
-            }
+
             run_server(settings)
         }
         Command::Client(settings) => {
@@ -105,7 +100,7 @@ fn run_server(settings: Settings) -> i32 {
             return 1;
         }
     };
-    let context = ServerContext::new(
+    let mut context = ServerContext::new(
         settings.node_id.0,
         node.requests.clone(),
         node.status.clone(),
@@ -113,6 +108,7 @@ fn run_server(settings: Settings) -> i32 {
         settings.client_addrs.clone(),
         &settings.raft.limits,
     );
+    context.password = settings.client_password.clone();
     let mut server = match ClientServer::from_listener(client_listener, context) {
         Ok(server) => server,
         Err(e) => {
@@ -149,6 +145,14 @@ fn run_server(settings: Settings) -> i32 {
             "original"
         }
     );
+    // Logged once the node is up, so that a start that fails still says
+    // only its one line of why.
+    if settings.cluster_secret.is_none() && settings.peers.len() > 1 {
+        log::warn!(
+            "peers are not authenticated: any process that reaches the peer port and \
+             knows the cluster id can vote and append; set cluster_secret_file"
+        );
+    }
     if let Some(metrics) = &metrics_server {
         log::info!(
             "Node {}: metrics at http://{}/metrics",

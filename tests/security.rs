@@ -1,10 +1,18 @@
 //! Security (DESIGN.md 9) with real processes on loopback: the cluster
-//! secret keeps a node with another secret out, and a secret file that
-//! others can read refuses start. Every wait is a poll against a deadline.
+//! secret keeps a node with another secret out, a secret file that others
+//! can read refuses start, and clients must AUTH. Every wait is a poll
+//! against a deadline.
 
 mod common;
 
-use common::{TestCluster, deadline_in, reserve_ports, run_to_exit, write_private};
+use common::{
+    BIN, CALL_TIMEOUT, TestCluster, deadline_in, hermetic_command, poll_until, reserve_ports,
+    run_to_exit, write_private,
+};
+use sraft::kv::resp::{RespLimits, Value};
+use sraft::server::Forwarder;
+use std::io::Read;
+use std::process::Stdio;
 use std::time::Duration;
 
 /// Loose on purpose: a loaded 2-core box running debug builds.
@@ -136,4 +144,222 @@ fn a_bad_secret_file_refuses_start_with_one_line() {
             "the data dir was created"
         );
     }
+}
+
+/// One request on `conn`'s cached connection (a raw client: no AUTH of
+/// its own).
+fn send(conn: &mut Forwarder, addr: std::net::SocketAddr, args: &[&str]) -> Value {
+    let args: Vec<Vec<u8>> = args.iter().map(|a| a.as_bytes().to_vec()).collect();
+    conn.call(addr, &args, CALL_TIMEOUT, &RespLimits::default())
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+fn error(text: &str) -> Value {
+    Value::Error(text.into())
+}
+
+const NOAUTH: &str = "NOAUTH Authentication required.";
+const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+
+/// Redis's rules: before AUTH only AUTH, HELLO, PING and QUIT; NOAUTH for
+/// the rest (the internal forwarding commands included); WRONGPASS for a
+/// wrong password or user; after AUTH everything, and a follower forwards
+/// to the leader with the password too.
+#[test]
+fn a_client_must_auth_before_anything_but_ping_and_quit() {
+    let cluster = TestCluster::builder(3)
+        .cluster_secret()
+        .client_password()
+        .start();
+    let lead = cluster.wait_for_leader(deadline_in(ELECTION_DEADLINE));
+    let follower = (lead.leader + 1) % cluster.len();
+    let addr = cluster.client_addr(follower);
+    let password = cluster.password().unwrap().to_string();
+
+    let mut conn = Forwarder::default();
+    assert_eq!(
+        send(&mut conn, addr, &["PING"]),
+        Value::Simple("PONG".into())
+    );
+    for command in [
+        &["GET", "k"][..],
+        &["SET", "k", "v"],
+        &["INFO"],
+        &["SRAFT.PROPOSE", "x"],
+        &["SRAFT.LOCAL", "GET", "k"],
+        &["NOSUCHCOMMAND"],
+    ] {
+        assert_eq!(send(&mut conn, addr, command), error(NOAUTH), "{command:?}");
+    }
+    assert_eq!(send(&mut conn, addr, &["AUTH", "wrong"]), error(WRONGPASS));
+    assert_eq!(
+        send(&mut conn, addr, &["AUTH", "alice", &password]),
+        error(WRONGPASS)
+    );
+    assert_eq!(send(&mut conn, addr, &["GET", "k"]), error(NOAUTH));
+    assert_eq!(
+        send(&mut conn, addr, &["AUTH", "a", "b", "c"]),
+        error("ERR wrong number of arguments for 'auth' command")
+    );
+    assert_eq!(send(&mut conn, addr, &["AUTH", &password]), Value::ok());
+    // On a follower: forwarded to the leader, which asks for AUTH too.
+    assert_eq!(send(&mut conn, addr, &["SET", "k", "v"]), Value::ok());
+    assert_eq!(
+        send(&mut conn, addr, &["GET", "k"]),
+        Value::Bulk(b"v".to_vec())
+    );
+
+    let mut conn = Forwarder::default();
+    assert_eq!(
+        send(&mut conn, addr, &["AUTH", "default", &password]),
+        Value::ok()
+    );
+    assert_eq!(
+        send(&mut conn, addr, &["GET", "k"]),
+        Value::Bulk(b"v".to_vec())
+    );
+
+    let mut conn = Forwarder::default();
+    let hello = send(&mut conn, addr, &["HELLO", "2"]);
+    assert!(
+        matches!(&hello, Value::Error(e) if e.starts_with("NOAUTH HELLO must be called")),
+        "{hello:?}"
+    );
+    let hello = send(
+        &mut conn,
+        addr,
+        &["HELLO", "2", "AUTH", "default", &password],
+    );
+    assert!(matches!(hello, Value::Array(_)), "{hello:?}");
+    assert_eq!(
+        send(&mut conn, addr, &["HELLO", "3"]),
+        error("NOPROTO unsupported protocol version")
+    );
+    assert_eq!(
+        send(&mut conn, addr, &["GET", "k"]),
+        Value::Bulk(b"v".to_vec())
+    );
+    assert_eq!(send(&mut conn, addr, &["QUIT"]), Value::ok());
+}
+
+/// Runs `sraft args` with `env`, to its exit; (status code, stdout, stderr).
+fn sraft(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let mut command = hermetic_command(BIN);
+    command.env_remove("SRAFT_PASSWORD");
+    command.args(args).envs(env.iter().copied());
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sraft");
+    let status = poll_until(deadline_in(Duration::from_secs(30)), || {
+        child.try_wait().expect("try_wait")
+    });
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("sraft {args:?} did not exit");
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status.code(), out, err)
+}
+
+/// `sraft client` and `sraft status` take the password from
+/// `--password-file` or SRAFT_PASSWORD; without one they are refused.
+#[test]
+fn the_client_tools_take_the_password_from_a_file_or_the_environment() {
+    let cluster = TestCluster::builder(3).client_password().start();
+    cluster.wait_for_leader(deadline_in(ELECTION_DEADLINE));
+    let peers = cluster.peers_arg();
+    let file = cluster.password_path().display().to_string();
+    let password = cluster.password().unwrap().to_string();
+
+    let set = [
+        "client",
+        "--peers",
+        &peers,
+        "--password-file",
+        &file,
+        "set",
+        "a",
+        "1",
+    ];
+    let (code, out, err) = sraft(&set, &[]);
+    assert_eq!((code, out.trim()), (Some(0), "OK"), "{err}");
+    let get = ["client", "--peers", &peers, "get", "a"];
+    let (code, out, err) = sraft(&get, &[("SRAFT_PASSWORD", &password)]);
+    assert_eq!((code, out.trim()), (Some(0), "1"), "{err}");
+    let (code, _, err) = sraft(&get, &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("NOAUTH"), "{err}");
+    let (code, _, err) = sraft(&get, &[("SRAFT_PASSWORD", "wrong")]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("WRONGPASS"), "{err}");
+
+    let status = [
+        "status",
+        "--peers",
+        &peers,
+        "--password-file",
+        &file,
+        "--json",
+    ];
+    let (code, out, err) = sraft(&status, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.matches("\"up\":true").count(), 3, "{out}");
+}
+
+/// redis-cli and redis-benchmark with `-a` (Debian's redis-tools).
+#[test]
+fn redis_cli_and_redis_benchmark_work_with_a_password() {
+    if std::process::Command::new("redis-cli")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: redis-cli is not installed (apt-get install redis-tools)");
+        return;
+    }
+    let cluster = TestCluster::builder(3).client_password().start();
+    let lead = cluster.wait_for_leader(deadline_in(ELECTION_DEADLINE));
+    let port = cluster.client_addr(lead.leader).port().to_string();
+    let password = cluster.password().unwrap().to_string();
+    let run = |program: &str, args: &[&str]| {
+        let out = std::process::Command::new("timeout")
+            .arg("60")
+            .arg(program)
+            .args(["-h", "127.0.0.1", "-p", &port])
+            .args(args)
+            .output()
+            .expect("run a redis tool");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let auth = ["-a", &password, "--no-auth-warning"];
+    let (code, out) = run("redis-cli", &[&auth[..], &["SET", "r", "x"]].concat());
+    assert_eq!((code, out.trim()), (Some(0), "OK"));
+    let (_, out) = run("redis-cli", &["GET", "r"]);
+    assert!(out.contains("NOAUTH"), "{out}");
+    let (code, out) = run("redis-cli", &[&auth[..], &["GET", "r"]].concat());
+    assert_eq!((code, out.trim()), (Some(0), "x"));
+    let bench = ["-t", "set,get", "-n", "200", "-c", "4", "-q"];
+    let (code, out) = run("redis-benchmark", &[&auth[..2], &bench[..]].concat());
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("SET:") && out.contains("GET:"), "{out}");
 }

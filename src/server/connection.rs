@@ -4,6 +4,7 @@
 //! goes on.
 
 use super::ServerContext;
+use super::auth;
 use super::forward::Forwarder;
 use super::info::info_text;
 use crate::core::NodeId;
@@ -31,10 +32,12 @@ const NOT_LEADER: &str = "NOTLEADER";
 /// Pause between attempts while a leader is being elected.
 const RETRY_PAUSE: Duration = Duration::from_millis(5);
 
-struct Session {
+pub(super) struct Session {
     client_id: u64,
     seq: u64,
     forwarder: Forwarder,
+    /// AUTH succeeded, or no password is set.
+    pub(super) authenticated: bool,
 }
 
 pub fn refuse(mut stream: TcpStream, message: &str) -> io::Result<()> {
@@ -57,7 +60,8 @@ fn serve_inner(mut stream: TcpStream, ctx: &ServerContext) -> io::Result<()> {
         // Unique across the cluster and across restarts, without coordination.
         client_id: rand::random::<u64>() | 1,
         seq: 0,
-        forwarder: Forwarder::default(),
+        forwarder: Forwarder::with_password(ctx.password.clone()),
+        authenticated: ctx.password.is_none(),
     };
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut start = 0;
@@ -140,6 +144,21 @@ fn args_of(value: &Value) -> Option<Vec<Vec<u8>>> {
 /// Redis answers with nothing. Replies travel encoded: the state machine
 /// already returns the exact bytes to send, so they are never re-parsed.
 fn handle(value: Value, session: &mut Session, ctx: &ServerContext) -> Option<Vec<u8>> {
+    if let Some(args) = args_of(&value)
+        && let Some(name) = args.first()
+    {
+        if name.eq_ignore_ascii_case(b"AUTH") {
+            ctx.metrics.client_command(name);
+            return Some(auth::auth(&args, session, ctx).to_bytes());
+        }
+        if name.eq_ignore_ascii_case(b"HELLO") {
+            ctx.metrics.client_command(name);
+            return Some(auth::hello(&args, session, session.client_id, ctx).to_bytes());
+        }
+    }
+    if !session.authenticated && !auth::allowed_before_auth(&value) {
+        return Some(auth::noauth().to_bytes());
+    }
     if let Some(args) = args_of(&value)
         && let Some(name) = args.first()
     {

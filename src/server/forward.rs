@@ -3,6 +3,7 @@
 //! on a client connection are sequential, so no multiplexing is needed.
 
 use crate::kv::resp::{RespLimits, Value, parse_reply};
+use crate::secret::Secret;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -13,6 +14,9 @@ const GIVE_UP_POLL: Duration = Duration::from_millis(5);
 #[derive(Default)]
 pub struct Forwarder {
     conn: Option<(SocketAddr, TcpStream, Vec<u8>)>,
+    /// Sent with AUTH first on every new connection: nodes forward to each
+    /// other's client ports, which ask every client for the password.
+    password: Option<Secret>,
 }
 
 /// A failed forward, and whether the request may have reached the target
@@ -24,6 +28,14 @@ pub struct ForwardError {
 }
 
 impl Forwarder {
+    /// A forwarder that authenticates each connection with `password`.
+    pub fn with_password(password: Option<Secret>) -> Forwarder {
+        Forwarder {
+            conn: None,
+            password,
+        }
+    }
+
     /// Sends `args` as a RESP array to `addr` and waits for one reply.
     pub fn call(
         &mut self,
@@ -75,6 +87,13 @@ impl Forwarder {
                     });
                 }
             }
+            if let Err(error) = self.authenticate(timeout, limits) {
+                self.conn = None;
+                return Err(ForwardError {
+                    error,
+                    maybe_sent: false,
+                });
+            }
         }
         let result = self.try_call(args, timeout, limits, give_up);
         if result.is_err() {
@@ -86,6 +105,26 @@ impl Forwarder {
             error,
             maybe_sent: true,
         })
+    }
+
+    /// AUTH on a fresh connection, when there is a password. A refusal is
+    /// `PermissionDenied` with the server's words.
+    fn authenticate(&mut self, timeout: Duration, limits: &RespLimits) -> io::Result<()> {
+        let Some(password) = self.password.clone() else {
+            return Ok(());
+        };
+        let args = [b"AUTH".to_vec(), password.as_bytes().to_vec()];
+        match self.try_call(&args, timeout, limits, || false)? {
+            Value::Simple(ok) if ok == "OK" => Ok(()),
+            Value::Error(e) => Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("AUTH refused: {e}"),
+            )),
+            other => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("unexpected answer to AUTH: {other:?}"),
+            )),
+        }
     }
 
     fn try_call(

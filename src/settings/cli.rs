@@ -80,6 +80,10 @@ pub(crate) struct ServerArgs {
     /// 0600) [default: peers are not authenticated]
     #[arg(long, value_name = "FILE")]
     pub cluster_secret_file: Option<PathBuf>,
+    /// File holding the password clients must give with AUTH (mode 0600)
+    /// [default: clients are not authenticated]
+    #[arg(long, value_name = "FILE")]
+    pub client_password_file: Option<PathBuf>,
 }
 
 /// Where a client-side tool finds the cluster.
@@ -89,9 +93,14 @@ pub(crate) struct ClusterArgs {
     /// from them [env: RAFT_PEERS]
     #[arg(long, value_name = "H:P,H:P,...")]
     pub peers: Option<String>,
-    /// TOML config file to take peers and client_port_offset from
+    /// TOML config file to take peers, client_port_offset and
+    /// client_password_file from
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// File holding the nodes' client password (mode 0600)
+    /// [env: SRAFT_PASSWORD holds the password itself]
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

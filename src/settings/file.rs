@@ -33,6 +33,9 @@ pub(crate) struct ConfigFile {
     pub debug: Option<bool>,
     /// The shared secret of the peer handshake (DESIGN.md 9).
     pub cluster_secret_file: Option<PathBuf>,
+    /// The password of Redis AUTH on the client port (DESIGN.md 9); the
+    /// client tools take it from here too.
+    pub client_password_file: Option<PathBuf>,
     /// `[raft]`: `RaftConfig`'s keys, or seed 000's names in seconds.
     #[serde(default)]
     pub raft: RaftTable,

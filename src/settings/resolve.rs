@@ -28,18 +28,20 @@ where
     match cli.command {
         None => server(&cli.server, env, is_local).map(Command::Server),
         Some(SubCommand::Client(args)) => {
-            let (peers, client_addrs) = cluster(&args.cluster, env)?;
+            let (peers, client_addrs, password) = cluster(&args.cluster, env)?;
             Ok(Command::Client(ClientSettings {
                 peers,
                 client_addrs,
+                password,
                 op: args.op,
             }))
         }
         Some(SubCommand::Status(args)) => {
-            let (peers, client_addrs) = cluster(&args.cluster, env)?;
+            let (peers, client_addrs, password) = cluster(&args.cluster, env)?;
             Ok(Command::Status(StatusSettings {
                 peers,
                 client_addrs,
+                password,
                 json: args.json,
             }))
         }
@@ -60,6 +62,7 @@ struct Layer {
     metrics_addr: Option<String>,
     cluster_id: Option<String>,
     cluster_secret_file: Option<PathBuf>,
+    client_password_file: Option<PathBuf>,
     debug: Option<bool>,
     enable_subleader: Option<bool>,
 }
@@ -77,6 +80,7 @@ impl Layer {
             metrics_addr: self.metrics_addr.or(lower.metrics_addr),
             cluster_id: self.cluster_id.or(lower.cluster_id),
             cluster_secret_file: self.cluster_secret_file.or(lower.cluster_secret_file),
+            client_password_file: self.client_password_file.or(lower.client_password_file),
             debug: self.debug.or(lower.debug),
             enable_subleader: self.enable_subleader.or(lower.enable_subleader),
         }
@@ -96,6 +100,7 @@ impl Layer {
             metrics_addr: args.metrics_addr.clone(),
             cluster_id: args.cluster_id.clone(),
             cluster_secret_file: args.cluster_secret_file.clone(),
+            client_password_file: args.client_password_file.clone(),
             debug: args.debug.then_some(true),
             enable_subleader: args.original_raft.then_some(false),
         }
@@ -124,6 +129,7 @@ impl Layer {
             metrics_addr: file.metrics_addr.clone(),
             cluster_id: file.cluster_id.clone(),
             cluster_secret_file: file.cluster_secret_file.clone(),
+            client_password_file: file.client_password_file.clone(),
             debug: file.debug,
             // The file says this in [raft], applied in `raft_config`.
             enable_subleader: None,
@@ -229,10 +235,15 @@ fn server(args: &ServerArgs, env: Env, is_local: IsLocal) -> Result<Settings, Se
     file.storage.validate()?;
     file.transport.validate()?;
     let cluster_secret = secret_file("cluster_secret_file", layer.cluster_secret_file.as_deref())?;
+    let client_password = secret_file(
+        "client_password_file",
+        layer.client_password_file.as_deref(),
+    )?;
     Ok(Settings {
         node_id,
         cluster_id: cluster_id(layer.cluster_id)?,
         cluster_secret,
+        client_password,
         peers,
         listen,
         client_listen,
@@ -433,11 +444,11 @@ fn substitute_id(path: &Path, node_id: NodeId) -> PathBuf {
     }
 }
 
-/// Peers and client addresses for `sraft client` and `sraft status`.
-fn cluster(
-    args: &ClusterArgs,
-    env: Env,
-) -> Result<(Vec<SocketAddr>, Vec<SocketAddr>), SettingsError> {
+/// Peers, client addresses and password for `sraft client` and `sraft
+/// status`. The password: `--password-file`, else `SRAFT_PASSWORD`, else the
+/// config file's `client_password_file` (the server's own file, where the
+/// tool runs on a node).
+fn cluster(args: &ClusterArgs, env: Env) -> Result<ClusterView, SettingsError> {
     let file = load_file(args.config.as_deref())?;
     let items = match args.peers.as_deref() {
         Some(list) => Some(split_list(list)),
@@ -449,8 +460,17 @@ fn cluster(
         .client_port_offset
         .unwrap_or(CLIENT_PORT_OFFSET_DEFAULT);
     let client_addrs = client_addrs(&peers, offset)?;
-    Ok((peers, client_addrs))
+    let password = match args.password_file.as_deref() {
+        Some(path) => secret_file("password-file", Some(path))?,
+        None => match env(ENV_PASSWORD).filter(|p| !p.is_empty()) {
+            Some(password) => Some(Secret::new(password)),
+            None => secret_file("client_password_file", file.client_password_file.as_deref())?,
+        },
+    };
+    Ok((peers, client_addrs, password))
 }
+
+type ClusterView = (Vec<SocketAddr>, Vec<SocketAddr>, Option<Secret>);
 
 #[cfg(test)]
 mod tests;

@@ -186,6 +186,8 @@ pub struct TestCluster {
     peer_ports: Vec<u16>,
     cluster_id: String,
     extra_args: Vec<String>,
+    /// The client password the harness's calls give, if any.
+    password: Option<String>,
     /// Flags of one node that replace the cluster's own (`set_flag`).
     node_flags: BTreeMap<usize, BTreeMap<String, String>>,
     /// One `--metrics-addr` port per node, or none.
@@ -199,6 +201,7 @@ pub struct TestClusterBuilder {
     extra_args: Vec<String>,
     metrics: bool,
     cluster_secret: bool,
+    client_password: bool,
 }
 
 impl TestClusterBuilder {
@@ -211,6 +214,13 @@ impl TestClusterBuilder {
     /// Every node serves `/metrics` on a port of its own (`metrics_addr`).
     pub fn metrics(mut self) -> Self {
         self.metrics = true;
+        self
+    }
+
+    /// Every node asks clients for a password (AUTH); the harness's own
+    /// calls give it. The file is `TestCluster::password_path()`.
+    pub fn client_password(mut self) -> Self {
+        self.client_password = true;
         self
     }
 
@@ -233,6 +243,7 @@ impl TestClusterBuilder {
             cluster_id: format!("itest-{:08x}", rand::random::<u32>()),
             extra_args: self.extra_args,
             node_flags: BTreeMap::new(),
+            password: None,
             metrics_ports: if self.metrics {
                 reserve_single_ports(self.nodes)
             } else {
@@ -248,6 +259,15 @@ impl TestClusterBuilder {
                 .extra_args
                 .extend(["--cluster-secret-file".into(), path.display().to_string()]);
         }
+        if self.client_password {
+            let password = format!("pw-{:016x}", rand::random::<u64>());
+            let path = cluster.password_path();
+            write_private(&path, &format!("{password}\n"));
+            cluster
+                .extra_args
+                .extend(["--client-password-file".into(), path.display().to_string()]);
+            cluster.password = Some(password);
+        }
         for i in 0..self.nodes {
             cluster.spawn(i);
         }
@@ -262,7 +282,18 @@ impl TestCluster {
             extra_args: Vec::new(),
             metrics: false,
             cluster_secret: false,
+            client_password: false,
         }
+    }
+
+    /// The client password file of `client_password()`.
+    pub fn password_path(&self) -> PathBuf {
+        self.dir.path().join("client.password")
+    }
+
+    /// The client password of `client_password()`, if set.
+    pub fn password(&self) -> Option<&str> {
+        self.password.as_deref()
     }
 
     /// The cluster secret file of `cluster_secret()`.
@@ -456,7 +487,8 @@ impl TestCluster {
 
     /// One RESP call to node `i`'s client port.
     pub fn call(&self, i: usize, args: &[&[u8]], timeout: Duration) -> std::io::Result<Value> {
-        sraft::client::call(self.client_addr(i), args, timeout)
+        let password = self.password.as_deref().map(sraft::secret::Secret::new);
+        sraft::client::call_with_password(self.client_addr(i), args, timeout, password.as_ref())
     }
 
     pub fn info(&self, i: usize) -> Option<Info> {

@@ -428,3 +428,40 @@ fn cluster_secret_file_comes_from_flag_then_file_and_is_checked() {
         )
     );
 }
+
+#[test]
+fn client_password_comes_from_password_file_then_env_then_config() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        path.display().to_string()
+    };
+    let server_file = write("server.pw", "from-config\n");
+    let flag_file = write("flag.pw", "from-flag\n");
+    let config = file_with(&format!("client_password_file = \"{server_file}\"\n"));
+    let password =
+        |args: &[&str], env: &[(&str, &str)], file: Option<&str>| match run(args, env, file) {
+            Ok(Command::Status(s)) => s.password,
+            other => panic!("expected status settings, got {other:?}"),
+        };
+    let env = [(ENV_PASSWORD, "from-env")];
+    let with_flag = ["status", "--password-file", &flag_file];
+    assert_eq!(
+        password(&with_flag, &env, Some(&config)),
+        Some(Secret::new("from-flag"))
+    );
+    assert_eq!(
+        password(&["status"], &env, Some(&config)),
+        Some(Secret::new("from-env"))
+    );
+    assert_eq!(
+        password(&["status"], &[], Some(&config)),
+        Some(Secret::new("from-config"))
+    );
+    assert_eq!(password(&["status", "--peers", PEERS], &[], None), None);
+    let settings = server(&["--node-id", "1"], &[], Some(&config));
+    assert_eq!(settings.client_password, Some(Secret::new("from-config")));
+}
