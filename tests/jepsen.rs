@@ -16,6 +16,9 @@
 //! - a read that failed constrains nothing and is left out.
 //!
 //! Ports: peers 26000-26999, client ports (peer + 1000) 27000-27999.
+//!
+//! Security is on (DESIGN.md 9): the nodes share a cluster secret, and
+//! every client connection starts with AUTH.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -37,6 +40,8 @@ const PEER_PORT_MAX: u16 = 26999;
 const CLIENT_PORT_OFFSET: u16 = 1000;
 /// Longer than the server's request timeout (5 s), so that the server's own
 /// answer (an error naming the reason) normally arrives first.
+/// The client password of every node; the cluster secret is random.
+const PASSWORD: &str = "jepsen-password";
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(7);
 
 /// Cluster tests share two cores with other builders: one at a time.
@@ -109,6 +114,19 @@ impl Cluster {
                 paused: false,
             })
             .collect();
+        for (file, text) in [
+            (
+                "cluster.secret",
+                format!("{:032x}\n", rand::random::<u128>()),
+            ),
+            ("client.password", format!("{PASSWORD}\n")),
+        ] {
+            use std::os::unix::fs::PermissionsExt;
+            let path = dir.path().join(file);
+            std::fs::write(&path, text).expect("write a secret file");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .expect("chmod a secret file");
+        }
         let mut cluster = Cluster {
             nodes,
             peers,
@@ -125,8 +143,14 @@ impl Cluster {
         cluster
     }
 
+    fn secret_file(&self, name: &str) -> String {
+        self._dir.path().join(name).display().to_string()
+    }
+
     fn start_node(&mut self, i: usize) {
         assert!(self.nodes[i].child.is_none(), "node {i} already running");
+        let secret = self.secret_file("cluster.secret");
+        let password = self.secret_file("client.password");
         let node = &mut self.nodes[i];
         let log = OpenOptions::new()
             .create(true)
@@ -139,6 +163,8 @@ impl Cluster {
             .args(["--peers", &self.peers])
             .args(["--data-dir", node.data_dir.to_str().expect("utf-8 path")])
             .args(["--cluster-id", &self.cluster_id])
+            .args(["--cluster-secret-file", &secret])
+            .args(["--client-password-file", &password])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
@@ -304,10 +330,14 @@ impl Conn {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
-        Ok(Conn {
+        let mut conn = Conn {
             reader: BufReader::new(stream.try_clone()?),
             writer: stream,
-        })
+        };
+        match conn.call(&[b"AUTH", PASSWORD.as_bytes()])? {
+            Reply::Simple(ok) if ok == "OK" => Ok(conn),
+            other => Err(bad(&format!("AUTH answered {other:?}"))),
+        }
     }
 
     fn call(&mut self, args: &[&[u8]]) -> io::Result<Reply> {
