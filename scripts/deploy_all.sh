@@ -11,7 +11,9 @@ Usage: scripts/deploy_all.sh [--cluster FILE | --local] [--mode MODE] [--nodes "
 For every node of the cluster file, over ssh (or the local runner):
   1. creates the install directory (SRAFT_INSTALL_DIR; {id} = node id),
   2. copies scripts/ and conf/cluster.toml, the sraft config generated from
-     the cluster file's node list plus SRAFT_SETTINGS (timings etc.),
+     the cluster file's node list plus SRAFT_SETTINGS (timings etc.), and
+     the files of SRAFT_CLUSTER_SECRET_FILE and SRAFT_CLIENT_PASSWORD_FILE
+     (if set) as conf/cluster.secret and conf/client.password, mode 0600,
   3. installs sraft with scripts/setup_ec2.sh, per MODE:
        source      ship Cargo.toml, Cargo.lock, src/, benches/; every node
                    installs its build tools and builds in release mode
@@ -73,6 +75,15 @@ mkdir -p "$STAGE/payload/scripts/lib" "$STAGE/payload/conf"
 cp "$SRAFT_ROOT"/scripts/{setup_ec2.sh,start_node.sh,stop_node.sh} "$STAGE/payload/scripts/"
 cp "$SRAFT_ROOT/scripts/lib/cluster.sh" "$STAGE/payload/scripts/lib/"
 cp "$STAGE/cluster.toml" "$STAGE/payload/conf/cluster.toml"
+# Secrets (docs/DESIGN.md 9) with mode 0600, which tar keeps on the node
+# (sraft refuses a secret file that group or others can read).
+ship_secret() { # SOURCE NAME SETTING
+    [[ -n $1 ]] || return 0
+    [[ -f $1 ]] || die "no file '$1' ($3)"
+    install -m 600 "$1" "$STAGE/payload/conf/$2"
+}
+ship_secret "$SRAFT_CLUSTER_SECRET_FILE" cluster.secret SRAFT_CLUSTER_SECRET_FILE
+ship_secret "$SRAFT_CLIENT_PASSWORD_FILE" client.password SRAFT_CLIENT_PASSWORD_FILE
 if [[ -f $SRAFT_ROOT/conf/sraft@.service ]]; then
     cp "$SRAFT_ROOT/conf/sraft@.service" "$STAGE/payload/conf/"
 fi
