@@ -420,14 +420,29 @@ fn deploy_start_status_stop_five_nodes() {
         start_sshd(&tmp_path.join("ssh"), base + 1)
     };
     let nodes: Vec<String> = (0..NODES).map(|i| format!("127.0.0.{}", 11 + i)).collect();
+    // Security on (DESIGN.md 9): deploy_all.sh must ship both files with
+    // mode 0600, and status_all.sh must find the password on the node.
+    let secret = tmp_path.join("cluster.secret");
+    let password = tmp_path.join("client.password");
+    for (path, text) in [
+        (&secret, "deploy-test-secret\n"),
+        (&password, "deploy-test-pw\n"),
+    ] {
+        use std::os::unix::fs::PermissionsExt;
+        fs::write(path, text).unwrap();
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let mut cluster = format!(
         "# written by tests/deploy_scripts.rs\n\
          SRAFT_NODES=\"{nodes}\"\nSRAFT_PEER_PORT={base}\nSRAFT_CLIENT_PORT_OFFSET=1000\n\
          SRAFT_CLUSTER_ID=from-file\nSRAFT_INSTALL_DIR=\"{tmp}/node-{{id}}\"\n\
-         SRAFT_DEPLOY=binary\nSRAFT_BIN=\"{bin}\"\nSRAFT_GRACE_S=5\n",
+         SRAFT_DEPLOY=binary\nSRAFT_BIN=\"{bin}\"\nSRAFT_GRACE_S=5\n\
+         SRAFT_CLUSTER_SECRET_FILE=\"{secret}\"\nSRAFT_CLIENT_PASSWORD_FILE=\"{password}\"\n",
         nodes = nodes.join(" "),
         tmp = needle,
         bin = bin.display(),
+        secret = secret.display(),
+        password = password.display(),
     );
     match &sshd {
         Ok(s) => {
@@ -504,6 +519,21 @@ fn deploy_start_status_stop_five_nodes() {
             peer_lines, 1,
             "node {i}: the template's peer list must be replaced:\n{toml}"
         );
+        for (file, key) in [
+            ("cluster.secret", "cluster_secret_file"),
+            ("client.password", "client_password_file"),
+        ] {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(dir.join("conf").join(file))
+                .unwrap_or_else(|e| panic!("node {i}: no conf/{file}: {e}"))
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "node {i}: conf/{file} mode {mode:o}");
+            assert!(
+                toml.contains(&format!("{key} = \"conf/{file}\"")),
+                "node {i}: no {key}:\n{toml}"
+            );
+        }
     }
     // setup_ec2.sh is idempotent: the same binary again is a no-op.
     let mut again = Command::new(tmp_path.join("node-0/scripts/setup_ec2.sh"));

@@ -1,5 +1,5 @@
 //! Inbound side: the `listener` thread, and one `conn-<addr>` reader thread per
-//! accepted connection that checks the hello and forwards messages.
+//! accepted connection that runs the handshake (auth.rs) and forwards messages.
 
 use super::auth::{HandshakeError, accept_handshake};
 use super::frame::{FrameError, PeerFrame, read_frame};
