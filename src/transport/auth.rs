@@ -182,8 +182,8 @@ fn send(stream: &mut impl Write, frame: &PeerFrame) -> Result<(), HandshakeError
         .map_err(HandshakeError::from_write)
 }
 
-/// The acceptor's proof is required to say so: a wrong secret on either
-/// side shows up as a proof that does not verify.
+/// Why a proof is refused. A proof cannot tell which side holds the wrong
+/// secret (or none), only that the two differ.
 const WRONG_SECRET: &str = "authentication failed: its proof does not verify (a different cluster secret, or none where one is set)";
 
 /// The connector's side. Returns once the acceptor has proven the secret;
