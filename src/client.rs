@@ -6,6 +6,7 @@ use crate::secret::Secret;
 use crate::server::Forwarder;
 use crate::server::parse_info;
 use crate::settings::{ClientOp, ClientSettings, StatusSettings};
+use crate::tls::ClientTls;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -23,8 +24,25 @@ pub fn call_with_password(
     timeout: Duration,
     password: Option<&Secret>,
 ) -> std::io::Result<Value> {
+    call_with(addr, args, timeout, password, None)
+}
+
+/// One request to one address, over TLS if `tls` is given, after AUTH with
+/// `password` if there is one.
+pub fn call_with(
+    addr: SocketAddr,
+    args: &[&[u8]],
+    timeout: Duration,
+    password: Option<&Secret>,
+    tls: Option<&ClientTls>,
+) -> std::io::Result<Value> {
     let args: Vec<Vec<u8>> = args.iter().map(|a| a.to_vec()).collect();
-    Forwarder::with_password(password.cloned()).call(addr, &args, timeout, &RespLimits::default())
+    Forwarder::new(password.cloned(), tls.map(|tls| tls.0.clone())).call(
+        addr,
+        &args,
+        timeout,
+        &RespLimits::default(),
+    )
 }
 
 fn op_args(op: &ClientOp) -> Vec<Vec<u8>> {
@@ -66,7 +84,10 @@ pub fn run_client(settings: &ClientSettings, timeout: Duration) -> i32 {
     let idempotent = matches!(settings.op, ClientOp::Get { .. });
     let deadline = Instant::now() + timeout;
     let mut last_error = String::from("no node answered");
-    let mut forwarder = Forwarder::with_password(settings.password.clone());
+    let mut forwarder = Forwarder::new(
+        settings.password.clone(),
+        settings.tls.as_ref().map(|tls| tls.0.clone()),
+    );
     while Instant::now() < deadline {
         for addr in &settings.client_addrs {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -130,11 +151,12 @@ pub fn query_status(settings: &StatusSettings, timeout: Duration) -> Vec<NodeRow
         .iter()
         .enumerate()
         .map(|(node, addr)| {
-            let info = call_with_password(
+            let info = call_with(
                 *addr,
                 &[b"INFO", b"raft"],
                 timeout,
                 settings.password.as_ref(),
+                settings.tls.as_ref(),
             );
             let (info, error) = match info {
                 Ok(Value::Bulk(text)) => (Some(parse_info(&String::from_utf8_lossy(&text))), None),

@@ -14,6 +14,7 @@ pub mod settings;
 pub mod sim;
 pub mod state_machine;
 pub mod storage;
+pub mod tls;
 pub mod transport;
 
 pub use limits::Limits;

@@ -43,6 +43,7 @@ fn run_server(settings: Settings) -> i32 {
         id: settings.node_id,
         cluster_id: settings.cluster_id.clone(),
         cluster_secret: settings.cluster_secret.clone(),
+        tls: settings.tls.clone(),
         peers: settings.peers.clone(),
         listen: settings.listen,
         data_dir: settings.data_dir.clone(),
@@ -109,6 +110,7 @@ fn run_server(settings: Settings) -> i32 {
         &settings.raft.limits,
     );
     context.password = settings.client_password.clone();
+    context.tls = settings.tls.clone();
     let mut server = match ClientServer::from_listener(client_listener, context) {
         Ok(server) => server,
         Err(e) => {

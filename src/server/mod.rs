@@ -16,6 +16,7 @@ use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::runtime::{NodeStatus, Request};
 use crate::secret::Secret;
+use crate::tls::NodeTls;
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 use std::io;
@@ -48,6 +49,8 @@ pub struct ServerContext {
     /// Redis AUTH (DESIGN.md 9): until a connection gives this password,
     /// it may only AUTH, HELLO, PING and QUIT. None: no password.
     pub password: Option<Secret>,
+    /// TLS on the client port and for forwarding (DESIGN.md 9).
+    pub tls: Option<NodeTls>,
     connections: AtomicU64,
     stopping: AtomicBool,
 }
@@ -74,6 +77,7 @@ impl ServerContext {
             request_timeout: Duration::from_secs(5),
             connections_max: 1024,
             password: None,
+            tls: None,
             connections: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
         }

@@ -84,6 +84,16 @@ pub(crate) struct ServerArgs {
     /// [default: clients are not authenticated]
     #[arg(long, value_name = "FILE")]
     pub client_password_file: Option<PathBuf>,
+    /// This node's certificate (PEM) for TLS on both ports; needs
+    /// --tls-key-file and --tls-ca-cert-file [default: plain TCP]
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert-file
+    #[arg(long, value_name = "FILE")]
+    pub tls_key_file: Option<PathBuf>,
+    /// The CA (PEM) that every peer's certificate must chain to
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca_cert_file: Option<PathBuf>,
 }
 
 /// Where a client-side tool finds the cluster.
@@ -101,6 +111,10 @@ pub(crate) struct ClusterArgs {
     /// [env: SRAFT_PASSWORD holds the password itself]
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
+    /// Speak TLS to the nodes, verifying them against this CA (PEM)
+    /// [default: the config file's tls_ca_cert_file, else plain TCP]
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca_cert_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -36,6 +36,10 @@ pub(crate) struct ConfigFile {
     /// The password of Redis AUTH on the client port (DESIGN.md 9); the
     /// client tools take it from here too.
     pub client_password_file: Option<PathBuf>,
+    /// TLS on both ports (DESIGN.md 9): all three or none.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    pub tls_ca_cert_file: Option<PathBuf>,
     /// `[raft]`: `RaftConfig`'s keys, or seed 000's names in seconds.
     #[serde(default)]
     pub raft: RaftTable,

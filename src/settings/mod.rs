@@ -10,6 +10,7 @@
 //!       [--config FILE] [--data-dir DIR] [--debug] [--original-raft]
 //!       [--metrics-file FILE] [--metrics-addr H:P] [--cluster-id ID]
 //!       [--cluster-secret-file FILE] [--client-password-file FILE]
+//!       [--tls-cert-file FILE --tls-key-file FILE --tls-ca-cert-file FILE]
 //! sraft client [--peers ...] [--config FILE] [--password-file FILE] set K V | get K | del K | cas K EXPECTED NEW | incr K
 //! sraft status [--peers ...] [--config FILE] [--password-file FILE] [--json]
 //! ```
@@ -70,6 +71,8 @@ pub struct Settings {
     /// The password of Redis AUTH on the client port; None: clients are not
     /// authenticated.
     pub client_password: Option<crate::secret::Secret>,
+    /// TLS on both ports, loaded and checked; None: plain TCP.
+    pub tls: Option<crate::tls::NodeTls>,
     /// Peer (Raft) address of every node; index = node id.
     pub peers: Vec<SocketAddr>,
     /// Where this node accepts peer connections.
@@ -104,6 +107,8 @@ pub struct ClientSettings {
     pub client_addrs: Vec<SocketAddr>,
     /// Sent with AUTH on every connection.
     pub password: Option<crate::secret::Secret>,
+    /// TLS to the nodes' client ports, when they speak it.
+    pub tls: Option<crate::tls::ClientTls>,
     pub op: ClientOp,
 }
 
@@ -114,6 +119,8 @@ pub struct StatusSettings {
     pub client_addrs: Vec<SocketAddr>,
     /// Sent with AUTH on every connection.
     pub password: Option<crate::secret::Secret>,
+    /// TLS to the nodes' client ports, when they speak it.
+    pub tls: Option<crate::tls::ClientTls>,
     pub json: bool,
 }
 

@@ -9,6 +9,7 @@ use super::*;
 use crate::core::ConfigError;
 use crate::limits::Limits;
 use crate::secret::Secret;
+use crate::tls::{ClientTls, NodeTls, TlsFiles};
 use clap::Parser;
 use std::net::IpAddr;
 use std::path::Path;
@@ -28,20 +29,22 @@ where
     match cli.command {
         None => server(&cli.server, env, is_local).map(Command::Server),
         Some(SubCommand::Client(args)) => {
-            let (peers, client_addrs, password) = cluster(&args.cluster, env)?;
+            let (peers, client_addrs, password, tls) = cluster(&args.cluster, env)?;
             Ok(Command::Client(ClientSettings {
                 peers,
                 client_addrs,
                 password,
+                tls,
                 op: args.op,
             }))
         }
         Some(SubCommand::Status(args)) => {
-            let (peers, client_addrs, password) = cluster(&args.cluster, env)?;
+            let (peers, client_addrs, password, tls) = cluster(&args.cluster, env)?;
             Ok(Command::Status(StatusSettings {
                 peers,
                 client_addrs,
                 password,
+                tls,
                 json: args.json,
             }))
         }
@@ -63,6 +66,9 @@ struct Layer {
     cluster_id: Option<String>,
     cluster_secret_file: Option<PathBuf>,
     client_password_file: Option<PathBuf>,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
+    tls_ca_cert_file: Option<PathBuf>,
     debug: Option<bool>,
     enable_subleader: Option<bool>,
 }
@@ -81,6 +87,9 @@ impl Layer {
             cluster_id: self.cluster_id.or(lower.cluster_id),
             cluster_secret_file: self.cluster_secret_file.or(lower.cluster_secret_file),
             client_password_file: self.client_password_file.or(lower.client_password_file),
+            tls_cert_file: self.tls_cert_file.or(lower.tls_cert_file),
+            tls_key_file: self.tls_key_file.or(lower.tls_key_file),
+            tls_ca_cert_file: self.tls_ca_cert_file.or(lower.tls_ca_cert_file),
             debug: self.debug.or(lower.debug),
             enable_subleader: self.enable_subleader.or(lower.enable_subleader),
         }
@@ -101,6 +110,9 @@ impl Layer {
             cluster_id: args.cluster_id.clone(),
             cluster_secret_file: args.cluster_secret_file.clone(),
             client_password_file: args.client_password_file.clone(),
+            tls_cert_file: args.tls_cert_file.clone(),
+            tls_key_file: args.tls_key_file.clone(),
+            tls_ca_cert_file: args.tls_ca_cert_file.clone(),
             debug: args.debug.then_some(true),
             enable_subleader: args.original_raft.then_some(false),
         }
@@ -130,6 +142,9 @@ impl Layer {
             cluster_id: file.cluster_id.clone(),
             cluster_secret_file: file.cluster_secret_file.clone(),
             client_password_file: file.client_password_file.clone(),
+            tls_cert_file: file.tls_cert_file.clone(),
+            tls_key_file: file.tls_key_file.clone(),
+            tls_ca_cert_file: file.tls_ca_cert_file.clone(),
             debug: file.debug,
             // The file says this in [raft], applied in `raft_config`.
             enable_subleader: None,
@@ -239,11 +254,13 @@ fn server(args: &ServerArgs, env: Env, is_local: IsLocal) -> Result<Settings, Se
         "client_password_file",
         layer.client_password_file.as_deref(),
     )?;
+    let tls = node_tls(&layer)?;
     Ok(Settings {
         node_id,
         cluster_id: cluster_id(layer.cluster_id)?,
         cluster_secret,
         client_password,
+        tls,
         peers,
         listen,
         client_listen,
@@ -426,6 +443,33 @@ fn cluster_id(id: Option<String>) -> Result<String, SettingsError> {
     Ok(id)
 }
 
+/// TLS needs all three files or none; they are read and checked here, so
+/// that a bad one is a one-line error before anything is opened.
+fn node_tls(layer: &Layer) -> Result<Option<NodeTls>, SettingsError> {
+    let bad = |reason: String| SettingsError::BadValue {
+        key: "tls".to_owned(),
+        reason,
+    };
+    match (
+        &layer.tls_cert_file,
+        &layer.tls_key_file,
+        &layer.tls_ca_cert_file,
+    ) {
+        (None, None, None) => Ok(None),
+        (Some(cert), Some(key), Some(ca)) => NodeTls::load(&TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            ca: ca.clone(),
+        })
+        .map(Some)
+        .map_err(bad),
+        _ => Err(bad(
+            "tls_cert_file, tls_key_file and tls_ca_cert_file go together: give all three or none"
+                .into(),
+        )),
+    }
+}
+
 /// Reads a secret file named by setting `key`, if one is named.
 fn secret_file(key: &'static str, path: Option<&Path>) -> Result<Option<Secret>, SettingsError> {
     path.map(|path| {
@@ -467,10 +511,25 @@ fn cluster(args: &ClusterArgs, env: Env) -> Result<ClusterView, SettingsError> {
             None => secret_file("client_password_file", file.client_password_file.as_deref())?,
         },
     };
-    Ok((peers, client_addrs, password))
+    let tls = args
+        .tls_ca_cert_file
+        .as_ref()
+        .or(file.tls_ca_cert_file.as_ref())
+        .map(|ca| ClientTls::load(ca))
+        .transpose()
+        .map_err(|reason| SettingsError::BadValue {
+            key: "tls-ca-cert-file".to_owned(),
+            reason,
+        })?;
+    Ok((peers, client_addrs, password, tls))
 }
 
-type ClusterView = (Vec<SocketAddr>, Vec<SocketAddr>, Option<Secret>);
+type ClusterView = (
+    Vec<SocketAddr>,
+    Vec<SocketAddr>,
+    Option<Secret>,
+    Option<ClientTls>,
+);
 
 #[cfg(test)]
 mod tests;

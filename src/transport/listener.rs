@@ -5,8 +5,9 @@ use super::auth::{HandshakeError, accept_handshake};
 use super::frame::{FrameError, PeerFrame, read_frame};
 use super::{Nudge, Shared, TransportError, TransportEvent, join};
 use crate::core::NodeId;
+use crate::tls::Stream;
 use std::collections::BTreeMap;
-use std::io::BufReader;
+use std::io::{self, BufReader, Read};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -158,8 +159,11 @@ fn spawn_reader(stream: TcpStream, addr: SocketAddr, shared: &Arc<Shared>) {
     let spawned = thread::Builder::new()
         .name(format!("conn-{addr}"))
         .spawn(move || {
-            serve(&stream, addr, &thread_shared);
-            let _ = stream.shutdown(Shutdown::Both);
+            let closer = stream.try_clone();
+            serve(stream, addr, &thread_shared);
+            if let Ok(closer) = closer {
+                let _ = closer.shutdown(Shutdown::Both);
+            }
             thread_shared.readers.lock().live.remove(&reader_id);
         });
     match spawned {
@@ -183,14 +187,20 @@ enum End {
     Shutdown,
 }
 
-fn serve(stream: &TcpStream, addr: SocketAddr, shared: &Shared) {
-    let (peer, end) = match handshake(stream, shared) {
-        Ok(peer) => {
-            log::info!("[Node {}] accepted peer {peer} from {addr}", shared.id);
-            let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, stream);
-            (Some(peer), forward(&mut reader, peer, shared))
-        }
-        Err(end) => (None, end),
+fn serve(stream: TcpStream, addr: SocketAddr, shared: &Shared) {
+    let tls = shared.tls.as_ref().map(|tls| &tls.peer_server);
+    let (peer, end) = match Stream::accept(stream, tls, shared.hello_timeout) {
+        // A crash probe or port scan: closed before a byte of TLS.
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => (None, End::Probe),
+        Err(e) => (None, End::Rejected(format!("TLS handshake failed: {e}"))),
+        Ok(mut stream) => match handshake(&mut stream, shared) {
+            Ok(peer) => {
+                log::info!("[Node {}] accepted peer {peer} from {addr}", shared.id);
+                let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, stream);
+                (Some(peer), forward(&mut reader, peer, shared))
+            }
+            Err(end) => (None, end),
+        },
     };
     let end = if shared.shutting_down.load(Ordering::SeqCst) {
         End::Shutdown
@@ -232,20 +242,22 @@ fn serve(stream: &TcpStream, addr: SocketAddr, shared: &Shared) {
 
 /// Runs the acceptor's side of the handshake (auth.rs); returns the
 /// authenticated peer's node id.
-fn handshake(stream: &TcpStream, shared: &Shared) -> Result<NodeId, End> {
+fn handshake(stream: &mut Stream, shared: &Shared) -> Result<NodeId, End> {
     // Only the handshake is timed: a silent connection must not hold a
     // thread forever, while an accepted peer may be quiet for as long as it
     // likes.
     let timeout = Some(shared.hello_timeout);
-    stream
-        .set_read_timeout(timeout)
-        .and_then(|()| stream.set_write_timeout(timeout))
+    let tcp = stream
+        .tcp()
+        .try_clone()
+        .map_err(|e| End::Rejected(e.to_string()))?;
+    tcp.set_read_timeout(timeout)
+        .and_then(|()| tcp.set_write_timeout(timeout))
         .map_err(|e| End::Rejected(format!("cannot set the hello timeout: {e}")))?;
     // Unbuffered: nothing but the handshake may be read here, and a
     // connector writes no message before it has our proof.
-    let mut unbuffered = stream;
     let peer = accept_handshake(
-        &mut unbuffered,
+        stream,
         &shared.auth,
         shared.id,
         shared.frame_bytes_max,
@@ -267,15 +279,14 @@ fn handshake(stream: &TcpStream, shared: &Shared) -> Result<NodeId, End> {
             End::Rejected(e.to_string())
         }
     })?;
-    stream
-        .set_read_timeout(None)
-        .and_then(|()| stream.set_write_timeout(None))
+    tcp.set_read_timeout(None)
+        .and_then(|()| tcp.set_write_timeout(None))
         .map_err(|e| End::Rejected(format!("cannot clear the hello timeout: {e}")))?;
     Ok(peer)
 }
 
 /// Forwards messages from an accepted peer until the connection ends.
-fn forward(reader: &mut BufReader<&TcpStream>, peer: NodeId, shared: &Shared) -> End {
+fn forward(reader: &mut impl Read, peer: NodeId, shared: &Shared) -> End {
     loop {
         let msg = match read_frame::<PeerFrame>(reader, shared.frame_bytes_max) {
             Ok(PeerFrame::Message(msg)) => msg,

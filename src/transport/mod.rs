@@ -25,6 +25,7 @@ mod sender;
 
 use crate::core::{Message, NodeId};
 use crate::secret::Secret;
+use crate::tls::NodeTls;
 use auth::PeerAuth;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
@@ -72,6 +73,8 @@ pub struct TransportConfig {
     /// The cluster secret every peer must prove it knows (DESIGN.md 9);
     /// None: peers are not authenticated.
     pub secret: Option<Secret>,
+    /// Mutual TLS on every peer connection (DESIGN.md 9); None: plain TCP.
+    pub tls: Option<NodeTls>,
     /// TEST-ONLY one-way delay emulation (the kernel here has no netem): the
     /// sender holds each message until its enqueue time plus this delay.
     pub delay_us: u64,
@@ -103,6 +106,7 @@ impl TransportConfig {
             reconnect_backoff_ms_max: 500,
             hello_timeout_ms: 5_000,
             secret: None,
+            tls: None,
             delay_us: 0,
         }
     }
@@ -304,6 +308,7 @@ struct Shared {
     id: NodeId,
     /// Cluster id and secret, for both sides of the handshake.
     auth: PeerAuth,
+    tls: Option<NodeTls>,
     frame_bytes_max: u32,
     hello_timeout: Duration,
     inbox: Sender<TransportEvent>,
@@ -394,6 +399,7 @@ impl Transport {
                 cluster_id: config.cluster_id.clone(),
                 secret: config.secret.clone(),
             },
+            tls: config.tls.clone(),
             frame_bytes_max: config.frame_bytes_max,
             hello_timeout: Duration::from_millis(config.hello_timeout_ms),
             inbox,

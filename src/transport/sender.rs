@@ -8,6 +8,7 @@ use super::{
     TransportError, TransportEvent, join,
 };
 use crate::core::NodeId;
+use crate::tls::Stream;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
@@ -110,7 +111,7 @@ impl Backoff {
 }
 
 struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     generation: u64,
     established_at: Instant,
     watcher: Option<JoinHandle<()>>,
@@ -318,7 +319,10 @@ impl PeerSender {
         let Some(conn) = &mut self.conn else {
             return false;
         };
-        let written = conn.stream.write_all(&self.buf);
+        let written = conn
+            .stream
+            .write_all(&self.buf)
+            .and_then(|()| conn.stream.flush());
         let bytes = self.buf.len() as u64;
         self.buf.clear();
         match written {
@@ -349,14 +353,21 @@ impl PeerSender {
     /// It completes before the watcher starts: the peer writes on this
     /// connection only during the handshake, so that afterwards any read
     /// that returns means the connection ended (DESIGN.md 3.5).
-    fn open(&self) -> io::Result<TcpStream> {
-        let mut stream = TcpStream::connect_timeout(&self.addr, CONNECT_TIMEOUT)?;
+    fn open(&self) -> io::Result<Stream> {
+        let stream = TcpStream::connect_timeout(&self.addr, CONNECT_TIMEOUT)?;
         // Raft messages are small and latency-bound; batching is done here.
         stream.set_nodelay(true)?;
-        // Registered before the handshake, so that shutdown wakes its reads.
+        // Registered before the handshakes, so that shutdown wakes their reads.
         self.outbound.lock().set(stream.try_clone()?);
-        stream.set_read_timeout(Some(self.handshake_timeout))?;
-        stream.set_write_timeout(Some(self.handshake_timeout))?;
+        let tls = self.shared.tls.as_ref().map(|tls| &tls.peer_client);
+        let mut stream = Stream::connect(stream, self.addr, tls, self.handshake_timeout)
+            .map_err(|e| io::Error::new(e.kind(), format!("TLS handshake failed: {e}")))?;
+        stream
+            .tcp()
+            .set_read_timeout(Some(self.handshake_timeout))?;
+        stream
+            .tcp()
+            .set_write_timeout(Some(self.handshake_timeout))?;
         connect_handshake(
             &mut stream,
             &self.shared.auth,
@@ -374,14 +385,14 @@ impl PeerSender {
             };
             io::Error::new(kind, format!("handshake failed: {e}"))
         })?;
-        stream.set_read_timeout(None)?;
-        stream.set_write_timeout(None)?;
+        stream.tcp().set_read_timeout(None)?;
+        stream.tcp().set_write_timeout(None)?;
         Ok(stream)
     }
 
-    fn on_connected(&mut self, stream: TcpStream) {
+    fn on_connected(&mut self, stream: Stream) {
         self.generation += 1;
-        let watcher = match stream.try_clone() {
+        let watcher = match stream.tcp().try_clone() {
             Ok(watched) => spawn_watcher(self.peer, watched, self.generation, &self.nudge_tx),
             Err(e) => {
                 log::warn!(
@@ -511,7 +522,7 @@ impl PeerSender {
         };
         self.counters.connected.store(false, Ordering::Relaxed);
         // Wakes the watcher's read so that it can be joined.
-        let _ = conn.stream.shutdown(Shutdown::Both);
+        let _ = conn.stream.tcp().shutdown(Shutdown::Both);
         self.outbound.lock().stream = None;
         if let Some(watcher) = conn.watcher {
             join(watcher);

@@ -188,6 +188,8 @@ pub struct TestCluster {
     extra_args: Vec<String>,
     /// The client password the harness's calls give, if any.
     password: Option<String>,
+    /// TLS for the harness's calls, if the nodes speak it.
+    client_tls: Option<sraft::tls::ClientTls>,
     /// Flags of one node that replace the cluster's own (`set_flag`).
     node_flags: BTreeMap<usize, BTreeMap<String, String>>,
     /// One `--metrics-addr` port per node, or none.
@@ -202,6 +204,7 @@ pub struct TestClusterBuilder {
     metrics: bool,
     cluster_secret: bool,
     client_password: bool,
+    tls: bool,
 }
 
 impl TestClusterBuilder {
@@ -214,6 +217,13 @@ impl TestClusterBuilder {
     /// Every node serves `/metrics` on a port of its own (`metrics_addr`).
     pub fn metrics(mut self) -> Self {
         self.metrics = true;
+        self
+    }
+
+    /// TLS on both ports: one CA, one certificate for 127.0.0.1 shared by
+    /// every node (`TestCluster::tls_dir()`); the harness's calls speak TLS.
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
         self
     }
 
@@ -244,6 +254,7 @@ impl TestClusterBuilder {
             extra_args: self.extra_args,
             node_flags: BTreeMap::new(),
             password: None,
+            client_tls: None,
             metrics_ports: if self.metrics {
                 reserve_single_ports(self.nodes)
             } else {
@@ -258,6 +269,19 @@ impl TestClusterBuilder {
             cluster
                 .extra_args
                 .extend(["--cluster-secret-file".into(), path.display().to_string()]);
+        }
+        if self.tls {
+            let dir = cluster.tls_dir();
+            let files = make_certs(&dir, "cluster");
+            cluster.extra_args.extend([
+                "--tls-cert-file".into(),
+                files.cert.display().to_string(),
+                "--tls-key-file".into(),
+                files.key.display().to_string(),
+                "--tls-ca-cert-file".into(),
+                files.ca.display().to_string(),
+            ]);
+            cluster.client_tls = Some(sraft::tls::ClientTls::load(&files.ca).expect("CA loads"));
         }
         if self.client_password {
             let password = format!("pw-{:016x}", rand::random::<u64>());
@@ -283,7 +307,13 @@ impl TestCluster {
             metrics: false,
             cluster_secret: false,
             client_password: false,
+            tls: false,
         }
+    }
+
+    /// Where `tls()` writes the CA and the node certificate.
+    pub fn tls_dir(&self) -> PathBuf {
+        self.dir.path().join("tls")
     }
 
     /// The client password file of `client_password()`.
@@ -488,7 +518,13 @@ impl TestCluster {
     /// One RESP call to node `i`'s client port.
     pub fn call(&self, i: usize, args: &[&[u8]], timeout: Duration) -> std::io::Result<Value> {
         let password = self.password.as_deref().map(sraft::secret::Secret::new);
-        sraft::client::call_with_password(self.client_addr(i), args, timeout, password.as_ref())
+        sraft::client::call_with(
+            self.client_addr(i),
+            args,
+            timeout,
+            password.as_ref(),
+            self.client_tls.as_ref(),
+        )
     }
 
     pub fn info(&self, i: usize) -> Option<Info> {
@@ -655,6 +691,49 @@ impl Drop for TestCluster {
             reserved.remove(p);
         }
     }
+}
+
+/// Makes a CA and one certificate for 127.0.0.1 and localhost that it
+/// signs (for servers and clients both, as peers need), in `dir`:
+/// `NAME-ca.crt`, `NAME.crt`, `NAME.key` (mode 0600).
+pub fn make_certs(dir: &Path, name: &str) -> sraft::tls::TlsFiles {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    fs::create_dir_all(dir).expect("create the tls dir");
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, format!("sraft test CA {name}"));
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = ca_params.self_signed(&ca_key).expect("CA cert");
+    let key = KeyPair::generate().expect("node key");
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .expect("node params");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, format!("sraft node {name}"));
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let cert = params.signed_by(&key, &ca, &ca_key).expect("node cert");
+    let files = sraft::tls::TlsFiles {
+        cert: dir.join(format!("{name}.crt")),
+        key: dir.join(format!("{name}.key")),
+        ca: dir.join(format!("{name}-ca.crt")),
+    };
+    fs::write(&files.cert, cert.pem()).expect("write the cert");
+    write_private(&files.key, &key.serialize_pem());
+    fs::write(&files.ca, ca.pem()).expect("write the CA");
+    files
 }
 
 /// Writes a secret file with mode 0600, as sraft requires.

@@ -465,3 +465,34 @@ fn client_password_comes_from_password_file_then_env_then_config() {
     let settings = server(&["--node-id", "1"], &[], Some(&config));
     assert_eq!(settings.client_password, Some(Secret::new("from-config")));
 }
+
+#[test]
+fn tls_files_go_together_and_a_bad_one_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.crt").display().to_string();
+    let base = ["--node-id", "1", "--peers", PEERS];
+    let only_cert = [&base[..], &["--tls-cert-file", &missing]].concat();
+    assert_eq!(
+        error(&only_cert, &[], None),
+        "bad tls: tls_cert_file, tls_key_file and tls_ca_cert_file go together: give all three or none"
+    );
+    let all = [
+        &base[..],
+        &[
+            "--tls-cert-file",
+            &missing,
+            "--tls-key-file",
+            &missing,
+            "--tls-ca-cert-file",
+            &missing,
+        ],
+    ]
+    .concat();
+    let text = error(&all, &[], None);
+    assert!(
+        text.starts_with(&format!("bad tls: cannot read tls_cert_file '{missing}'")),
+        "{text}"
+    );
+    assert!(!text.contains('\n'), "{text}");
+    assert_eq!(server(&base, &[], None).tls, None);
+}
