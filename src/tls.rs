@@ -168,8 +168,10 @@ impl Stream {
     /// Runs the TLS handshake to its end now (not at the first read or
     /// write), within `timeout`, so that a bad certificate or a plain-TCP
     /// client fails here with the reason. Plain streams pass through.
+    /// The socket's own timeouts are restored afterwards.
     fn handshake(mut self, timeout: Duration) -> io::Result<Stream> {
         let tcp = self.tcp().try_clone()?;
+        let (read_timeout, write_timeout) = (tcp.read_timeout()?, tcp.write_timeout()?);
         tcp.set_read_timeout(Some(timeout))?;
         tcp.set_write_timeout(Some(timeout))?;
         match &mut self {
@@ -185,8 +187,8 @@ impl Stream {
                 }
             }
         }
-        tcp.set_read_timeout(None)?;
-        tcp.set_write_timeout(None)?;
+        tcp.set_read_timeout(read_timeout)?;
+        tcp.set_write_timeout(write_timeout)?;
         Ok(self)
     }
 

@@ -17,8 +17,10 @@
 //!
 //! Ports: peers 26000-26999, client ports (peer + 1000) 27000-27999.
 //!
-//! Security is on (DESIGN.md 9): the nodes share a cluster secret, and
-//! every client connection starts with AUTH.
+//! Security is on (DESIGN.md 9): the nodes share a cluster secret and speak
+//! TLS on both ports, and every client connection starts with AUTH.
+
+mod common;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -42,6 +44,30 @@ const CLIENT_PORT_OFFSET: u16 = 1000;
 /// answer (an error naming the reason) normally arrives first.
 /// The client password of every node; the cluster secret is random.
 const PASSWORD: &str = "jepsen-password";
+
+/// One CA and node certificate for the whole test process (made on first
+/// use, in a directory that lives as long as the process), and the client
+/// side's TLS configuration.
+fn tls() -> &'static (
+    tempfile::TempDir,
+    sraft::tls::TlsFiles,
+    sraft::tls::ClientTls,
+) {
+    static TLS: std::sync::OnceLock<(
+        tempfile::TempDir,
+        sraft::tls::TlsFiles,
+        sraft::tls::ClientTls,
+    )> = std::sync::OnceLock::new();
+    TLS.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("sraft-jepsen-tls-")
+            .tempdir()
+            .expect("temp dir");
+        let files = common::make_certs(dir.path(), "jepsen");
+        let client = sraft::tls::ClientTls::load(&files.ca).expect("CA loads");
+        (dir, files, client)
+    })
+}
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(7);
 
 /// Cluster tests share two cores with other builders: one at a time.
@@ -165,6 +191,9 @@ impl Cluster {
             .args(["--cluster-id", &self.cluster_id])
             .args(["--cluster-secret-file", &secret])
             .args(["--client-password-file", &password])
+            .args(["--tls-cert-file", path(&tls().1.cert)])
+            .args(["--tls-key-file", path(&tls().1.key)])
+            .args(["--tls-ca-cert-file", path(&tls().1.ca)])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
@@ -320,8 +349,9 @@ enum Reply {
 }
 
 struct Conn {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+    /// Reads through the buffer, writes through `get_mut()`: one TLS
+    /// stream cannot be split in two.
+    stream: BufReader<sraft::tls::Stream>,
 }
 
 impl Conn {
@@ -330,9 +360,9 @@ impl Conn {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
+        let stream = sraft::tls::Stream::connect(stream, addr, Some(&tls().2.0), timeout)?;
         let mut conn = Conn {
-            reader: BufReader::new(stream.try_clone()?),
-            writer: stream,
+            stream: BufReader::new(stream),
         };
         match conn.call(&[b"AUTH", PASSWORD.as_bytes()])? {
             Reply::Simple(ok) if ok == "OK" => Ok(conn),
@@ -347,9 +377,14 @@ impl Conn {
             req.extend_from_slice(a);
             req.extend_from_slice(b"\r\n");
         }
-        self.writer.write_all(&req)?;
-        read_reply(&mut self.reader)
+        self.stream.get_mut().write_all(&req)?;
+        self.stream.get_mut().flush()?;
+        read_reply(&mut self.stream)
     }
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
 }
 
 fn bad(msg: &str) -> io::Error {
