@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# The throughput cost of security (EXPERIMENTS.md, "Cost of authentication"):
-# redis-benchmark SET and GET through the leader of a local 3-node sraft
-# cluster (conf/local-3.toml, fsync on) at 1 and 64 clients, with security
-# off, then on (--cluster-secret-file and --client-password-file, the
-# benchmark with -a), alternating for ROUNDS rounds; same binary, same machine.
-# Needs redis-tools (apt-get install redis-tools).
+# The throughput cost of security (EXPERIMENTS.md, "Cost of authentication
+# and TLS"): redis-benchmark SET and GET through the leader of a local
+# 3-node sraft cluster (conf/local-3.toml, fsync on) at 1 and 64 clients,
+# with security off, then "auth" (--cluster-secret-file and
+# --client-password-file, the benchmark with -a), then "tls" (auth plus TLS
+# on both ports, certificates from make_certs.sh, the benchmark with --tls),
+# for ROUNDS rounds; same binary, same machine. Needs redis-tools, openssl.
 #
 #   scripts/bench_security.sh [REQUESTS] [ROUNDS]      (default 20000 2)
 set -euo pipefail
 
 if [[ "${1:-}" == "--help" || "${1:-}" == "-h" ]]; then
     echo "Usage: scripts/bench_security.sh [REQUESTS] [ROUNDS]"
-    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
 fi
 
@@ -35,6 +36,7 @@ head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$SECRETS/cluster.secret"
 PASSWORD=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 printf '%s\n' "$PASSWORD" >"$SECRETS/client.password"
 chmod 600 "$SECRETS/cluster.secret" "$SECRETS/client.password"
+"$ROOT/scripts/make_certs.sh" --out "$SECRETS/certs" 127.0.0.1 >/dev/null
 
 row() { # mode port clients test [auth args...]
     local mode=$1 port=$2 clients=$3 t=$4 out
@@ -48,16 +50,22 @@ row() { # mode port clients test [auth args...]
 # run MODE: one cluster, every row, then stop.
 run() {
     local mode=$1 flags=() auth=()
-    if [[ $mode == on ]]; then
+    local status=()
+    unset SRAFT_PASSWORD
+    if [[ $mode != off ]]; then
         flags=(--cluster-secret-file "$SECRETS/cluster.secret" --client-password-file "$SECRETS/client.password")
         auth=(-a "$PASSWORD")
         export SRAFT_PASSWORD=$PASSWORD
-    else
-        unset SRAFT_PASSWORD
     fi
-    "$ROOT/scripts/start_local.sh" "${flags[@]}" >/dev/null
+    if [[ $mode == tls ]]; then
+        local certs=$SECRETS/certs
+        flags+=(--tls-cert-file "$certs/node-0.crt" --tls-key-file "$certs/node-0.key" --tls-ca-cert-file "$certs/ca.crt")
+        auth+=(--tls --cacert "$certs/ca.crt")
+        status=(--tls-ca-cert-file "$certs/ca.crt")
+    fi
+    "$ROOT/scripts/start_local.sh" "${flags[@]}" >/dev/null || true
     local leader
-    leader=$("$BIN" status --config "$CONFIG" | awk '$4 == "leader" {print $1}')
+    leader=$("$BIN" status --config "$CONFIG" "${status[@]}" | awk '$4 == "leader" {print $1}')
     [[ -n $leader ]] || { echo "bench_security: no leader (security $mode)" >&2; exit 1; }
     for clients in 1 64; do
         for t in set get; do
@@ -71,7 +79,8 @@ echo "| security | test | clients | requests/s | p50 ms | p99 ms |"
 echo "|---|---|---|---|---|---|"
 for ((round = 1; round <= ROUNDS; round++)); do
     run off
-    run on
+    run auth
+    run tls
 done
 echo
 echo "load: $(uptime)"

@@ -28,7 +28,9 @@ use std::time::{Duration, Instant};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const NODES: usize = 5;
-const SCRIPTS: [&str; 7] = [
+const SCRIPTS: [&str; 9] = [
+    "make_certs.sh",
+    "bench_security.sh",
     "setup_ec2.sh",
     "start_node.sh",
     "stop_node.sh",
@@ -432,6 +434,17 @@ fn deploy_start_status_stop_five_nodes() {
         fs::write(path, text).unwrap();
         fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();
     }
+    // TLS too, with certificates from scripts/make_certs.sh (openssl).
+    let tls_dir = tmp_path.join("certs");
+    let mut certs = Command::new(script("make_certs.sh"));
+    certs.arg("--out").arg(&tls_dir).args(&nodes);
+    let tls = match certs.output() {
+        Ok(out) if out.status.success() => true,
+        other => {
+            println!("deploy_scripts: no TLS (make_certs.sh: {other:?}; is openssl installed?)");
+            false
+        }
+    };
     let mut cluster = format!(
         "# written by tests/deploy_scripts.rs\n\
          SRAFT_NODES=\"{nodes}\"\nSRAFT_PEER_PORT={base}\nSRAFT_CLIENT_PORT_OFFSET=1000\n\
@@ -444,6 +457,9 @@ fn deploy_start_status_stop_five_nodes() {
         secret = secret.display(),
         password = password.display(),
     );
+    if tls {
+        cluster += &format!("SRAFT_TLS_DIR=\"{}\"\n", tls_dir.display());
+    }
     match &sshd {
         Ok(s) => {
             println!(
@@ -532,6 +548,25 @@ fn deploy_start_status_stop_five_nodes() {
             assert!(
                 toml.contains(&format!("{key} = \"conf/{file}\"")),
                 "node {i}: no {key}:\n{toml}"
+            );
+        }
+        if tls {
+            use std::os::unix::fs::PermissionsExt;
+            let key = dir.join("conf/tls/node.key");
+            let mode = fs::metadata(&key).unwrap().permissions().mode();
+            assert_eq!(
+                mode & 0o777,
+                0o600,
+                "node {i}: conf/tls/node.key mode {mode:o}"
+            );
+            let own = fs::read(dir.join("conf/tls/node.crt")).unwrap();
+            assert_eq!(
+                own,
+                fs::read(tls_dir.join(format!("node-{i}.crt"))).unwrap()
+            );
+            assert!(
+                toml.contains("tls_ca_cert_file = \"conf/tls/ca.crt\""),
+                "{toml}"
             );
         }
     }
