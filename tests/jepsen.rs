@@ -45,29 +45,22 @@ const CLIENT_PORT_OFFSET: u16 = 1000;
 /// The client password of every node; the cluster secret is random.
 const PASSWORD: &str = "jepsen-password";
 
-/// One CA and node certificate for the whole test process (made on first
-/// use, in a directory that lives as long as the process), and the client
-/// side's TLS configuration.
-fn tls() -> &'static (
-    tempfile::TempDir,
-    sraft::tls::TlsFiles,
-    sraft::tls::ClientTls,
-) {
-    static TLS: std::sync::OnceLock<(
-        tempfile::TempDir,
-        sraft::tls::TlsFiles,
-        sraft::tls::ClientTls,
-    )> = std::sync::OnceLock::new();
+/// One CA and node certificate for the whole test process, in memory
+/// (each cluster writes them into its own temp dir), and the client side's
+/// TLS configuration, which `Conn::open` needs without a cluster at hand.
+fn tls() -> &'static (common::CertPems, sraft::tls::ClientTls) {
+    static TLS: std::sync::OnceLock<(common::CertPems, sraft::tls::ClientTls)> =
+        std::sync::OnceLock::new();
     TLS.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("sraft-jepsen-tls-")
-            .tempdir()
-            .expect("temp dir");
-        let files = common::make_certs(dir.path(), "jepsen");
+        let pems = common::cert_pems("jepsen");
+        // Read back from a temp dir that is gone when this returns.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let files = common::write_certs(dir.path(), "jepsen", &pems);
         let client = sraft::tls::ClientTls::load(&files.ca).expect("CA loads");
-        (dir, files, client)
+        (pems, client)
     })
 }
+
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(7);
 
 /// Cluster tests share two cores with other builders: one at a time.
@@ -94,6 +87,8 @@ struct Cluster {
     nodes: Vec<Node>,
     peers: String,
     cluster_id: String,
+    /// The certificates of `tls()`, written into `_dir`.
+    tls: sraft::tls::TlsFiles,
     _dir: tempfile::TempDir,
 }
 
@@ -157,6 +152,7 @@ impl Cluster {
             nodes,
             peers,
             cluster_id: format!("jepsen-{name}-{}-{base}", std::process::id()),
+            tls: common::write_certs(&dir.path().join("tls"), "jepsen", &tls().0),
             _dir: dir,
         };
         for i in 0..NODES {
@@ -191,9 +187,9 @@ impl Cluster {
             .args(["--cluster-id", &self.cluster_id])
             .args(["--cluster-secret-file", &secret])
             .args(["--client-password-file", &password])
-            .args(["--tls-cert-file", path(&tls().1.cert)])
-            .args(["--tls-key-file", path(&tls().1.key)])
-            .args(["--tls-ca-cert-file", path(&tls().1.ca)])
+            .args(["--tls-cert-file", path(&self.tls.cert)])
+            .args(["--tls-key-file", path(&self.tls.key)])
+            .args(["--tls-ca-cert-file", path(&self.tls.ca)])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
@@ -360,7 +356,7 @@ impl Conn {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
-        let stream = sraft::tls::Stream::connect(stream, addr, Some(&tls().2.0), timeout)?;
+        let stream = sraft::tls::Stream::connect(stream, addr, Some(&tls().1.0), timeout)?;
         let mut conn = Conn {
             stream: BufReader::new(stream),
         };

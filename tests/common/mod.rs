@@ -693,15 +693,40 @@ impl Drop for TestCluster {
     }
 }
 
+/// A CA and one certificate it signed, in PEM.
+pub struct CertPems {
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
+}
+
 /// Makes a CA and one certificate for 127.0.0.1 and localhost that it
 /// signs (for servers and clients both, as peers need), in `dir`:
 /// `NAME-ca.crt`, `NAME.crt`, `NAME.key` (mode 0600).
 pub fn make_certs(dir: &Path, name: &str) -> sraft::tls::TlsFiles {
+    write_certs(dir, name, &cert_pems(name))
+}
+
+/// Writes `pems` as `make_certs` does.
+pub fn write_certs(dir: &Path, name: &str, pems: &CertPems) -> sraft::tls::TlsFiles {
+    fs::create_dir_all(dir).expect("create the tls dir");
+    let files = sraft::tls::TlsFiles {
+        cert: dir.join(format!("{name}.crt")),
+        key: dir.join(format!("{name}.key")),
+        ca: dir.join(format!("{name}-ca.crt")),
+    };
+    fs::write(&files.cert, &pems.cert).expect("write the cert");
+    write_private(&files.key, &pems.key);
+    fs::write(&files.ca, &pems.ca).expect("write the CA");
+    files
+}
+
+/// The certificates of `make_certs`, in memory.
+pub fn cert_pems(name: &str) -> CertPems {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
         KeyUsagePurpose,
     };
-    fs::create_dir_all(dir).expect("create the tls dir");
     let ca_key = KeyPair::generate().expect("CA key");
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -725,15 +750,11 @@ pub fn make_certs(dir: &Path, name: &str) -> sraft::tls::TlsFiles {
         ExtendedKeyUsagePurpose::ClientAuth,
     ];
     let cert = params.signed_by(&key, &ca, &ca_key).expect("node cert");
-    let files = sraft::tls::TlsFiles {
-        cert: dir.join(format!("{name}.crt")),
-        key: dir.join(format!("{name}.key")),
-        ca: dir.join(format!("{name}-ca.crt")),
-    };
-    fs::write(&files.cert, cert.pem()).expect("write the cert");
-    write_private(&files.key, &key.serialize_pem());
-    fs::write(&files.ca, ca.pem()).expect("write the CA");
-    files
+    CertPems {
+        ca: ca.pem(),
+        cert: cert.pem(),
+        key: key.serialize_pem(),
+    }
 }
 
 /// Writes a secret file with mode 0600, as sraft requires.
