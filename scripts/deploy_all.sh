@@ -11,7 +11,11 @@ Usage: scripts/deploy_all.sh [--cluster FILE | --local] [--mode MODE] [--nodes "
 For every node of the cluster file, over ssh (or the local runner):
   1. creates the install directory (SRAFT_INSTALL_DIR; {id} = node id),
   2. copies scripts/ and conf/cluster.toml, the sraft config generated from
-     the cluster file's node list plus SRAFT_SETTINGS (timings etc.),
+     the cluster file's node list plus SRAFT_SETTINGS (timings etc.), and
+     the files of SRAFT_CLUSTER_SECRET_FILE and SRAFT_CLIENT_PASSWORD_FILE
+     (if set) as conf/cluster.secret and conf/client.password, mode 0600,
+     and with SRAFT_TLS_DIR (scripts/make_certs.sh) the CA and each node's
+     own certificate and key (mode 0600) as conf/tls/,
   3. installs sraft with scripts/setup_ec2.sh, per MODE:
        source      ship Cargo.toml, Cargo.lock, src/, benches/; every node
                    installs its build tools and builds in release mode
@@ -73,6 +77,29 @@ mkdir -p "$STAGE/payload/scripts/lib" "$STAGE/payload/conf"
 cp "$SRAFT_ROOT"/scripts/{setup_ec2.sh,start_node.sh,stop_node.sh} "$STAGE/payload/scripts/"
 cp "$SRAFT_ROOT/scripts/lib/cluster.sh" "$STAGE/payload/scripts/lib/"
 cp "$STAGE/cluster.toml" "$STAGE/payload/conf/cluster.toml"
+# Secrets (docs/DESIGN.md 9) with mode 0600, which tar keeps on the node
+# (sraft refuses a secret file that group or others can read).
+ship_secret() { # SOURCE NAME SETTING
+    [[ -n $1 ]] || return 0
+    [[ -f $1 ]] || die "no file '$1' ($3)"
+    install -m 600 "$1" "$STAGE/payload/conf/$2"
+}
+ship_secret "$SRAFT_CLUSTER_SECRET_FILE" cluster.secret SRAFT_CLUSTER_SECRET_FILE
+ship_secret "$SRAFT_CLIENT_PASSWORD_FILE" client.password SRAFT_CLIENT_PASSWORD_FILE
+# TLS (scripts/make_certs.sh): each node gets the CA and its own certificate
+# and key (node-ID.crt, node-ID.key) as conf/tls/, the key with mode 0600.
+if [[ -n $SRAFT_TLS_DIR ]]; then
+    [[ -f $SRAFT_TLS_DIR/ca.crt ]] || die "no $SRAFT_TLS_DIR/ca.crt (SRAFT_TLS_DIR; make it with scripts/make_certs.sh)"
+    for id in "${SELECTED[@]}"; do
+        for f in crt key; do
+            [[ -f $SRAFT_TLS_DIR/node-$id.$f ]] || die "no $SRAFT_TLS_DIR/node-$id.$f (scripts/make_certs.sh)"
+        done
+        mkdir -p "$STAGE/tls-$id/conf/tls"
+        install -m 644 "$SRAFT_TLS_DIR/ca.crt" "$STAGE/tls-$id/conf/tls/ca.crt"
+        install -m 644 "$SRAFT_TLS_DIR/node-$id.crt" "$STAGE/tls-$id/conf/tls/node.crt"
+        install -m 600 "$SRAFT_TLS_DIR/node-$id.key" "$STAGE/tls-$id/conf/tls/node.key"
+    done
+fi
 if [[ -f $SRAFT_ROOT/conf/sraft@.service ]]; then
     cp "$SRAFT_ROOT/conf/sraft@.service" "$STAGE/payload/conf/"
 fi
@@ -105,7 +132,11 @@ deploy_node() {
         setup="CARGO_TARGET_DIR=\"\$PWD/build\" scripts/setup_ec2.sh --install-dir . --source source${SRAFT_SWAP_MB:+ --swap-mb $SRAFT_SWAP_MB}"
     fi
     echo "--- node $id ($(node_where "$id")): $mode"
-    if tar -C "$STAGE/$mode" -cf - . |
+    local extra=()
+    if [[ -d $STAGE/tls-$id ]]; then
+        extra=(-C "$STAGE/tls-$id" .)
+    fi
+    if tar -C "$STAGE/$mode" -cf - . "${extra[@]}" |
         node_run "$id" "mkdir -p $(sq "$dir") && cd $(sq "$dir") && rm -rf incoming source && tar -xf - && $setup"; then
         echo "--- node $id: deployed"
     else

@@ -2,9 +2,11 @@
 //! the nodes' client ports.
 
 use crate::kv::resp::{RespLimits, Value};
+use crate::secret::Secret;
 use crate::server::Forwarder;
 use crate::server::parse_info;
 use crate::settings::{ClientOp, ClientSettings, StatusSettings};
+use crate::tls::ClientTls;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -12,8 +14,35 @@ use std::time::{Duration, Instant};
 
 /// One request to one address.
 pub fn call(addr: SocketAddr, args: &[&[u8]], timeout: Duration) -> std::io::Result<Value> {
+    call_with_password(addr, args, timeout, None)
+}
+
+/// One request to one address, after AUTH with `password` if there is one.
+pub fn call_with_password(
+    addr: SocketAddr,
+    args: &[&[u8]],
+    timeout: Duration,
+    password: Option<&Secret>,
+) -> std::io::Result<Value> {
+    call_with(addr, args, timeout, password, None)
+}
+
+/// One request to one address, over TLS if `tls` is given, after AUTH with
+/// `password` if there is one.
+pub fn call_with(
+    addr: SocketAddr,
+    args: &[&[u8]],
+    timeout: Duration,
+    password: Option<&Secret>,
+    tls: Option<&ClientTls>,
+) -> std::io::Result<Value> {
     let args: Vec<Vec<u8>> = args.iter().map(|a| a.to_vec()).collect();
-    Forwarder::default().call(addr, &args, timeout, &RespLimits::default())
+    Forwarder::new(password.cloned(), tls.map(|tls| tls.0.clone())).call(
+        addr,
+        &args,
+        timeout,
+        &RespLimits::default(),
+    )
 }
 
 fn op_args(op: &ClientOp) -> Vec<Vec<u8>> {
@@ -55,7 +84,10 @@ pub fn run_client(settings: &ClientSettings, timeout: Duration) -> i32 {
     let idempotent = matches!(settings.op, ClientOp::Get { .. });
     let deadline = Instant::now() + timeout;
     let mut last_error = String::from("no node answered");
-    let mut forwarder = Forwarder::default();
+    let mut forwarder = Forwarder::new(
+        settings.password.clone(),
+        settings.tls.as_ref().map(|tls| tls.0.clone()),
+    );
     while Instant::now() < deadline {
         for addr in &settings.client_addrs {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -75,6 +107,11 @@ pub fn run_client(settings: &ClientSettings, timeout: Duration) -> i32 {
                 }
                 Ok(Value::Error(e)) => {
                     eprintln!("sraft client: {e}");
+                    return 1;
+                }
+                // A wrong or missing password is wrong at every node.
+                Err(e) if e.error.kind() == std::io::ErrorKind::PermissionDenied => {
+                    eprintln!("sraft client: {addr}: {}", e.error);
                     return 1;
                 }
                 Ok(value) => {
@@ -114,7 +151,14 @@ pub fn query_status(settings: &StatusSettings, timeout: Duration) -> Vec<NodeRow
         .iter()
         .enumerate()
         .map(|(node, addr)| {
-            let (info, error) = match call(*addr, &[b"INFO", b"raft"], timeout) {
+            let info = call_with(
+                *addr,
+                &[b"INFO", b"raft"],
+                timeout,
+                settings.password.as_ref(),
+                settings.tls.as_ref(),
+            );
+            let (info, error) = match info {
                 Ok(Value::Bulk(text)) => (Some(parse_info(&String::from_utf8_lossy(&text))), None),
                 Ok(other) => (None, Some(format!("unexpected reply {other:?}"))),
                 Err(e) => (None, Some(e.to_string())),

@@ -83,6 +83,7 @@ pub mod kv;
 pub mod limits;
 pub mod metrics;
 pub mod runtime;
+pub mod secret;
 pub mod server;
 pub mod settings;
 /// The seeded whole-cluster simulator (DESIGN.md 2.8): test tooling, only
@@ -91,6 +92,7 @@ pub mod settings;
 pub mod sim;
 pub mod state_machine;
 pub mod storage;
+pub mod tls;
 pub mod transport;
 
 pub use limits::Limits;

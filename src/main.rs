@@ -16,6 +16,7 @@ fn main() {
             for warning in &settings.warnings {
                 log::warn!("{warning}");
             }
+
             run_server(settings)
         }
         Command::Client(settings) => {
@@ -41,6 +42,8 @@ fn run_server(settings: Settings) -> i32 {
     let options = NodeOptions {
         id: settings.node_id,
         cluster_id: settings.cluster_id.clone(),
+        cluster_secret: settings.cluster_secret.clone(),
+        tls: settings.tls.clone(),
         peers: settings.peers.clone(),
         listen: settings.listen,
         data_dir: settings.data_dir.clone(),
@@ -99,7 +102,7 @@ fn run_server(settings: Settings) -> i32 {
             return 1;
         }
     };
-    let context = ServerContext::new(
+    let mut context = ServerContext::new(
         settings.node_id.0,
         node.requests.clone(),
         node.status.clone(),
@@ -107,6 +110,8 @@ fn run_server(settings: Settings) -> i32 {
         settings.client_addrs.clone(),
         &settings.raft.limits,
     );
+    context.password = settings.client_password.clone();
+    context.tls = settings.tls.clone();
     let mut server = match ClientServer::from_listener(client_listener, context) {
         Ok(server) => server,
         Err(e) => {
@@ -143,6 +148,14 @@ fn run_server(settings: Settings) -> i32 {
             "original"
         }
     );
+    // Logged once the node is up, so that a start that fails still says
+    // only its one line of why.
+    if settings.cluster_secret.is_none() && settings.peers.len() > 1 {
+        log::warn!(
+            "peers are not authenticated: any process that reaches the peer port and \
+             knows the cluster id can vote and append; set cluster_secret_file"
+        );
+    }
     if let Some(metrics) = &metrics_server {
         log::info!(
             "Node {}: metrics at http://{}/metrics",

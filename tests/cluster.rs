@@ -10,6 +10,7 @@ use common::{
 };
 use sraft::core::NodeId;
 use sraft::kv::resp::Value;
+use sraft::transport::auth::{PeerAuth, connect_handshake};
 use sraft::transport::frame::encode_frame;
 use sraft::transport::{Hello, PROTOCOL_VERSION, PeerFrame};
 use std::io::{ErrorKind, Read, Write};
@@ -309,6 +310,7 @@ fn hello_frame(cluster_id: &str, node_id: u64, protocol_version: u32) -> Vec<u8>
             protocol_version,
             cluster_id: cluster_id.to_string(),
             node_id: NodeId(node_id),
+            nonce: [0; 32],
         }),
         &mut buf,
     );
@@ -332,8 +334,6 @@ fn peer_port_closes_connections_that_break_the_protocol() {
     let target = lead.leader;
     let other = (target + 1) % cluster.len();
     let id = cluster.cluster_id().to_string();
-    let mut valid_then_garbage = hello_frame(&id, other as u64, PROTOCOL_VERSION);
-    valid_then_garbage.extend(undecodable_frame());
     // Each case, and the reason the node must log for closing it: the
     // reason shows the bytes were judged, not left to the hello timeout.
     let cases: Vec<(&str, Vec<u8>, String)> = vec![
@@ -367,15 +367,33 @@ fn peer_port_closes_connections_that_break_the_protocol() {
             vec![0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0],
             "frame too large 4294967295".into(),
         ),
+        // Written after a handshake that passes, as node `other`.
         (
-            "valid hello, then garbage",
-            valid_then_garbage,
+            "valid handshake, then garbage",
+            undecodable_frame(),
             format!("peer {other} at 127.0.0.1:"),
         ),
     ];
     for (what, bytes, reason) in cases {
         let mark = cluster.log_len(target);
         let mut stream = connect(cluster.peer_addr(target));
+        if what == "valid handshake, then garbage" {
+            let auth = PeerAuth {
+                cluster_id: id.clone(),
+                secret: None,
+            };
+            stream
+                .set_read_timeout(Some(Duration::from_secs(2)))
+                .expect("set timeout");
+            connect_handshake(
+                &mut stream,
+                &auth,
+                NodeId(other as u64),
+                NodeId(target as u64),
+                1 << 20,
+            )
+            .unwrap_or_else(|e| panic!("{what}: handshake: {e}"));
+        }
         stream
             .write_all(&bytes)
             .unwrap_or_else(|e| panic!("{what}: write: {e}"));
@@ -387,7 +405,8 @@ fn peer_port_closes_connections_that_break_the_protocol() {
                 .find(|l| {
                     l.contains("closing connection from")
                         && l.contains(&reason)
-                        && (what != "valid hello, then garbage" || l.contains("undecodable frame"))
+                        && (what != "valid handshake, then garbage"
+                            || l.contains("undecodable frame"))
                 })
                 .map(str::to_string)
         });

@@ -28,7 +28,9 @@ use std::time::{Duration, Instant};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const NODES: usize = 5;
-const SCRIPTS: [&str; 7] = [
+const SCRIPTS: [&str; 9] = [
+    "make_certs.sh",
+    "bench_security.sh",
     "setup_ec2.sh",
     "start_node.sh",
     "stop_node.sh",
@@ -420,15 +422,44 @@ fn deploy_start_status_stop_five_nodes() {
         start_sshd(&tmp_path.join("ssh"), base + 1)
     };
     let nodes: Vec<String> = (0..NODES).map(|i| format!("127.0.0.{}", 11 + i)).collect();
+    // Security on (DESIGN.md 9): deploy_all.sh must ship both files with
+    // mode 0600, and status_all.sh must find the password on the node.
+    let secret = tmp_path.join("cluster.secret");
+    let password = tmp_path.join("client.password");
+    for (path, text) in [
+        (&secret, "deploy-test-secret\n"),
+        (&password, "deploy-test-pw\n"),
+    ] {
+        use std::os::unix::fs::PermissionsExt;
+        fs::write(path, text).unwrap();
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    // TLS too, with certificates from scripts/make_certs.sh (openssl).
+    let tls_dir = tmp_path.join("certs");
+    let mut certs = Command::new(script("make_certs.sh"));
+    certs.arg("--out").arg(&tls_dir).args(&nodes);
+    let tls = match certs.output() {
+        Ok(out) if out.status.success() => true,
+        other => {
+            println!("deploy_scripts: no TLS (make_certs.sh: {other:?}; is openssl installed?)");
+            false
+        }
+    };
     let mut cluster = format!(
         "# written by tests/deploy_scripts.rs\n\
          SRAFT_NODES=\"{nodes}\"\nSRAFT_PEER_PORT={base}\nSRAFT_CLIENT_PORT_OFFSET=1000\n\
          SRAFT_CLUSTER_ID=from-file\nSRAFT_INSTALL_DIR=\"{tmp}/node-{{id}}\"\n\
-         SRAFT_DEPLOY=binary\nSRAFT_BIN=\"{bin}\"\nSRAFT_GRACE_S=5\n",
+         SRAFT_DEPLOY=binary\nSRAFT_BIN=\"{bin}\"\nSRAFT_GRACE_S=5\n\
+         SRAFT_CLUSTER_SECRET_FILE=\"{secret}\"\nSRAFT_CLIENT_PASSWORD_FILE=\"{password}\"\n",
         nodes = nodes.join(" "),
         tmp = needle,
         bin = bin.display(),
+        secret = secret.display(),
+        password = password.display(),
     );
+    if tls {
+        cluster += &format!("SRAFT_TLS_DIR=\"{}\"\n", tls_dir.display());
+    }
     match &sshd {
         Ok(s) => {
             println!(
@@ -504,6 +535,40 @@ fn deploy_start_status_stop_five_nodes() {
             peer_lines, 1,
             "node {i}: the template's peer list must be replaced:\n{toml}"
         );
+        for (file, key) in [
+            ("cluster.secret", "cluster_secret_file"),
+            ("client.password", "client_password_file"),
+        ] {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(dir.join("conf").join(file))
+                .unwrap_or_else(|e| panic!("node {i}: no conf/{file}: {e}"))
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "node {i}: conf/{file} mode {mode:o}");
+            assert!(
+                toml.contains(&format!("{key} = \"conf/{file}\"")),
+                "node {i}: no {key}:\n{toml}"
+            );
+        }
+        if tls {
+            use std::os::unix::fs::PermissionsExt;
+            let key = dir.join("conf/tls/node.key");
+            let mode = fs::metadata(&key).unwrap().permissions().mode();
+            assert_eq!(
+                mode & 0o777,
+                0o600,
+                "node {i}: conf/tls/node.key mode {mode:o}"
+            );
+            let own = fs::read(dir.join("conf/tls/node.crt")).unwrap();
+            assert_eq!(
+                own,
+                fs::read(tls_dir.join(format!("node-{i}.crt"))).unwrap()
+            );
+            assert!(
+                toml.contains("tls_ca_cert_file = \"conf/tls/ca.crt\""),
+                "{toml}"
+            );
+        }
     }
     // setup_ec2.sh is idempotent: the same binary again is a no-op.
     let mut again = Command::new(tmp_path.join("node-0/scripts/setup_ec2.sh"));

@@ -18,6 +18,9 @@
 //! Addresses: node i binds 127.0.0.(11 + i), so that a packet filter can
 //! tell the nodes apart (`common::partition`). Ports: peers 26000-26999,
 //! client ports (peer + 1000) 27000-27999.
+//!
+//! Security is on (DESIGN.md 9): the nodes share a cluster secret and speak
+//! TLS on both ports, and every client connection starts with AUTH.
 
 mod common;
 
@@ -42,6 +45,25 @@ const PEER_PORT_MAX: u16 = 26999;
 const CLIENT_PORT_OFFSET: u16 = 1000;
 /// Longer than the server's request timeout (5 s), so that the server's own
 /// answer (an error naming the reason) normally arrives first.
+/// The client password of every node; the cluster secret is random.
+const PASSWORD: &str = "jepsen-password";
+
+/// One CA and node certificate for the whole test process, in memory
+/// (each cluster writes them into its own temp dir), and the client side's
+/// TLS configuration, which `Conn::open` needs without a cluster at hand.
+fn tls() -> &'static (common::CertPems, sraft::tls::ClientTls) {
+    static TLS: std::sync::OnceLock<(common::CertPems, sraft::tls::ClientTls)> =
+        std::sync::OnceLock::new();
+    TLS.get_or_init(|| {
+        let pems = common::cert_pems("jepsen");
+        // Read back from a temp dir that is gone when this returns.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let files = common::write_certs(dir.path(), "jepsen", &pems);
+        let client = sraft::tls::ClientTls::load(&files.ca).expect("CA loads");
+        (pems, client)
+    })
+}
+
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(7);
 
 /// Cluster tests share two cores with other builders: one at a time.
@@ -69,6 +91,8 @@ struct Cluster {
     nodes: Vec<Node>,
     peers: String,
     cluster_id: String,
+    /// The certificates of `tls()`, written into `_dir`.
+    tls: sraft::tls::TlsFiles,
     _dir: tempfile::TempDir,
 }
 
@@ -123,10 +147,24 @@ impl Cluster {
                 paused: false,
             })
             .collect();
+        for (file, text) in [
+            (
+                "cluster.secret",
+                format!("{:032x}\n", rand::random::<u128>()),
+            ),
+            ("client.password", format!("{PASSWORD}\n")),
+        ] {
+            use std::os::unix::fs::PermissionsExt;
+            let path = dir.path().join(file);
+            std::fs::write(&path, text).expect("write a secret file");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .expect("chmod a secret file");
+        }
         let mut cluster = Cluster {
             nodes,
             peers,
             cluster_id: format!("jepsen-{name}-{}-{base}", std::process::id()),
+            tls: common::write_certs(&dir.path().join("tls"), "jepsen", &tls().0),
             _dir: dir,
         };
         for i in 0..NODES {
@@ -139,8 +177,14 @@ impl Cluster {
         cluster
     }
 
+    fn secret_file(&self, name: &str) -> String {
+        self._dir.path().join(name).display().to_string()
+    }
+
     fn start_node(&mut self, i: usize) {
         assert!(self.nodes[i].child.is_none(), "node {i} already running");
+        let secret = self.secret_file("cluster.secret");
+        let password = self.secret_file("client.password");
         let node = &mut self.nodes[i];
         let log = OpenOptions::new()
             .create(true)
@@ -153,6 +197,11 @@ impl Cluster {
             .args(["--peers", &self.peers])
             .args(["--data-dir", node.data_dir.to_str().expect("utf-8 path")])
             .args(["--cluster-id", &self.cluster_id])
+            .args(["--cluster-secret-file", &secret])
+            .args(["--client-password-file", &password])
+            .args(["--tls-cert-file", path(&self.tls.cert)])
+            .args(["--tls-key-file", path(&self.tls.key)])
+            .args(["--tls-ca-cert-file", path(&self.tls.ca)])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
@@ -324,8 +373,9 @@ enum Reply {
 }
 
 struct Conn {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+    /// Reads through the buffer, writes through `get_mut()`: one TLS
+    /// stream cannot be split in two.
+    stream: BufReader<sraft::tls::Stream>,
 }
 
 impl Conn {
@@ -334,10 +384,14 @@ impl Conn {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
-        Ok(Conn {
-            reader: BufReader::new(stream.try_clone()?),
-            writer: stream,
-        })
+        let stream = sraft::tls::Stream::connect(stream, addr, Some(&tls().1.0), timeout)?;
+        let mut conn = Conn {
+            stream: BufReader::new(stream),
+        };
+        match conn.call(&[b"AUTH", PASSWORD.as_bytes()])? {
+            Reply::Simple(ok) if ok == "OK" => Ok(conn),
+            other => Err(bad(&format!("AUTH answered {other:?}"))),
+        }
     }
 
     fn call(&mut self, args: &[&[u8]]) -> io::Result<Reply> {
@@ -347,9 +401,14 @@ impl Conn {
             req.extend_from_slice(a);
             req.extend_from_slice(b"\r\n");
         }
-        self.writer.write_all(&req)?;
-        read_reply(&mut self.reader)
+        self.stream.get_mut().write_all(&req)?;
+        self.stream.get_mut().flush()?;
+        read_reply(&mut self.stream)
     }
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
 }
 
 fn bad(msg: &str) -> io::Error {

@@ -6,9 +6,11 @@
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use rand::Rng;
 use sraft::core::{Entry, EntryPayload, LogIndex, Message, MessageBody, NodeId, Term};
+use sraft::secret::Secret;
+use sraft::transport::auth::{HandshakeError, PeerAuth, accept_handshake, connect_handshake};
 use sraft::transport::frame::{encode_frame, read_frame};
 use sraft::transport::{
-    FrameError, Hello, PROTOCOL_VERSION, PeerFrame, Transport, TransportConfig, TransportEvent,
+    Hello, PROTOCOL_VERSION, PeerFrame, Transport, TransportConfig, TransportEvent,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
@@ -135,7 +137,46 @@ fn hello(cluster_id: &str, node_id: u64) -> Vec<u8> {
         protocol_version: PROTOCOL_VERSION,
         cluster_id: cluster_id.into(),
         node_id: NodeId(node_id),
+        nonce: [0; 32],
     }))
+}
+
+/// What the test cluster's nodes check: its id, and `secret`.
+fn peer_auth(secret: Option<&str>) -> PeerAuth {
+    PeerAuth {
+        cluster_id: CLUSTER.into(),
+        secret: secret.map(Secret::new),
+    }
+}
+
+/// A raw connection to `addr` that has passed the handshake as node `me`,
+/// so that a test can play a peer that misbehaves after it.
+fn handshaken(addr: SocketAddr, me: u64, peer: u64) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    connect_handshake(
+        &mut stream,
+        &peer_auth(None),
+        NodeId(me),
+        NodeId(peer),
+        1 << 20,
+    )
+    .unwrap();
+    stream
+}
+
+/// Accepts on `listener` as node `me` until a connection passes the
+/// handshake (bare crash probes, which close at once, are skipped).
+fn accept_handshaken(listener: &TcpListener, me: u64, auth: &PeerAuth) -> (TcpStream, NodeId) {
+    loop {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(WAIT)).unwrap();
+        match accept_handshake(&mut conn, auth, NodeId(me), 1 << 20, |_| Ok(())) {
+            Ok(peer) => return (conn, peer),
+            Err(HandshakeError::Probe) => continue,
+            Err(e) => panic!("handshake failed: {e}"),
+        }
+    }
 }
 
 /// Sends `bytes` on a raw connection to `addr` and asserts that the
@@ -146,13 +187,19 @@ fn assert_closed_after(addr: SocketAddr, bytes: &[u8]) {
     assert_closes(&mut stream);
 }
 
+/// The transport may have answered a hello with its challenge (a few dozen
+/// bytes) before it closes; anything more, or no close, fails.
 fn assert_closes(stream: &mut TcpStream) {
     stream.set_read_timeout(Some(WAIT)).unwrap();
-    let mut buf = [0u8; 16];
-    match stream.read(&mut buf) {
-        Ok(0) => {}
-        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
-        other => panic!("expected the transport to close the connection, got {other:?}"),
+    let mut buf = [0u8; 256];
+    let mut received = 0;
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) if received + n < buf.len() => received += n,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return,
+            other => panic!("expected the transport to close the connection, got {other:?}"),
+        }
     }
 }
 
@@ -199,20 +246,33 @@ fn bad_connections_are_closed_and_real_peers_keep_delivering() {
     let nodes = cluster(2, |c| c.hello_timeout_ms = 200);
     let addr = nodes[1].config.listen;
     let spoofed = frame(&PeerFrame::Message(msg(3, 2, 0)));
-    let mut impostor = hello(CLUSTER, 1);
-    impostor.extend_from_slice(&spoofed);
-    let cases: [(&str, Vec<u8>); 7] = [
+    let cases: [(&str, Vec<u8>); 8] = [
         ("garbage", b"GET / HTTP/1.1\r\n\r\n".to_vec()),
         ("undecodable frame", vec![0, 0, 0, 2, 9, 9]),
         ("oversized length", vec![0xff; 4]),
         ("wrong cluster id", hello("other-cluster", 1)),
         ("unknown node", hello(CLUSTER, 9)),
         ("no hello", spoofed.clone()),
-        ("message from another node", impostor),
+        ("hello, then no proof", hello(CLUSTER, 1)),
+        ("hello, then a message", {
+            let mut bytes = hello(CLUSTER, 1);
+            bytes.extend_from_slice(&spoofed);
+            bytes
+        }),
     ];
-    for (seq, (case, bytes)) in cases.iter().enumerate() {
+    // Past the handshake, node 1 may still speak only for itself.
+    let cases = cases
+        .into_iter()
+        .chain([("message from another node", Vec::new())]);
+    for (seq, (case, bytes)) in cases.enumerate() {
         eprintln!("case: {case}");
-        assert_closed_after(addr, bytes);
+        if case == "message from another node" {
+            let mut impostor = handshaken(addr, 1, 2);
+            impostor.write_all(&spoofed).unwrap();
+            assert_closes(&mut impostor);
+        } else {
+            assert_closed_after(addr, &bytes);
+        }
         nodes[0].transport.send(msg(1, 2, seq as u64));
         assert_eq!(
             recv_message(&nodes[1].inbox),
@@ -317,7 +377,12 @@ fn peer_unreachable_does_not_fire_for_a_frozen_or_slow_peer() {
         slow_tx,
     )
     .unwrap();
-    wait_connected(&fast, 2);
+    // The frozen peer never answers the handshake, so only the slow one
+    // ever counts as connected; the frozen one's handshake times out,
+    // which is no refusal and so no hint.
+    wait_until("the slow peer is connected", || {
+        fast.stats()[&NodeId(2)].connected
+    });
     for seq in 0..10_000 {
         fast.send(msg(1, 2, seq));
         fast.send(msg(1, 3, seq));
@@ -391,10 +456,8 @@ fn a_heartbeat_overtakes_appends_queued_for_a_slow_peer() {
     let frame_bytes_max = config.frame_bytes_max;
     let (tx, _rx) = crossbeam_channel::bounded(16);
     let transport = Transport::start(config, tx).unwrap();
-    let (mut conn, _) = slow_peer.accept().unwrap();
-    conn.set_read_timeout(Some(WAIT)).unwrap();
-    let first: PeerFrame = read_frame(&mut conn, frame_bytes_max).unwrap();
-    assert!(matches!(first, PeerFrame::Hello(_)), "{first:?}");
+    let (mut conn, from) = accept_handshaken(&slow_peer, 2, &peer_auth(None));
+    assert_eq!(from, NodeId(1));
 
     let append = |i: u64| Message {
         from: NodeId(1),
@@ -544,25 +607,12 @@ fn a_connection_closed_by_a_live_peer_is_reopened_without_a_hint() {
     let (tx, inbox) = crossbeam_channel::bounded(16);
     let config = TransportConfig::new(NodeId(1), CLUSTER, local(free_port()), peers);
     let transport = Transport::start(config, tx).unwrap();
-    let (first, _) = peer.accept().unwrap();
+    let (first, _) = accept_handshaken(&peer, 2, &peer_auth(None));
     drop(first);
     // A bare probe (connect, hang up) may come first; then the reconnect,
-    // which carries a hello from node 1.
-    let (hello, _open) = loop {
-        let (mut next, _) = peer.accept().unwrap();
-        next.set_read_timeout(Some(WAIT)).unwrap();
-        match read_frame::<PeerFrame>(&mut next, 1 << 20) {
-            Err(FrameError::Eof) => continue,
-            frame => break (frame.unwrap(), next),
-        }
-    };
-    assert!(matches!(
-        hello,
-        PeerFrame::Hello(Hello {
-            node_id: NodeId(1),
-            ..
-        })
-    ));
+    // which passes the handshake as node 1.
+    let (_open, from) = accept_handshaken(&peer, 2, &peer_auth(None));
+    assert_eq!(from, NodeId(1));
     match inbox.recv_timeout(Duration::from_millis(500)) {
         Err(RecvTimeoutError::Timeout) => {}
         other => panic!("expected no crash hint, got {other:?}"),
@@ -584,4 +634,68 @@ fn inbound_connections_past_the_bound_are_closed() {
     nodes[0].transport.send(msg(1, 2, 0));
     assert_eq!(recv_message(&nodes[1].inbox), msg(1, 2, 0));
     drop(silent);
+}
+
+/// DESIGN.md 9: a transport with another cluster secret connects to
+/// nobody and delivers nothing, while the nodes with the right secret keep
+/// talking; connections in the other direction fail the same way.
+#[test]
+fn a_peer_with_the_wrong_secret_is_refused_and_delivers_nothing() {
+    let nodes = cluster(2, |c| c.secret = Some(Secret::new("right")));
+    // Node 3 is known to both (an id in their peer lists would be needed to
+    // join), but its secret is wrong.
+    let intruder_addr = local(free_port());
+    let peers: BTreeMap<NodeId, SocketAddr> =
+        nodes.iter().map(|n| (n.id, n.config.listen)).collect();
+    let mut config = TransportConfig::new(NodeId(3), CLUSTER, intruder_addr, peers);
+    config.secret = Some(Secret::new("wrong"));
+    let (tx, intruder_inbox) = crossbeam_channel::bounded(1024);
+    let intruder = Transport::start(config, tx).unwrap();
+    for seq in 0..100 {
+        intruder.send(msg(3, 1, seq));
+        intruder.send(msg(3, 2, seq));
+    }
+    // Long enough for several attempts with backoff.
+    std::thread::sleep(Duration::from_millis(500));
+    let stats = intruder.stats();
+    assert!(
+        stats.values().all(|s| !s.connected && s.sent == 0),
+        "{stats:?}"
+    );
+    for node in &nodes {
+        assert!(node.inbox.is_empty(), "node {} got a message", node.id);
+    }
+    assert!(intruder_inbox.is_empty(), "the intruder got something");
+    nodes[0].transport.send(msg(1, 2, 7));
+    assert_eq!(recv_message(&nodes[1].inbox), msg(1, 2, 7));
+}
+
+/// The right secret, by a raw connection: the transport accepts it and
+/// delivers what follows; a proof made with another secret is closed.
+#[test]
+fn a_raw_peer_passes_only_with_the_secret() {
+    let nodes = cluster(2, |c| c.secret = Some(Secret::new("right")));
+    let addr = nodes[1].config.listen;
+    for (secret, passes) in [("right", true), ("wrong", false)] {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let result = connect_handshake(
+            &mut stream,
+            &peer_auth(Some(secret)),
+            NodeId(1),
+            NodeId(2),
+            1 << 20,
+        );
+        assert_eq!(result.is_ok(), passes, "{secret}: {result:?}");
+        if passes {
+            stream
+                .write_all(&frame(&PeerFrame::Message(msg(1, 2, 5))))
+                .unwrap();
+            assert_eq!(recv_message(&nodes[1].inbox), msg(1, 2, 5));
+        } else {
+            assert_closes(&mut stream);
+        }
+    }
+    nodes[0].transport.send(msg(1, 2, 6));
+    assert_eq!(recv_message(&nodes[1].inbox), msg(1, 2, 6));
 }

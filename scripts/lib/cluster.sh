@@ -13,6 +13,7 @@ SRAFT_CLUSTER_VARS=(
     SRAFT_CLUSTER_ID SRAFT_SETTINGS SRAFT_SSH SRAFT_SSH_USER SRAFT_SSH_KEY
     SRAFT_SSH_PORT SRAFT_SSH_OPTS SRAFT_INSTALL_DIR SRAFT_DEPLOY SRAFT_BIN
     SRAFT_GRACE_S SRAFT_NODE_ARGS SRAFT_SWAP_MB
+    SRAFT_CLUSTER_SECRET_FILE SRAFT_CLIENT_PASSWORD_FILE SRAFT_TLS_DIR
 )
 
 die() {
@@ -75,6 +76,9 @@ load_cluster() {
     SRAFT_CLIENT_PORT_OFFSET=${SRAFT_CLIENT_PORT_OFFSET:-1000}
     SRAFT_CLUSTER_ID=${SRAFT_CLUSTER_ID:-sraft}
     SRAFT_SETTINGS=${SRAFT_SETTINGS:-$SRAFT_ROOT/conf/ec2-example.toml}
+    SRAFT_CLUSTER_SECRET_FILE=${SRAFT_CLUSTER_SECRET_FILE:-}
+    SRAFT_CLIENT_PASSWORD_FILE=${SRAFT_CLIENT_PASSWORD_FILE:-}
+    SRAFT_TLS_DIR=${SRAFT_TLS_DIR:-}
     SRAFT_SSH=${SRAFT_SSH:-ssh}
     SRAFT_SSH_USER=${SRAFT_SSH_USER:-ec2-user}
     SRAFT_SSH_KEY=${SRAFT_SSH_KEY:-}
@@ -218,11 +222,25 @@ generate_node_config() {
         echo "peers = $(peers_toml)"
         echo "cluster_id = \"$SRAFT_CLUSTER_ID\""
         echo "client_port_offset = $SRAFT_CLIENT_PORT_OFFSET"
+        # Secrets travel beside this file (deploy_all.sh, mode 0600);
+        # start_node.sh runs sraft in the install dir, so the paths are
+        # relative to it.
+        if [[ -n $SRAFT_CLUSTER_SECRET_FILE ]]; then
+            echo 'cluster_secret_file = "conf/cluster.secret"'
+        fi
+        if [[ -n $SRAFT_CLIENT_PASSWORD_FILE ]]; then
+            echo 'client_password_file = "conf/client.password"'
+        fi
+        if [[ -n $SRAFT_TLS_DIR ]]; then
+            echo 'tls_cert_file = "conf/tls/node.crt"'
+            echo 'tls_key_file = "conf/tls/node.key"'
+            echo 'tls_ca_cert_file = "conf/tls/ca.crt"'
+        fi
         # The template minus the keys set above (a peers array may span lines).
         awk '
             skip { if ($0 ~ /\]/) skip = 0; next }
             /^[ \t]*peers[ \t]*=/ { if ($0 !~ /\]/) skip = 1; next }
-            /^[ \t]*(cluster_id|client_port_offset)[ \t]*=/ { next }
+            /^[ \t]*(cluster_id|client_port_offset|cluster_secret_file|client_password_file|tls_[a-z_]*file)[ \t]*=/ { next }
             { print }
         ' "$SRAFT_SETTINGS"
     } >"$out"

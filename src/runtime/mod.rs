@@ -41,6 +41,10 @@ use std::time::Duration;
 pub struct NodeOptions {
     pub id: NodeId,
     pub cluster_id: String,
+    /// The secret of the peer handshake; None: peers are not authenticated.
+    pub cluster_secret: Option<crate::secret::Secret>,
+    /// Mutual TLS on peer connections; None: plain TCP.
+    pub tls: Option<crate::tls::NodeTls>,
     /// Peer addresses by node id (position), including this node's own.
     pub peers: Vec<SocketAddr>,
     /// Where this node's peer listener binds.
@@ -72,6 +76,8 @@ impl NodeOptions {
         NodeOptions {
             id,
             cluster_id: crate::settings::CLUSTER_ID_DEFAULT.to_owned(),
+            cluster_secret: None,
+            tls: None,
             peers,
             listen,
             data_dir: data_dir.into(),
@@ -273,6 +279,8 @@ pub fn start_on<S: StateMachine + 'static>(
     transport_config.frame_bytes_max = options.frame_bytes_max;
     transport_config.queue_depth = options.queue_depth;
     transport_config.delay_us = options.delay_us;
+    transport_config.secret = options.cluster_secret.clone();
+    transport_config.tls = options.tls.clone();
     let (peer_tx, peer_rx) = bounded(INBOX_DEPTH);
     let transport = Transport::start_on(peer_listener, transport_config, peer_tx)
         .map_err(StartError::Transport)?;

@@ -4,6 +4,7 @@
 //! goes on.
 
 use super::ServerContext;
+use super::auth;
 use super::forward::Forwarder;
 use super::info::info_text;
 use crate::core::NodeId;
@@ -12,6 +13,7 @@ use crate::kv::resp::{Value, parse};
 use crate::kv::store::{KvCommand, KvStore};
 use crate::metrics::ForwardKind;
 use crate::runtime::{Reply, Request, RequestError};
+use crate::tls::Stream;
 use crossbeam_channel::bounded;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -28,13 +30,17 @@ const LOCAL: &[u8] = b"SRAFT.LOCAL";
 /// Prefix of the error a node answers when it cannot serve an internal
 /// command because it is not the leader.
 const NOT_LEADER: &str = "NOTLEADER";
+/// How long a client may take over its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause between attempts while a leader is being elected.
 const RETRY_PAUSE: Duration = Duration::from_millis(5);
 
-struct Session {
+pub(super) struct Session {
     client_id: u64,
     seq: u64,
     forwarder: Forwarder,
+    /// AUTH succeeded, or no password is set.
+    pub(super) authenticated: bool,
 }
 
 pub fn refuse(mut stream: TcpStream, message: &str) -> io::Result<()> {
@@ -46,18 +52,35 @@ pub fn serve(stream: TcpStream, ctx: &ServerContext) {
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_else(|_| "?".into());
-    if let Err(e) = serve_inner(stream, ctx) {
+    if let Err(e) = stream.set_nodelay(true) {
+        log::debug!("client {peer}: {e}");
+        return;
+    }
+    // A plain-TCP client on a TLS port fails here and is closed; the
+    // node goes on (DESIGN.md 9).
+    let tls = ctx.tls.as_ref().map(|tls| &tls.client_server);
+    let stream = match Stream::accept(stream, tls, TLS_HANDSHAKE_TIMEOUT) {
+        Ok(stream) => stream,
+        Err(e) => {
+            log::info!("client {peer}: TLS handshake failed: {e}; closing");
+            return;
+        }
+    };
+    if let Err(e) = serve_inner(stream, &peer, ctx) {
         log::debug!("client {peer}: connection ended: {e}");
     }
 }
 
-fn serve_inner(mut stream: TcpStream, ctx: &ServerContext) -> io::Result<()> {
-    stream.set_nodelay(true)?;
+fn serve_inner(mut stream: Stream, peer: &str, ctx: &ServerContext) -> io::Result<()> {
     let mut session = Session {
         // Unique across the cluster and across restarts, without coordination.
         client_id: rand::random::<u64>() | 1,
         seq: 0,
-        forwarder: Forwarder::default(),
+        forwarder: Forwarder::new(
+            ctx.password.clone(),
+            ctx.tls.as_ref().map(|tls| tls.client_client.clone()),
+        ),
+        authenticated: ctx.password.is_none(),
     };
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut start = 0;
@@ -83,7 +106,7 @@ fn serve_inner(mut stream: TcpStream, ctx: &ServerContext) -> io::Result<()> {
                     // the stream cannot be resynchronized.
                     out.extend_from_slice(&e.to_reply().to_bytes());
                     stream.write_all(&out)?;
-                    log::info!("client {:?}: {e}; closing", stream.peer_addr().ok());
+                    log::info!("client {peer}: {e}; closing");
                     return Ok(());
                 }
             }
@@ -102,10 +125,7 @@ fn serve_inner(mut stream: TcpStream, ctx: &ServerContext) -> io::Result<()> {
             let error =
                 format!("ERR Protocol error: request larger than {request_bytes_max} bytes");
             stream.write_all(&Value::Error(error).to_bytes())?;
-            log::info!(
-                "client {:?}: oversized request; closing",
-                stream.peer_addr().ok()
-            );
+            log::info!("client {peer}: oversized request; closing");
             return Ok(());
         }
         if ctx.stopping.load(Ordering::SeqCst) {
@@ -140,6 +160,21 @@ fn args_of(value: &Value) -> Option<Vec<Vec<u8>>> {
 /// Redis answers with nothing. Replies travel encoded: the state machine
 /// already returns the exact bytes to send, so they are never re-parsed.
 fn handle(value: Value, session: &mut Session, ctx: &ServerContext) -> Option<Vec<u8>> {
+    if let Some(args) = args_of(&value)
+        && let Some(name) = args.first()
+    {
+        if name.eq_ignore_ascii_case(b"AUTH") {
+            ctx.metrics.client_command(name);
+            return Some(auth::auth(&args, session, ctx).to_bytes());
+        }
+        if name.eq_ignore_ascii_case(b"HELLO") {
+            ctx.metrics.client_command(name);
+            return Some(auth::hello(&args, session, session.client_id, ctx).to_bytes());
+        }
+    }
+    if !session.authenticated && !auth::allowed_before_auth(&value) {
+        return Some(auth::noauth().to_bytes());
+    }
     if let Some(args) = args_of(&value)
         && let Some(name) = args.first()
     {

@@ -3,8 +3,12 @@
 //! on a client connection are sequential, so no multiplexing is needed.
 
 use crate::kv::resp::{RespLimits, Value, parse_reply};
+use crate::secret::Secret;
+use crate::tls::Stream;
+use rustls::ClientConfig;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How often `call_unless` asks whether to give up while waiting.
@@ -12,7 +16,12 @@ const GIVE_UP_POLL: Duration = Duration::from_millis(5);
 
 #[derive(Default)]
 pub struct Forwarder {
-    conn: Option<(SocketAddr, TcpStream, Vec<u8>)>,
+    conn: Option<(SocketAddr, Stream, Vec<u8>)>,
+    /// TLS to the target's client port, verified against the CA.
+    tls: Option<Arc<ClientConfig>>,
+    /// Sent with AUTH first on every new connection: nodes forward to each
+    /// other's client ports, which ask every client for the password.
+    password: Option<Secret>,
 }
 
 /// A failed forward, and whether the request may have reached the target
@@ -24,6 +33,21 @@ pub struct ForwardError {
 }
 
 impl Forwarder {
+    /// A forwarder that authenticates each connection with `password`.
+    pub fn with_password(password: Option<Secret>) -> Forwarder {
+        Forwarder::new(password, None)
+    }
+
+    /// A forwarder that speaks TLS (when `tls` is given) and then sends
+    /// AUTH (when `password` is) on each new connection.
+    pub fn new(password: Option<Secret>, tls: Option<Arc<ClientConfig>>) -> Forwarder {
+        Forwarder {
+            conn: None,
+            tls,
+            password,
+        }
+    }
+
     /// Sends `args` as a RESP array to `addr` and waits for one reply.
     pub fn call(
         &mut self,
@@ -62,9 +86,10 @@ impl Forwarder {
     ) -> Result<Value, ForwardError> {
         if self.conn.as_ref().is_none_or(|(a, _, _)| *a != addr) {
             self.conn = None;
+            let tls = self.tls.as_ref();
             let connected = TcpStream::connect_timeout(&addr, timeout).and_then(|stream| {
                 stream.set_nodelay(true)?;
-                Ok(stream)
+                Stream::connect(stream, addr, tls, timeout)
             });
             match connected {
                 Ok(stream) => self.conn = Some((addr, stream, Vec::new())),
@@ -74,6 +99,13 @@ impl Forwarder {
                         maybe_sent: false,
                     });
                 }
+            }
+            if let Err(error) = self.authenticate(timeout, limits) {
+                self.conn = None;
+                return Err(ForwardError {
+                    error,
+                    maybe_sent: false,
+                });
             }
         }
         let result = self.try_call(args, timeout, limits, give_up);
@@ -88,6 +120,26 @@ impl Forwarder {
         })
     }
 
+    /// AUTH on a fresh connection, when there is a password. A refusal is
+    /// `PermissionDenied` with the server's words.
+    fn authenticate(&mut self, timeout: Duration, limits: &RespLimits) -> io::Result<()> {
+        let Some(password) = self.password.clone() else {
+            return Ok(());
+        };
+        let args = [b"AUTH".to_vec(), password.as_bytes().to_vec()];
+        match self.try_call(&args, timeout, limits, || false)? {
+            Value::Simple(ok) if ok == "OK" => Ok(()),
+            Value::Error(e) => Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("AUTH refused: {e}"),
+            )),
+            other => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("unexpected answer to AUTH: {other:?}"),
+            )),
+        }
+    }
+
     fn try_call(
         &mut self,
         args: &[Vec<u8>],
@@ -97,10 +149,13 @@ impl Forwarder {
     ) -> io::Result<Value> {
         let deadline = Instant::now() + timeout;
         let (_, stream, buf) = self.conn.as_mut().expect("connected by call_unless");
-        stream.set_read_timeout(Some(timeout.min(GIVE_UP_POLL)))?;
-        stream.set_write_timeout(Some(timeout))?;
+        stream
+            .tcp()
+            .set_read_timeout(Some(timeout.min(GIVE_UP_POLL)))?;
+        stream.tcp().set_write_timeout(Some(timeout))?;
         let request = Value::Array(args.iter().map(|a| Value::Bulk(a.clone())).collect());
         stream.write_all(&request.to_bytes())?;
+        stream.flush()?;
         let mut chunk = [0u8; 16 * 1024];
         loop {
             match parse_reply(buf, limits) {
@@ -129,7 +184,9 @@ impl Forwarder {
                             "request abandoned",
                         ));
                     }
-                    stream.set_read_timeout(Some((deadline - now).min(GIVE_UP_POLL)))?;
+                    stream
+                        .tcp()
+                        .set_read_timeout(Some((deadline - now).min(GIVE_UP_POLL)))?;
                     continue;
                 }
                 Err(e) => return Err(e),

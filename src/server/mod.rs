@@ -2,6 +2,7 @@
 //! answered in order. Any node accepts any command: a follower forwards
 //! writes and reads to the leader's client port and relays the answer.
 
+mod auth;
 mod connection;
 mod forward;
 mod info;
@@ -14,6 +15,8 @@ use crate::kv::store::KvStore;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::runtime::{NodeStatus, Request};
+use crate::secret::Secret;
+use crate::tls::NodeTls;
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 use std::io;
@@ -43,6 +46,11 @@ pub struct ServerContext {
     /// before the client gets an error.
     pub request_timeout: Duration,
     pub connections_max: u64,
+    /// Redis AUTH (DESIGN.md 9): until a connection gives this password,
+    /// it may only AUTH, HELLO, PING and QUIT. None: no password.
+    pub password: Option<Secret>,
+    /// TLS on the client port and for forwarding (DESIGN.md 9).
+    pub tls: Option<NodeTls>,
     connections: AtomicU64,
     stopping: AtomicBool,
 }
@@ -68,6 +76,8 @@ impl ServerContext {
             request_bytes_max: limits.request_bytes_max,
             request_timeout: Duration::from_secs(5),
             connections_max: 1024,
+            password: None,
+            tls: None,
             connections: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
         }

@@ -84,6 +84,24 @@ pub(crate) struct ServerArgs {
     /// [raft] snapshot_log_bytes]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub snapshot_log_bytes: Option<u64>,
+    /// File holding the shared secret every peer must prove it knows (mode
+    /// 0600) [default: peers are not authenticated]
+    #[arg(long, value_name = "FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// File holding the password clients must give with AUTH (mode 0600)
+    /// [default: clients are not authenticated]
+    #[arg(long, value_name = "FILE")]
+    pub client_password_file: Option<PathBuf>,
+    /// This node's certificate (PEM) for TLS on both ports; needs
+    /// --tls-key-file and --tls-ca-cert-file [default: plain TCP]
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert-file
+    #[arg(long, value_name = "FILE")]
+    pub tls_key_file: Option<PathBuf>,
+    /// The CA (PEM) that every peer's certificate must chain to
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca_cert_file: Option<PathBuf>,
 }
 
 /// Where a client-side tool finds the cluster.
@@ -93,9 +111,18 @@ pub(crate) struct ClusterArgs {
     /// from them [env: RAFT_PEERS]
     #[arg(long, value_name = "H:P,H:P,...")]
     pub peers: Option<String>,
-    /// TOML config file to take peers and client_port_offset from
+    /// TOML config file to take peers, client_port_offset and
+    /// client_password_file from
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// File holding the nodes' client password (mode 0600)
+    /// [env: SRAFT_PASSWORD holds the password itself]
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Speak TLS to the nodes, verifying them against this CA (PEM)
+    /// [default: the config file's tls_ca_cert_file, else plain TCP]
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca_cert_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

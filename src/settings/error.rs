@@ -68,6 +68,12 @@ pub enum SettingsError {
         reason: String,
     },
     Raft(ConfigError),
+    /// A secret file (`key` names the setting) that is unreadable, empty,
+    /// or readable by group or others.
+    SecretFile {
+        key: &'static str,
+        error: crate::secret::SecretFileError,
+    },
 }
 
 impl SettingsError {
@@ -184,6 +190,7 @@ impl fmt::Display for SettingsError {
             SettingsError::BadHost { host, reason } => write!(f, "bad host '{host}': {reason}"),
             SettingsError::BadValue { key, reason } => write!(f, "bad {key}: {reason}"),
             SettingsError::Raft(e) => write!(f, "{e}"),
+            SettingsError::SecretFile { key, error } => write!(f, "bad {key} {error}"),
         }
     }
 }

@@ -31,6 +31,15 @@ pub(crate) struct ConfigFile {
     /// for this node's own bind address.
     pub metrics_addr: Option<String>,
     pub debug: Option<bool>,
+    /// The shared secret of the peer handshake (DESIGN.md 9).
+    pub cluster_secret_file: Option<PathBuf>,
+    /// The password of Redis AUTH on the client port (DESIGN.md 9); the
+    /// client tools take it from here too.
+    pub client_password_file: Option<PathBuf>,
+    /// TLS on both ports (DESIGN.md 9): all three or none.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    pub tls_ca_cert_file: Option<PathBuf>,
     /// `[raft]`: `RaftConfig`'s keys, or seed 000's names in seconds.
     #[serde(default)]
     pub raft: RaftTable,

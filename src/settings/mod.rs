@@ -9,8 +9,10 @@
 //! sraft [--node-id N] --peers H:P,H:P,... [--host IP] [--port P] [--client-port P]
 //!       [--config FILE] [--data-dir DIR] [--debug] [--original-raft]
 //!       [--metrics-file FILE] [--metrics-addr H:P] [--cluster-id ID]
-//! sraft client [--peers ...] [--config FILE] set K V | get K | del K | cas K EXPECTED NEW | incr K
-//! sraft status [--peers ...] [--config FILE] [--json]
+//!       [--cluster-secret-file FILE] [--client-password-file FILE]
+//!       [--tls-cert-file FILE --tls-key-file FILE --tls-ca-cert-file FILE]
+//! sraft client [--peers ...] [--config FILE] [--password-file FILE] set K V | get K | del K | cas K EXPECTED NEW | incr K
+//! sraft status [--peers ...] [--config FILE] [--password-file FILE] [--json]
 //! ```
 
 mod cli;
@@ -38,6 +40,9 @@ pub const ENV_PEERS: &str = "RAFT_PEERS";
 pub const ENV_DATA_DIR: &str = "RAFT_DATA_DIR";
 /// `true`/`false`/`1`/`0`; false means original Raft, like `--original-raft`.
 pub const ENV_ENABLE_SUBLEADER: &str = "ENABLE_SUBLEADER";
+/// The client password itself, for `sraft client` and `sraft status`, as
+/// redis-cli's REDISCLI_AUTH.
+pub const ENV_PASSWORD: &str = "SRAFT_PASSWORD";
 
 pub const CLUSTER_ID_DEFAULT: &str = "sraft";
 /// `{id}` is replaced by the node id.
@@ -60,6 +65,14 @@ pub struct Settings {
     pub node_id: NodeId,
     /// Sent in the peer handshake; a node of another cluster is refused.
     pub cluster_id: String,
+    /// The secret of the peer handshake (DESIGN.md 9); None: peers are not
+    /// authenticated, and the node says so at start.
+    pub cluster_secret: Option<crate::secret::Secret>,
+    /// The password of Redis AUTH on the client port; None: clients are not
+    /// authenticated.
+    pub client_password: Option<crate::secret::Secret>,
+    /// TLS on both ports, loaded and checked; None: plain TCP.
+    pub tls: Option<crate::tls::NodeTls>,
     /// Peer (Raft) address of every node; index = node id.
     pub peers: Vec<SocketAddr>,
     /// Where this node accepts peer connections.
@@ -92,6 +105,10 @@ pub struct Settings {
 pub struct ClientSettings {
     pub peers: Vec<SocketAddr>,
     pub client_addrs: Vec<SocketAddr>,
+    /// Sent with AUTH on every connection.
+    pub password: Option<crate::secret::Secret>,
+    /// TLS to the nodes' client ports, when they speak it.
+    pub tls: Option<crate::tls::ClientTls>,
     pub op: ClientOp,
 }
 
@@ -100,6 +117,10 @@ pub struct ClientSettings {
 pub struct StatusSettings {
     pub peers: Vec<SocketAddr>,
     pub client_addrs: Vec<SocketAddr>,
+    /// Sent with AUTH on every connection.
+    pub password: Option<crate::secret::Secret>,
+    /// TLS to the nodes' client ports, when they speak it.
+    pub tls: Option<crate::tls::ClientTls>,
     pub json: bool,
 }
 

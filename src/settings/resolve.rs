@@ -8,6 +8,8 @@ use super::peers::{default_bind_ip, parse_bind_host, parse_peers, split_list};
 use super::*;
 use crate::core::ConfigError;
 use crate::limits::Limits;
+use crate::secret::Secret;
+use crate::tls::{ClientTls, NodeTls, TlsFiles};
 use clap::Parser;
 use std::net::IpAddr;
 use std::path::Path;
@@ -27,18 +29,22 @@ where
     match cli.command {
         None => server(&cli.server, env, is_local).map(Command::Server),
         Some(SubCommand::Client(args)) => {
-            let (peers, client_addrs) = cluster(&args.cluster, env)?;
+            let (peers, client_addrs, password, tls) = cluster(&args.cluster, env)?;
             Ok(Command::Client(ClientSettings {
                 peers,
                 client_addrs,
+                password,
+                tls,
                 op: args.op,
             }))
         }
         Some(SubCommand::Status(args)) => {
-            let (peers, client_addrs) = cluster(&args.cluster, env)?;
+            let (peers, client_addrs, password, tls) = cluster(&args.cluster, env)?;
             Ok(Command::Status(StatusSettings {
                 peers,
                 client_addrs,
+                password,
+                tls,
                 json: args.json,
             }))
         }
@@ -58,6 +64,11 @@ struct Layer {
     metrics_file: Option<PathBuf>,
     metrics_addr: Option<String>,
     cluster_id: Option<String>,
+    cluster_secret_file: Option<PathBuf>,
+    client_password_file: Option<PathBuf>,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
+    tls_ca_cert_file: Option<PathBuf>,
     debug: Option<bool>,
     enable_subleader: Option<bool>,
 }
@@ -74,6 +85,11 @@ impl Layer {
             metrics_file: self.metrics_file.or(lower.metrics_file),
             metrics_addr: self.metrics_addr.or(lower.metrics_addr),
             cluster_id: self.cluster_id.or(lower.cluster_id),
+            cluster_secret_file: self.cluster_secret_file.or(lower.cluster_secret_file),
+            client_password_file: self.client_password_file.or(lower.client_password_file),
+            tls_cert_file: self.tls_cert_file.or(lower.tls_cert_file),
+            tls_key_file: self.tls_key_file.or(lower.tls_key_file),
+            tls_ca_cert_file: self.tls_ca_cert_file.or(lower.tls_ca_cert_file),
             debug: self.debug.or(lower.debug),
             enable_subleader: self.enable_subleader.or(lower.enable_subleader),
         }
@@ -92,6 +108,11 @@ impl Layer {
             metrics_file: args.metrics_file.clone(),
             metrics_addr: args.metrics_addr.clone(),
             cluster_id: args.cluster_id.clone(),
+            cluster_secret_file: args.cluster_secret_file.clone(),
+            client_password_file: args.client_password_file.clone(),
+            tls_cert_file: args.tls_cert_file.clone(),
+            tls_key_file: args.tls_key_file.clone(),
+            tls_ca_cert_file: args.tls_ca_cert_file.clone(),
             debug: args.debug.then_some(true),
             enable_subleader: args.original_raft.then_some(false),
         }
@@ -119,6 +140,11 @@ impl Layer {
             metrics_file: file.metrics_file.clone(),
             metrics_addr: file.metrics_addr.clone(),
             cluster_id: file.cluster_id.clone(),
+            cluster_secret_file: file.cluster_secret_file.clone(),
+            client_password_file: file.client_password_file.clone(),
+            tls_cert_file: file.tls_cert_file.clone(),
+            tls_key_file: file.tls_key_file.clone(),
+            tls_ca_cert_file: file.tls_ca_cert_file.clone(),
             debug: file.debug,
             // The file says this in [raft], applied in `raft_config`.
             enable_subleader: None,
@@ -228,9 +254,18 @@ fn server(args: &ServerArgs, env: Env, is_local: IsLocal) -> Result<Settings, Se
     })?;
     file.storage.validate()?;
     file.transport.validate()?;
+    let cluster_secret = secret_file("cluster_secret_file", layer.cluster_secret_file.as_deref())?;
+    let client_password = secret_file(
+        "client_password_file",
+        layer.client_password_file.as_deref(),
+    )?;
+    let tls = node_tls(&layer)?;
     Ok(Settings {
         node_id,
         cluster_id: cluster_id(layer.cluster_id)?,
+        cluster_secret,
+        client_password,
+        tls,
         peers,
         listen,
         client_listen,
@@ -413,6 +448,41 @@ fn cluster_id(id: Option<String>) -> Result<String, SettingsError> {
     Ok(id)
 }
 
+/// TLS needs all three files or none; they are read and checked here, so
+/// that a bad one is a one-line error before anything is opened.
+fn node_tls(layer: &Layer) -> Result<Option<NodeTls>, SettingsError> {
+    let bad = |reason: String| SettingsError::BadValue {
+        key: "tls".to_owned(),
+        reason,
+    };
+    match (
+        &layer.tls_cert_file,
+        &layer.tls_key_file,
+        &layer.tls_ca_cert_file,
+    ) {
+        (None, None, None) => Ok(None),
+        (Some(cert), Some(key), Some(ca)) => NodeTls::load(&TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            ca: ca.clone(),
+        })
+        .map(Some)
+        .map_err(bad),
+        _ => Err(bad(
+            "tls_cert_file, tls_key_file and tls_ca_cert_file go together: give all three or none"
+                .into(),
+        )),
+    }
+}
+
+/// Reads a secret file named by setting `key`, if one is named.
+fn secret_file(key: &'static str, path: Option<&Path>) -> Result<Option<Secret>, SettingsError> {
+    path.map(|path| {
+        Secret::from_file(path).map_err(|error| SettingsError::SecretFile { key, error })
+    })
+    .transpose()
+}
+
 /// Replaces `{id}` so that one config file or one RAFT_DATA_DIR serves
 /// every node. A path that is not UTF-8 cannot contain `{id}` as written
 /// and is kept as is.
@@ -423,11 +493,11 @@ fn substitute_id(path: &Path, node_id: NodeId) -> PathBuf {
     }
 }
 
-/// Peers and client addresses for `sraft client` and `sraft status`.
-fn cluster(
-    args: &ClusterArgs,
-    env: Env,
-) -> Result<(Vec<SocketAddr>, Vec<SocketAddr>), SettingsError> {
+/// Peers, client addresses and password for `sraft client` and `sraft
+/// status`. The password: `--password-file`, else `SRAFT_PASSWORD`, else the
+/// config file's `client_password_file` (the server's own file, where the
+/// tool runs on a node).
+fn cluster(args: &ClusterArgs, env: Env) -> Result<ClusterView, SettingsError> {
     let file = load_file(args.config.as_deref())?;
     let items = match args.peers.as_deref() {
         Some(list) => Some(split_list(list)),
@@ -439,8 +509,32 @@ fn cluster(
         .client_port_offset
         .unwrap_or(CLIENT_PORT_OFFSET_DEFAULT);
     let client_addrs = client_addrs(&peers, offset)?;
-    Ok((peers, client_addrs))
+    let password = match args.password_file.as_deref() {
+        Some(path) => secret_file("password-file", Some(path))?,
+        None => match env(ENV_PASSWORD).filter(|p| !p.is_empty()) {
+            Some(password) => Some(Secret::new(password)),
+            None => secret_file("client_password_file", file.client_password_file.as_deref())?,
+        },
+    };
+    let tls = args
+        .tls_ca_cert_file
+        .as_ref()
+        .or(file.tls_ca_cert_file.as_ref())
+        .map(|ca| ClientTls::load(ca))
+        .transpose()
+        .map_err(|reason| SettingsError::BadValue {
+            key: "tls-ca-cert-file".to_owned(),
+            reason,
+        })?;
+    Ok((peers, client_addrs, password, tls))
 }
+
+type ClusterView = (
+    Vec<SocketAddr>,
+    Vec<SocketAddr>,
+    Option<Secret>,
+    Option<ClientTls>,
+);
 
 #[cfg(test)]
 mod tests;

@@ -1,11 +1,13 @@
 //! Peer wire format: a 4-byte big-endian payload length, then a postcard
 //! payload (DESIGN.md 2.6).
 //!
-//! The first frame on every peer connection is a [`Hello`]; every later frame
-//! carries one [`Message`]. Both travel as a [`PeerFrame`] so that a reader can
-//! tell a misbehaving peer (a message before the hello, a second hello) from a
+//! Every peer connection opens with the handshake of `auth.rs` (a
+//! [`Hello`], a challenge, two proofs); every later frame carries one
+//! [`Message`]. All travel as a [`PeerFrame`] so that a reader can tell a
+//! misbehaving peer (a message before the handshake, a second hello) from a
 //! decoding error.
 
+use super::auth::{Challenge, Nonce, Proof};
 use crate::core::{Message, NodeId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -14,8 +16,10 @@ use std::io::{self, Read};
 
 /// Bumped whenever `PeerFrame` or `Message` change incompatibly: a node
 /// refuses a connection whose hello names another version, instead of
-/// misreading its frames.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// misreading its frames. 3: the hello carries a nonce, and the
+/// challenge-response of `auth.rs` follows it. 4: InstallSnapshot and its
+/// reply (snapshot transfer, DESIGN.md 5).
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Bytes of the length prefix in front of every payload.
 pub const FRAME_HEADER_BYTES: usize = 4;
@@ -29,6 +33,8 @@ pub struct Hello {
     pub protocol_version: u32,
     pub cluster_id: String,
     pub node_id: NodeId,
+    /// The connector's fresh nonce, covered by both proofs.
+    pub nonce: Nonce,
 }
 
 /// Everything a peer connection carries.
@@ -36,6 +42,22 @@ pub struct Hello {
 pub enum PeerFrame {
     Hello(Hello),
     Message(Message),
+    /// The acceptor's answer to a hello.
+    Challenge(Challenge),
+    /// Either side's proof of the cluster secret.
+    Proof(Proof),
+}
+
+impl PeerFrame {
+    /// The frame's name for log lines.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PeerFrame::Hello(_) => "hello",
+            PeerFrame::Message(_) => "message",
+            PeerFrame::Challenge(_) => "challenge",
+            PeerFrame::Proof(_) => "proof",
+        }
+    }
 }
 
 /// Why a frame could not be read. Every variant but `Eof` closes the
@@ -192,6 +214,7 @@ mod tests {
             protocol_version: PROTOCOL_VERSION,
             cluster_id: "c1".into(),
             node_id: NodeId(3),
+            nonce: [5; 32],
         });
         let msg = PeerFrame::Message(message());
         let mut buf = Vec::new();

@@ -1,16 +1,18 @@
 //! Inbound side: the `listener` thread, and one `conn-<addr>` reader thread per
-//! accepted connection that checks the hello and forwards messages.
+//! accepted connection that runs the handshake (auth.rs) and forwards messages.
 
-use super::frame::{FrameError, PROTOCOL_VERSION, PeerFrame, read_frame};
+use super::auth::{HandshakeError, accept_handshake};
+use super::frame::{FrameError, PeerFrame, read_frame};
 use super::{Nudge, Shared, TransportError, TransportEvent, join};
 use crate::core::NodeId;
+use crate::tls::Stream;
 use std::collections::BTreeMap;
-use std::io::{self, BufReader};
+use std::io::{self, BufReader, Read};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Read buffer per connection: large enough to take a sender's whole batch
 /// in a few syscalls.
@@ -27,6 +29,49 @@ const INBOUND_CONNECTIONS_MAX: usize = 64;
 
 /// How long `shutdown` waits to reach its own listener.
 const WAKE_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Refusals of one source and reason logged at most once per this.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Sources and reasons remembered for the rate limit; past it the memory is
+/// cleared, which costs at most one extra line per source.
+const REFUSAL_LOG_ENTRIES_MAX: usize = 256;
+
+/// The rate limit on log lines about refused connections, per source IP,
+/// authenticated peer (if any) and reason.
+#[derive(Default)]
+pub(super) struct RefusalLog {
+    /// (source, peer, reason) -> (when last logged, refusals not logged since).
+    seen: BTreeMap<(IpAddr, Option<NodeId>, String), (Instant, u64)>,
+}
+
+impl RefusalLog {
+    /// Some(refusals suppressed since the last line) if this one should be
+    /// logged, None if it should be counted only.
+    pub(super) fn admit(
+        &mut self,
+        source: IpAddr,
+        peer: Option<NodeId>,
+        reason: &str,
+    ) -> Option<u64> {
+        let now = Instant::now();
+        let key = (source, peer, reason.to_owned());
+        if let Some((logged_at, suppressed)) = self.seen.get_mut(&key) {
+            if now.duration_since(*logged_at) < REFUSAL_LOG_INTERVAL {
+                *suppressed += 1;
+                return None;
+            }
+            let count = std::mem::take(suppressed);
+            *logged_at = now;
+            return Some(count);
+        }
+        if self.seen.len() >= REFUSAL_LOG_ENTRIES_MAX {
+            self.seen.clear();
+        }
+        self.seen.insert(key, (now, 0));
+        Some(0)
+    }
+}
 
 /// Live reader threads, with a handle on each socket so that shutdown can
 /// close it (a blocked `read` only returns when its socket is shut down).
@@ -114,8 +159,11 @@ fn spawn_reader(stream: TcpStream, addr: SocketAddr, shared: &Arc<Shared>) {
     let spawned = thread::Builder::new()
         .name(format!("conn-{addr}"))
         .spawn(move || {
-            serve(&stream, addr, &thread_shared);
-            let _ = stream.shutdown(Shutdown::Both);
+            let closer = stream.try_clone();
+            serve(stream, addr, &thread_shared);
+            if let Ok(closer) = closer {
+                let _ = closer.shutdown(Shutdown::Both);
+            }
             thread_shared.readers.lock().live.remove(&reader_id);
         });
     match spawned {
@@ -139,14 +187,20 @@ enum End {
     Shutdown,
 }
 
-fn serve(stream: &TcpStream, addr: SocketAddr, shared: &Shared) {
-    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, stream);
-    let (peer, end) = match handshake(stream, &mut reader, shared) {
-        Ok(peer) => {
-            log::info!("[Node {}] accepted peer {peer} from {addr}", shared.id);
-            (Some(peer), forward(&mut reader, peer, shared))
-        }
-        Err(end) => (None, end),
+fn serve(stream: TcpStream, addr: SocketAddr, shared: &Shared) {
+    let tls = shared.tls.as_ref().map(|tls| &tls.peer_server);
+    let (peer, end) = match Stream::accept(stream, tls, shared.hello_timeout) {
+        // A crash probe or port scan: closed before a byte of TLS.
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => (None, End::Probe),
+        Err(e) => (None, End::Rejected(format!("TLS handshake failed: {e}"))),
+        Ok(mut stream) => match handshake(&mut stream, shared) {
+            Ok(peer) => {
+                log::info!("[Node {}] accepted peer {peer} from {addr}", shared.id);
+                let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, stream);
+                (Some(peer), forward(&mut reader, peer, shared))
+            }
+            Err(end) => (None, end),
+        },
     };
     let end = if shared.shutting_down.load(Ordering::SeqCst) {
         End::Shutdown
@@ -166,75 +220,79 @@ fn serve(stream: &TcpStream, addr: SocketAddr, shared: &Shared) {
             }
         }
         End::Rejected(reason) => {
-            log::warn!(
-                "[Node {}] closing connection from {who}: {reason}",
-                shared.id
-            );
+            // A misconfigured peer (a wrong secret) retries on every
+            // backoff: one line per source and reason per interval.
+            let suppressed = shared.refusals.lock().admit(addr.ip(), peer, &reason);
+            if let Some(suppressed) = suppressed {
+                let more = if suppressed > 0 {
+                    format!(" ({suppressed} more like it not logged)")
+                } else {
+                    String::new()
+                };
+                log::warn!(
+                    "[Node {}] closing connection from {who}: {reason}{more}",
+                    shared.id
+                );
+            }
         }
         End::Probe => log::debug!("[Node {}] {who} closed before its hello", shared.id),
         End::Shutdown => {}
     }
 }
 
-/// Reads and checks the hello; returns the caller's node id.
-fn handshake(
-    stream: &TcpStream,
-    reader: &mut BufReader<&TcpStream>,
-    shared: &Shared,
-) -> Result<NodeId, End> {
-    // Only the hello is timed: a silent connection must not hold a thread
-    // forever, while an accepted peer may be quiet for as long as it likes.
-    stream
-        .set_read_timeout(Some(shared.hello_timeout))
+/// Runs the acceptor's side of the handshake (auth.rs); returns the
+/// authenticated peer's node id.
+fn handshake(stream: &mut Stream, shared: &Shared) -> Result<NodeId, End> {
+    // Only the handshake is timed: a silent connection must not hold a
+    // thread forever, while an accepted peer may be quiet for as long as it
+    // likes.
+    let timeout = Some(shared.hello_timeout);
+    let tcp = stream
+        .tcp()
+        .try_clone()
+        .map_err(|e| End::Rejected(e.to_string()))?;
+    tcp.set_read_timeout(timeout)
+        .and_then(|()| tcp.set_write_timeout(timeout))
         .map_err(|e| End::Rejected(format!("cannot set the hello timeout: {e}")))?;
-    let hello = match read_frame::<PeerFrame>(reader, shared.frame_bytes_max) {
-        Ok(PeerFrame::Hello(hello)) => hello,
-        Ok(PeerFrame::Message(_)) => {
-            return Err(End::Rejected(
-                "no hello: the first frame is a message".into(),
-            ));
+    // Unbuffered: nothing but the handshake may be read here, and a
+    // connector writes no message before it has our proof.
+    let peer = accept_handshake(
+        stream,
+        &shared.auth,
+        shared.id,
+        shared.frame_bytes_max,
+        |hello| {
+            if shared.nudges.contains_key(&hello.node_id) {
+                Ok(())
+            } else {
+                Err(format!("unknown node {}", hello.node_id))
+            }
+        },
+    )
+    .map_err(|e| match e {
+        HandshakeError::Probe => End::Probe,
+        HandshakeError::Timeout => End::Rejected(format!(
+            "no handshake within {} ms",
+            shared.hello_timeout.as_millis()
+        )),
+        e @ (HandshakeError::Closed(_) | HandshakeError::Rejected(_)) => {
+            End::Rejected(e.to_string())
         }
-        Err(FrameError::Eof) => return Err(End::Probe),
-        Err(FrameError::Io(e))
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            ) =>
-        {
-            return Err(End::Rejected(format!(
-                "no hello within {} ms",
-                shared.hello_timeout.as_millis()
-            )));
-        }
-        Err(e) => return Err(End::Rejected(e.to_string())),
-    };
-    if hello.protocol_version != PROTOCOL_VERSION {
-        return Err(End::Rejected(format!(
-            "protocol version {}, expected {PROTOCOL_VERSION}",
-            hello.protocol_version
-        )));
-    }
-    if hello.cluster_id != shared.cluster_id {
-        return Err(End::Rejected(format!(
-            "wrong cluster id {:?} (expected {:?})",
-            hello.cluster_id, shared.cluster_id
-        )));
-    }
-    if !shared.nudges.contains_key(&hello.node_id) {
-        return Err(End::Rejected(format!("unknown node {}", hello.node_id)));
-    }
-    stream
-        .set_read_timeout(None)
+    })?;
+    tcp.set_read_timeout(None)
+        .and_then(|()| tcp.set_write_timeout(None))
         .map_err(|e| End::Rejected(format!("cannot clear the hello timeout: {e}")))?;
-    Ok(hello.node_id)
+    Ok(peer)
 }
 
 /// Forwards messages from an accepted peer until the connection ends.
-fn forward(reader: &mut BufReader<&TcpStream>, peer: NodeId, shared: &Shared) -> End {
+fn forward(reader: &mut impl Read, peer: NodeId, shared: &Shared) -> End {
     loop {
         let msg = match read_frame::<PeerFrame>(reader, shared.frame_bytes_max) {
             Ok(PeerFrame::Message(msg)) => msg,
-            Ok(PeerFrame::Hello(_)) => return End::Rejected("second hello".into()),
+            Ok(frame @ (PeerFrame::Hello(_) | PeerFrame::Challenge(_) | PeerFrame::Proof(_))) => {
+                return End::Rejected(format!("a {} after the handshake", frame.kind()));
+            }
             Err(FrameError::Eof) => return End::PeerClosed("closed by the peer".into()),
             Err(FrameError::Io(e)) => return End::PeerClosed(e.to_string()),
             Err(e @ (FrameError::TooLarge { .. } | FrameError::Decode(_))) => {
@@ -255,5 +313,27 @@ fn forward(reader: &mut BufReader<&TcpStream>, peer: NodeId, shared: &Shared) ->
         if !shared.deliver(TransportEvent::Message(msg)) {
             return End::Shutdown;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_logged_once_per_source_peer_and_reason_per_interval() {
+        let mut log = RefusalLog::default();
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        assert_eq!(log.admit(ip, None, "wrong secret"), Some(0));
+        assert_eq!(log.admit(ip, None, "wrong secret"), None);
+        assert_eq!(log.admit(ip, None, "wrong secret"), None);
+        assert_eq!(log.admit(ip, None, "another reason"), Some(0));
+        assert_eq!(log.admit(ip, Some(NodeId(2)), "wrong secret"), Some(0));
+        let other = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+        assert_eq!(log.admit(other, None, "wrong secret"), Some(0));
+        // Once the interval has passed, the next line counts the rest.
+        let key = (ip, None, "wrong secret".to_owned());
+        log.seen.get_mut(&key).unwrap().0 -= REFUSAL_LOG_INTERVAL;
+        assert_eq!(log.admit(ip, None, "wrong secret"), Some(2));
     }
 }

@@ -4,7 +4,8 @@
 //! Threads, each named and each ending when its channel closes or on
 //! [`Transport::shutdown`]:
 //! - `listener` accepts peer connections and spawns a `conn-<addr>` reader per
-//!   connection, which checks the hello and forwards messages to the inbox;
+//!   connection, which runs the handshake of `auth.rs` (the cluster secret's
+//!   challenge-response) and then forwards messages to the inbox;
 //! - `peer-<id>` owns the outbound connection to one peer: it drains two
 //!   bounded queues, writes every queued frame in one `write`, and reconnects
 //!   with backoff. Appends go in the bulk lane; every other message
@@ -17,11 +18,15 @@
 //! `try_send`, and a full queue drops the message and counts it, because Raft
 //! retransmits whatever still matters.
 
+pub mod auth;
 pub mod frame;
 mod listener;
 mod sender;
 
 use crate::core::{Message, NodeId};
+use crate::secret::Secret;
+use crate::tls::NodeTls;
+use auth::PeerAuth;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -63,8 +68,13 @@ pub struct TransportConfig {
     pub queue_depth: usize,
     pub reconnect_backoff_ms_min: u64,
     pub reconnect_backoff_ms_max: u64,
-    /// How long an accepted connection may take to send its hello.
+    /// How long either side of a connection may take over the handshake.
     pub hello_timeout_ms: u64,
+    /// The cluster secret every peer must prove it knows (DESIGN.md 9);
+    /// None: peers are not authenticated.
+    pub secret: Option<Secret>,
+    /// Mutual TLS on every peer connection (DESIGN.md 9); None: plain TCP.
+    pub tls: Option<NodeTls>,
     /// TEST-ONLY one-way delay emulation (the kernel here has no netem): the
     /// sender holds each message until its enqueue time plus this delay.
     pub delay_us: u64,
@@ -95,6 +105,8 @@ impl TransportConfig {
             reconnect_backoff_ms_min: 5,
             reconnect_backoff_ms_max: 500,
             hello_timeout_ms: 5_000,
+            secret: None,
+            tls: None,
             delay_us: 0,
         }
     }
@@ -295,7 +307,9 @@ impl SocketSlot {
 /// State the listener, readers and senders share.
 struct Shared {
     id: NodeId,
-    cluster_id: String,
+    /// Cluster id and secret, for both sides of the handshake.
+    auth: PeerAuth,
+    tls: Option<NodeTls>,
     frame_bytes_max: u32,
     hello_timeout: Duration,
     inbox: Sender<TransportEvent>,
@@ -305,6 +319,8 @@ struct Shared {
     /// when that peer's inbound connection ends.
     nudges: BTreeMap<NodeId, Sender<Nudge>>,
     readers: Mutex<listener::Readers>,
+    /// Rate limit on the log lines about refused connections.
+    refusals: Mutex<listener::RefusalLog>,
 }
 
 impl Shared {
@@ -380,7 +396,11 @@ impl Transport {
         }
         let shared = Arc::new(Shared {
             id: config.id,
-            cluster_id: config.cluster_id.clone(),
+            auth: PeerAuth {
+                cluster_id: config.cluster_id.clone(),
+                secret: config.secret.clone(),
+            },
+            tls: config.tls.clone(),
             frame_bytes_max: config.frame_bytes_max,
             hello_timeout: Duration::from_millis(config.hello_timeout_ms),
             inbox,
@@ -388,6 +408,7 @@ impl Transport {
             shutting_down: AtomicBool::new(false),
             nudges,
             readers: Mutex::new(listener::Readers::default()),
+            refusals: Mutex::new(listener::RefusalLog::default()),
         });
         let mut transport = Transport {
             id: config.id,

@@ -1,12 +1,14 @@
 //! Outbound side: the `peer-<id>` thread that owns the connection to one peer,
 //! and the `peer-<id>-watch` thread that notices when the peer closes it.
 
-use super::frame::{Hello, PROTOCOL_VERSION, PeerFrame, encode_frame};
+use super::auth::{HandshakeError, connect_handshake};
+use super::frame::{PeerFrame, encode_frame};
 use super::{
     Lane, Nudge, PeerCounters, PeerHandle, Queued, Shared, SocketSlot, TransportConfig,
     TransportError, TransportEvent, join,
 };
 use crate::core::NodeId;
+use crate::tls::Stream;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
@@ -36,15 +38,6 @@ pub(super) fn spawn(
     let (control_tx, control) = crossbeam_channel::bounded(config.queue_depth);
     let counters = Arc::new(PeerCounters::default());
     let outbound = Arc::new(Mutex::new(SocketSlot::default()));
-    let mut hello = Vec::new();
-    encode_frame(
-        &PeerFrame::Hello(Hello {
-            protocol_version: PROTOCOL_VERSION,
-            cluster_id: config.cluster_id.clone(),
-            node_id: config.id,
-        }),
-        &mut hello,
-    );
     let nudge_tx = shared.nudges[&peer].clone();
     let sender = PeerSender {
         peer,
@@ -53,7 +46,7 @@ pub(super) fn spawn(
         frame_bytes_max: config.frame_bytes_max,
         delay: Duration::from_micros(config.delay_us),
         pending_max: config.queue_depth,
-        hello,
+        handshake_timeout: Duration::from_millis(config.hello_timeout_ms),
         queue,
         control,
         nudges,
@@ -147,7 +140,7 @@ impl Backoff {
 }
 
 struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     generation: u64,
     established_at: Instant,
     watcher: Option<JoinHandle<()>>,
@@ -171,8 +164,8 @@ struct PeerSender {
     /// Messages taken off a lane's queue but not yet written, at most this
     /// many per lane.
     pending_max: usize,
-    /// The encoded hello frame, sent first on every connection.
-    hello: Vec<u8>,
+    /// Longest wait for each reply of the peer during the handshake.
+    handshake_timeout: Duration,
     /// Bulk lane: Appends.
     queue: Receiver<Queued>,
     /// Control lane: every other message, written before any bulk one.
@@ -357,7 +350,10 @@ impl PeerSender {
         let Some(conn) = &mut self.conn else {
             return false;
         };
-        let written = conn.stream.write_all(&self.buf);
+        let written = conn
+            .stream
+            .write_all(&self.buf)
+            .and_then(|()| conn.stream.flush());
         let bytes = self.buf.len() as u64;
         self.buf.clear();
         match written {
@@ -384,19 +380,50 @@ impl PeerSender {
         }
     }
 
-    /// Connects and sends the hello.
-    fn open(&self) -> io::Result<TcpStream> {
-        let mut stream = connect_from(self.source, self.addr)?;
+    /// Connects and runs the connector's side of the handshake (auth.rs).
+    /// It completes before the watcher starts: the peer writes on this
+    /// connection only during the handshake, so that afterwards any read
+    /// that returns means the connection ended (DESIGN.md 3.5).
+    fn open(&self) -> io::Result<Stream> {
+        let stream = connect_from(self.source, self.addr)?;
         // Raft messages are small and latency-bound; batching is done here.
         stream.set_nodelay(true)?;
+        // Registered before the handshakes, so that shutdown wakes their reads.
         self.outbound.lock().set(stream.try_clone()?);
-        stream.write_all(&self.hello)?;
+        let tls = self.shared.tls.as_ref().map(|tls| &tls.peer_client);
+        let mut stream = Stream::connect(stream, self.addr, tls, self.handshake_timeout)
+            .map_err(|e| io::Error::new(e.kind(), format!("TLS handshake failed: {e}")))?;
+        stream
+            .tcp()
+            .set_read_timeout(Some(self.handshake_timeout))?;
+        stream
+            .tcp()
+            .set_write_timeout(Some(self.handshake_timeout))?;
+        connect_handshake(
+            &mut stream,
+            &self.shared.auth,
+            self.shared.id,
+            self.peer,
+            self.frame_bytes_max,
+        )
+        .map_err(|e| {
+            let kind = match e {
+                HandshakeError::Timeout => io::ErrorKind::TimedOut,
+                HandshakeError::Probe | HandshakeError::Closed(_) => {
+                    io::ErrorKind::ConnectionAborted
+                }
+                HandshakeError::Rejected(_) => io::ErrorKind::PermissionDenied,
+            };
+            io::Error::new(kind, format!("handshake failed: {e}"))
+        })?;
+        stream.tcp().set_read_timeout(None)?;
+        stream.tcp().set_write_timeout(None)?;
         Ok(stream)
     }
 
-    fn on_connected(&mut self, stream: TcpStream) {
+    fn on_connected(&mut self, stream: Stream) {
         self.generation += 1;
-        let watcher = match stream.try_clone() {
+        let watcher = match stream.tcp().try_clone() {
             Ok(watched) => spawn_watcher(self.peer, watched, self.generation, &self.nudge_tx),
             Err(e) => {
                 log::warn!(
@@ -526,7 +553,7 @@ impl PeerSender {
         };
         self.counters.connected.store(false, Ordering::Relaxed);
         // Wakes the watcher's read so that it can be joined.
-        let _ = conn.stream.shutdown(Shutdown::Both);
+        let _ = conn.stream.tcp().shutdown(Shutdown::Both);
         self.outbound.lock().stream = None;
         if let Some(watcher) = conn.watcher {
             join(watcher);
@@ -545,8 +572,8 @@ fn is_closed_by_peer(e: &io::Error) -> bool {
     )
 }
 
-/// Peers never write on a connection we opened, so a read on it returns only
-/// when the connection ends: 0 bytes for a FIN, an error for a RST. That is
+/// Peers never write on a connection we opened once its handshake is done,
+/// so a read on it returns only when the connection ends: 0 bytes for a FIN, an error for a RST. That is
 /// the first sign that the peer's process died (DESIGN.md 3.5).
 fn spawn_watcher(
     peer: NodeId,

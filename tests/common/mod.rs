@@ -188,6 +188,12 @@ pub struct TestCluster {
     peer_ports: Vec<u16>,
     cluster_id: String,
     extra_args: Vec<String>,
+    /// The client password the harness's calls give, if any.
+    password: Option<String>,
+    /// TLS for the harness's calls, if the nodes speak it.
+    client_tls: Option<sraft::tls::ClientTls>,
+    /// Flags of one node that replace the cluster's own (`set_flag`).
+    node_flags: BTreeMap<usize, BTreeMap<String, String>>,
     /// One `--metrics-addr` port per node, or none.
     metrics_ports: Vec<u16>,
     children: Vec<Option<Child>>,
@@ -200,6 +206,9 @@ pub struct TestClusterBuilder {
     nodes: usize,
     extra_args: Vec<String>,
     metrics: bool,
+    cluster_secret: bool,
+    client_password: bool,
+    tls: bool,
 }
 
 impl TestClusterBuilder {
@@ -215,6 +224,27 @@ impl TestClusterBuilder {
         self
     }
 
+    /// TLS on both ports: one CA, one certificate for 127.0.0.1 shared by
+    /// every node (`TestCluster::tls_dir()`); the harness's calls speak TLS.
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
+        self
+    }
+
+    /// Every node asks clients for a password (AUTH); the harness's own
+    /// calls give it. The file is `TestCluster::password_path()`.
+    pub fn client_password(mut self) -> Self {
+        self.client_password = true;
+        self
+    }
+
+    /// Every node proves a shared secret in the peer handshake; the file
+    /// is `TestCluster::secret_path()`.
+    pub fn cluster_secret(mut self) -> Self {
+        self.cluster_secret = true;
+        self
+    }
+
     pub fn start(self) -> TestCluster {
         let dir = tempfile::Builder::new()
             .prefix("sraft-cluster-")
@@ -226,6 +256,9 @@ impl TestClusterBuilder {
             peer_ports,
             cluster_id: format!("itest-{:08x}", rand::random::<u32>()),
             extra_args: self.extra_args,
+            node_flags: BTreeMap::new(),
+            password: None,
+            client_tls: None,
             metrics_ports: if self.metrics {
                 reserve_single_ports(self.nodes)
             } else {
@@ -235,6 +268,35 @@ impl TestClusterBuilder {
             states: vec![NodeState::Down; self.nodes],
             node_env: vec![Vec::new(); self.nodes],
         };
+        if self.cluster_secret {
+            let path = cluster.secret_path();
+            write_private(&path, &format!("{:032x}\n", rand::random::<u128>()));
+            cluster
+                .extra_args
+                .extend(["--cluster-secret-file".into(), path.display().to_string()]);
+        }
+        if self.tls {
+            let dir = cluster.tls_dir();
+            let files = make_certs(&dir, "cluster");
+            cluster.extra_args.extend([
+                "--tls-cert-file".into(),
+                files.cert.display().to_string(),
+                "--tls-key-file".into(),
+                files.key.display().to_string(),
+                "--tls-ca-cert-file".into(),
+                files.ca.display().to_string(),
+            ]);
+            cluster.client_tls = Some(sraft::tls::ClientTls::load(&files.ca).expect("CA loads"));
+        }
+        if self.client_password {
+            let password = format!("pw-{:016x}", rand::random::<u64>());
+            let path = cluster.password_path();
+            write_private(&path, &format!("{password}\n"));
+            cluster
+                .extra_args
+                .extend(["--client-password-file".into(), path.display().to_string()]);
+            cluster.password = Some(password);
+        }
         for i in 0..self.nodes {
             cluster.spawn(i);
         }
@@ -248,7 +310,39 @@ impl TestCluster {
             nodes,
             extra_args: Vec::new(),
             metrics: false,
+            cluster_secret: false,
+            client_password: false,
+            tls: false,
         }
+    }
+
+    /// Where `tls()` writes the CA and the node certificate.
+    pub fn tls_dir(&self) -> PathBuf {
+        self.dir.path().join("tls")
+    }
+
+    /// The client password file of `client_password()`.
+    pub fn password_path(&self) -> PathBuf {
+        self.dir.path().join("client.password")
+    }
+
+    /// The client password of `client_password()`, if set.
+    pub fn password(&self) -> Option<&str> {
+        self.password.as_deref()
+    }
+
+    /// The cluster secret file of `cluster_secret()`.
+    pub fn secret_path(&self) -> PathBuf {
+        self.dir.path().join("cluster.secret")
+    }
+
+    /// Gives node `i` its own value of `flag` from its next start on,
+    /// replacing the cluster's (a flag may be given once).
+    pub fn set_flag(&mut self, i: usize, flag: &str, value: &str) {
+        self.node_flags
+            .entry(i)
+            .or_default()
+            .insert(flag.to_string(), value.to_string());
     }
 
     pub fn len(&self) -> usize {
@@ -309,6 +403,14 @@ impl TestCluster {
             args.push(addr(*port).to_string());
         }
         args.extend(self.extra_args.iter().cloned());
+        if let Some(flags) = self.node_flags.get(&i) {
+            for (flag, value) in flags {
+                match args.iter().position(|a| a == flag) {
+                    Some(at) => args[at + 1] = value.clone(),
+                    None => args.extend([flag.clone(), value.clone()]),
+                }
+            }
+        }
         args
     }
 
@@ -430,7 +532,14 @@ impl TestCluster {
 
     /// One RESP call to node `i`'s client port.
     pub fn call(&self, i: usize, args: &[&[u8]], timeout: Duration) -> std::io::Result<Value> {
-        sraft::client::call(self.client_addr(i), args, timeout)
+        let password = self.password.as_deref().map(sraft::secret::Secret::new);
+        sraft::client::call_with(
+            self.client_addr(i),
+            args,
+            timeout,
+            password.as_ref(),
+            self.client_tls.as_ref(),
+        )
     }
 
     pub fn info(&self, i: usize) -> Option<Info> {
@@ -597,6 +706,78 @@ impl Drop for TestCluster {
             reserved.remove(p);
         }
     }
+}
+
+/// A CA and one certificate it signed, in PEM.
+pub struct CertPems {
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
+}
+
+/// Makes a CA and one certificate for 127.0.0.1 and localhost that it
+/// signs (for servers and clients both, as peers need), in `dir`:
+/// `NAME-ca.crt`, `NAME.crt`, `NAME.key` (mode 0600).
+pub fn make_certs(dir: &Path, name: &str) -> sraft::tls::TlsFiles {
+    write_certs(dir, name, &cert_pems(name))
+}
+
+/// Writes `pems` as `make_certs` does.
+pub fn write_certs(dir: &Path, name: &str, pems: &CertPems) -> sraft::tls::TlsFiles {
+    fs::create_dir_all(dir).expect("create the tls dir");
+    let files = sraft::tls::TlsFiles {
+        cert: dir.join(format!("{name}.crt")),
+        key: dir.join(format!("{name}.key")),
+        ca: dir.join(format!("{name}-ca.crt")),
+    };
+    fs::write(&files.cert, &pems.cert).expect("write the cert");
+    write_private(&files.key, &pems.key);
+    fs::write(&files.ca, &pems.ca).expect("write the CA");
+    files
+}
+
+/// The certificates of `make_certs`, in memory.
+pub fn cert_pems(name: &str) -> CertPems {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, format!("sraft test CA {name}"));
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = ca_params.self_signed(&ca_key).expect("CA cert");
+    let key = KeyPair::generate().expect("node key");
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .expect("node params");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, format!("sraft node {name}"));
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let cert = params.signed_by(&key, &ca, &ca_key).expect("node cert");
+    CertPems {
+        ca: ca.pem(),
+        cert: cert.pem(),
+        key: key.serialize_pem(),
+    }
+}
+
+/// Writes a secret file with mode 0600, as sraft requires.
+pub fn write_private(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).expect("write a secret file");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .expect("chmod a secret file");
 }
 
 /// A command with none of sraft's environment variables inherited, so that

@@ -391,3 +391,108 @@ fn server_flags_do_not_mix_with_subcommands() {
     };
     assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
 }
+
+#[test]
+fn cluster_secret_file_comes_from_flag_then_file_and_is_checked() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str, mode: u32| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path.display().to_string()
+    };
+    let from_file = write("file.secret", "from-file\n", 0o600);
+    let from_flag = write("flag.secret", "from-flag\n", 0o400);
+    let open = write("open.secret", "x", 0o644);
+    let file = file_with(&format!("cluster_secret_file = \"{from_file}\"\n"));
+    let settings = server(&["--node-id", "1"], &[], Some(&file));
+    assert_eq!(settings.cluster_secret, Some(Secret::new("from-file")));
+    let args = ["--node-id", "1", "--cluster-secret-file", &from_flag];
+    let settings = server(&args, &[], Some(&file));
+    assert_eq!(settings.cluster_secret, Some(Secret::new("from-flag")));
+    let none = server(&["--node-id", "1", "--peers", PEERS], &[], None);
+    assert_eq!(none.cluster_secret, None);
+    let args = [
+        "--node-id",
+        "1",
+        "--peers",
+        PEERS,
+        "--cluster-secret-file",
+        &open,
+    ];
+    assert_eq!(
+        error(&args, &[], None),
+        format!(
+            "bad cluster_secret_file '{open}': mode 0644 lets group or others read it; chmod 600 it"
+        )
+    );
+}
+
+#[test]
+fn client_password_comes_from_password_file_then_env_then_config() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        path.display().to_string()
+    };
+    let server_file = write("server.pw", "from-config\n");
+    let flag_file = write("flag.pw", "from-flag\n");
+    let config = file_with(&format!("client_password_file = \"{server_file}\"\n"));
+    let password =
+        |args: &[&str], env: &[(&str, &str)], file: Option<&str>| match run(args, env, file) {
+            Ok(Command::Status(s)) => s.password,
+            other => panic!("expected status settings, got {other:?}"),
+        };
+    let env = [(ENV_PASSWORD, "from-env")];
+    let with_flag = ["status", "--password-file", &flag_file];
+    assert_eq!(
+        password(&with_flag, &env, Some(&config)),
+        Some(Secret::new("from-flag"))
+    );
+    assert_eq!(
+        password(&["status"], &env, Some(&config)),
+        Some(Secret::new("from-env"))
+    );
+    assert_eq!(
+        password(&["status"], &[], Some(&config)),
+        Some(Secret::new("from-config"))
+    );
+    assert_eq!(password(&["status", "--peers", PEERS], &[], None), None);
+    let settings = server(&["--node-id", "1"], &[], Some(&config));
+    assert_eq!(settings.client_password, Some(Secret::new("from-config")));
+}
+
+#[test]
+fn tls_files_go_together_and_a_bad_one_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.crt").display().to_string();
+    let base = ["--node-id", "1", "--peers", PEERS];
+    let only_cert = [&base[..], &["--tls-cert-file", &missing]].concat();
+    assert_eq!(
+        error(&only_cert, &[], None),
+        "bad tls: tls_cert_file, tls_key_file and tls_ca_cert_file go together: give all three or none"
+    );
+    let all = [
+        &base[..],
+        &[
+            "--tls-cert-file",
+            &missing,
+            "--tls-key-file",
+            &missing,
+            "--tls-ca-cert-file",
+            &missing,
+        ],
+    ]
+    .concat();
+    let text = error(&all, &[], None);
+    assert!(
+        text.starts_with(&format!("bad tls: cannot read tls_cert_file '{missing}'")),
+        "{text}"
+    );
+    assert!(!text.contains('\n'), "{text}");
+    assert_eq!(server(&base, &[], None).tls, None);
+}
