@@ -715,8 +715,8 @@ pub struct CertPems {
     pub key: String,
 }
 
-/// Makes a CA and one certificate for 127.0.0.1 and localhost that it
-/// signs (for servers and clients both, as peers need), in `dir`:
+/// Makes a CA and one certificate for 127.0.0.1, 127.0.0.11-20 and
+/// localhost that it signs (for servers and clients both, as peers need), in `dir`:
 /// `NAME-ca.crt`, `NAME.crt`, `NAME.key` (mode 0600).
 pub fn make_certs(dir: &Path, name: &str) -> sraft::tls::TlsFiles {
     write_certs(dir, name, &cert_pems(name))
@@ -755,8 +755,11 @@ pub fn cert_pems(name: &str) -> CertPems {
     ];
     let ca = ca_params.self_signed(&ca_key).expect("CA cert");
     let key = KeyPair::generate().expect("node key");
-    let mut params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-        .expect("node params");
+    // 127.0.0.11-20 too: the Jepsen test gives each node its own loopback
+    // address (so that packet filters can tell them apart).
+    let mut names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+    names.extend((11..=20).map(|i| format!("127.0.0.{i}")));
+    let mut params = CertificateParams::new(names).expect("node params");
     params
         .distinguished_name
         .push(DnType::CommonName, format!("sraft node {name}"));
