@@ -21,6 +21,10 @@ pub struct ElectionStats {
     pub failover_silent_us: Vec<u64>,
     /// Failovers not timed: another fault struck first.
     pub failover_disturbed: u64,
+    /// Snapshots a node made durable, and snapshots installed from a
+    /// leader (how often the snapshot paths ran).
+    pub snapshots_saved: u64,
+    pub snapshots_installed: u64,
     last_leader_term: Term,
     /// A leader crash not yet followed by a new leader: (time, its term).
     crashed_leader: Option<(u64, Term)>,
@@ -66,6 +70,8 @@ impl ElectionStats {
                     }
                 }
             }
+            Event::SnapshotSaved { .. } => self.snapshots_saved += 1,
+            Event::SnapshotInstalled { .. } => self.snapshots_installed += 1,
             _ => {}
         }
     }
@@ -81,6 +87,8 @@ impl ElectionStats {
         self.failover_silent_us
             .extend_from_slice(&other.failover_silent_us);
         self.failover_disturbed += other.failover_disturbed;
+        self.snapshots_saved += other.snapshots_saved;
+        self.snapshots_installed += other.snapshots_installed;
     }
 
     /// Terms per leader change, 1.0 at best.
@@ -95,7 +103,8 @@ impl ElectionStats {
             "elections: {} leader changes, {} terms ({:.2} per change), {} RequestVote rounds ({:.2} per change), {} PreVote rounds\n\
              failover after a leader crash, with crash hints: {}\n\
              failover after a leader crash, silent:           {}\n\
-             failovers not timed (another fault struck first): {}",
+             failovers not timed (another fault struck first): {}\n\
+             snapshots: {} saved, {} installed from a leader",
             self.leader_changes,
             self.terms,
             self.term_inflation(),
@@ -105,6 +114,8 @@ impl ElectionStats {
             distribution(&self.failover_hinted_us),
             distribution(&self.failover_silent_us),
             self.failover_disturbed,
+            self.snapshots_saved,
+            self.snapshots_installed,
         )
     }
 }
