@@ -26,7 +26,7 @@ SLICE=10
 CLIENTS=${SOAK_CLIENTS:-50}
 export SRAFT_CONFIG=$CONFIG SRAFT_RUN_DIR=$RUN_DIR
 
-command -v redis-benchmark >/dev/null || { echo "soak_snapshots: redis-benchmark not found" >&2; exit 1; }
+command -v redis-benchmark >/dev/null && command -v redis-cli >/dev/null || { echo "soak_snapshots: redis-benchmark and redis-cli needed (redis-tools)" >&2; exit 1; }
 cleanup() { "$ROOT/scripts/stop_local.sh" --clean >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
@@ -67,11 +67,21 @@ declare -a first last max before
 read -ra first <<<"$(sample)"
 for n in 0 1 2; do before[$n]=$(snapshots $n); done
 max=("${first[@]}")
+commit() { # the leader's commit index
+    redis-cli -p "$port" INFO raft 2>/dev/null | tr -d '\r' | awk -F: '$1 == "commit_index" {print $2}'
+}
+# One benchmark for the whole run; throughput per slice is the commit
+# index's progress (every SET is one entry).
+redis-benchmark -p "$port" -t set -c "$CLIENTS" -r 100000 -n 2000000000 -q >/dev/null 2>&1 &
+bench=$!
+trap 'kill $bench 2>/dev/null; cleanup' EXIT
 elapsed=0
+prev=$(commit)
 while ((elapsed < DURATION)); do
-    out=$(timeout $((SLICE + 5)) redis-benchmark -p "$port" -t set -c "$CLIENTS" -r 100000 -n 100000000 --csv -l 2>/dev/null &
-          bpid=$!; sleep "$SLICE"; kill -INT $bpid 2>/dev/null; wait $bpid 2>/dev/null) || true
-    rps=$(printf '%s\n' "$out" | tr -d '"' | awk -F, '/^SET/ {v=$2} END {print v+0}')
+    sleep "$SLICE"
+    now_commit=$(commit)
+    rps=$(((now_commit - prev) / SLICE))
+    prev=$now_commit
     elapsed=$((elapsed + SLICE))
     read -ra now <<<"$(sample)"
     snaps=()
