@@ -13,6 +13,7 @@
 //!   append_bytes_max + MESSAGE_OVERHEAD_BYTES <= frame_bytes_max
 //!   frame_bytes_max <= wal_record_bytes_max <= WAL_RECORD_FORMAT_BYTES_MAX
 //! append_bytes_max <= inflight_bytes_max
+//! entry_bytes_max <= apply_bytes_max
 //!   snapshot_chunk_bytes + SNAPSHOT_META_BYTES_MAX + MESSAGE_OVERHEAD_BYTES <= frame_bytes_max
 //! entry_bytes_max <= uncommitted_bytes_max
 //! entry_bytes_max <= request_bytes_max
@@ -84,6 +85,9 @@ pub struct Limits {
     /// Entries' bytes the leader has sent to one follower and not yet seen
     /// acknowledged (etcd's MaxInflightBytes); further Appends wait.
     pub inflight_bytes_max: usize,
+    /// Bytes of committed entries handed to the state machine in one Ready
+    /// (etcd's MaxCommittedSizePerReady); a backlog is applied over several.
+    pub apply_bytes_max: usize,
     /// Bytes of snapshot file in one InstallSnapshot message.
     pub snapshot_chunk_bytes: usize,
     /// Largest peer frame payload sent or accepted.
@@ -108,6 +112,7 @@ pub struct LimitsOverrides {
     pub entry_bytes_max: Option<usize>,
     pub append_bytes_max: Option<usize>,
     pub inflight_bytes_max: Option<usize>,
+    pub apply_bytes_max: Option<usize>,
     pub snapshot_chunk_bytes: Option<usize>,
     pub frame_bytes_max: Option<usize>,
     pub wal_record_bytes_max: Option<usize>,
@@ -166,6 +171,9 @@ impl Limits {
             append_bytes_max,
             inflight_bytes_max: overrides
                 .inflight_bytes_max
+                .unwrap_or(append_bytes_max.saturating_mul(INFLIGHT_APPENDS_DEFAULT)),
+            apply_bytes_max: overrides
+                .apply_bytes_max
                 .unwrap_or(append_bytes_max.saturating_mul(INFLIGHT_APPENDS_DEFAULT)),
             snapshot_chunk_bytes: overrides.snapshot_chunk_bytes.unwrap_or(
                 SNAPSHOT_CHUNK_BYTES_DEFAULT.min(
@@ -226,6 +234,14 @@ impl Limits {
                 "append_bytes_max".into(),
                 self.append_bytes_max,
                 "one Append must carry the largest entry",
+            ),
+            (
+                "apply_bytes_max",
+                "entry_bytes_max".into(),
+                self.entry_bytes_max,
+                "apply_bytes_max".into(),
+                self.apply_bytes_max,
+                "one Ready must carry the largest entry",
             ),
             (
                 "inflight_bytes_max",

@@ -207,13 +207,7 @@ fn fifty_thousand_keys_stay_in_a_bounded_data_dir_and_survive_kill_9_of_every_no
     let lead = cluster.wait_for_leader(deadline_in(ELECTION));
     let serving = restarted.elapsed();
     for (i, mark) in marks.into_iter().enumerate() {
-        let line = wait_log(
-            &cluster,
-            i,
-            mark,
-            "recovered term",
-            Duration::from_secs(10),
-        );
+        let line = wait_log(&cluster, i, mark, "recovered term", Duration::from_secs(10));
         eprintln!("measured: node {i} {}", line.trim());
         assert!(
             !line.contains("snapshot at index 0 "),

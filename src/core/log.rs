@@ -310,16 +310,19 @@ impl RaftLog {
         self.commit.min(self.persisted)
     }
 
-    /// Committed, durable entries not yet handed to the application.
-    pub fn take_committed(&mut self) -> Vec<Entry> {
+    /// Committed, durable entries not yet handed to the application, about
+    /// `bytes_max` of them at most (at least one): a follower that catches
+    /// up applies its backlog over several Readys instead of holding it all
+    /// at once (etcd's MaxCommittedSizePerReady).
+    pub fn take_committed(&mut self, bytes_max: usize) -> Vec<Entry> {
         let to = self.appliable();
         if to <= self.applied {
             return Vec::new();
         }
         let count = (to.0 - self.applied.0) as usize;
-        let out = self.entries_from(self.applied.next(), count, usize::MAX);
-        assert_eq!(out.len(), count, "committed entries missing from the log");
-        self.applied = to;
+        let out = self.entries_from(self.applied.next(), count, bytes_max);
+        assert!(!out.is_empty(), "committed entries missing from the log");
+        self.applied = out.last().expect("not empty").index;
         out
     }
 
@@ -428,10 +431,10 @@ mod tests {
     fn committed_entries_are_handed_out_once() {
         let mut log = RaftLog::new(meta(), entries(&[1, 1, 1]), LogIndex(0));
         log.commit_to(LogIndex(2));
-        assert_eq!(log.take_committed().len(), 2);
-        assert!(log.take_committed().is_empty());
+        assert_eq!(log.take_committed(usize::MAX).len(), 2);
+        assert!(log.take_committed(usize::MAX).is_empty());
         log.commit_to(LogIndex(3));
-        assert_eq!(log.take_committed()[0].index, LogIndex(3));
+        assert_eq!(log.take_committed(usize::MAX)[0].index, LogIndex(3));
     }
 
     #[test]
@@ -440,13 +443,26 @@ mod tests {
         let index = log.append_new(Term(1), EntryPayload::Noop);
         log.commit_to(index);
         assert_eq!(
-            log.take_committed().len(),
+            log.take_committed(usize::MAX).len(),
             1,
             "index 1 was restored, so durable"
         );
         assert!(!log.has_committed_to_apply(), "index 2 is not yet durable");
         log.mark_persisted(index);
-        assert_eq!(log.take_committed()[0].index, index);
+        assert_eq!(log.take_committed(usize::MAX)[0].index, index);
+    }
+
+    #[test]
+    fn committed_entries_are_handed_out_in_batches_of_bounded_bytes() {
+        let mut log = RaftLog::new(meta(), entries(&[1, 1, 1, 1, 1]), LogIndex(0));
+        log.commit_to(LogIndex(5));
+        let one = entries(&[1])[0].size_bytes();
+        assert_eq!(log.take_committed(2 * one).len(), 2);
+        assert_eq!(log.applied(), LogIndex(2));
+        assert!(log.has_committed_to_apply());
+        assert_eq!(log.take_committed(1).len(), 1, "at least one entry");
+        assert_eq!(log.take_committed(usize::MAX).len(), 2);
+        assert!(!log.has_committed_to_apply());
     }
 
     #[test]

@@ -622,7 +622,7 @@ impl Raft {
             rd.hard_state = Some(hs);
             self.last_hard_state = hs;
         }
-        rd.committed = self.log.take_committed();
+        rd.committed = self.log.take_committed(self.config.limits.apply_bytes_max);
         self.check_invariants();
         rd
     }
