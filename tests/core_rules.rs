@@ -1561,6 +1561,23 @@ fn snapshot_config(entries: u64, chunk_bytes: usize) -> RaftConfig {
     }
 }
 
+/// A 3-node cluster snapshotting every 10 entries with 5-byte chunks, and
+/// a follower cut off while 40 entries commit: the leader's log no longer
+/// holds what it needs. Returns (net, leader, follower), links still cut.
+fn follower_cut_off_past_the_compacted_log() -> (Net, usize, usize) {
+    let mut net = Net::with_config(3, snapshot_config(10, 5));
+    let l = net.elect();
+    net.run_for_ms(5);
+    let f = (l + 1) % 3;
+    net.cut.insert((l, f));
+    net.cut.insert((f, l));
+    for i in 0..40u32 {
+        net.propose(l, &i.to_be_bytes());
+    }
+    net.run_for_ms(50);
+    (net, l, f)
+}
+
 fn installs(net: &Net, i: usize) -> usize {
     net.events
         .iter()
@@ -1610,16 +1627,7 @@ fn the_leader_compacts_its_log_after_snapshot_entries_applied() {
 /// last entry, so it discards its log), and replicates from there.
 #[test]
 fn a_follower_behind_the_compacted_log_catches_up_by_chunked_snapshot() {
-    let mut net = Net::with_config(3, snapshot_config(10, 5));
-    let l = net.elect();
-    net.run_for_ms(5);
-    let f = (l + 1) % 3;
-    net.cut.insert((l, f));
-    net.cut.insert((f, l));
-    for i in 0..40u32 {
-        net.propose(l, &i.to_be_bytes());
-    }
-    net.run_for_ms(50);
+    let (mut net, l, f) = follower_cut_off_past_the_compacted_log();
     assert!(net.node(l).log_first_index() > net.node(f).last_index().next());
     let before = net.sent.len();
     net.cut.clear();
@@ -1644,16 +1652,7 @@ fn a_follower_behind_the_compacted_log_catches_up_by_chunked_snapshot() {
 /// at what it holds), and the leader resends from offset 0.
 #[test]
 fn a_lost_snapshot_chunk_is_resent_from_what_the_follower_holds() {
-    let mut net = Net::with_config(3, snapshot_config(10, 5));
-    let l = net.elect();
-    net.run_for_ms(5);
-    let f = (l + 1) % 3;
-    net.cut.insert((l, f));
-    net.cut.insert((f, l));
-    for i in 0..40u32 {
-        net.propose(l, &i.to_be_bytes());
-    }
-    net.run_for_ms(50);
+    let (mut net, l, f) = follower_cut_off_past_the_compacted_log();
     net.cut.clear();
     let before = net.sent.len();
     let mut dropped = false;
@@ -1833,16 +1832,7 @@ fn a_snapshot_transfer_is_abandoned_on_a_term_change() {
 /// and 201).
 #[test]
 fn a_lost_install_acknowledgement_ends_in_a_probe_not_a_stall() {
-    let mut net = Net::with_config(3, snapshot_config(10, 5));
-    let l = net.elect();
-    net.run_for_ms(5);
-    let f = (l + 1) % 3;
-    net.cut.insert((l, f));
-    net.cut.insert((f, l));
-    for i in 0..40u32 {
-        net.propose(l, &i.to_be_bytes());
-    }
-    net.run_for_ms(50);
+    let (mut net, l, f) = follower_cut_off_past_the_compacted_log();
     net.cut.clear();
     let mut dropped = false;
     for _ in 0..20_000 {

@@ -103,21 +103,6 @@ impl Raft {
             return;
         }
         let same = |r: &super::raft::Receiving| r.meta == meta && r.file_bytes == file_bytes;
-        if offset == 0
-            && !self
-                .receiving
-                .as_ref()
-                .is_some_and(|r| same(r) && r.next_offset > 0)
-        {
-            self.receiving = Some(super::raft::Receiving {
-                leader: from,
-                term,
-                meta: meta.clone(),
-                file_bytes,
-                next_offset: 0,
-                rejected: false,
-            });
-        }
         let reply = |next_offset, rejected| MessageBody::InstallSnapshotReply {
             snapshot_index: meta.last_index,
             snapshot_term: meta.last_term,
@@ -125,8 +110,8 @@ impl Raft {
             rejected,
         };
         if !self.receiving.as_ref().is_some_and(same) {
-            // A chunk of a transfer whose start we missed: hold nothing,
-            // ask for the start.
+            // A new transfer: it starts at offset 0, and any other chunk of
+            // it (we missed its start) is answered with "from 0".
             self.receiving = Some(super::raft::Receiving {
                 leader: from,
                 term,

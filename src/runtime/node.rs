@@ -116,8 +116,8 @@ pub trait SnapshotStore {
 #[derive(Debug, Default)]
 pub struct MemSnapshots {
     /// The newest two, oldest first.
-    files: VecDeque<(SnapshotMeta, Vec<u8>)>,
-    receiving: Option<(SnapshotMeta, Vec<u8>)>,
+    files: Vec<(SnapshotMeta, Vec<u8>)>,
+    receiving: MemReceiver,
 }
 
 /// A snapshot "file" of MemSnapshots (and the simulator): the payload's
@@ -136,15 +136,70 @@ pub fn unframe_snapshot(file: &[u8]) -> Option<&[u8]> {
     (length == payload.len() as u64).then_some(payload)
 }
 
-impl MemSnapshots {
-    fn file(&self, meta: &SnapshotMeta) -> Result<&Vec<u8>, StorageError> {
-        self.files
-            .iter()
-            .find(|(m, _)| m == meta)
-            .map(|(_, bytes)| bytes)
-            .ok_or(StorageError::SnapshotMissing {
-                index: meta.last_index,
-            })
+fn missing(meta: &SnapshotMeta) -> StorageError {
+    StorageError::SnapshotMissing {
+        index: meta.last_index,
+    }
+}
+
+/// `len` bytes at `offset` of the in-memory file for `meta` among `files`
+/// (fewer at its end).
+pub fn mem_chunk(
+    files: &[(SnapshotMeta, Vec<u8>)],
+    meta: &SnapshotMeta,
+    offset: u64,
+    len: usize,
+) -> Result<Vec<u8>, StorageError> {
+    let (_, file) = files
+        .iter()
+        .find(|(m, _)| m == meta)
+        .ok_or_else(|| missing(meta))?;
+    let start = (offset as usize).min(file.len());
+    let end = start.saturating_add(len).min(file.len());
+    Ok(file[start..end].to_vec())
+}
+
+/// Adds `file` to `files` (oldest first) and keeps the newest two, as the
+/// data dir does.
+pub fn keep_newest_two(
+    files: &mut Vec<(SnapshotMeta, Vec<u8>)>,
+    meta: SnapshotMeta,
+    file: Vec<u8>,
+) {
+    files.push((meta, file));
+    files.sort_by_key(|(m, _)| (m.last_index, m.last_term));
+    let excess = files.len().saturating_sub(2);
+    files.drain(..excess);
+}
+
+/// A snapshot file received in memory, in order, chunk by chunk.
+#[derive(Debug, Default)]
+pub struct MemReceiver(Option<(SnapshotMeta, Vec<u8>)>);
+
+impl MemReceiver {
+    /// Appends `chunk`; offset 0 starts a new file.
+    pub fn receive(&mut self, chunk: &ChunkReceived) -> Result<(), StorageError> {
+        if chunk.offset == 0 {
+            self.0 = Some((chunk.meta.clone(), Vec::new()));
+        }
+        match &mut self.0 {
+            Some((meta, bytes)) if *meta == chunk.meta && bytes.len() as u64 == chunk.offset => {
+                bytes.extend_from_slice(&chunk.data);
+                Ok(())
+            }
+            _ => Err(missing(&chunk.meta)),
+        }
+    }
+
+    /// The whole file received for `meta`, and its payload.
+    pub fn finish(&mut self, meta: &SnapshotMeta) -> Result<(Vec<u8>, Vec<u8>), StorageError> {
+        let Some((_, file)) = self.0.take().filter(|(m, _)| m == meta) else {
+            return Err(missing(meta));
+        };
+        let payload = unframe_snapshot(&file)
+            .ok_or_else(|| missing(meta))?
+            .to_vec();
+        Ok((file, payload))
     }
 }
 
@@ -152,10 +207,7 @@ impl SnapshotStore for MemSnapshots {
     fn save(&mut self, meta: &SnapshotMeta, job: SnapshotJob) -> Result<Option<u64>, StorageError> {
         let file = frame_snapshot(&job());
         let bytes = file.len() as u64;
-        self.files.push_back((meta.clone(), file));
-        while self.files.len() > 2 {
-            self.files.pop_front();
-        }
+        keep_newest_two(&mut self.files, meta.clone(), file);
         Ok(Some(bytes))
     }
 
@@ -165,37 +217,16 @@ impl SnapshotStore for MemSnapshots {
         offset: u64,
         len: usize,
     ) -> Result<Vec<u8>, StorageError> {
-        let file = self.file(meta)?;
-        let start = (offset as usize).min(file.len());
-        let end = start.saturating_add(len).min(file.len());
-        Ok(file[start..end].to_vec())
+        mem_chunk(&self.files, meta, offset, len)
     }
 
     fn receive_chunk(&mut self, chunk: &ChunkReceived) -> Result<(), StorageError> {
-        if chunk.offset == 0 {
-            self.receiving = Some((chunk.meta.clone(), Vec::new()));
-        }
-        match &mut self.receiving {
-            Some((meta, bytes)) if *meta == chunk.meta && bytes.len() as u64 == chunk.offset => {
-                bytes.extend_from_slice(&chunk.data);
-                Ok(())
-            }
-            _ => Err(StorageError::SnapshotMissing {
-                index: chunk.meta.last_index,
-            }),
-        }
+        self.receiving.receive(chunk)
     }
 
     fn finish_receive(&mut self, meta: &SnapshotMeta) -> Result<Vec<u8>, StorageError> {
-        let missing = StorageError::SnapshotMissing {
-            index: meta.last_index,
-        };
-        let Some((_, file)) = self.receiving.take().filter(|(m, _)| m == meta) else {
-            return Err(missing);
-        };
-        let payload = unframe_snapshot(&file).ok_or(missing)?.to_vec();
-        let copy = payload.clone();
-        self.save(meta, Box::new(move || copy))?;
+        let (file, payload) = self.receiving.finish(meta)?;
+        keep_newest_two(&mut self.files, meta.clone(), file);
         Ok(payload)
     }
 }

@@ -189,8 +189,8 @@ impl SnapshotStore for FileSnapshots {
         let receiver = self.receiver.take().ok_or(StorageError::SnapshotMissing {
             index: meta.last_index,
         })?;
-        let file = receiver.finish()?;
-        let payload = file.read_payload()?;
+        // One verifying read of the file serves the restore as well.
+        let (file, payload) = receiver.finish_with_payload()?;
         self.add(file);
         Ok(payload)
     }

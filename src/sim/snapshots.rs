@@ -3,7 +3,9 @@
 //! written, and one being received, are lost with the process.
 
 use crate::core::{ChunkReceived, SnapshotMeta};
-use crate::runtime::node::{SnapshotStore, frame_snapshot, unframe_snapshot};
+use crate::runtime::node::{
+    MemReceiver, SnapshotStore, frame_snapshot, keep_newest_two, mem_chunk, unframe_snapshot,
+};
 use crate::state_machine::SnapshotJob;
 use crate::storage::StorageError;
 use std::cell::RefCell;
@@ -20,7 +22,7 @@ pub struct SimSnapshots {
     pub(super) pending: Option<(SnapshotMeta, Vec<u8>)>,
     /// A `SnapshotDone` event is queued for `pending`.
     pub(super) scheduled: bool,
-    receiving: Option<(SnapshotMeta, Vec<u8>)>,
+    receiving: MemReceiver,
 }
 
 impl SimSnapshots {
@@ -29,16 +31,8 @@ impl SimSnapshots {
             durable,
             pending: None,
             scheduled: false,
-            receiving: None,
+            receiving: MemReceiver::default(),
         }
-    }
-
-    fn keep(&self, meta: SnapshotMeta, file: Vec<u8>) {
-        let mut durable = self.durable.borrow_mut();
-        durable.push((meta, file));
-        durable.sort_by_key(|(m, _)| (m.last_index, m.last_term));
-        let excess = durable.len().saturating_sub(2);
-        durable.drain(..excess);
     }
 
     /// The pending snapshot became durable: its meta, file size and
@@ -48,7 +42,7 @@ impl SimSnapshots {
         let (meta, file) = self.pending.take()?;
         let bytes = file.len() as u64;
         let payload = unframe_snapshot(&file).expect("framed here").to_vec();
-        self.keep(meta.clone(), file);
+        keep_newest_two(&mut self.durable.borrow_mut(), meta.clone(), file);
         Some((meta, bytes, payload))
     }
 }
@@ -74,41 +68,16 @@ impl SnapshotStore for SimSnapshots {
         offset: u64,
         len: usize,
     ) -> Result<Vec<u8>, StorageError> {
-        let durable = self.durable.borrow();
-        let Some((_, file)) = durable.iter().find(|(m, _)| m == meta) else {
-            return Err(StorageError::SnapshotMissing {
-                index: meta.last_index,
-            });
-        };
-        let start = (offset as usize).min(file.len());
-        let end = start.saturating_add(len).min(file.len());
-        Ok(file[start..end].to_vec())
+        mem_chunk(&self.durable.borrow(), meta, offset, len)
     }
 
     fn receive_chunk(&mut self, chunk: &ChunkReceived) -> Result<(), StorageError> {
-        if chunk.offset == 0 {
-            self.receiving = Some((chunk.meta.clone(), Vec::new()));
-        }
-        match &mut self.receiving {
-            Some((meta, bytes)) if *meta == chunk.meta && bytes.len() as u64 == chunk.offset => {
-                bytes.extend_from_slice(&chunk.data);
-                Ok(())
-            }
-            _ => Err(StorageError::SnapshotMissing {
-                index: chunk.meta.last_index,
-            }),
-        }
+        self.receiving.receive(chunk)
     }
 
     fn finish_receive(&mut self, meta: &SnapshotMeta) -> Result<Vec<u8>, StorageError> {
-        let missing = StorageError::SnapshotMissing {
-            index: meta.last_index,
-        };
-        let Some((_, file)) = self.receiving.take().filter(|(m, _)| m == meta) else {
-            return Err(missing);
-        };
-        let payload = unframe_snapshot(&file).ok_or(missing)?.to_vec();
-        self.keep(meta.clone(), file);
+        let (file, payload) = self.receiving.finish(meta)?;
+        keep_newest_two(&mut self.durable.borrow_mut(), meta.clone(), file);
         Ok(payload)
     }
 }

@@ -424,7 +424,21 @@ impl SnapshotReceiver {
     /// Checks that the whole file arrived, fsyncs it, verifies it (CRC, and
     /// that it holds the snapshot announced), renames it to its final name
     /// and fsyncs the directory.
-    pub fn finish(mut self) -> Result<SnapshotFile, StorageError> {
+    pub fn finish(self) -> Result<SnapshotFile, StorageError> {
+        self.finish_reading(false).map(|(file, _)| file)
+    }
+
+    /// As `finish`, and returns the payload read by the same verifying pass
+    /// (an install restores from it: one read of the file, not two).
+    pub fn finish_with_payload(self) -> Result<(SnapshotFile, Vec<u8>), StorageError> {
+        self.finish_reading(true)
+            .map(|(file, payload)| (file, payload.expect("asked for the payload")))
+    }
+
+    fn finish_reading(
+        mut self,
+        want_payload: bool,
+    ) -> Result<(SnapshotFile, Option<Vec<u8>>), StorageError> {
         if self.next_offset != self.file_bytes {
             return Err(StorageError::SnapshotSize {
                 path: self.tmp_path.clone(),
@@ -435,18 +449,19 @@ impl SnapshotReceiver {
         self.file
             .sync_all()
             .map_err(|e| StorageError::io(&self.tmp_path, "fsync snapshot", e))?;
-        let Verified { meta, .. } = read_verified(&self.tmp_path, false)?;
+        let Verified { meta, payload, .. } = read_verified(&self.tmp_path, want_payload)?;
         if meta != self.meta {
             let reason = format!("header holds {meta:?}, announced {:?}", self.meta);
             return Err(StorageError::snapshot_corrupt(&self.tmp_path, reason));
         }
         publish(&self.dir, &self.tmp_path, &self.final_path)?;
         self.finished = true;
-        Ok(SnapshotFile {
+        let file = SnapshotFile {
             meta,
             path: self.final_path.clone(),
             file_bytes: self.file_bytes,
-        })
+        };
+        Ok((file, payload))
     }
 }
 
