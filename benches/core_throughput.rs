@@ -15,6 +15,8 @@ use std::collections::VecDeque;
 struct Count(u64);
 
 impl StateMachine for Count {
+    type Output = Vec<u8>;
+
     fn apply(&mut self, _index: LogIndex, _command: &[u8]) -> Vec<u8> {
         self.0 += 1;
         Vec::new()

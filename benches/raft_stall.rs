@@ -23,6 +23,8 @@ const ENTRY_BYTES: usize = 16 << 20;
 struct Count(u64);
 
 impl StateMachine for Count {
+    type Output = Vec<u8>;
+
     fn apply(&mut self, _index: LogIndex, _command: &[u8]) -> Vec<u8> {
         self.0 += 1;
         Vec::new()

@@ -26,12 +26,15 @@
 //! }
 //!
 //! impl StateMachine for Counter {
-//!     fn apply(&mut self, index: LogIndex, command: &[u8]) -> Vec<u8> {
+//!     /// The total after the command: typed, the caller picks a wire format.
+//!     type Output = u64;
+//!
+//!     fn apply(&mut self, index: LogIndex, command: &[u8]) -> u64 {
 //!         self.applied = index;
 //!         // Deterministic even for bad input: every node applies the same.
 //!         let add = command.try_into().map(u64::from_le_bytes).unwrap_or(0);
 //!         self.total += add;
-//!         self.total.to_le_bytes().to_vec()
+//!         self.total
 //!     }
 //!     fn applied_index(&self) -> LogIndex {
 //!         self.applied
@@ -67,10 +70,10 @@
 //! let timeout = Duration::from_secs(5);
 //! node.write(2u64.to_le_bytes().to_vec(), timeout).unwrap().unwrap();
 //! let total = node.write(40u64.to_le_bytes().to_vec(), timeout).unwrap().unwrap();
-//! assert_eq!(total, 42u64.to_le_bytes());
+//! assert_eq!(total, 42);
 //! // A linearizable read runs a query on the state machine.
-//! let read = node.read(|c: &Counter| c.total.to_le_bytes().to_vec(), timeout);
-//! assert_eq!(read.unwrap().unwrap(), 42u64.to_le_bytes());
+//! let read = node.read(|c: &Counter| c.total, timeout);
+//! assert_eq!(read.unwrap().unwrap(), 42);
 //! node.stop().unwrap();
 //! ```
 //!

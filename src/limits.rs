@@ -19,6 +19,9 @@
 //! entry_bytes_max <= request_bytes_max
 //! ```
 //!
+//! One count sits in the table too: `sessions_max`, the client sessions
+//! the KV store remembers for exactly-once writes (DESIGN.md 4.3).
+//!
 //! Sizes of entries are [`Entry::size_bytes`](crate::core::Entry::size_bytes),
 //! an upper bound of their encoding, so a sum of them bounds the bytes on
 //! the wire and on disk.
@@ -69,6 +72,10 @@ const UNCOMMITTED_ENTRIES_DEFAULT: usize = 8;
 /// two, and a value a few times too large still gets the clear
 /// "value is too large" error instead of a closed connection.
 const REQUEST_VALUES_DEFAULT: usize = 4;
+/// Client sessions kept by the KV store: Redis-style deployments hold a few
+/// hundred connections; each session costs a few dozen bytes plus its
+/// last reply.
+pub const SESSIONS_MAX_DEFAULT: usize = 10_000;
 
 /// The byte limits of one node. Build it with [`Limits::derive`] (or
 /// `Default`), override what must differ, then [`Limits::validate`].
@@ -101,6 +108,10 @@ pub struct Limits {
     /// Bytes buffered for one incomplete client request; beyond it the
     /// connection is closed with a protocol error.
     pub request_bytes_max: usize,
+    /// Client sessions the KV store remembers; past it, the least recently
+    /// used is forgotten, and its writes are refused until the client
+    /// registers again. Shapes the replicated state: the same on every node.
+    pub sessions_max: usize,
 }
 
 /// The limits a config file sets (its `[limits]` table); the others are
@@ -118,6 +129,7 @@ pub struct LimitsOverrides {
     pub wal_record_bytes_max: Option<usize>,
     pub uncommitted_bytes_max: Option<usize>,
     pub request_bytes_max: Option<usize>,
+    pub sessions_max: Option<usize>,
 }
 
 /// A relation between limits that does not hold; names the values.
@@ -194,6 +206,7 @@ impl Limits {
                     .saturating_mul(REQUEST_VALUES_DEFAULT)
                     .saturating_add(ENTRY_OVERHEAD_BYTES),
             ),
+            sessions_max: overrides.sessions_max.unwrap_or(SESSIONS_MAX_DEFAULT),
         }
     }
 
@@ -203,6 +216,12 @@ impl Limits {
         if self.value_bytes_max == 0 {
             return Err(LimitsError {
                 key: "value_bytes_max",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.sessions_max == 0 {
+            return Err(LimitsError {
+                key: "sessions_max",
                 reason: "must be at least 1".into(),
             });
         }

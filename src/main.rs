@@ -89,11 +89,11 @@ fn run_server(settings: Settings) -> i32 {
             return 1;
         }
     };
-    // APPEND's result is bounded like any value: part of the replicated
-    // state, so value_bytes_max must be the same on every node.
+    // APPEND's result is bounded like any value, and the sessions table:
+    // both shape the replicated state, so they must match on every node.
     let store = KvStore::new(KvStoreConfig {
         value_bytes_max: settings.raft.limits.value_bytes_max,
-        ..KvStoreConfig::default()
+        sessions_max: settings.raft.limits.sessions_max,
     });
     let mut node = match runtime::start_on(peer_listener, &options, store) {
         Ok(node) => node,
@@ -183,7 +183,7 @@ fn run_server(settings: Settings) -> i32 {
 
 /// `GET /metrics`: the node's status as the Raft thread last published it
 /// (copied under its lock, rendered after), and its counters.
-fn serve_metrics<S>(
+fn serve_metrics<S: sraft::state_machine::StateMachine>(
     listener: std::net::TcpListener,
     node: &runtime::NodeHandle<S>,
 ) -> std::io::Result<MetricsServer> {

@@ -9,12 +9,17 @@ use crate::core::LogIndex;
 pub type SnapshotJob = Box<dyn FnOnce() -> Vec<u8> + Send>;
 
 pub trait StateMachine: Send {
-    /// Applies one committed command and returns its reply. Must be
+    /// What applying a command (or running a read query) yields for the
+    /// client that asked: typed, so that the wire format (RESP for the KV
+    /// store) is chosen by the server, not baked into the replicated state.
+    type Output: Send + 'static;
+
+    /// Applies one committed command and returns its output. Must be
     /// deterministic: no clock, no randomness, no I/O that can fail
     /// differently on different nodes. A command the state machine cannot
     /// decode is still "applied" (it yields an error reply) so that every
     /// node stays in step.
-    fn apply(&mut self, index: LogIndex, command: &[u8]) -> Vec<u8>;
+    fn apply(&mut self, index: LogIndex, command: &[u8]) -> Self::Output;
 
     /// The index of the last command applied (0 when fresh).
     fn applied_index(&self) -> LogIndex;

@@ -23,6 +23,8 @@ use std::collections::{BTreeMap, BTreeSet};
 struct LastIndex(LogIndex);
 
 impl StateMachine for LastIndex {
+    type Output = Vec<u8>;
+
     fn apply(&mut self, index: LogIndex, _command: &[u8]) -> Vec<u8> {
         self.0 = index;
         index.0.to_le_bytes().to_vec()

@@ -46,41 +46,66 @@ fn cluster(config_dir: &Path) -> TestCluster {
         .start()
 }
 
-/// Sends `commands` pipelined, `PIPELINE` at a time, and returns the replies.
-fn pipeline(addr: SocketAddr, commands: &[Vec<Vec<u8>>]) -> Vec<Value> {
-    let mut stream = TcpStream::connect_timeout(&addr, CALL_TIMEOUT).expect("connect");
-    stream.set_read_timeout(Some(CALL_TIMEOUT)).unwrap();
-    let mut replies = Vec::with_capacity(commands.len());
-    let mut buf = Vec::new();
-    for batch in commands.chunks(PIPELINE) {
-        let mut out = Vec::new();
-        for command in batch {
-            let args = command.iter().cloned().map(Value::Bulk).collect();
-            out.extend(Value::Array(args).to_bytes());
+/// One client connection, kept across calls (one client session).
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    fn open(addr: SocketAddr) -> Conn {
+        let stream = TcpStream::connect_timeout(&addr, CALL_TIMEOUT).expect("connect");
+        stream.set_read_timeout(Some(CALL_TIMEOUT)).unwrap();
+        Conn {
+            stream,
+            buf: Vec::new(),
         }
-        stream.write_all(&out).expect("send a batch");
-        let mut got = 0;
-        while got < batch.len() {
-            match parse_reply(&buf, &RespLimits::default()).expect("a RESP reply") {
-                Some((value, used)) => {
-                    buf.drain(..used);
-                    replies.push(value);
-                    got += 1;
-                }
-                None => {
-                    let mut chunk = [0u8; 64 << 10];
-                    let n = stream.read(&mut chunk).expect("read replies");
-                    assert!(
-                        n > 0,
-                        "connection closed with {} replies missing",
-                        batch.len() - got
-                    );
-                    buf.extend_from_slice(&chunk[..n]);
+    }
+
+    /// Sends `commands` pipelined, `PIPELINE` at a time, and returns the
+    /// replies.
+    fn send(&mut self, commands: &[Vec<Vec<u8>>]) -> Vec<Value> {
+        let mut replies = Vec::with_capacity(commands.len());
+        for batch in commands.chunks(PIPELINE) {
+            let mut out = Vec::new();
+            for command in batch {
+                let args = command.iter().cloned().map(Value::Bulk).collect();
+                out.extend(Value::Array(args).to_bytes());
+            }
+            self.stream.write_all(&out).expect("send a batch");
+            let mut got = 0;
+            while got < batch.len() {
+                match parse_reply(&self.buf, &RespLimits::default()).expect("a RESP reply") {
+                    Some((value, used)) => {
+                        self.buf.drain(..used);
+                        replies.push(value);
+                        got += 1;
+                    }
+                    None => {
+                        let mut chunk = [0u8; 64 << 10];
+                        let n = self.stream.read(&mut chunk).expect("read replies");
+                        assert!(
+                            n > 0,
+                            "connection closed with {} replies missing",
+                            batch.len() - got
+                        );
+                        self.buf.extend_from_slice(&chunk[..n]);
+                    }
                 }
             }
         }
+        replies
     }
-    replies
+
+    fn call(&mut self, args: &[&str]) -> Value {
+        let command = args.iter().map(|a| a.as_bytes().to_vec()).collect();
+        self.send(&[command]).remove(0)
+    }
+}
+
+/// Sends `commands` pipelined on a new connection; returns the replies.
+fn pipeline(addr: SocketAddr, commands: &[Vec<Vec<u8>>]) -> Vec<Value> {
+    Conn::open(addr).send(commands)
 }
 
 /// Writes keys `keys` through node `addr` with `WRITERS` connections;
@@ -307,4 +332,36 @@ fn a_node_killed_while_writing_a_snapshot_restarts_from_the_older_one_and_the_wa
     cluster.kill(lead.leader);
     cluster.wait_for_leader_above(lead.term, deadline_in(ELECTION));
     check_keys(cluster.client_addr(victim), 0..6_000);
+}
+
+/// The sessions table is bounded (`[limits] sessions_max`): a connection
+/// whose session the cluster forgot gets a new one, transparently, and its
+/// write applies once; the forgotten session's writes are refused, never
+/// run again (the store's unit tests check the refusal itself).
+#[test]
+fn a_connection_whose_session_was_forgotten_writes_on_in_a_new_one() {
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("sraft.toml");
+    fs::write(&config, "[limits]\nsessions_max = 2\n").unwrap();
+    let cluster = TestCluster::builder(3)
+        .arg("--config")
+        .arg(&config.display().to_string())
+        .start();
+    let lead = cluster.wait_for_leader(deadline_in(ELECTION));
+    let follower = (lead.leader + 1) % cluster.len();
+    // Through a follower, so that registration is forwarded too.
+    let mut old = Conn::open(cluster.client_addr(follower));
+    assert_eq!(old.call(&["INCR", "n"]), Value::Integer(1));
+    // Three newer sessions push the first out of a table of two.
+    for expected in 2..=4 {
+        let mut newer = Conn::open(cluster.client_addr(lead.leader));
+        assert_eq!(newer.call(&["INCR", "n"]), Value::Integer(expected));
+    }
+    assert_eq!(old.call(&["INCR", "n"]), Value::Integer(5));
+    assert_eq!(old.call(&["GET", "n"]), Value::Bulk(b"5".to_vec()));
+    let log = fs::read_to_string(cluster.log_path(follower)).unwrap();
+    assert!(
+        log.contains("was forgotten by the cluster (limits.sessions_max); opening a new one"),
+        "the old session was not renewed:\n{log}"
+    );
 }

@@ -136,6 +136,8 @@ impl Ledger {
 }
 
 impl StateMachine for Ledger {
+    type Output = Vec<u8>;
+
     fn apply(&mut self, index: LogIndex, command: &[u8]) -> Vec<u8> {
         let mut state = self.state.lock().unwrap();
         assert!(

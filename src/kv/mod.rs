@@ -12,5 +12,6 @@ pub mod command;
 /// Test tooling, only with the `sim` feature (on for `cargo test`).
 #[cfg(feature = "sim")]
 pub mod linearizability;
+pub mod reply;
 pub mod resp;
 pub mod store;

@@ -191,7 +191,7 @@ impl Value {
     }
 }
 
-fn encode_line(out: &mut Vec<u8>, type_byte: u8, line: &str) {
+pub fn encode_line(out: &mut Vec<u8>, type_byte: u8, line: &str) {
     // A CR or LF here would let a reply smuggle a second reply into the
     // stream: it is a bug in whoever built the value.
     assert!(
@@ -203,7 +203,7 @@ fn encode_line(out: &mut Vec<u8>, type_byte: u8, line: &str) {
     out.extend_from_slice(b"\r\n");
 }
 
-fn encode_header(out: &mut Vec<u8>, type_byte: u8, n: i64) {
+pub fn encode_header(out: &mut Vec<u8>, type_byte: u8, n: i64) {
     out.push(type_byte);
     out.extend_from_slice(n.to_string().as_bytes());
     out.extend_from_slice(b"\r\n");

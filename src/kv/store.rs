@@ -12,6 +12,15 @@
 //! instead of applying again (Raft dissertation, section 6.3). This requires
 //! that a client (a `client_id`) has at most one write in flight and numbers
 //! its writes 1, 2, 3, ...; `seq == 0` opts out of deduplication.
+//!
+//! **Sessions are registered and bounded.** A client first commits a
+//! registration; its id is that entry's log index, so ids are unique and
+//! every id the cluster ever gave out is below the applied index. The
+//! table keeps at most `sessions_max` sessions and forgets the least
+//! recently used. A command whose session is unknown is refused
+//! (`SessionExpired`), never executed: a late copy of a write whose session
+//! was forgotten could otherwise run a second time (dissertation 6.3). The
+//! client registers again and decides what to tell its user.
 
 #[cfg(test)]
 mod tests;
@@ -21,22 +30,29 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::command::{ReadOp, SetCondition, WriteOp};
-use super::resp::{Value, parse_i64};
+use super::reply::{KvError, KvReply, Shared};
+use super::resp::{RespLimits, Value, parse_i64, parse_reply};
 use crate::core::LogIndex;
 use crate::limits::Limits;
 use crate::state_machine::{SnapshotJob, StateMachine};
 
-/// First byte of every encoded `KvCommand`: log entries outlive binaries.
-const COMMAND_FORMAT_VERSION: u8 = 1;
+/// First byte of every log command: log entries outlive binaries.
+/// 1: a bare `KvCommand`, whose unknown session was created by its first
+/// write (still read, with that meaning, from old logs).
+const COMMAND_FORMAT_LEGACY: u8 = 1;
+/// 2: a [`LogCommand`]; sessions are registered, an unknown one expired.
+const COMMAND_FORMAT_VERSION: u8 = 2;
 /// First byte of every snapshot. 2: keys and values as byte strings, the
-/// map and the sessions as sequences (written from persistent maps).
-const SNAPSHOT_FORMAT_VERSION: u8 = 2;
+/// map and the sessions as sequences (written from persistent maps), each
+/// session's last reply in RESP (still read). 3: the replies typed.
+const SNAPSHOT_FORMAT_LEGACY: u8 = 2;
+const SNAPSHOT_FORMAT_VERSION: u8 = 3;
 
 /// The maps are persistent (imbl): cloning one is O(1) and later writes
 /// copy only the nodes they touch, so a snapshot is a clone taken on the
 /// Raft thread and serialized on another (DESIGN.md 5). Values are shared
 /// (`Arc`), so a copied node copies pointers, not megabytes of values.
-type Data = imbl::OrdMap<Vec<u8>, Arc<[u8]>>;
+type Data = imbl::OrdMap<Vec<u8>, Shared>;
 type Sessions = imbl::OrdMap<u64, Session>;
 
 /// One write, as stored in the Raft log.
@@ -48,17 +64,55 @@ pub struct KvCommand {
     pub op: WriteOp,
 }
 
+/// One entry's command, as stored in the Raft log (format 2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LogCommand {
+    /// Open a client session; its id is this entry's index.
+    Register,
+    Write(KvCommand),
+}
+
+/// A decoded log command, and whether it follows the registered-session
+/// rule (format 2) or the legacy one (format 1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decoded {
+    pub command: LogCommand,
+    pub registered_sessions: bool,
+}
+
 impl KvCommand {
     /// The bytes to propose: a version byte, then postcard.
+    pub fn encode(&self) -> Vec<u8> {
+        LogCommand::Write(self.clone()).encode()
+    }
+
+    /// The bytes of a session registration.
+    pub fn register() -> Vec<u8> {
+        LogCommand::Register.encode()
+    }
+}
+
+impl LogCommand {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = vec![COMMAND_FORMAT_VERSION];
         postcard::to_io(self, &mut out).expect("writing to a Vec cannot fail");
         out
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<KvCommand, String> {
-        let body = versioned_body(bytes, COMMAND_FORMAT_VERSION, "command")?;
-        decode_exact(body, "command")
+    pub fn decode(bytes: &[u8]) -> Result<Decoded, String> {
+        match bytes.first() {
+            Some(&COMMAND_FORMAT_LEGACY) => Ok(Decoded {
+                command: LogCommand::Write(decode_exact(&bytes[1..], "command")?),
+                registered_sessions: false,
+            }),
+            _ => {
+                let body = versioned_body(bytes, COMMAND_FORMAT_VERSION, "command")?;
+                Ok(Decoded {
+                    command: decode_exact(body, "command")?,
+                    registered_sessions: true,
+                })
+            }
+        }
     }
 }
 
@@ -77,7 +131,7 @@ pub struct KvStoreConfig {
 impl Default for KvStoreConfig {
     fn default() -> Self {
         KvStoreConfig {
-            sessions_max: 10_000,
+            sessions_max: Limits::default().sessions_max,
             value_bytes_max: Limits::default().value_bytes_max,
         }
     }
@@ -87,9 +141,8 @@ impl Default for KvStoreConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Session {
     last_seq: u64,
-    /// The RESP-encoded reply to `last_seq`, replayed to a retry.
-    #[serde(with = "serde_bytes")]
-    last_reply: Vec<u8>,
+    /// The reply to `last_seq`, replayed to a retry.
+    last_reply: KvReply,
     /// The log index that last used this session: the eviction order.
     last_used: LogIndex,
 }
@@ -152,6 +205,70 @@ struct SnapshotOwned {
     sessions: Vec<(u64, Session)>,
 }
 
+/// Format 2's contents: each session's reply in RESP.
+#[derive(Deserialize)]
+struct SnapshotLegacy {
+    applied: LogIndex,
+    data: Vec<(serde_bytes::ByteBuf, serde_bytes::ByteBuf)>,
+    sessions: Vec<(u64, SessionLegacy)>,
+}
+
+#[derive(Deserialize)]
+struct SessionLegacy {
+    last_seq: u64,
+    #[serde(with = "serde_bytes")]
+    last_reply: Vec<u8>,
+    last_used: LogIndex,
+}
+
+impl SnapshotLegacy {
+    fn upgrade(self) -> Result<SnapshotOwned, String> {
+        let sessions = self
+            .sessions
+            .into_iter()
+            .map(|(client_id, s)| {
+                let last_reply = typed_legacy_reply(&s.last_reply)
+                    .map_err(|e| format!("session of client {client_id}: {e}"))?;
+                let session = Session {
+                    last_seq: s.last_seq,
+                    last_reply,
+                    last_used: s.last_used,
+                };
+                Ok((client_id, session))
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(SnapshotOwned {
+            applied: self.applied,
+            data: self.data,
+            sessions,
+        })
+    }
+}
+
+/// A reply the store of snapshot format 2 kept in RESP, typed.
+fn typed_legacy_reply(resp: &[u8]) -> Result<KvReply, String> {
+    let value = match parse_reply(resp, &RespLimits::default()) {
+        Ok(Some((value, used))) if used == resp.len() => value,
+        _ => return Err("its last reply is not one RESP value".into()),
+    };
+    let bulk = |v: Value| match v {
+        Value::Bulk(b) => Ok(Some(Shared::from(b))),
+        Value::NullBulk => Ok(None),
+        other => Err(format!("unexpected item {other:?} in a reply")),
+    };
+    Ok(match value {
+        Value::Simple(s) if s == "OK" => KvReply::Ok,
+        Value::NullBulk => KvReply::Nil,
+        Value::Bulk(b) => KvReply::Value(Shared::from(b)),
+        Value::Integer(n) => KvReply::Integer(n),
+        Value::Error(text) => KvReply::Error(KvError::Legacy(text)),
+        Value::Array(items) => {
+            KvReply::Values(items.into_iter().map(bulk).collect::<Result<_, _>>()?)
+        }
+        other => return Err(format!("unexpected reply {other:?}")),
+    })
+}
+
 impl SnapshotView {
     fn encode(&self) -> Vec<u8> {
         let mut out = vec![SNAPSHOT_FORMAT_VERSION];
@@ -174,18 +291,16 @@ impl KvStore {
 
     /// Serves a read. The caller is responsible for linearizability: call
     /// only once `applied_index()` has reached the read's ReadIndex.
-    pub fn read(&self, op: &ReadOp) -> Value {
+    pub fn read(&self, op: &ReadOp) -> KvReply {
         match op {
-            ReadOp::Get(key) => Value::bulk_or_nil(self.get(key)),
+            ReadOp::Get(key) => KvReply::value_or_nil(self.data.get(key)),
             ReadOp::Exists(keys) => {
                 let count = keys.iter().filter(|k| self.data.contains_key(*k)).count();
-                Value::Integer(count as i64)
+                KvReply::Integer(count as i64)
             }
-            ReadOp::MGet(keys) => Value::Array(
-                keys.iter()
-                    .map(|k| Value::bulk_or_nil(self.get(k)))
-                    .collect(),
-            ),
+            ReadOp::MGet(keys) => {
+                KvReply::Values(keys.iter().map(|k| self.data.get(k).cloned()).collect())
+            }
         }
     }
 
@@ -224,12 +339,8 @@ impl KvStore {
             .sessions
             .iter()
             .map(|(c, s)| {
-                format!(
-                    "{c}:seq{}@{}/{:x}",
-                    s.last_seq,
-                    s.last_used,
-                    hash(&s.last_reply)
-                )
+                let reply = postcard::to_allocvec(&s.last_reply).expect("a Vec cannot fail");
+                format!("{c}:seq{}@{}/{:x}", s.last_seq, s.last_used, hash(&reply))
             })
             .collect();
         format!(
@@ -241,33 +352,51 @@ impl KvStore {
     }
 
     /// Applies one decoded command at `index`, deduplicating by session.
-    fn apply_command(&mut self, index: LogIndex, command: KvCommand) -> Vec<u8> {
-        let KvCommand { client_id, seq, op } = command;
-        if seq == 0 {
-            return self.execute(op).to_bytes();
-        }
-        if let Some(session) = self.sessions.get(&client_id) {
-            let last_seq = session.last_seq;
-            if seq < last_seq {
-                // Its reply was delivered (one write in flight per client)
-                // or nobody waits for it; either way, never apply it.
-                return Value::error(format!(
-                    "ERR duplicate request: client {client_id} seq {seq} was superseded by seq {last_seq}"
-                ))
-                .to_bytes();
-            }
-            if seq == last_seq {
-                let reply = session.last_reply.clone();
-                self.touch_session(client_id, index);
+    fn apply_command(&mut self, index: LogIndex, decoded: Decoded) -> KvReply {
+        let command = match decoded.command {
+            LogCommand::Register => {
+                let reply = KvReply::Registered(index.0);
+                self.record_session(index.0, 0, reply.clone(), index);
                 return reply;
             }
+            LogCommand::Write(command) => command,
+        };
+        let KvCommand { client_id, seq, op } = command;
+        if seq == 0 {
+            return self.execute(op);
         }
-        let reply = self.execute(op).to_bytes();
+        match self.sessions.get(&client_id) {
+            Some(session) => {
+                let last_seq = session.last_seq;
+                if seq < last_seq {
+                    // Its reply was delivered (one write in flight per
+                    // client) or nobody waits for it; never apply it.
+                    return KvReply::Error(KvError::Superseded {
+                        client_id,
+                        seq,
+                        last_seq,
+                    });
+                }
+                if seq == last_seq {
+                    let reply = session.last_reply.clone();
+                    self.touch_session(client_id, index);
+                    return reply;
+                }
+            }
+            // Forgotten, or never registered: this may be a late copy of a
+            // write that was applied, so it must not run (module docs).
+            None if decoded.registered_sessions => {
+                return KvReply::Error(KvError::SessionExpired { client_id });
+            }
+            // Format 1: the first write opened the session.
+            None => {}
+        }
+        let reply = self.execute(op);
         self.record_session(client_id, seq, reply.clone(), index);
         reply
     }
 
-    fn execute(&mut self, op: WriteOp) -> Value {
+    fn execute(&mut self, op: WriteOp) -> KvReply {
         match op {
             WriteOp::Set {
                 key,
@@ -280,16 +409,16 @@ impl KvStore {
                     .iter()
                     .filter(|k| self.data.remove(*k).is_some())
                     .count();
-                Value::Integer(removed as i64)
+                KvReply::Integer(removed as i64)
             }
             WriteOp::Append { key, value } => self.append(key, &value),
             WriteOp::IncrBy { key, delta } => self.incr_by(key, delta),
             WriteOp::Cas { key, expected, new } => match self.data.get_mut(&key) {
                 Some(current) if **current == *expected => {
                     *current = Arc::from(new);
-                    Value::Integer(1)
+                    KvReply::Integer(1)
                 }
-                _ => Value::Integer(0),
+                _ => KvReply::Integer(0),
             },
         }
     }
@@ -297,7 +426,7 @@ impl KvStore {
     /// Redis 7 semantics: with GET the reply is the old value (or nil)
     /// whether or not the condition let the write happen; without GET it is
     /// OK, or nil when NX/XX prevented the write.
-    fn set(&mut self, key: Vec<u8>, value: Vec<u8>, condition: SetCondition, get: bool) -> Value {
+    fn set(&mut self, key: Vec<u8>, value: Vec<u8>, condition: SetCondition, get: bool) -> KvReply {
         let old = self.data.get(&key);
         let allowed = match condition {
             SetCondition::Always => true,
@@ -305,9 +434,9 @@ impl KvStore {
             SetCondition::IfPresent => old.is_some(),
         };
         let reply = match (get, allowed) {
-            (true, _) => Value::bulk_or_nil(old.map(|v| &v[..])),
-            (false, true) => Value::ok(),
-            (false, false) => Value::NullBulk,
+            (true, _) => KvReply::value_or_nil(old),
+            (false, true) => KvReply::Ok,
+            (false, false) => KvReply::Nil,
         };
         if allowed {
             self.data.insert(key, Arc::from(value));
@@ -315,36 +444,35 @@ impl KvStore {
         reply
     }
 
-    fn append(&mut self, key: Vec<u8>, value: &[u8]) -> Value {
+    fn append(&mut self, key: Vec<u8>, value: &[u8]) -> KvReply {
         let current_len = self.data.get(&key).map_or(0, |v| v.len());
         let new_len = current_len.saturating_add(value.len());
         if new_len > self.config.value_bytes_max {
-            // Redis's text for the same check (`checkStringLength`).
-            return Value::error("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+            return KvReply::Error(KvError::StringTooLong);
         }
         let mut appended = self.data.get(&key).map_or_else(Vec::new, |v| v.to_vec());
         appended.extend_from_slice(value);
         self.data.insert(key, Arc::from(appended));
-        Value::Integer(new_len as i64)
+        KvReply::Integer(new_len as i64)
     }
 
-    fn incr_by(&mut self, key: Vec<u8>, delta: i64) -> Value {
+    fn incr_by(&mut self, key: Vec<u8>, delta: i64) -> KvReply {
         let current = match self.data.get(&key) {
             None => 0,
             Some(bytes) => match parse_i64(bytes) {
                 Some(n) => n,
-                None => return Value::error("ERR value is not an integer or out of range"),
+                None => return KvReply::Error(KvError::NotAnInteger),
             },
         };
         let Some(next) = current.checked_add(delta) else {
-            return Value::error("ERR increment or decrement would overflow");
+            return KvReply::Error(KvError::Overflow);
         };
         self.data
             .insert(key, Arc::from(next.to_string().into_bytes()));
-        Value::Integer(next)
+        KvReply::Integer(next)
     }
 
-    fn record_session(&mut self, client_id: u64, seq: u64, reply: Vec<u8>, index: LogIndex) {
+    fn record_session(&mut self, client_id: u64, seq: u64, reply: KvReply, index: LogIndex) {
         if let Some(old) = self.sessions.insert(
             client_id,
             Session {
@@ -392,20 +520,19 @@ impl KvStore {
 }
 
 impl StateMachine for KvStore {
-    fn apply(&mut self, index: LogIndex, command: &[u8]) -> Vec<u8> {
+    type Output = KvReply;
+
+    fn apply(&mut self, index: LogIndex, command: &[u8]) -> KvReply {
         assert!(
             index > self.applied,
             "apply out of order: index={index} applied={}",
             self.applied
         );
         self.applied = index;
-        match KvCommand::decode(command) {
-            Ok(command) => self.apply_command(index, command),
+        match LogCommand::decode(command) {
+            Ok(decoded) => self.apply_command(index, decoded),
             // Still applied: every node decodes the same bytes the same way.
-            Err(problem) => Value::error(format!(
-                "ERR undecodable command at index {index}: {problem}"
-            ))
-            .to_bytes(),
+            Err(problem) => KvReply::Error(KvError::Undecodable { index, problem }),
         }
     }
 
@@ -431,8 +558,15 @@ impl StateMachine for KvStore {
     /// carry no command (no-ops, configuration) advance the log without
     /// reaching the store.
     fn restore(&mut self, index: LogIndex, snapshot: &[u8]) -> Result<(), String> {
-        let body = versioned_body(snapshot, SNAPSHOT_FORMAT_VERSION, "snapshot")?;
-        let contents: SnapshotOwned = decode_exact(body, "snapshot")?;
+        let contents: SnapshotOwned = match snapshot.first() {
+            Some(&SNAPSHOT_FORMAT_LEGACY) => {
+                decode_exact::<SnapshotLegacy>(&snapshot[1..], "snapshot")?.upgrade()?
+            }
+            _ => {
+                let body = versioned_body(snapshot, SNAPSHOT_FORMAT_VERSION, "snapshot")?;
+                decode_exact(body, "snapshot")?
+            }
+        };
         if contents.applied > index {
             return Err(format!(
                 "snapshot covers index {} but was installed at index {index}",

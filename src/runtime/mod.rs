@@ -139,7 +139,7 @@ impl std::error::Error for StartError {}
 
 /// A running node: its request inbox, its published status, and the means
 /// to stop it.
-pub struct NodeHandle<S> {
+pub struct NodeHandle<S: StateMachine> {
     pub requests: Sender<Request<S>>,
     pub status: Arc<Mutex<NodeStatus>>,
     /// The node's counters; the client port and `/metrics` add to and read
@@ -149,7 +149,7 @@ pub struct NodeHandle<S> {
     thread: Option<JoinHandle<Result<(), StorageError>>>,
 }
 
-impl<S> NodeHandle<S> {
+impl<S: StateMachine> NodeHandle<S> {
     /// Asks for an orderly shutdown (fsync, close) and waits for it.
     pub fn stop(mut self) -> Result<(), StorageError> {
         let _ = self.shutdown.send(());
@@ -175,7 +175,7 @@ impl<S> NodeHandle<S> {
     /// leader accepts writes: elsewhere `Err(NotLeader)` names the leader it
     /// knows of. `None`: no answer in time, or the node has stopped; the
     /// write may still take effect, as with any timed-out request.
-    pub fn write(&self, command: Vec<u8>, timeout: Duration) -> Option<Reply> {
+    pub fn write(&self, command: Vec<u8>, timeout: Duration) -> Option<Reply<S::Output>> {
         let (reply, answer) = bounded(1);
         self.requests
             .send_timeout(Request::Write { command, reply }, timeout)
@@ -188,9 +188,9 @@ impl<S> NodeHandle<S> {
     /// arrived. Leader only, like [`NodeHandle::write`]; `None` as there.
     pub fn read(
         &self,
-        query: impl FnOnce(&S) -> Vec<u8> + Send + 'static,
+        query: impl FnOnce(&S) -> S::Output + Send + 'static,
         timeout: Duration,
-    ) -> Option<Reply> {
+    ) -> Option<Reply<S::Output>> {
         let (reply, answer) = bounded(1);
         let query: Query<S> = Box::new(query);
         self.requests

@@ -52,8 +52,11 @@ pub enum RequestError {
     },
 }
 
-pub type Reply = Result<Vec<u8>, RequestError>;
-pub type Query<M> = Box<dyn FnOnce(&M) -> Vec<u8> + Send>;
+/// The answer to a client request: the state machine's output, or why
+/// there is none.
+pub type Reply<O = Vec<u8>> = Result<O, RequestError>;
+/// A read, run on the state machine once it is linearizable to do so.
+pub type Query<M> = Box<dyn FnOnce(&M) -> <M as StateMachine>::Output + Send>;
 
 /// One write for the log: hard state and entries land together, after every
 /// earlier write (writes are ordered by `seq`).
@@ -282,7 +285,7 @@ struct Unsynced {
     held: Vec<Message>,
 }
 
-struct PendingRead<M, R> {
+struct PendingRead<M: StateMachine, R> {
     query: Query<M>,
     reply: R,
 }
@@ -297,7 +300,7 @@ pub struct AppliedEntry {
 
 /// The driver. `R` is the caller's handle for answering a client (a
 /// channel in production, a ticket in the simulator).
-pub struct Node<M, W, N, R, S = MemSnapshots> {
+pub struct Node<M: StateMachine, W, N, R, S = MemSnapshots> {
     raft: Raft,
     writer: W,
     network: N,
@@ -326,7 +329,7 @@ pub struct Node<M, W, N, R, S = MemSnapshots> {
     /// their index.
     confirmed_reads: Vec<(LogIndex, PendingRead<M, R>)>,
     next_read_ctx: u64,
-    answers: Vec<(R, Reply)>,
+    answers: Vec<(R, Reply<M::Output>)>,
     events: Vec<Event>,
     /// Kept only when `trace_applied` is set (the simulator's checker).
     applied: Vec<AppliedEntry>,
@@ -441,7 +444,7 @@ impl<M: StateMachine, W: LogWriter, N: Network, R, S: SnapshotStore> Node<M, W, 
     }
 
     /// Answers produced since the last call, in the order they were decided.
-    pub fn take_answers(&mut self) -> Vec<(R, Reply)> {
+    pub fn take_answers(&mut self) -> Vec<(R, Reply<M::Output>)> {
         std::mem::take(&mut self.answers)
     }
     pub fn take_events(&mut self) -> Vec<Event> {
@@ -864,7 +867,10 @@ impl<M: StateMachine, W: LogWriter, N: Network, R, S: SnapshotStore> Node<M, W, 
                 }
                 let ((index, term), reply) = pending.remove_entry();
                 let result = if index == entry.index && term == entry.term {
-                    Ok(output.take().unwrap_or_default())
+                    // A pending write's index and term name its own command.
+                    Ok(output
+                        .take()
+                        .expect("a proposal's entry carries its command"))
                 } else {
                     Err(RequestError::LeadershipLost)
                 };

@@ -25,22 +25,22 @@ use std::time::Instant;
 /// still not starve the output.
 const BATCH_INPUTS_MAX: usize = 4096;
 
-pub enum Request<S> {
+pub enum Request<S: StateMachine> {
     /// Replicate `command`; reply with the state machine's output once it is
     /// committed and applied.
     Write {
         command: Vec<u8>,
-        reply: Sender<Reply>,
+        reply: Sender<Reply<S::Output>>,
     },
     /// A linearizable read (ReadIndex): `query` runs once this node has
     /// applied everything committed when the read arrived.
     Read {
         query: Query<S>,
-        reply: Sender<Reply>,
+        reply: Sender<Reply<S::Output>>,
     },
     /// Take a snapshot now (BGSAVE); answered at once, `Err(Busy)` when
     /// one is being written.
-    Snapshot { reply: Sender<Reply> },
+    Snapshot { reply: Sender<Reply<()>> },
 }
 
 impl Network for Transport {
@@ -51,18 +51,19 @@ impl Network for Transport {
 
 /// The production node: the KV store (or any state machine), the WAL
 /// thread, the TCP transport, clients answered over channels.
-pub type ProductionNode<S> = Node<S, WalWriter, Transport, Waiter, FileSnapshots>;
+pub type ProductionNode<S> =
+    Node<S, WalWriter, Transport, Waiter<<S as StateMachine>::Output>, FileSnapshots>;
 
 /// A client request the driver holds until it is answered: where the
 /// answer goes, and what the metrics need to time it.
-pub struct Waiter {
-    reply: Sender<Reply>,
+pub struct Waiter<O> {
+    reply: Sender<Reply<O>>,
     received_us: u64,
     write: bool,
 }
 
 /// How an answer counts in the metrics.
-fn outcome(answer: &Reply) -> Outcome {
+fn outcome<O>(answer: &Reply<O>) -> Outcome {
     match answer {
         Ok(_) => Outcome::Ok,
         Err(RequestError::NotLeader { .. }) => Outcome::NotLeader,
@@ -76,7 +77,7 @@ fn outcome(answer: &Reply) -> Outcome {
 }
 
 /// The inputs of the Raft thread.
-pub struct Inboxes<S> {
+pub struct Inboxes<S: StateMachine> {
     pub peers: Receiver<TransportEvent>,
     pub requests: Receiver<Request<S>>,
     pub wal: Receiver<WalEvent>,
@@ -84,7 +85,7 @@ pub struct Inboxes<S> {
     pub shutdown: Receiver<()>,
 }
 
-pub struct RaftLoop<S> {
+pub struct RaftLoop<S: StateMachine> {
     node: ProductionNode<S>,
     clock: Clock,
     observer: Observer,
@@ -245,7 +246,7 @@ impl<S: StateMachine> RaftLoop<S> {
             }
             Request::Snapshot { reply } => {
                 let answer = match self.node.request_snapshot() {
-                    true => Ok(Vec::new()),
+                    true => Ok(()),
                     false => Err(RequestError::Busy),
                 };
                 let _ = reply.send(answer);

@@ -7,9 +7,10 @@ use super::ServerContext;
 use super::auth;
 use super::forward::Forwarder;
 use super::info::info_text;
+use super::reply;
 use crate::core::NodeId;
-use crate::kv::command::{CommandLimits, LocalOp, ReadOp, Request as KvRequest};
-use crate::kv::resp::{Value, parse};
+use crate::kv::command::{CommandLimits, LocalOp, ReadOp, Request as KvRequest, WriteOp};
+use crate::kv::resp::{Value, parse, parse_reply};
 use crate::kv::store::{KvCommand, KvStore};
 use crate::metrics::ForwardKind;
 use crate::runtime::{Reply, Request, RequestError};
@@ -36,7 +37,11 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const RETRY_PAUSE: Duration = Duration::from_millis(5);
 
 pub(super) struct Session {
-    client_id: u64,
+    /// Shown by HELLO, as Redis shows its connection ids.
+    connection_id: u64,
+    /// The KV session this connection's writes are deduplicated by: the
+    /// index of its registration (DESIGN.md 4.3), made at the first write.
+    client_id: Option<u64>,
     seq: u64,
     forwarder: Forwarder,
     /// AUTH succeeded, or no password is set.
@@ -73,8 +78,8 @@ pub fn serve(stream: TcpStream, ctx: &ServerContext) {
 
 fn serve_inner(mut stream: Stream, peer: &str, ctx: &ServerContext) -> io::Result<()> {
     let mut session = Session {
-        // Unique across the cluster and across restarts, without coordination.
-        client_id: rand::random::<u64>() | 1,
+        connection_id: rand::random::<u64>() | 1,
+        client_id: None,
         seq: 0,
         forwarder: Forwarder::new(
             ctx.password.clone(),
@@ -169,7 +174,7 @@ fn handle(value: Value, session: &mut Session, ctx: &ServerContext) -> Option<Ve
         }
         if name.eq_ignore_ascii_case(b"HELLO") {
             ctx.metrics.client_command(name);
-            return Some(auth::hello(&args, session, session.client_id, ctx).to_bytes());
+            return Some(auth::hello(&args, session, session.connection_id, ctx).to_bytes());
         }
     }
     if !session.authenticated && !auth::allowed_before_auth(&value) {
@@ -181,7 +186,9 @@ fn handle(value: Value, session: &mut Session, ctx: &ServerContext) -> Option<Ve
         if name.eq_ignore_ascii_case(PROPOSE) {
             ctx.metrics.forward_received(ForwardKind::Write);
             return Some(match args.get(1) {
-                Some(command) if args.len() == 2 => write(command.clone(), session, ctx, false),
+                Some(command) if args.len() == 2 => {
+                    write(command.clone(), session, ctx, false, &mut 0)
+                }
                 _ => {
                     Value::Error("ERR wrong number of arguments for 'sraft.propose' command".into())
                         .to_bytes()
@@ -219,17 +226,83 @@ fn dispatch(
     Some(match request {
         KvRequest::Local(op) => local(&op, ctx).to_bytes(),
         KvRequest::Read(op) => read(op, args, session, ctx, may_forward),
-        KvRequest::Write(op) => {
-            session.seq += 1;
-            let command = KvCommand {
-                client_id: session.client_id,
-                seq: session.seq,
-                op,
-            }
-            .encode();
-            write(command, session, ctx, may_forward)
-        }
+        KvRequest::Write(op) => write_in_session(op, session, ctx, may_forward),
     })
+}
+
+/// A client write, deduplicated by this connection's session: registers
+/// the session first when it has none. When the cluster has forgotten the
+/// session (the table is bounded), the write was refused without effect;
+/// it is sent again in a new session only when no earlier copy of it can
+/// have reached a log (KvStore's module docs).
+fn write_in_session(
+    op: WriteOp,
+    session: &mut Session,
+    ctx: &ServerContext,
+    may_forward: bool,
+) -> Vec<u8> {
+    let mut renewed = false;
+    loop {
+        let client_id = match session.client_id {
+            Some(id) => id,
+            None => match register(session, ctx, may_forward) {
+                Ok(id) => id,
+                Err(answer) => return answer,
+            },
+        };
+        session.seq += 1;
+        let command = KvCommand {
+            client_id,
+            seq: session.seq,
+            op: op.clone(),
+        }
+        .encode();
+        let mut proposals = 0;
+        let answer = write(command, session, ctx, may_forward, &mut proposals);
+        if !answer.starts_with(b"-SESSIONEXPIRED") {
+            return answer;
+        }
+        session.client_id = None;
+        log::info!(
+            "client session {client_id} was forgotten by the cluster (limits.sessions_max); {}",
+            if renewed || proposals > 1 {
+                "the write's outcome is unknown"
+            } else {
+                "opening a new one"
+            }
+        );
+        if renewed || proposals > 1 {
+            return Value::error(
+                "ERR session expired: the cluster forgot this connection's session; the write may or may not have been applied",
+            )
+            .to_bytes();
+        }
+        renewed = true;
+    }
+}
+
+/// Commits a session registration; its index is the new client id.
+fn register(session: &mut Session, ctx: &ServerContext, may_forward: bool) -> Result<u64, Vec<u8>> {
+    let answer = write(KvCommand::register(), session, ctx, may_forward, &mut 0);
+    match parse_reply(&answer, &ctx.limits) {
+        Ok(Some((Value::Integer(id), _))) if id > 0 => {
+            session.client_id = Some(id as u64);
+            session.seq = 0;
+            Ok(id as u64)
+        }
+        // The client's write was not sent: an indeterminate registration
+        // is still a clean failure for it.
+        Ok(Some((Value::Error(e), _))) if e.starts_with("ERR timeout") => Err(Value::error(
+            "ERR timeout: no client session could be opened, the write was not applied; retry",
+        )
+        .to_bytes()),
+        // Any other error (no leader, busy, ...) says the same already.
+        Ok(Some((Value::Error(_), _))) => Err(answer),
+        other => Err(Value::error(format!(
+            "ERR unexpected answer to a session registration: {other:?}"
+        ))
+        .to_bytes()),
+    }
 }
 
 fn local(op: &LocalOp, ctx: &ServerContext) -> Value {
@@ -253,11 +326,11 @@ fn local(op: &LocalOp, ctx: &ServerContext) -> Value {
 }
 
 /// Submits one request to the Raft thread and waits for its answer.
-fn submit(
+fn submit<O>(
     ctx: &ServerContext,
-    make: impl FnOnce(crossbeam_channel::Sender<Reply>) -> Request<KvStore>,
+    make: impl FnOnce(crossbeam_channel::Sender<Reply<O>>) -> Request<KvStore>,
     deadline: Instant,
-) -> Option<Reply> {
+) -> Option<Reply<O>> {
     let (tx, rx) = bounded(1);
     let remaining = deadline.saturating_duration_since(Instant::now());
     ctx.requests.send_timeout(make(tx), remaining).ok()?;
@@ -319,15 +392,19 @@ fn claims_no_effect(value: &Value) -> bool {
 /// log: once a forward broke after the command was sent (the leader may
 /// have appended it, and a later leader commit it), a write that is not
 /// resolved by the deadline is answered as indeterminate.
+///
+/// `proposals` counts the copies of `command` that may have reached a log.
 fn write(
     command: Vec<u8>,
     session: &mut Session,
     ctx: &ServerContext,
     may_forward: bool,
+    proposals: &mut u32,
 ) -> Vec<u8> {
     let deadline = Instant::now() + ctx.request_timeout;
     let mut maybe_applied = false;
     loop {
+        *proposals += 1;
         let make = |reply| Request::Write {
             command: command.clone(),
             reply,
@@ -336,7 +413,7 @@ fn write(
             return write_unresolved().to_bytes();
         };
         match result {
-            Ok(reply) => return reply,
+            Ok(reply) => return reply::to_bytes(&reply),
             Err(RequestError::NotLeader { leader }) => {
                 if !may_forward {
                     return not_leader(leader).to_bytes();
@@ -395,14 +472,14 @@ fn read(
     loop {
         let op = op.clone();
         let make = |reply| Request::Read {
-            query: Box::new(move |kv: &KvStore| kv.read(&op).to_bytes()),
+            query: Box::new(move |kv: &KvStore| kv.read(&op)),
             reply,
         };
         let Some(result) = submit(ctx, make, deadline) else {
             return Value::Error("ERR timeout waiting for a linearizable read".into()).to_bytes();
         };
         match result {
-            Ok(reply) => return reply,
+            Ok(reply) => return reply::to_bytes(&reply),
             Err(RequestError::NotLeader { leader }) => {
                 if !may_forward {
                     return not_leader(leader).to_bytes();

@@ -6,6 +6,7 @@ mod auth;
 mod connection;
 mod forward;
 mod info;
+pub mod reply;
 
 pub use forward::Forwarder;
 pub use info::{info_text, parse_info};

@@ -6,7 +6,7 @@ use super::checker::{Checker, LogTip, check_committed_kept, check_hard_state_tra
 use super::disk::{Durable, SimDisk};
 use super::net::{NetConfig, Partitions, message_bytes};
 use super::snapshots::{SimSnapshots, SnapshotFiles};
-use super::store::SimStore;
+use super::store::{SimStore, Tagged};
 use crate::core::{
     ClusterConfig, Entry, Event, HardState, LogIndex, Message, MessageBody, NodeId, Raft,
     RaftConfig, RestoredState, Role, SnapshotMeta, Term,
@@ -112,7 +112,7 @@ pub struct Answer {
     pub at_us: u64,
     pub node: NodeId,
     pub ticket: Ticket,
-    pub reply: Reply,
+    pub reply: Reply<Tagged>,
 }
 
 /// What a driver holds for one client request: a number unique in the

@@ -1,5 +1,6 @@
 //! KV clients with sessions, as the server runs them
-//! (src/server/connection.rs): each client numbers its writes inside
+//! (src/server/connection.rs): each client first registers its session
+//! (its id is the registration's index), then numbers its writes inside
 //! `KvCommand`s, keeps one operation in flight, and retries a write with
 //! the same number, at every node that believes it leads, until one
 //! answers; the store's sessions make the copies apply once. Every
@@ -8,11 +9,10 @@
 //! (src/kv/linearizability.rs).
 
 use super::cluster::{Answer, Cluster, Ticket};
-use super::store::untag;
 use crate::core::LogIndex;
 use crate::kv::command::{SetCondition, WriteOp};
 use crate::kv::linearizability::{KvOp, Operation, Outcome, Verdict, check_with_budget};
-use crate::kv::resp::Value;
+use crate::kv::reply::{KvError, KvReply};
 use crate::kv::store::KvCommand;
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -41,8 +41,16 @@ struct Attempt {
 }
 
 enum Kind {
+    /// Opening the session: retried like a write; the first answer wins
+    /// (a second registration only leaves a session nobody uses).
+    Register {
+        command: Vec<u8>,
+    },
     Read,
-    Write { op: KvOp, command: Vec<u8> },
+    Write {
+        op: KvOp,
+        command: Vec<u8>,
+    },
 }
 
 struct InFlight {
@@ -60,14 +68,17 @@ struct InFlight {
 }
 
 struct Session {
-    client_id: u64,
+    /// Names the client in the history.
+    name: u64,
+    /// The registered session, once there is one.
+    client_id: Option<u64>,
     /// The last operation number used; a write carries its number as its
     /// `KvCommand::seq`.
     seq: u64,
     op: Option<InFlight>,
     next_op_us: u64,
     /// Replies to completed writes: a late copy must repeat its reply.
-    replies: BTreeMap<u64, Value>,
+    replies: BTreeMap<u64, KvReply>,
     /// The last value seen per key, which CAS expects.
     last_seen: BTreeMap<Vec<u8>, Vec<u8>>,
 }
@@ -82,8 +93,8 @@ impl Default for KvClients {
     fn default() -> KvClients {
         let sessions = (0..CLIENTS)
             .map(|i| Session {
-                // Ids 0 (the tracker and bulk writes) stay unused.
-                client_id: i as u64 + 1,
+                name: i as u64 + 1,
+                client_id: None,
                 seq: 0,
                 op: None,
                 next_op_us: 0,
@@ -119,20 +130,27 @@ impl KvClients {
         if cluster.believed_leaders().is_empty() {
             return;
         }
-        self.started += 1;
         let session = &mut self.sessions[client];
         session.seq += 1;
         let key = KV_KEYS[rng.random_range(0..KV_KEYS.len())].to_vec();
-        let kind = match random_op(rng, session, &key) {
-            KvOp::Get => Kind::Read,
-            op => {
-                let command = KvCommand {
-                    client_id: session.client_id,
-                    seq: session.seq,
-                    op: write_op(&key, &op),
+        let kind = match session.client_id {
+            None => Kind::Register {
+                command: KvCommand::register(),
+            },
+            Some(client_id) => {
+                self.started += 1;
+                match random_op(rng, session, &key) {
+                    KvOp::Get => Kind::Read,
+                    op => {
+                        let command = KvCommand {
+                            client_id,
+                            seq: session.seq,
+                            op: write_op(&key, &op),
+                        }
+                        .encode();
+                        Kind::Write { op, command }
+                    }
                 }
-                .encode();
-                Kind::Write { op, command }
             }
         };
         session.op = Some(InFlight {
@@ -171,7 +189,7 @@ impl KvClients {
             };
             let sent = match &op.kind {
                 Kind::Read => cluster.read(node, op.key.clone(), ticket),
-                Kind::Write { command, .. } => {
+                Kind::Write { command, .. } | Kind::Register { command } => {
                     cluster.propose(node, command.clone(), ticket);
                     true
                 }
@@ -194,12 +212,12 @@ impl KvClients {
         let op = self.sessions[client].op.as_mut().expect("in flight");
         op.attempts.retain(|_, a| {
             let alive = cluster.is_up(a.node) && cluster.nodes[a.node].incarnation == a.incarnation;
-            alive && (matches!(op.kind, Kind::Write { .. }) || now - a.sent_us < READ_TIMEOUT_US)
+            alive && (!matches!(op.kind, Kind::Read) || now - a.sent_us < READ_TIMEOUT_US)
         });
         match op.kind {
             Kind::Read if op.attempts.is_empty() => self.finish(client, now),
             Kind::Read => {}
-            Kind::Write { .. } => {
+            Kind::Write { .. } | Kind::Register { .. } => {
                 if op.attempts.values().all(|a| now - a.sent_us >= RETRY_US) {
                     self.send(cluster, client);
                 }
@@ -238,14 +256,24 @@ impl KvClients {
             }
             return;
         };
-        let (index, value) = untag(&output);
+        let (index, value) = output;
         let kv_op = match &op.kind {
+            Kind::Register { .. } => {
+                let KvReply::Registered(id) = value else {
+                    panic!("node {}: registration answered {value:?}", answer.node);
+                };
+                assert_eq!(id, index.0, "a session's id is its registration's index");
+                session.client_id = Some(id);
+                session.op = None;
+                session.next_op_us = answer.at_us;
+                return;
+            }
             Kind::Read => {
                 assert!(
                     index >= op.acked_at_invoke,
                     "node {}: read of client {} served at applied index {index}, missing acknowledged index {}",
                     answer.node,
-                    session.client_id,
+                    session.name,
                     op.acked_at_invoke
                 );
                 KvOp::Get
@@ -260,7 +288,7 @@ impl KvClients {
             session.last_seen.insert(op.key.clone(), v.clone());
         }
         self.history.push(Operation {
-            client: session.client_id,
+            client: session.name,
             key: op.key.clone(),
             invoke_us: op.invoke_us,
             complete_us: Some(answer.at_us),
@@ -268,6 +296,7 @@ impl KvClients {
             result,
         });
         let done = match op.kind {
+            Kind::Register { .. } => unreachable!("answered above"),
             Kind::Read => op.attempts.is_empty(),
             Kind::Write { .. } => {
                 session.replies.insert(seq, value);
@@ -287,14 +316,13 @@ impl KvClients {
         let (Ok(output), Some(first)) = (answer.reply, session.replies.get(&seq)) else {
             return;
         };
-        let (index, value) = untag(&output);
-        let superseded =
-            matches!(&value, Value::Error(e) if e.starts_with("ERR duplicate request"));
+        let (index, value) = output;
+        let superseded = matches!(&value, KvReply::Error(KvError::Superseded { .. }));
         assert!(
             value == *first || superseded,
             "node {}: client {} write {seq} answered {value:?} at {index}, but first {first:?}",
             answer.node,
-            session.client_id
+            session.name
         );
     }
 
@@ -314,7 +342,7 @@ impl KvClients {
                     .collect();
                 out.push(format!(
                     "client {} op {} on {:?} invoked at {}us: [{}]",
-                    s.client_id,
+                    s.name,
                     op.seq,
                     String::from_utf8_lossy(&op.key),
                     op.invoke_us,
@@ -335,7 +363,7 @@ impl KvClients {
                     return None;
                 };
                 Some(Operation {
-                    client: s.client_id,
+                    client: s.name,
                     key: op.key.clone(),
                     invoke_us: op.invoke_us,
                     complete_us: None,
@@ -363,13 +391,13 @@ impl KvClients {
 }
 
 fn random_op(rng: &mut StdRng, session: &Session, key: &[u8]) -> KvOp {
-    let unique = || format!("c{}.{}", session.client_id, session.seq).into_bytes();
+    let unique = || format!("c{}.{}", session.name, session.seq).into_bytes();
     let small = |rng: &mut StdRng| rng.random_range(0..20u32).to_string().into_bytes();
     match rng.random_range(0..100) {
         0..40 => KvOp::Get,
         40..58 if rng.random_bool(0.5) => KvOp::Set(small(rng)),
         40..58 => KvOp::Set(unique()),
-        58..70 => KvOp::Append(format!("+{}", session.client_id).into_bytes()),
+        58..70 => KvOp::Append(format!("+{}", session.name).into_bytes()),
         70..80 => KvOp::Incr,
         80..90 => KvOp::Cas {
             expected: session
@@ -412,14 +440,14 @@ fn write_op(key: &[u8], op: &KvOp) -> WriteOp {
 }
 
 /// What the client saw, in the checker's terms; any other reply is a bug.
-fn outcome(op: &KvOp, value: &Value) -> Outcome {
+fn outcome(op: &KvOp, value: &KvReply) -> Outcome {
     match (op, value) {
-        (KvOp::Get, Value::Bulk(v)) => Outcome::Value(Some(v.clone())),
-        (KvOp::Get, Value::NullBulk) => Outcome::Value(None),
-        (KvOp::Set(_), Value::Simple(s)) if s == "OK" => Outcome::Ok,
-        (KvOp::Append(_) | KvOp::Del | KvOp::Incr, Value::Integer(n)) => Outcome::Int(*n),
-        (KvOp::Incr, Value::Error(_)) => Outcome::Error,
-        (KvOp::Cas { .. }, Value::Integer(n)) => Outcome::Bool(*n == 1),
+        (KvOp::Get, KvReply::Value(v)) => Outcome::Value(Some(v.to_vec())),
+        (KvOp::Get, KvReply::Nil) => Outcome::Value(None),
+        (KvOp::Set(_), KvReply::Ok) => Outcome::Ok,
+        (KvOp::Append(_) | KvOp::Del | KvOp::Incr, KvReply::Integer(n)) => Outcome::Int(*n),
+        (KvOp::Incr, KvReply::Error(KvError::NotAnInteger)) => Outcome::Error,
+        (KvOp::Cas { .. }, KvReply::Integer(n)) => Outcome::Bool(*n == 1),
         _ => panic!("unexpected reply {value:?} to {op:?}"),
     }
 }

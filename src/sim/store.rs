@@ -6,7 +6,7 @@
 use super::checker::fnv1a;
 use crate::core::LogIndex;
 use crate::kv::command::ReadOp;
-use crate::kv::resp::{RespLimits, Value, parse_reply};
+use crate::kv::reply::KvReply;
 use crate::kv::store::{KvStore, KvStoreConfig};
 use crate::state_machine::StateMachine;
 
@@ -35,16 +35,20 @@ impl SimStore {
     }
 
     /// `GET key`, tagged with the index of the last command applied.
-    pub fn get(&self, key: &[u8]) -> Vec<u8> {
-        let reply = self.kv.read(&ReadOp::Get(key.to_vec())).to_bytes();
-        tagged(self.kv.applied_index(), &reply)
+    pub fn get(&self, key: &[u8]) -> Tagged {
+        let reply = self.kv.read(&ReadOp::Get(key.to_vec()));
+        (self.kv.applied_index(), reply)
     }
 }
 
+/// A reply and the index it answers for.
+pub type Tagged = (LogIndex, KvReply);
+
 impl StateMachine for SimStore {
-    fn apply(&mut self, index: LogIndex, command: &[u8]) -> Vec<u8> {
-        let reply = self.kv.apply(index, command);
-        tagged(index, &reply)
+    type Output = Tagged;
+
+    fn apply(&mut self, index: LogIndex, command: &[u8]) -> Tagged {
+        (index, self.kv.apply(index, command))
     }
     fn applied_index(&self) -> LogIndex {
         self.kv.applied_index()
@@ -58,22 +62,4 @@ impl StateMachine for SimStore {
     fn restore(&mut self, index: LogIndex, snapshot: &[u8]) -> Result<(), String> {
         self.kv.restore(index, snapshot)
     }
-}
-
-fn tagged(index: LogIndex, reply: &[u8]) -> Vec<u8> {
-    let mut out = index.0.to_le_bytes().to_vec();
-    out.extend_from_slice(reply);
-    out
-}
-
-/// Splits a tagged reply into its index and the store's RESP value.
-pub fn untag(output: &[u8]) -> (LogIndex, Value) {
-    assert!(output.len() > 8, "untagged reply {output:?}");
-    let (index, resp) = output.split_at(8);
-    let index = LogIndex(u64::from_le_bytes(index.try_into().expect("8 bytes")));
-    let value = match parse_reply(resp, &RespLimits::default()) {
-        Ok(Some((value, used))) if used == resp.len() => value,
-        other => panic!("the store's reply at {index} does not parse: {other:?}"),
-    };
-    (index, value)
 }

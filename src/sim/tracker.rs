@@ -5,10 +5,10 @@
 //! would, not only to the newest leader.
 
 use super::cluster::{Answer, Cluster, Ticket};
-use super::store::untag;
+use super::store::Tagged;
 use crate::core::{LogIndex, NodeId, Term};
 use crate::kv::command::{SetCondition, WriteOp};
-use crate::kv::resp::Value;
+use crate::kv::reply::KvReply;
 use crate::kv::store::KvCommand;
 use crate::runtime::Reply;
 use std::collections::{BTreeMap, VecDeque};
@@ -153,28 +153,26 @@ impl Tracker {
         match ticket {
             Ticket::Probe(read) => self.on_read_answer(node, read, reply),
             Ticket::Tracked(id) => {
-                if let Ok(output) = reply {
+                if let Ok((index, value)) = reply {
                     // An acknowledged write is committed where it says.
-                    let (index, value) = untag(&output);
                     assert_eq!(
                         self.committed.get(&id),
                         Some(&index),
                         "node {node} acknowledged proposal {id} at {index}, not what was applied"
                     );
-                    assert_eq!(value, Value::ok(), "proposal {id} at {index}");
+                    assert_eq!(value, KvReply::Ok, "proposal {id} at {index}");
                 }
             }
             Ticket::Filler | Ticket::Kv { .. } | Ticket::Bulk(_) => {}
         }
     }
 
-    fn on_read_answer(&mut self, node: NodeId, ticket: u64, reply: Reply) {
+    fn on_read_answer(&mut self, node: NodeId, ticket: u64, reply: Reply<Tagged>) {
         let acked = self
             .reads
             .remove(&ticket)
             .expect("an answer for a read we issued");
-        if let Ok(output) = reply {
-            let (served, _) = untag(&output);
+        if let Ok((served, _)) = reply {
             assert!(
                 served >= acked,
                 "node {node}: read {ticket} served at applied index {served}, missing acknowledged index {acked}"

@@ -4,10 +4,9 @@
 
 use super::cluster::{Answer, Cluster, Ticket};
 use super::kv_client::KvClients;
-use super::store::untag;
 use super::tracker::Tracker;
 use crate::kv::command::{SetCondition, WriteOp};
-use crate::kv::resp::Value;
+use crate::kv::reply::KvReply;
 use crate::kv::store::KvCommand;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -57,7 +56,7 @@ impl Bulk {
 
     fn on_answer(&mut self, answer: &Answer) {
         match &answer.reply {
-            Ok(output) if untag(output).1 == Value::ok() => self.applied += 1,
+            Ok((_, KvReply::Ok)) => self.applied += 1,
             _ => self.refused += 1,
         }
     }

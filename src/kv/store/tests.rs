@@ -20,7 +20,7 @@ impl Harness {
         }
     }
 
-    fn apply_bytes(&mut self, bytes: &[u8]) -> Vec<u8> {
+    fn apply_bytes(&mut self, bytes: &[u8]) -> KvReply {
         let index = LogIndex(self.next_index);
         self.next_index += 1;
         self.store.apply(index, bytes)
@@ -31,6 +31,16 @@ impl Harness {
         reply_value(&reply)
     }
 
+    /// Opens a session; its id is the registration's index.
+    fn register(&mut self) -> u64 {
+        let index = self.next_index;
+        assert_eq!(
+            self.apply_bytes(&KvCommand::register()),
+            KvReply::Registered(index)
+        );
+        index
+    }
+
     /// Runs a command line, writes through the log and reads directly.
     fn run(&mut self, words: &[&str]) -> Value {
         let args = words[1..].iter().map(|w| w.as_bytes().to_vec()).collect();
@@ -38,13 +48,15 @@ impl Harness {
             .unwrap_or_else(|e| panic!("{words:?}: {e}"));
         match request {
             Request::Write(op) => self.apply_as(0, 0, op),
-            Request::Read(op) => self.store.read(&op),
+            Request::Read(op) => reply_value(&self.store.read(&op)),
             Request::Local(op) => panic!("local command in a store test: {op:?}"),
         }
     }
 }
 
-fn reply_value(bytes: &[u8]) -> Value {
+/// The reply as a Redis client would see it.
+fn reply_value(reply: &KvReply) -> Value {
+    let bytes = &crate::server::reply::to_bytes(reply);
     let (value, used) = crate::kv::resp::parse_reply(bytes, &Default::default())
         .expect("reply is valid RESP")
         .expect("reply is complete");
@@ -54,6 +66,16 @@ fn reply_value(bytes: &[u8]) -> Value {
 
 fn bulk(s: &str) -> Value {
     Value::bulk(s.as_bytes())
+}
+
+trait IsError {
+    fn is_error_reply(&self) -> bool;
+}
+
+impl IsError for Value {
+    fn is_error_reply(&self) -> bool {
+        matches!(self, Value::Error(_))
+    }
 }
 
 fn int(n: i64) -> Value {
@@ -209,16 +231,17 @@ fn a_retried_write_applies_once_and_gets_the_same_reply() {
         key: "n".into(),
         delta: 1,
     };
-    assert_eq!(h.apply_as(7, 1, incr.clone()), int(1));
+    let (a, b) = (h.register(), h.register());
+    assert_eq!(h.apply_as(a, 1, incr.clone()), int(1));
     assert_eq!(
-        h.apply_as(7, 1, incr.clone()),
+        h.apply_as(a, 1, incr.clone()),
         int(1),
         "duplicate replays the reply"
     );
     assert_eq!(h.store.get(b"n"), Some(&b"1"[..]));
-    assert_eq!(h.apply_as(7, 2, incr.clone()), int(2));
+    assert_eq!(h.apply_as(a, 2, incr.clone()), int(2));
     assert_eq!(
-        h.apply_as(8, 1, incr.clone()),
+        h.apply_as(b, 1, incr.clone()),
         int(3),
         "sessions are per client"
     );
@@ -231,9 +254,10 @@ fn a_superseded_duplicate_is_refused_not_applied() {
         key: "n".into(),
         delta: 1,
     };
-    h.apply_as(7, 1, incr.clone());
-    h.apply_as(7, 2, incr.clone());
-    let Value::Error(text) = h.apply_as(7, 1, incr) else {
+    let c = h.register();
+    h.apply_as(c, 1, incr.clone());
+    h.apply_as(c, 2, incr.clone());
+    let Value::Error(text) = h.apply_as(c, 1, incr) else {
         panic!("expected an error")
     };
     assert!(text.starts_with("ERR duplicate request"), "{text}");
@@ -258,17 +282,52 @@ fn sessions_are_evicted_least_recently_used_first() {
         sessions_max: 2,
         ..Default::default()
     });
-    h.apply_as(1, 1, set_op("a", "1"));
-    h.apply_as(2, 1, set_op("a", "2"));
-    h.apply_as(1, 1, set_op("a", "1")); // a duplicate refreshes client 1
-    h.apply_as(3, 1, set_op("a", "3")); // evicts client 2
+    let (c1, c2) = (h.register(), h.register());
+    h.apply_as(c1, 1, set_op("a", "1"));
+    h.apply_as(c2, 1, set_op("a", "2"));
+    h.apply_as(c1, 1, set_op("a", "1")); // a duplicate refreshes client 1
+    let c3 = h.register(); // evicts client 2
+    h.apply_as(c3, 1, set_op("a", "3"));
     assert_eq!(h.store.session_count(), 2);
-    // Client 2 was forgotten, so its retry applies again.
-    h.apply_as(2, 1, set_op("a", "2"));
-    assert_eq!(h.store.get(b"a"), Some(&b"2"[..]));
-    // Client 3 was remembered, so its retry does not.
-    h.apply_as(3, 1, set_op("a", "3"));
-    assert_eq!(h.store.get(b"a"), Some(&b"2"[..]));
+    // Client 2 was forgotten: a late copy of its write is refused, not run
+    // again (it was applied at its first copy).
+    let Value::Error(text) = h.apply_as(c2, 1, set_op("a", "2")) else {
+        panic!("expected an error")
+    };
+    assert!(text.starts_with("SESSIONEXPIRED"), "{text}");
+    assert_eq!(h.store.get(b"a"), Some(&b"3"[..]));
+    // Client 3 was remembered, so its retry is deduplicated.
+    h.apply_as(c3, 1, set_op("a", "4"));
+    assert_eq!(h.store.get(b"a"), Some(&b"3"[..]));
+    // So is a never-registered id: nothing is applied.
+    assert!(h.apply_as(999, 1, set_op("a", "5")).is_error_reply());
+    assert_eq!(h.store.get(b"a"), Some(&b"3"[..]));
+}
+
+/// Logs written before sessions were registered (command format 1) keep
+/// their meaning on replay: a client's first write opens its session.
+#[test]
+fn a_format_1_command_opens_its_session_as_before() {
+    let mut h = Harness::new();
+    let legacy = |client_id, seq, op| {
+        let mut bytes = vec![COMMAND_FORMAT_LEGACY];
+        postcard::to_io(&KvCommand { client_id, seq, op }, &mut bytes).unwrap();
+        bytes
+    };
+    let incr = WriteOp::IncrBy {
+        key: "n".into(),
+        delta: 1,
+    };
+    assert_eq!(
+        h.apply_bytes(&legacy(7, 1, incr.clone())),
+        KvReply::Integer(1)
+    );
+    assert_eq!(
+        h.apply_bytes(&legacy(7, 1, incr.clone())),
+        KvReply::Integer(1)
+    );
+    assert_eq!(h.store.session_count(), 1);
+    assert_eq!(h.store.get(b"n"), Some(&b"1"[..]));
 }
 
 #[test]
@@ -299,22 +358,32 @@ fn commands_round_trip_through_their_encoding() {
     };
     let bytes = command.encode();
     assert_eq!(bytes[0], COMMAND_FORMAT_VERSION);
-    assert_eq!(KvCommand::decode(&bytes), Ok(command));
+    assert_eq!(
+        LogCommand::decode(&bytes),
+        Ok(Decoded {
+            command: LogCommand::Write(command),
+            registered_sessions: true,
+        })
+    );
     let mut trailing = bytes.clone();
     trailing.push(0);
     assert!(
-        KvCommand::decode(&trailing)
+        LogCommand::decode(&trailing)
             .unwrap_err()
             .contains("trailing")
+    );
+    assert_eq!(
+        LogCommand::decode(&KvCommand::register()).map(|d| d.command),
+        Ok(LogCommand::Register)
     );
 }
 
 #[test]
 fn snapshot_round_trips_data_sessions_and_index() {
     let mut h = Harness::new();
-    h.run(&["SET", "a", "1"]);
+    let client = h.register();
     h.apply_as(
-        9,
+        client,
         1,
         WriteOp::IncrBy {
             key: "n".into(),
@@ -329,7 +398,7 @@ fn snapshot_round_trips_data_sessions_and_index() {
     assert_eq!(restored.snapshot(), snapshot);
     // The session came along: the retry is still deduplicated.
     let retry = KvCommand {
-        client_id: 9,
+        client_id: client,
         seq: 1,
         op: WriteOp::IncrBy {
             key: "n".into(),
@@ -341,6 +410,60 @@ fn snapshot_round_trips_data_sessions_and_index() {
         int(5)
     );
     assert_eq!(restored.get(b"n"), Some(&b"5"[..]));
+}
+
+/// A snapshot of format 2 (replies kept in RESP) still restores, its
+/// sessions' replies typed.
+#[test]
+fn a_format_2_snapshot_restores_with_typed_replies() {
+    #[derive(serde::Serialize)]
+    struct OldSession {
+        last_seq: u64,
+        #[serde(with = "serde_bytes")]
+        last_reply: Vec<u8>,
+        last_used: LogIndex,
+    }
+    let data = vec![(
+        serde_bytes::ByteBuf::from(b"k".to_vec()),
+        serde_bytes::ByteBuf::from(b"v".to_vec()),
+    )];
+    let sessions = vec![
+        (
+            7u64,
+            OldSession {
+                last_seq: 3,
+                last_reply: b":12\r\n".to_vec(),
+                last_used: LogIndex(4),
+            },
+        ),
+        (
+            9u64,
+            OldSession {
+                last_seq: 1,
+                last_reply: b"-ERR boom\r\n".to_vec(),
+                last_used: LogIndex(5),
+            },
+        ),
+    ];
+    let mut bytes = vec![SNAPSHOT_FORMAT_LEGACY];
+    postcard::to_io(&(LogIndex(5), data, sessions), &mut bytes).unwrap();
+    let mut store = KvStore::new(KvStoreConfig::default());
+    store.restore(LogIndex(5), &bytes).expect("restores");
+    assert_eq!(store.get(b"k"), Some(&b"v"[..]));
+    let retry = |client_id| KvCommand {
+        client_id,
+        seq: if client_id == 7 { 3 } else { 1 },
+        op: set_op("k", "x"),
+    };
+    assert_eq!(
+        store.apply(LogIndex(6), &retry(7).encode()),
+        KvReply::Integer(12)
+    );
+    assert_eq!(
+        store.apply(LogIndex(7), &retry(9).encode()),
+        KvReply::Error(KvError::Legacy("ERR boom".into()))
+    );
+    assert_eq!(store.get(b"k"), Some(&b"v"[..]));
 }
 
 #[test]
@@ -417,8 +540,13 @@ fn the_same_log_yields_the_same_state_and_replies() {
                 new: b"1".to_vec(),
             },
         };
+        if rng.random_range(0..10) == 0 {
+            log.push(KvCommand::register());
+            continue;
+        }
+        // Ids are indexes: some name registrations, some do not.
         let command = KvCommand {
-            client_id: rng.random_range(0..20),
+            client_id: rng.random_range(0..=log.len() as u64),
             seq: rng.random_range(0..5),
             op,
         };
@@ -430,7 +558,7 @@ fn the_same_log_yields_the_same_state_and_replies() {
     };
     let run = |log: &[Vec<u8>]| {
         let mut h = Harness::with_config(config.clone());
-        let replies: Vec<Vec<u8>> = log.iter().map(|c| h.apply_bytes(c)).collect();
+        let replies: Vec<KvReply> = log.iter().map(|c| h.apply_bytes(c)).collect();
         (replies, h.store.snapshot())
     };
     let first = run(&log);
