@@ -1650,6 +1650,38 @@ fn a_follower_behind_the_compacted_log_catches_up_by_chunked_snapshot() {
     assert_eq!(net.node(f).term(), net.node(l).term(), "no election");
 }
 
+/// A follower whose data dir was wiped (outside Raft's failure model, but
+/// an operator's mistake to survive) answers the leader's heartbeat with
+/// the log it has left; the leader replicates to it again, by snapshot,
+/// without waiting for a new write.
+#[test]
+fn a_wiped_follower_is_caught_up_without_a_new_write() {
+    let mut net = Net::with_config(3, snapshot_config(10, 1 << 20));
+    let l = net.elect();
+    for i in 0..35u32 {
+        net.propose(l, &i.to_be_bytes());
+    }
+    net.run_for_ms(50);
+    let f = (l + 1) % 3;
+    let applied = net.node(l).applied_index();
+    assert_eq!(net.node(f).applied_index(), applied);
+    // The same id, an empty disk.
+    let cluster = ClusterConfig::new(ids(3));
+    let (storage, restored) = MemStorage::new(cluster);
+    let raft = Raft::new(
+        NodeId(f as u64),
+        snapshot_config(10, 1 << 20),
+        restored,
+        77,
+        net.now_us,
+    );
+    net.nodes[f] = Node::new(raft, SyncWriter(storage), Vec::new(), LastIndex::default());
+    net.run_for_ms(300);
+    assert_eq!(installs(&net, f), 1, "caught up by InstallSnapshot");
+    assert_eq!(net.node(f).applied_index(), applied);
+    assert!(net.nodes[f].state_machine().0 >= net.node(f).snapshot_meta().last_index);
+}
+
 /// A lost first chunk: the follower rejects the next one (it does not start
 /// at what it holds), and the leader resends from offset 0.
 #[test]

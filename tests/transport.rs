@@ -115,6 +115,7 @@ fn msg(from: u64, to: u64, seq: u64) -> Message {
         body: MessageBody::HeartbeatReply {
             sent_at_us: seq,
             read_round: 0,
+            log_lost: None,
         },
     }
 }

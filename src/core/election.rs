@@ -421,6 +421,7 @@ impl Raft {
                     MessageBody::HeartbeatReply {
                         sent_at_us,
                         read_round: 0,
+                        log_lost: None,
                     },
                 );
             }

@@ -78,6 +78,12 @@ pub enum MessageBody {
     HeartbeatReply {
         sent_at_us: u64,
         read_round: u64,
+        /// Set when the follower's log ends (at this index) before the
+        /// heartbeat's commit index, which never exceeds what the follower
+        /// acknowledged: it lost acknowledged entries (its data dir was
+        /// wiped or restored from a backup). The leader probes it again
+        /// instead of waiting for a write that may never come.
+        log_lost: Option<LogIndex>,
     },
     /// Leadership transfer: start an election now, skipping PreVote.
     TimeoutNow,

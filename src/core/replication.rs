@@ -51,7 +51,8 @@ impl Raft {
             MessageBody::HeartbeatReply {
                 sent_at_us,
                 read_round,
-            } => self.on_heartbeat_reply(from, sent_at_us, read_round),
+                log_lost,
+            } => self.on_heartbeat_reply(from, sent_at_us, read_round, log_lost),
             MessageBody::TimeoutNow => self.on_timeout_now(from),
             MessageBody::InstallSnapshot {
                 meta,
@@ -365,18 +366,26 @@ impl Raft {
     ) {
         self.note_leader_contact(from);
         // The leader sends min(our match, its commit): safe to adopt.
-        self.log.commit_to(commit.min(self.log.last_index()));
+        let last = self.log.last_index();
+        self.log.commit_to(commit.min(last));
         self.update_rank(from, designation);
         self.send(
             from,
             MessageBody::HeartbeatReply {
                 sent_at_us,
                 read_round,
+                log_lost: (last < commit).then_some(last),
             },
         );
     }
 
-    fn on_heartbeat_reply(&mut self, from: NodeId, sent_at_us: u64, read_round: u64) {
+    fn on_heartbeat_reply(
+        &mut self,
+        from: NodeId,
+        sent_at_us: u64,
+        read_round: u64,
+        log_lost: Option<LogIndex>,
+    ) {
         if self.role != Role::Leader {
             return;
         }
@@ -388,6 +397,21 @@ impl Raft {
         };
         pr.record_ack(now, sent_at_us);
         pr.probe_sent = false;
+        if let Some(follower_last) = log_lost
+            && follower_last < pr.match_index
+        {
+            // Outside Raft's failure model (DESIGN.md 10), but the leader
+            // can still heal it: a match it believed is gone, so replicate
+            // from what the follower has (a snapshot when compacted away).
+            // Lowering a match index only makes commit more conservative.
+            log::warn!(
+                "[Node {}] node {from} lost its log after index {follower_last} (it had acknowledged {}); replicating to it again",
+                self.id,
+                pr.match_index
+            );
+            pr.match_index = follower_last;
+            pr.become_probe(follower_last.next());
+        }
         if let Some(send) = pr.snapshot.as_mut()
             && now.saturating_sub(send.progress_us) > stall_us + pr.srtt_us.unwrap_or(0)
         {

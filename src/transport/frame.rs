@@ -18,8 +18,9 @@ use std::io::{self, Read};
 /// refuses a connection whose hello names another version, instead of
 /// misreading its frames. 3: the hello carries a nonce, and the
 /// challenge-response of `auth.rs` follows it. 4: InstallSnapshot and its
-/// reply (snapshot transfer, DESIGN.md 5).
-pub const PROTOCOL_VERSION: u32 = 4;
+/// reply (snapshot transfer, DESIGN.md 5). 5: a heartbeat reply tells a
+/// lost log (`log_lost`).
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Bytes of the length prefix in front of every payload.
 pub const FRAME_HEADER_BYTES: usize = 4;
@@ -198,6 +199,7 @@ mod tests {
             body: MessageBody::HeartbeatReply {
                 sent_at_us: 123,
                 read_round: 4,
+                log_lost: None,
             },
         }
     }
