@@ -27,6 +27,10 @@ fn main() {
             init_logging(false);
             sraft::client::run_status(&settings)
         }
+        Command::TransferLeader(settings) => {
+            init_logging(false);
+            sraft::client::run_transfer_leader(&settings, Duration::from_secs(10))
+        }
     };
     std::process::exit(code);
 }

@@ -8,7 +8,7 @@
 
 use sraft::core::{
     ClusterConfig, ElectionKind, Entry, EntryPayload, Event, HardState, LogIndex, Message,
-    MessageBody, NodeId, Raft, RaftConfig, RestoredState, Role, SnapshotMeta, Term,
+    MessageBody, NodeId, Raft, RaftConfig, RestoredState, Role, SnapshotMeta, Term, TransferError,
 };
 use sraft::limits::Limits;
 use sraft::runtime::{Node, Reply, RequestError, SyncWriter};
@@ -931,11 +931,38 @@ fn leadership_transfer_hands_over_in_the_next_term() {
     net.run_for_ms(20);
     let term = net.node(l).term();
     let target = (l + 3) % 5;
-    net.nodes[l].transfer_leadership(net.now_us, NodeId(target as u64));
+    let chosen = net.nodes[l].transfer_leadership(net.now_us, Some(NodeId(target as u64)));
+    assert_eq!(chosen, Ok(NodeId(target as u64)));
     net.flush(l);
     net.run_for_ms(20);
     assert_eq!(net.leader(), Some(target));
     assert_eq!(net.node(target).term(), term.next());
+}
+
+/// Without a named target, the leader hands over to its primary
+/// sub-leader; a follower refuses, and so does a leader asked to hand over
+/// to a node that is not a voter.
+#[test]
+fn a_transfer_without_a_target_goes_to_the_primary_subleader() {
+    let (mut net, l) = ranked_net([900, 700, 200, 500, 300]);
+    net.run_for_ms(300);
+    let primary = subleader(&net, l, 0);
+    let f = (l + 1) % 5;
+    assert_eq!(
+        net.nodes[f].transfer_leadership(net.now_us, None),
+        Err(TransferError::NotLeader)
+    );
+    assert_eq!(
+        net.nodes[l].transfer_leadership(net.now_us, Some(NodeId(9))),
+        Err(TransferError::UnknownTarget(NodeId(9)))
+    );
+    let term = net.node(l).term();
+    let chosen = net.nodes[l].transfer_leadership(net.now_us, None);
+    assert_eq!(chosen, Ok(NodeId(primary as u64)));
+    net.flush(l);
+    net.run_for_ms(20);
+    assert_eq!(net.leader(), Some(primary));
+    assert_eq!(net.node(primary).term(), term.next());
 }
 
 // ---- S-Raft (DESIGN.md 3) ---------------------------------------------------

@@ -62,6 +62,21 @@ pub enum TransferError {
     NotLeader,
     UnknownTarget(NodeId),
     AlreadyLeader,
+    /// No other voter to hand over to (a one-node cluster).
+    NoTarget,
+}
+
+impl std::fmt::Display for TransferError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TransferError::NotLeader => f.write_str("this node is not the leader"),
+            TransferError::UnknownTarget(id) => {
+                write!(f, "node {id} is not a voter of the cluster")
+            }
+            TransferError::AlreadyLeader => f.write_str("the target already leads"),
+            TransferError::NoTarget => f.write_str("there is no other voter to hand over to"),
+        }
+    }
 }
 
 /// A rank a follower was given, valid only within its scope (DESIGN.md 3.2).
@@ -431,6 +446,25 @@ impl Raft {
         self.maybe_send_timeout_now(target);
         self.send_append(target);
         Ok(())
+    }
+
+    /// Whom a transfer without a named target goes to: the primary
+    /// sub-leader (the fastest caught-up follower, DESIGN.md 3.2), else
+    /// the voter with the most of the log, the nearest first among equals.
+    pub fn transfer_target(&self) -> Option<NodeId> {
+        if let Some(primary) = self.subleaders().first() {
+            return Some(*primary);
+        }
+        self.cluster
+            .voters
+            .iter()
+            .filter(|id| **id != self.id)
+            .max_by_key(|id| {
+                let matched = self.match_index(**id).unwrap_or(LogIndex(0));
+                let rtt = self.srtt_us(**id).unwrap_or(u64::MAX);
+                (matched, std::cmp::Reverse(rtt), std::cmp::Reverse(**id))
+            })
+            .copied()
     }
 
     /// Crash fast path (DESIGN.md 3.5): the runtime saw `node`'s connection

@@ -20,7 +20,7 @@
 
 use crate::core::{
     ChunkReceived, Entry, EntryPayload, Event, HardState, LogIndex, Message, MessageBody, NodeId,
-    ProposeError, Raft, ReadError, SnapshotMeta, Term,
+    ProposeError, Raft, ReadError, Role, SnapshotMeta, Term, TransferError,
 };
 use crate::state_machine::{SnapshotJob, StateMachine};
 use crate::storage::{Storage, StorageError};
@@ -472,14 +472,24 @@ impl<M: StateMachine, W: LogWriter, N: Network, R, S: SnapshotStore> Node<M, W, 
         self.raft.leader_unreachable(now_us, node);
     }
 
-    /// Asks the leader to hand over to `target` (thesis 3.10).
-    pub fn transfer_leadership(&mut self, now_us: u64, target: NodeId) {
-        if let Err(e) = self.raft.transfer_leadership(now_us, target) {
-            log::info!(
-                "node {}: transfer to {target} refused: {e:?}",
-                self.raft.id()
-            );
-        }
+    /// Asks the leader to hand over to `target` (thesis 3.10), or to
+    /// [`Raft::transfer_target`] when None. Returns the target.
+    pub fn transfer_leadership(
+        &mut self,
+        now_us: u64,
+        target: Option<NodeId>,
+    ) -> Result<NodeId, TransferError> {
+        let target = match target {
+            Some(target) => target,
+            None if self.raft.role() != Role::Leader => return Err(TransferError::NotLeader),
+            None => self.raft.transfer_target().ok_or(TransferError::NoTarget)?,
+        };
+        self.raft
+            .transfer_leadership(now_us, target)
+            .inspect_err(|e| {
+                log::info!("node {}: transfer to {target} refused: {e}", self.raft.id())
+            })?;
+        Ok(target)
     }
 
     /// A client write: answered once committed and applied, or refused now.

@@ -10,7 +10,7 @@ use super::observe::Observer;
 use super::snapshots::{FileSnapshots, SnapshotEvent};
 use super::status::NodeStatus;
 use super::wal_thread::{WalEvent, WalWriter};
-use crate::core::Message;
+use crate::core::{Message, NodeId, TransferError};
 use crate::metrics::{Metrics, Outcome};
 use crate::state_machine::StateMachine;
 use crate::storage::StorageError;
@@ -41,6 +41,13 @@ pub enum Request<S: StateMachine> {
     /// Take a snapshot now (BGSAVE); answered at once, `Err(Busy)` when
     /// one is being written.
     Snapshot { reply: Sender<Reply<()>> },
+    /// Hand leadership over (thesis 3.10) to `target`, or to the primary
+    /// sub-leader when None; answered at once with the target, or why not.
+    /// The caller watches the published status for the handover itself.
+    TransferLeader {
+        target: Option<NodeId>,
+        reply: Sender<Result<NodeId, TransferError>>,
+    },
 }
 
 impl Network for Transport {
@@ -250,6 +257,9 @@ impl<S: StateMachine> RaftLoop<S> {
                     false => Err(RequestError::Busy),
                 };
                 let _ = reply.send(answer);
+            }
+            Request::TransferLeader { target, reply } => {
+                let _ = reply.send(self.node.transfer_leadership(now, target));
             }
         }
     }

@@ -4,6 +4,7 @@
 //! goes on.
 
 use super::ServerContext;
+use super::admin;
 use super::auth;
 use super::forward::Forwarder;
 use super::info::info_text;
@@ -201,6 +202,9 @@ fn handle(value: Value, session: &mut Session, ctx: &ServerContext) -> Option<Ve
             return dispatch(inner, session, ctx, false);
         }
         ctx.metrics.client_command(name);
+        if admin::is_admin(name) {
+            return Some(admin::handle(&args, ctx).to_bytes());
+        }
         if name.eq_ignore_ascii_case(b"QUIT") {
             return Some(Value::ok().to_bytes());
         }

@@ -2,6 +2,7 @@
 //! answered in order. Any node accepts any command: a follower forwards
 //! writes and reads to the leader's client port and relays the answer.
 
+mod admin;
 mod auth;
 mod connection;
 mod forward;

@@ -30,6 +30,9 @@ pub(crate) enum SubCommand {
     Client(ClientArgs),
     /// Prints each node's role, term, leader, indexes and sub-leaders.
     Status(StatusArgs),
+    /// Has the leader hand over to node ID, or to its primary sub-leader;
+    /// returns once the new leader leads, or fails with the reason.
+    TransferLeader(TransferLeaderArgs),
 }
 
 #[derive(Debug, Args)]
@@ -140,6 +143,14 @@ pub(crate) struct StatusArgs {
     /// One JSON object per node instead of a table
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TransferLeaderArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// The node to hand over to [default: the leader's primary sub-leader]
+    pub id: Option<u64>,
 }
 
 /// One `sraft client` command; each maps to the RESP command of that name.

@@ -57,6 +57,7 @@ pub enum Command {
     Server(Settings),
     Client(ClientSettings),
     Status(StatusSettings),
+    TransferLeader(TransferLeaderSettings),
 }
 
 /// Everything a server node needs, resolved and validated.
@@ -122,6 +123,15 @@ pub struct StatusSettings {
     /// TLS to the nodes' client ports, when they speak it.
     pub tls: Option<crate::tls::ClientTls>,
     pub json: bool,
+}
+
+/// `sraft transfer-leader`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransferLeaderSettings {
+    /// Where to look for the leader (and the password and TLS to use).
+    pub cluster: StatusSettings,
+    /// None: the leader's primary sub-leader.
+    pub target: Option<u64>,
 }
 
 impl Settings {

@@ -48,6 +48,19 @@ where
                 json: args.json,
             }))
         }
+        Some(SubCommand::TransferLeader(args)) => {
+            let (peers, client_addrs, password, tls) = cluster(&args.cluster, env)?;
+            Ok(Command::TransferLeader(TransferLeaderSettings {
+                cluster: StatusSettings {
+                    peers,
+                    client_addrs,
+                    password,
+                    tls,
+                    json: false,
+                },
+                target: args.id,
+            }))
+        }
     }
 }
 

@@ -914,7 +914,7 @@ impl Cluster {
     pub fn transfer_leadership(&mut self, node: usize, target: NodeId) {
         if self.is_up(node) {
             let now = self.local_time(node);
-            self.driver_mut(node).transfer_leadership(now, target);
+            let _ = self.driver_mut(node).transfer_leadership(now, Some(target));
             self.after_input(node);
         }
     }
