@@ -298,63 +298,6 @@ pub fn run_status(settings: &StatusSettings) -> i32 {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row(node: usize, info: Option<&[(&str, &str)]>) -> NodeRow {
-        NodeRow {
-            node,
-            peer_addr: SocketAddr::from(([127, 0, 0, 1], 5000 + node as u16)),
-            client_addr: SocketAddr::from(([127, 0, 0, 1], 6000 + node as u16)),
-            info: info.map(|fields| {
-                fields
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect()
-            }),
-            error: info.is_none().then(|| "connection refused".to_string()),
-        }
-    }
-
-    #[test]
-    fn status_json_has_numbers_as_numbers_and_none_as_null() {
-        let leader = [
-            ("node_id", "0"),
-            ("role", "leader"),
-            ("term", "7"),
-            ("leader_id", "0"),
-            ("commit_index", "42"),
-            ("applied_index", "41"),
-            ("last_log_index", "43"),
-            ("sub_leaders", "2,1"),
-            ("sub_leader_rtt_ms", "2=0.250,1=-"),
-            ("subleader_rank", "-"),
-            ("mode", "s-raft"),
-        ];
-        let follower = [("role", "follower"), ("leader_id", "-"), ("term", "7")];
-        let json = status_json(&[row(0, Some(&leader)), row(1, Some(&follower)), row(2, None)]);
-        let nodes = json.as_array().unwrap();
-        assert_eq!(nodes[0]["term"], json!(7));
-        assert_eq!(nodes[0]["commit_index"], json!(42));
-        assert_eq!(nodes[0]["applied_index"], json!(41));
-        assert_eq!(nodes[0]["last_log_index"], json!(43));
-        assert_eq!(nodes[0]["leader_id"], json!(0));
-        assert_eq!(nodes[0]["role"], json!("leader"));
-        assert_eq!(nodes[0]["subleader_rank"], serde_json::Value::Null);
-        assert_eq!(
-            nodes[0]["sub_leaders"],
-            json!([{"id": 2, "rank": 0, "rtt_ms": 0.25}, {"id": 1, "rank": 1, "rtt_ms": null}])
-        );
-        assert_eq!(nodes[1]["leader_id"], serde_json::Value::Null);
-        assert_eq!(nodes[1]["sub_leaders"], json!([]));
-        assert_eq!(nodes[2]["up"], json!(false));
-        assert_eq!(nodes[2]["term"], serde_json::Value::Null);
-        assert_eq!(nodes[2]["error"], json!("connection refused"));
-        assert_eq!(nodes[2]["client_addr"], json!("127.0.0.1:6002"));
-    }
-}
-
 /// `sraft transfer-leader [ID]`: finds the leader (INFO on every node) and
 /// sends it `RAFT TRANSFER-LEADER [ID]`, which answers once the new leader
 /// leads. Retries while no leader is known or leadership moved meanwhile,
@@ -411,4 +354,61 @@ pub fn run_transfer_leader(settings: &TransferLeaderSettings, timeout: Duration)
     }
     eprintln!("sraft transfer-leader: failed: {last_error}");
     2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(node: usize, info: Option<&[(&str, &str)]>) -> NodeRow {
+        NodeRow {
+            node,
+            peer_addr: SocketAddr::from(([127, 0, 0, 1], 5000 + node as u16)),
+            client_addr: SocketAddr::from(([127, 0, 0, 1], 6000 + node as u16)),
+            info: info.map(|fields| {
+                fields
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            }),
+            error: info.is_none().then(|| "connection refused".to_string()),
+        }
+    }
+
+    #[test]
+    fn status_json_has_numbers_as_numbers_and_none_as_null() {
+        let leader = [
+            ("node_id", "0"),
+            ("role", "leader"),
+            ("term", "7"),
+            ("leader_id", "0"),
+            ("commit_index", "42"),
+            ("applied_index", "41"),
+            ("last_log_index", "43"),
+            ("sub_leaders", "2,1"),
+            ("sub_leader_rtt_ms", "2=0.250,1=-"),
+            ("subleader_rank", "-"),
+            ("mode", "s-raft"),
+        ];
+        let follower = [("role", "follower"), ("leader_id", "-"), ("term", "7")];
+        let json = status_json(&[row(0, Some(&leader)), row(1, Some(&follower)), row(2, None)]);
+        let nodes = json.as_array().unwrap();
+        assert_eq!(nodes[0]["term"], json!(7));
+        assert_eq!(nodes[0]["commit_index"], json!(42));
+        assert_eq!(nodes[0]["applied_index"], json!(41));
+        assert_eq!(nodes[0]["last_log_index"], json!(43));
+        assert_eq!(nodes[0]["leader_id"], json!(0));
+        assert_eq!(nodes[0]["role"], json!("leader"));
+        assert_eq!(nodes[0]["subleader_rank"], serde_json::Value::Null);
+        assert_eq!(
+            nodes[0]["sub_leaders"],
+            json!([{"id": 2, "rank": 0, "rtt_ms": 0.25}, {"id": 1, "rank": 1, "rtt_ms": null}])
+        );
+        assert_eq!(nodes[1]["leader_id"], serde_json::Value::Null);
+        assert_eq!(nodes[1]["sub_leaders"], json!([]));
+        assert_eq!(nodes[2]["up"], json!(false));
+        assert_eq!(nodes[2]["term"], serde_json::Value::Null);
+        assert_eq!(nodes[2]["error"], json!("connection refused"));
+        assert_eq!(nodes[2]["client_addr"], json!("127.0.0.1:6002"));
+    }
 }

@@ -93,8 +93,7 @@ fn transfer_leader(target: Option<NodeId>, ctx: &ServerContext) -> Value {
                 "OK node {target} leads term {term} (after {ms:.1} ms)"
             ));
         }
-        if term > before && leader.is_some() {
-            let other = leader.expect("checked");
+        if let Some(other) = leader.filter(|_| term > before) {
             return Value::error(format!(
                 "ERR transfer to node {target} failed: node {other} won term {term} instead"
             ));
