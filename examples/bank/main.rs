@@ -65,13 +65,12 @@ fn main() {
         .find(|n| n.status().role == "leader")
         .expect("a leader");
     let total = leader
-        .read(
-            |ledger| ledger.accounts().total().to_le_bytes().to_vec(),
-            timeout,
-        )
+        .read(|ledger| Outcome::Total(ledger.accounts().total()), timeout)
         .expect("answered")
         .expect("read on the leader");
-    let total = u64::from_le_bytes(total.try_into().expect("8 bytes"));
+    let Outcome::Total(total) = total else {
+        panic!("a read answers a total: {total:?}")
+    };
     println!("total (read on the leader): {total}");
 
     let accounts = converged(&members, timeout).expect("replicas converge");
