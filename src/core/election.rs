@@ -9,24 +9,37 @@ use super::ready::{ElectionKind, Event};
 use super::types::{EntryPayload, LogIndex, NodeId, Term};
 use std::collections::{BTreeMap, BTreeSet};
 
+fn ms_range(min_ms: u64, max_ms: u64) -> (u64, u64) {
+    (min_ms * 1000, max_ms * 1000)
+}
+
 impl Raft {
-    /// The range this node draws its election timeout from: by sub-leader
-    /// rank in S-Raft mode (DESIGN.md 3.3), the ordinary range otherwise.
-    fn election_timeout_range_ms(&self) -> (u64, u64) {
+    /// The range this node draws its election timeout from, in
+    /// microseconds: by sub-leader rank in S-Raft mode (DESIGN.md 3.3), the
+    /// ordinary range otherwise. The adaptive primary's range is one point.
+    fn election_timeout_range_us(&self) -> (u64, u64) {
         let c = &self.config;
         match self.valid_rank().filter(|_| self.role == Role::Follower) {
-            Some(0) => (c.primary_timeout_ms_min, c.primary_timeout_ms_max),
+            Some(0) if c.primary_timeout_adaptive => {
+                let timeout_us = self.heartbeat_gaps.2.timeout_us(
+                    c.heartbeat_interval_ms * 1000,
+                    c.primary_timeout_ms_min * 1000,
+                    c.primary_timeout_ms_max * 1000,
+                );
+                (timeout_us, timeout_us)
+            }
+            Some(0) => ms_range(c.primary_timeout_ms_min, c.primary_timeout_ms_max),
             Some(rank) => {
                 // Rank 1 is the secondary; further ranks get successive,
                 // disjoint windows after it, so that ranks never compete.
                 let width = c.secondary_timeout_ms_max - c.secondary_timeout_ms_min + 1;
                 let shift = (rank as u64 - 1) * width;
-                (
+                ms_range(
                     c.secondary_timeout_ms_min + shift,
                     c.secondary_timeout_ms_max + shift,
                 )
             }
-            None => (c.follower_timeout_ms_min, c.follower_timeout_ms_max),
+            None => ms_range(c.follower_timeout_ms_min, c.follower_timeout_ms_max),
         }
     }
 
@@ -43,8 +56,8 @@ impl Raft {
             self.election_deadline_us = self.now_us + self.config.crash_retry_ms * 1000;
             return;
         }
-        let (min_ms, max_ms) = self.election_timeout_range_ms();
-        self.election_deadline_us = self.now_us + self.random_between_ms(min_ms, max_ms);
+        let (min_us, max_us) = self.election_timeout_range_us();
+        self.election_deadline_us = self.now_us + self.random_between_us(min_us, max_us);
     }
 
     /// The rank this follower holds, if its scope is still current. A term

@@ -3,6 +3,7 @@
 //! read.rs and subleader.rs, as further `impl Raft` blocks.
 
 use super::config::RaftConfig;
+use super::detector::HeartbeatGaps;
 use super::log::RaftLog;
 use super::message::{Message, MessageBody};
 use super::progress::Progress;
@@ -120,6 +121,9 @@ pub struct Raft {
     /// Follower: the ranks its leader last named, with the (term, leader)
     /// they were named in; reported by INFO, never acted on.
     pub(super) heard_designation: Option<(Term, NodeId, Vec<NodeId>)>,
+    /// Follower: heartbeat gaps of the leader of (term, leader), for the
+    /// adaptive primary timeout (DESIGN.md 3.3).
+    pub(super) heartbeat_gaps: (Term, NodeId, HeartbeatGaps),
 
     /// The newest durable snapshot file the runtime can send chunks of,
     /// with its length.
@@ -218,6 +222,7 @@ impl Raft {
             uncommitted_bytes: 0,
             rank: None,
             heard_designation: None,
+            heartbeat_gaps: (Term(0), id, HeartbeatGaps::default()),
             snapshot_file: None,
             receiving: None,
             out: Ready::default(),
@@ -693,8 +698,8 @@ impl Raft {
             .collect()
     }
 
-    pub(super) fn random_between_ms(&mut self, min_ms: u64, max_ms: u64) -> u64 {
-        self.rng.random_range(min_ms * 1000..=max_ms * 1000)
+    pub(super) fn random_between_us(&mut self, min_us: u64, max_us: u64) -> u64 {
+        self.rng.random_range(min_us..=max_us)
     }
 
     pub(super) fn set_leader(&mut self, leader: Option<NodeId>) {
