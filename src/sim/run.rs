@@ -133,6 +133,7 @@ pub fn config_for_seed(seed: u64, profile: Profile) -> SimConfig {
     config.net = NetConfig {
         latency_us_min: 100,
         latency_us_max: latency_max,
+        zones: None,
         loss: [0.0, 0.01, 0.1][rng.random_range(0..3)],
         duplicate: [0.0, 0.02][rng.random_range(0..2)],
         // 1 and 10 Gbit/s.
