@@ -1260,6 +1260,34 @@ fn a_crash_hinted_secondary_waits_while_the_primary_campaigns() {
 }
 
 #[test]
+fn a_secondary_ahead_of_a_primary_that_timed_out_takes_over_before_its_own_window() {
+    // DESIGN.md 3.4 (issue 13): "If it loses (say it was behind), the next
+    // rank tries". A leader that freezes with an Append to the primary
+    // unsent leaves the primary behind every other voter; the secondary,
+    // refusing the primary's pre-vote for its log while it no longer hears
+    // the leader, campaigns one heartbeat later instead of at its own
+    // window, in term old + 1, by PreVote and RequestVote.
+    let config = RaftConfig::default();
+    let (mut net, l) = ranked_net_of(5, 100);
+    let old_term = net.node(l).term();
+    let (primary, secondary) = (subleader(&net, l, 0), subleader(&net, l, 1));
+    net.cut.insert((l, primary));
+    net.propose(l, b"the primary never gets this");
+    net.run_for_ms(5);
+    net.stop(l);
+    net.events.clear();
+    net.run_for_ms(config.secondary_timeout_ms_min - 10);
+    assert_eq!(elections_by(&net, primary), (1, 0), "the primary's attempt");
+    assert_eq!(net.leader(), Some(secondary));
+    assert_eq!(
+        won_as(&net, secondary),
+        Some(ElectionKind::SubLeader { rank: 1 })
+    );
+    assert_eq!(net.node(secondary).term(), old_term.next());
+    assert_eq!(elections_by(&net, secondary), (1, 1));
+}
+
+#[test]
 fn a_crash_hinted_secondary_takes_over_once_the_primary_is_refused_for_its_log() {
     // Issue 9: the secondary "waits until the primary's attempt has visibly
     // failed"; a primary that a majority refuses for its log (Raft paper

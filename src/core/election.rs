@@ -345,6 +345,41 @@ impl Raft {
         }
     }
 
+    /// The secondary refused the primary's pre-vote for its log while not
+    /// hearing the leader (issue 13): the primary's timer fired, so the
+    /// leader has been silent for the primary's whole timeout, and the
+    /// primary lacks entries we hold (the leader froze with an Append to it
+    /// still unsent), so it may not win. Rather than wait out our own
+    /// window (100-150 ms), we campaign one heartbeat interval from now:
+    /// if the primary can still win with the others' grants, its first
+    /// heartbeat reaches us before that and resets the timer; if not, our
+    /// pre-vote finds the voters free. Only when our timer runs; an
+    /// ordinary PreVote + RequestVote follows (DESIGN.md 3.4, 3.7).
+    fn take_over_from_a_primary_behind(&mut self, from: NodeId, term: Term) {
+        let primary = match &self.heard_designation {
+            Some((t, leader, ranks)) if *t == self.term && self.leader == Some(*leader) => {
+                ranks.first().copied()
+            }
+            _ => None,
+        };
+        if self.role != Role::Follower
+            || self.valid_rank() != Some(1)
+            || primary != Some(from)
+            || term != self.term.next()
+        {
+            return;
+        }
+        let at_us = self.now_us + self.config.heartbeat_interval_ms * 1000;
+        if at_us < self.election_deadline_us {
+            log::info!(
+                "node {}: primary {from} is behind our log; the secondary campaigns in {} ms",
+                self.id,
+                self.config.heartbeat_interval_ms
+            );
+            self.election_deadline_us = at_us;
+        }
+    }
+
     pub(super) fn become_leader(&mut self) {
         assert_eq!(
             self.role,
@@ -485,9 +520,12 @@ impl Raft {
         last_index: LogIndex,
         last_term: Term,
     ) {
-        let eligible = (term > self.term || self.can_vote_for(from))
-            && self.log_allows_vote(last_index, last_term);
+        let log_ok = self.log_allows_vote(last_index, last_term);
+        let eligible = (term > self.term || self.can_vote_for(from)) && log_ok;
         let in_lease = self.in_lease();
+        if !log_ok && !in_lease {
+            self.take_over_from_a_primary_behind(from, term);
+        }
         let granted = eligible && !in_lease;
         // A grant carries the election's term so the pre-candidate counts it;
         // a refusal carries ours so a stale pre-candidate catches up.
