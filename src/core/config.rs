@@ -55,6 +55,14 @@ pub struct RaftConfig {
     /// Crash fast path: a refused pre-vote is retried this soon, because the
     /// other voters may not have seen the leader's sockets close yet.
     pub crash_retry_ms: u64,
+    /// Crash fast path: how long the quick pre-vote retries go on before
+    /// the ordinary timers take over. It must outlast the stickiness of
+    /// voters whose own hint comes late (their kernels and threads are as
+    /// busy as ours), in absolute time: it was `primary_timeout_ms_min`
+    /// (150 ms with the seed's timings) until issue 13 shortened that floor
+    /// to 40 ms, which on a loaded host ended crash paths early and sent
+    /// them to the 300-1000 ms fallback.
+    pub crash_retry_window_ms: u64,
     /// Append messages in flight per follower in the replicate state.
     pub inflight_appends_max: usize,
     /// Entries per Append message.
@@ -112,6 +120,7 @@ impl Default for RaftConfig {
             check_quorum: true,
             crash_stagger_ms: 50,
             crash_retry_ms: 5,
+            crash_retry_window_ms: 150,
             inflight_appends_max: 256,
             append_entries_max: 1024,
             snapshot_entries: 100_000,
@@ -224,6 +233,12 @@ impl RaftConfig {
             return err(format!(
                 "leader_stickiness_ms={} + heartbeat_interval_ms={} exceeds primary_timeout_ms_min={}: a primary that missed one heartbeat would be refused",
                 self.leader_stickiness_ms, self.heartbeat_interval_ms, self.primary_timeout_ms_min
+            ));
+        }
+        if self.crash_retry_ms == 0 || self.crash_retry_window_ms < self.crash_retry_ms {
+            return err(format!(
+                "crash_retry_ms={} must be > 0 and at most crash_retry_window_ms={}",
+                self.crash_retry_ms, self.crash_retry_window_ms
             ));
         }
         if self.snapshot_entries == 0 {

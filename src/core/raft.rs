@@ -455,7 +455,7 @@ impl Raft {
         if let Some(rank) = self.valid_rank() {
             self.crash_rank = Some(rank);
             self.crash_retries_left =
-                self.config.primary_timeout_ms_min / self.config.crash_retry_ms.max(1);
+                self.config.crash_retry_window_ms / self.config.crash_retry_ms;
             let delay_us = rank as u64 * self.config.crash_stagger_ms * 1000;
             self.election_deadline_us = self.election_deadline_us.min(self.now_us + delay_us);
             if delay_us == 0 {
