@@ -59,6 +59,8 @@ fn local_5_conf_describes_five_loopback_nodes() {
     assert_eq!(client_ports, vec![6000, 6001, 6002, 6003, 6004]);
     assert_eq!(settings.data_dir, Path::new("data/node-2"));
     assert!(settings.raft.enable_subleader);
+    // What a new user starts with (scripts/start_local.sh): the defaults.
+    assert_eq!(settings.raft, RaftConfig::default());
     assert!(settings.storage.fsync);
     assert_eq!(settings.raft.limits, Limits::default());
     assert!(settings.warnings.is_empty(), "{:?}", settings.warnings);
@@ -77,6 +79,7 @@ fn ec2_conf_describes_five_vpc_nodes_bound_to_every_interface() {
         settings.metrics_file.as_deref(),
         Some(Path::new("logs/metrics-node-1.jsonl"))
     );
+    assert_eq!(settings.raft, RaftConfig::default());
     let original = server(&[
         "--config",
         &conf("ec2-example.toml"),
