@@ -110,6 +110,9 @@ pub struct Raft {
     pub(super) append_pending: bool,
     pub(super) transfer: Option<(NodeId, u64)>,
     pub(super) designation: Vec<NodeId>,
+    /// Leader: no re-ranking for speed alone before this time (DESIGN.md
+    /// 3.2).
+    pub(super) rerank_due_us: u64,
     pub(super) reads: ReadQueue,
     /// `size_bytes` of the commands this leader appended in its term and
     /// has not committed yet (etcd's uncommittedSize); bounded by
@@ -218,6 +221,7 @@ impl Raft {
             append_pending: false,
             transfer: None,
             designation: Vec::new(),
+            rerank_due_us: 0,
             reads: ReadQueue::default(),
             uncommitted_bytes: 0,
             rank: None,
