@@ -962,22 +962,27 @@ struct Row {
     trials: usize,
     election: Vec<f64>,
     unavailable: Vec<f64>,
+    /// Fault to the first acknowledged SET sent after it (issue 13's
+    /// measure).
+    first_ack: Vec<f64>,
     by_primary: usize,
     by_sub: usize,
     any_subs: bool,
 }
 
 fn table_header() -> String {
-    "| mode | fault | trials | election p50 | p90 | p99 | max | unavailability p50 | p90 | p99 | max | won by primary | won by a sub-leader |\n\
-     |---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    "| mode | fault | trials | election p50 | p90 | p99 | max | unavailability p50 | p90 | p99 | max | first ack after the fault p50 | p99 | won by primary | won by a sub-leader |\n\
+     |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
         .to_string()
 }
 
 fn table_row(r: &Row) -> String {
     let mut e = r.election.clone();
     let mut u = r.unavailable.clone();
+    let mut a = r.first_ack.clone();
     e.sort_by(f64::total_cmp);
     u.sort_by(f64::total_cmp);
+    a.sort_by(f64::total_cmp);
     let stats = |v: &[f64], n: usize| {
         let missing = n - v.len();
         let mut s = format!(
@@ -1000,12 +1005,14 @@ fn table_row(r: &Row) -> String {
         }
     };
     format!(
-        "| {} | {} | {} | {} | {} | {} | {} |\n",
+        "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {} | {} |\n",
         r.mode,
         r.fault,
         r.trials,
         stats(&e, r.trials),
         stats(&u, r.trials),
+        percentile(&a, 50.0),
+        percentile(&a, 99.0),
         won(r.by_primary),
         won(r.by_sub)
     )
@@ -1016,6 +1023,7 @@ fn rows_from_csv(path: &Path) -> Option<Row> {
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next()?.split(',').collect();
     let col = |name: &str| header.iter().position(|h| *h == name);
+    let ca = col("first_ack_after_ms")?;
     let (cm, cf, ce, cu, cp, cs, csub) = (
         col("mode")?,
         col("fault")?,
@@ -1031,6 +1039,7 @@ fn rows_from_csv(path: &Path) -> Option<Row> {
         trials: 0,
         election: vec![],
         unavailable: vec![],
+        first_ack: vec![],
         by_primary: 0,
         by_sub: 0,
         any_subs: false,
@@ -1048,6 +1057,9 @@ fn rows_from_csv(path: &Path) -> Option<Row> {
         }
         if let Ok(x) = f[cu].parse() {
             row.unavailable.push(x);
+        }
+        if let Ok(x) = f[ca].parse() {
+            row.first_ack.push(x);
         }
         row.by_primary += (f[cp] == "1") as usize;
         row.by_sub += (f[cs] == "1") as usize;
@@ -1152,6 +1164,7 @@ fn main() {
         trials: 0,
         election: vec![],
         unavailable: vec![],
+        first_ack: vec![],
         by_primary: 0,
         by_sub: 0,
         any_subs: false,
@@ -1165,6 +1178,7 @@ fn main() {
                 row.trials += 1;
                 row.election.extend(t.election_ms);
                 row.unavailable.extend(t.unavailable_ms);
+                row.first_ack.extend(t.first_ack_after_ms);
                 row.by_primary += t.won_by_primary() as usize;
                 row.by_sub += t.won_by_subleader() as usize;
                 row.any_subs |= !t.sub_leaders.is_empty();
