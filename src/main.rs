@@ -5,6 +5,7 @@ use sraft::kv::store::{KvStore, KvStoreConfig};
 use sraft::metrics::http::MetricsServer;
 use sraft::runtime::{self, NodeOptions};
 use sraft::server::{ClientServer, ServerContext};
+use sraft::settings::test_delay::{ENV_DELAY_US_BY_PEER, parse_delay_us_by_peer};
 use sraft::settings::{Command, Settings};
 use std::time::Duration;
 
@@ -43,6 +44,18 @@ fn init_logging(debug: bool) {
 }
 
 fn run_server(settings: Settings) -> i32 {
+    // Test-only; read before anything opens, so that a bad value is the
+    // one line of a failed start (DESIGN.md 4.1).
+    let delay_us_by_peer = match std::env::var(ENV_DELAY_US_BY_PEER) {
+        Ok(text) => match parse_delay_us_by_peer(&text) {
+            Ok(delays) => delays,
+            Err(e) => {
+                eprintln!("sraft: {e}");
+                return sraft::settings::EXIT_STATUS_BAD_SETTINGS;
+            }
+        },
+        Err(_) => Default::default(),
+    };
     let options = NodeOptions {
         id: settings.node_id,
         cluster_id: settings.cluster_id.clone(),
@@ -60,6 +73,7 @@ fn run_server(settings: Settings) -> i32 {
         frame_bytes_max: settings.raft.limits.frame_bytes_max_u32(),
         queue_depth: settings.transport.queue_depth,
         delay_us: test_env("SRAFT_TEST_DELAY_US"),
+        delay_us_by_peer,
         metrics_file: settings.metrics_file.clone(),
         snapshot_delay_ms: test_env("SRAFT_TEST_SNAPSHOT_DELAY_MS"),
     };
@@ -152,6 +166,25 @@ fn run_server(settings: Settings) -> i32 {
             "original"
         }
     );
+    let mut options_delay_note = Vec::new();
+    if options.delay_us > 0 {
+        options_delay_note.push(format!("SRAFT_TEST_DELAY_US={}", options.delay_us));
+    }
+    if !options.delay_us_by_peer.is_empty() {
+        let row: Vec<String> = options
+            .delay_us_by_peer
+            .iter()
+            .map(|(peer, us)| format!("{}:{us}", peer.0))
+            .collect();
+        options_delay_note.push(format!("{ENV_DELAY_US_BY_PEER}={}", row.join(",")));
+    }
+    let options_delay_note = options_delay_note.join(", ");
+    if !options_delay_note.is_empty() {
+        log::warn!(
+            "Node {}: TEST-ONLY network delay active ({options_delay_note}): not for production",
+            settings.node_id
+        );
+    }
     // Logged once the node is up, so that a start that fails still says
     // only its one line of why.
     if settings.cluster_secret.is_none() && settings.peers.len() > 1 {

@@ -111,18 +111,21 @@ fn sigkill_of_the_leader_promotes_a_sub_leader() {
     cluster.kill(lead.leader);
     let new = cluster.wait_for_leader_above(old.term(), deadline_in(ELECTION_DEADLINE));
     assert_ne!(new.leader, lead.leader);
-    assert!(
-        old_subs.contains(&new.leader),
-        "new leader {} was not one of the old leader's sub-leaders {old_subs:?}",
-        new.leader
-    );
+    // The leader re-ranks at every heartbeat (10 ms since issue 13), so the
+    // list read above may be a designation older than the one in force at
+    // the kill. The winner's own promotion line is the race-free evidence
+    // that it held a rank of the old leader's designation when it ran
+    // (DESIGN.md 3.4: logged only for an election of kind sub-leader or
+    // crash hint).
     let log = cluster.log_since(new.leader, marks[new.leader]);
     assert!(
         log.contains(&format!(
             "[INSTANT PROMOTION SUCCESS] Node {} -> LEADER",
             new.leader
-        )) || log.contains(&format!("[ELECTION SUCCESS] Node {} -> LEADER", new.leader)),
-        "no success line in the winner's log since the kill:\n{log}"
+        )),
+        "new leader {} did not win as a sub-leader (sub-leaders read before the kill: \
+         {old_subs:?}); its log since the kill:\n{log}",
+        new.leader
     );
     // Seed 001 7.2: "[INSTANT PROMOTION SUCCESS] Node X -> LEADER" with its
     // "Time: 89.3ms", here on the same line.

@@ -1126,7 +1126,11 @@ fn followers_know_the_subleaders_their_leader_named() {
 /// An `n`-node cluster, every link `latency_us` one way, with a leader that
 /// has named its sub-leaders.
 fn ranked_net_of(n: usize, latency_us: u64) -> (Net, usize) {
-    let mut net = Net::new(n);
+    ranked_net_with(RaftConfig::default(), n, latency_us)
+}
+
+fn ranked_net_with(config: RaftConfig, n: usize, latency_us: u64) -> (Net, usize) {
+    let mut net = Net::with_config(n, config);
     net.latency_us = vec![latency_us; n];
     let l = net.elect();
     net.run_for_ms(500);
@@ -1208,6 +1212,10 @@ fn a_crash_hinted_vote_round_keeps_an_ordinary_deadline() {
     let old_term = net.node(l).term();
     let primary = subleader(&net, l, 0);
     net.stop(l);
+    // A dead process's last frames arrive before its EOF (DESIGN.md 3.5):
+    // let the heartbeats in flight land before the hint, or one landing
+    // after it would make its receiver follow the leader again.
+    net.run_for_ms(4);
     let survivors: Vec<usize> = (0..5).filter(|&i| i != l).collect();
     net.events.clear();
     hint(&mut net, l, &survivors);
@@ -1257,8 +1265,10 @@ fn a_crash_hinted_secondary_waits_while_the_primary_campaigns() {
     // attempt has visibly failed", so that ranks never compete
     // (DESIGN.md 3.4: "Ranks are disjoint, so the election is uncontested").
     // Two voters never see the hint: they refuse the primary until their
-    // stickiness (100 ms) runs out, twice crash_stagger_ms.
-    let (mut net, l) = ranked_net_of(5, 100);
+    // stickiness runs out. With the seed's timings that is 100 ms, twice
+    // crash_stagger_ms, so the secondary must keep deferring; the defaults'
+    // 30 ms stickiness ends before the secondary's stagger could.
+    let (mut net, l) = ranked_net_with(RaftConfig::default().seed_timings(), 5, 100);
     let old_term = net.node(l).term();
     let (primary, secondary) = (subleader(&net, l, 0), subleader(&net, l, 1));
     run_past_heartbeat(&mut net, l, primary);
@@ -1276,6 +1286,34 @@ fn a_crash_hinted_secondary_waits_while_the_primary_campaigns() {
     assert!(pre_votes > 10, "the primary asked only {pre_votes} times");
     assert_eq!(votes, 1);
     assert_eq!(elections_by(&net, secondary), (0, 0), "ranks competed");
+}
+
+#[test]
+fn a_secondary_ahead_of_a_primary_that_timed_out_takes_over_before_its_own_window() {
+    // DESIGN.md 3.4 (issue 13): "If it loses (say it was behind), the next
+    // rank tries". A leader that freezes with an Append to the primary
+    // unsent leaves the primary behind every other voter; the secondary,
+    // refusing the primary's pre-vote for its log while it no longer hears
+    // the leader, campaigns one heartbeat later instead of at its own
+    // window, in term old + 1, by PreVote and RequestVote.
+    let config = RaftConfig::default();
+    let (mut net, l) = ranked_net_of(5, 100);
+    let old_term = net.node(l).term();
+    let (primary, secondary) = (subleader(&net, l, 0), subleader(&net, l, 1));
+    net.cut.insert((l, primary));
+    net.propose(l, b"the primary never gets this");
+    net.run_for_ms(5);
+    net.stop(l);
+    net.events.clear();
+    net.run_for_ms(config.secondary_timeout_ms_min - 10);
+    assert_eq!(elections_by(&net, primary), (1, 0), "the primary's attempt");
+    assert_eq!(net.leader(), Some(secondary));
+    assert_eq!(
+        won_as(&net, secondary),
+        Some(ElectionKind::SubLeader { rank: 1 })
+    );
+    assert_eq!(net.node(secondary).term(), old_term.next());
+    assert_eq!(elections_by(&net, secondary), (1, 1));
 }
 
 #[test]
@@ -1323,9 +1361,13 @@ fn stickiness_leaves_a_heartbeat_of_margin_below_the_primary_timeout() {
         ..config.clone()
     };
     let e = tight.validate().unwrap_err().to_string();
-    assert!(e.contains("leader_stickiness_ms=101"), "{e}");
-    assert!(e.contains("heartbeat_interval_ms=50"), "{e}");
-    assert!(e.contains("primary_timeout_ms_min=150"), "{e}");
+    for value in [
+        format!("leader_stickiness_ms={}", tight.leader_stickiness_ms),
+        format!("heartbeat_interval_ms={}", config.heartbeat_interval_ms),
+        format!("primary_timeout_ms_min={}", config.primary_timeout_ms_min),
+    ] {
+        assert!(e.contains(&value), "{e}");
+    }
 }
 
 #[test]

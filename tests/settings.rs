@@ -3,7 +3,7 @@
 //! one-line error for each way a configuration can be wrong.
 
 use clap::error::ErrorKind;
-use sraft::core::NodeId;
+use sraft::core::{NodeId, RaftConfig};
 use sraft::limits::Limits;
 use sraft::settings::{ClientOp, Command, Settings, SettingsError};
 use std::net::SocketAddr;
@@ -59,6 +59,8 @@ fn local_5_conf_describes_five_loopback_nodes() {
     assert_eq!(client_ports, vec![6000, 6001, 6002, 6003, 6004]);
     assert_eq!(settings.data_dir, Path::new("data/node-2"));
     assert!(settings.raft.enable_subleader);
+    // What a new user starts with (scripts/start_local.sh): the defaults.
+    assert_eq!(settings.raft, RaftConfig::default());
     assert!(settings.storage.fsync);
     assert_eq!(settings.raft.limits, Limits::default());
     assert!(settings.warnings.is_empty(), "{:?}", settings.warnings);
@@ -77,6 +79,7 @@ fn ec2_conf_describes_five_vpc_nodes_bound_to_every_interface() {
         settings.metrics_file.as_deref(),
         Some(Path::new("logs/metrics-node-1.jsonl"))
     );
+    assert_eq!(settings.raft, RaftConfig::default());
     let original = server(&[
         "--config",
         &conf("ec2-example.toml"),
@@ -281,6 +284,8 @@ fn seed_timings_conf_gives_seed_000s_raft_config() {
         (300, 1000)
     );
     assert_eq!(raft.leader_stickiness_ms, 100);
+    assert!(!raft.primary_timeout_adaptive, "the seed draws its timeout");
+    assert_eq!(*raft, RaftConfig::default().seed_timings());
     assert_eq!(settings.peers.len(), 5);
     assert!(settings.warnings.is_empty(), "{:?}", settings.warnings);
 }
@@ -301,8 +306,11 @@ fn every_seed_name_is_an_alias_of_its_ms_key() {
     assert_eq!(aliases.len(), cases.len());
     for ((seed, ms_key), (name, seconds, ms)) in aliases.iter().zip(cases) {
         assert_eq!(*seed, name);
-        let by_seed = with_raft_table(&format!("{seed} = {seconds}\n")).raft;
-        let by_ms = with_raft_table(&format!("{ms_key} = {ms}\n")).raft;
+        // Over the seed's timings: today's defaults (issue 13) are too
+        // tight for a seed-sized value of one key alone to validate.
+        let base = seed_timings_except(ms_key);
+        let by_seed = with_raft_table(&format!("{base}{seed} = {seconds}\n")).raft;
+        let by_ms = with_raft_table(&format!("{base}{ms_key} = {ms}\n")).raft;
         assert_eq!(by_seed, by_ms, "{seed} = {seconds} vs {ms_key} = {ms}");
         let fields = toml::Value::try_from(&by_seed).unwrap();
         assert_eq!(fields[*ms_key].as_integer(), Some(ms), "{ms_key}");
@@ -368,12 +376,29 @@ fn a_bad_value_given_by_its_seed_name_is_reported_with_that_name() {
     .unwrap();
     assert_eq!(
         error(&["--config", path.to_str().unwrap()]),
-        "invalid raft config: primary_timeout_ms_min=300 is above primary_timeout_ms_max=200 \
-         (in the file, `primary_timeout_min` (seconds) sets primary_timeout_ms_min)"
+        format!(
+            "invalid raft config: primary_timeout_ms_min=300 is above primary_timeout_ms_max={} \
+             (in the file, `primary_timeout_min` (seconds) sets primary_timeout_ms_min)",
+            RaftConfig::default().primary_timeout_ms_max
+        )
     );
 }
 
 /// Settings of a one-node cluster whose `[raft]` table is `raft`.
+/// `RaftConfig::seed_timings` as `[raft]` lines, leaving out `ms_key`.
+fn seed_timings_except(ms_key: &str) -> String {
+    let seed = toml::Value::try_from(RaftConfig::default().seed_timings()).unwrap();
+    let mut keys: Vec<&str> = sraft::settings::SEED_ALIASES
+        .iter()
+        .map(|(_, ms)| *ms)
+        .collect();
+    keys.extend(["leader_stickiness_ms", "primary_timeout_adaptive"]);
+    keys.iter()
+        .filter(|k| **k != ms_key)
+        .map(|k| format!("{k} = {}\n", seed[*k]))
+        .collect()
+}
+
 fn with_raft_table(raft: &str) -> Settings {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("raft.toml");

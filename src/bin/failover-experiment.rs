@@ -22,14 +22,20 @@
 //! failover-experiment --summarize results/      # one table from every CSV there
 //! ```
 //!
-//! Modes: `sraft` (defaults), `original` (`--original-raft`, follower
-//! timeouts 300-1000 ms), `paper` (original with 150-300 ms). Linux only
-//! (signals). Only processes this program started are signalled, by pid.
+//! Modes: `sraft` (defaults), `seed` (S-Raft with seed 000's timings,
+//! conf/seed-timings.toml), `original` (`--original-raft`, follower
+//! timeouts 300-1000 ms), `paper` (original with 150-300 ms). `--zones
+//! 0,0,1,1,2` puts the nodes in availability zones with the transport's
+//! test-only per-peer delay (`SRAFT_TEST_DELAY_US_BY_PEER`; 0.1 ms within a
+//! zone, 1.5 ms across unless `--same-zone-delay-us`/`--cross-zone-delay-us`
+//! say otherwise). Linux only (signals). Only processes this program
+//! started are signalled, by pid.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sraft::kv::resp::{RespLimits, Value};
 use sraft::server::{Forwarder, parse_info};
+use sraft::settings::test_delay::{ENV_DELAY_US_BY_PEER, ZoneLayout};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
@@ -73,20 +79,26 @@ fn signal(pid: u32, sig: i32) -> std::io::Result<()> {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mode {
     Sraft,
+    /// S-Raft with seed 000's timings: conf/seed-timings.toml, as shipped.
+    Seed,
     Original,
     Paper,
 }
+
+/// The seed-timing row runs with the file users get, not a copy of it.
+const SEED_TIMINGS_TOML: &str = include_str!("../../conf/seed-timings.toml");
 
 impl Mode {
     fn name(self) -> &'static str {
         match self {
             Mode::Sraft => "sraft",
+            Mode::Seed => "seed",
             Mode::Original => "original",
             Mode::Paper => "paper",
         }
     }
     fn parse(s: &str) -> Option<Mode> {
-        [Mode::Sraft, Mode::Original, Mode::Paper]
+        [Mode::Sraft, Mode::Seed, Mode::Original, Mode::Paper]
             .into_iter()
             .find(|m| m.name() == s)
     }
@@ -95,7 +107,11 @@ impl Mode {
             Mode::Sraft => 0,
             Mode::Original => 1,
             Mode::Paper => 2,
+            Mode::Seed => 3,
         }
+    }
+    fn is_sraft(self) -> bool {
+        matches!(self, Mode::Sraft | Mode::Seed)
     }
 }
 
@@ -128,12 +144,30 @@ struct Options {
     base_port: u16,
     seed: u64,
     keep: bool,
+    /// Availability zones emulated with per-peer delays, if any.
+    zones: Option<ZoneLayout>,
+    /// `--soak SECONDS`: no fault; count the elections a healthy cluster
+    /// starts under the writer's load and whatever else runs on the host.
+    soak_secs: u64,
+}
+
+impl Options {
+    /// The name of this run's files: mode, fault, and the layout.
+    fn stem(&self) -> String {
+        let zones = if self.zones.is_some() { "-zones" } else { "" };
+        if self.soak_secs > 0 {
+            return format!("soak-{}{zones}", self.mode.name());
+        }
+        format!("failover-{}-{}{zones}", self.mode.name(), self.fault.name())
+    }
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: failover-experiment --mode sraft|original|paper --fault kill|stop [--trials N] \
-         [--out DIR] [--sraft PATH] [--base-port P (24000-24995)] [--seed S] [--keep]\n\
+        "usage: failover-experiment --mode sraft|seed|original|paper --fault kill|stop [--trials N] \
+         [--out DIR] [--sraft PATH] [--base-port P (24000-24995)] [--seed S] [--keep] \
+         [--zones 0,0,1,1,2 [--same-zone-delay-us 100] [--cross-zone-delay-us 1500]]\n\
+         \x20      failover-experiment --mode M --soak SECONDS [--out DIR] [--zones ...]   (no fault: count elections)\n\
          \x20      failover-experiment --summarize DIR"
     );
     std::process::exit(2)
@@ -151,8 +185,12 @@ fn parse_options(args: Vec<String>) -> Options {
         base_port: 0,
         seed: 0,
         keep: false,
+        zones: None,
+        soak_secs: 0,
     };
     let mut seed = None;
+    let mut layout = ZoneLayout::three_zones();
+    let mut zoned = false;
     while let Some(arg) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| usage());
         match arg.as_str() {
@@ -164,6 +202,23 @@ fn parse_options(args: Vec<String>) -> Options {
             "--base-port" => o.base_port = value().parse().unwrap_or_else(|_| usage()),
             "--seed" => seed = Some(value().parse().unwrap_or_else(|_| usage())),
             "--keep" => o.keep = true,
+            "--soak" => {
+                o.soak_secs = value().parse().unwrap_or_else(|_| usage());
+                fault = fault.or(Some(Fault::Kill));
+            }
+            "--zones" => {
+                layout.zones = ZoneLayout::parse_zones(&value()).unwrap_or_else(|e| {
+                    eprintln!("--zones: {e}");
+                    usage()
+                });
+                zoned = true;
+            }
+            "--same-zone-delay-us" => {
+                layout.same_zone_delay_us = value().parse().unwrap_or_else(|_| usage())
+            }
+            "--cross-zone-delay-us" => {
+                layout.cross_zone_delay_us = value().parse().unwrap_or_else(|_| usage())
+            }
             "--summarize" => {
                 summarize_dir(Path::new(&value()));
                 std::process::exit(0)
@@ -173,11 +228,21 @@ fn parse_options(args: Vec<String>) -> Options {
     }
     o.mode = mode.unwrap_or_else(|| usage());
     o.fault = fault.unwrap_or_else(|| usage());
+    if zoned {
+        if layout.zones.len() != NODES {
+            eprintln!("--zones needs one zone per node ({NODES})");
+            std::process::exit(2);
+        }
+        o.zones = Some(layout);
+    }
     if o.base_port == 0 {
         // One block of ports per combination, so that sequential runs do
         // not meet each other's lingering sockets.
         let f = if o.fault == Fault::Kill { 0 } else { 50 };
-        o.base_port = PORT_MIN + o.mode.index() * 100 + f;
+        let z = if o.zones.is_some() { 10 } else { 0 };
+        // A soak may run next to the trials of its mode.
+        let soak = if o.soak_secs > 0 { 20 } else { 0 };
+        o.base_port = PORT_MIN + o.mode.index() * 100 + f + z + soak;
     }
     if o.base_port < PORT_MIN || o.base_port + NODES as u16 - 1 > PORT_MAX {
         eprintln!("--base-port must keep peer ports in {PORT_MIN}-{PORT_MAX}");
@@ -198,6 +263,8 @@ struct Node {
 struct Cluster {
     sraft: PathBuf,
     args: Vec<Vec<String>>,
+    /// Per node: the test-only delay row of its zone layout, if any.
+    envs: Vec<Option<(&'static str, String)>>,
     logs: Vec<PathBuf>,
     nodes: Vec<Node>,
     data_root: PathBuf,
@@ -225,16 +292,25 @@ impl Cluster {
         let peers: Vec<String> = (0..NODES as u16)
             .map(|i| format!("127.0.0.1:{}", o.base_port + i))
             .collect();
-        let config = if o.mode == Mode::Paper {
-            let path = data_root.join("paper.toml");
-            fs::write(
-                &path,
-                "# Raft paper timeouts (original Raft, 150-300 ms)\n[raft]\nenable_subleader = false\n\
-                 follower_timeout_ms_min = 150\nfollower_timeout_ms_max = 300\n",
-            )?;
-            Some(path)
-        } else {
-            None
+        let config = match o.mode {
+            Mode::Paper => {
+                let path = data_root.join("paper.toml");
+                fs::write(
+                    &path,
+                    "# Raft paper timeouts (original Raft, 150-300 ms)\n[raft]\nenable_subleader = false\n\
+                     follower_timeout_ms_min = 150\nfollower_timeout_ms_max = 300\n",
+                )?;
+                Some(path)
+            }
+            // Its peers, data dir, cluster id and metrics file are
+            // overridden by the flags below (flags come first, DESIGN.md
+            // 4.1); its [raft] table is what this row measures.
+            Mode::Seed => {
+                let path = data_root.join("seed-timings.toml");
+                fs::write(&path, SEED_TIMINGS_TOML)?;
+                Some(path)
+            }
+            Mode::Sraft | Mode::Original => None,
         };
         let cluster_id = format!("failover-{}", std::process::id());
         let mut args = Vec::new();
@@ -254,7 +330,7 @@ impl Cluster {
                 "--metrics-file".into(),
                 dir.join("metrics.jsonl").display().to_string(),
             ];
-            if o.mode != Mode::Sraft {
+            if !o.mode.is_sraft() {
                 a.push("--original-raft".into());
             }
             if let Some(c) = &config {
@@ -266,9 +342,20 @@ impl Cluster {
             let _ = fs::remove_file(&log);
             logs.push(log);
         }
+        let envs = (0..NODES)
+            .map(|id| {
+                o.zones.as_ref().map(|z| {
+                    (
+                        ENV_DELAY_US_BY_PEER,
+                        z.env_value(sraft::core::NodeId(id as u64)),
+                    )
+                })
+            })
+            .collect();
         let mut cluster = Cluster {
             sraft: o.sraft.clone(),
             args,
+            envs,
             logs,
             nodes: (0..NODES)
                 .map(|id| Node {
@@ -291,7 +378,11 @@ impl Cluster {
             .create(true)
             .append(true)
             .open(&self.logs[id])?;
-        let child = Command::new(&self.sraft)
+        let mut command = Command::new(&self.sraft);
+        if let Some((name, value)) = &self.envs[id] {
+            command.env(name, value);
+        }
+        let child = command
             .args(&self.args[id])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -641,7 +732,7 @@ fn run_trial(
     cluster: &mut Cluster,
     rng: &mut StdRng,
 ) -> Result<Trial, String> {
-    let need_subs = o.mode == Mode::Sraft;
+    let need_subs = o.mode.is_sraft();
     let (leader, term, subs, phase_ms, subleader_changes) = loop {
         let (leader, term, subs, changes) = wait_stable(shared, cluster, need_subs)?;
         // The writer goes through a follower that survives and, if possible,
@@ -789,6 +880,72 @@ fn run_trial(
     })
 }
 
+// ---------------------------------------------------------------- soak
+
+/// (pre-vote rounds, vote rounds) in node `id`'s metrics file so far.
+fn elections_in_metrics(cluster: &Cluster, id: usize) -> (usize, usize) {
+    let path = cluster
+        .data_root
+        .join(format!("node-{id}"))
+        .join("metrics.jsonl");
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let started = text
+        .lines()
+        .filter(|l| l.contains("\"event\":\"election_started\""));
+    started.fold((0, 0), |(pre, vote), l| {
+        if l.contains("\"pre_vote\":true") {
+            (pre + 1, vote)
+        } else {
+            (pre, vote + 1)
+        }
+    })
+}
+
+/// No fault for `soak_secs` after the cluster settled, with the writer
+/// running: every election started meanwhile is spurious (issue 13: "spurious
+/// elections per hour under a stated background load").
+fn soak(o: &Options, shared: &Shared, cluster: &mut Cluster) -> Result<String, String> {
+    let (_, term, _, _) = wait_stable(shared, cluster, o.mode.is_sraft())?;
+    let before: Vec<(usize, usize)> = (0..NODES)
+        .map(|i| elections_in_metrics(cluster, i))
+        .collect();
+    let (load_before, started) = (
+        fs::read_to_string("/proc/loadavg").unwrap_or_default(),
+        Instant::now(),
+    );
+    let acks_before = shared.acks.lock().len();
+    while started.elapsed() < Duration::from_secs(o.soak_secs) {
+        cluster.check_alive()?;
+        thread::sleep(Duration::from_millis(200));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let load_after = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let after: Vec<(usize, usize)> = (0..NODES)
+        .map(|i| elections_in_metrics(cluster, i))
+        .collect();
+    let pre: usize = (0..NODES).map(|i| after[i].0 - before[i].0).sum();
+    let votes: usize = (0..NODES).map(|i| after[i].1 - before[i].1).sum();
+    let term_now = shared
+        .views
+        .lock()
+        .iter()
+        .filter_map(|v| v.num("term"))
+        .max()
+        .unwrap_or(term);
+    let acks = shared.acks.lock().len() - acks_before;
+    let per_hour = |n: usize| n as f64 * 3600.0 / secs;
+    Ok(format!(
+        "| {} | {:.0} | {pre} ({:.0}/h) | {votes} ({:.0}/h) | {} | {acks} | {} | {} |\n",
+        o.stem(),
+        secs,
+        per_hour(pre),
+        per_hour(votes),
+        term_now - term,
+        load_before.trim(),
+        load_after.trim()
+    ))
+}
+
 // ---------------------------------------------------------------- report
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -805,22 +962,27 @@ struct Row {
     trials: usize,
     election: Vec<f64>,
     unavailable: Vec<f64>,
+    /// Fault to the first acknowledged SET sent after it (issue 13's
+    /// measure).
+    first_ack: Vec<f64>,
     by_primary: usize,
     by_sub: usize,
     any_subs: bool,
 }
 
 fn table_header() -> String {
-    "| mode | fault | trials | election p50 | p90 | p99 | max | unavailability p50 | p90 | p99 | max | won by primary | won by a sub-leader |\n\
-     |---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    "| mode | fault | trials | election p50 | p90 | p99 | max | unavailability p50 | p90 | p99 | max | first ack after the fault p50 | p99 | won by primary | won by a sub-leader |\n\
+     |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
         .to_string()
 }
 
 fn table_row(r: &Row) -> String {
     let mut e = r.election.clone();
     let mut u = r.unavailable.clone();
+    let mut a = r.first_ack.clone();
     e.sort_by(f64::total_cmp);
     u.sort_by(f64::total_cmp);
+    a.sort_by(f64::total_cmp);
     let stats = |v: &[f64], n: usize| {
         let missing = n - v.len();
         let mut s = format!(
@@ -843,12 +1005,14 @@ fn table_row(r: &Row) -> String {
         }
     };
     format!(
-        "| {} | {} | {} | {} | {} | {} | {} |\n",
+        "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {} | {} |\n",
         r.mode,
         r.fault,
         r.trials,
         stats(&e, r.trials),
         stats(&u, r.trials),
+        percentile(&a, 50.0),
+        percentile(&a, 99.0),
         won(r.by_primary),
         won(r.by_sub)
     )
@@ -859,6 +1023,7 @@ fn rows_from_csv(path: &Path) -> Option<Row> {
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next()?.split(',').collect();
     let col = |name: &str| header.iter().position(|h| *h == name);
+    let ca = col("first_ack_after_ms")?;
     let (cm, cf, ce, cu, cp, cs, csub) = (
         col("mode")?,
         col("fault")?,
@@ -874,6 +1039,7 @@ fn rows_from_csv(path: &Path) -> Option<Row> {
         trials: 0,
         election: vec![],
         unavailable: vec![],
+        first_ack: vec![],
         by_primary: 0,
         by_sub: 0,
         any_subs: false,
@@ -892,6 +1058,9 @@ fn rows_from_csv(path: &Path) -> Option<Row> {
         if let Ok(x) = f[cu].parse() {
             row.unavailable.push(x);
         }
+        if let Ok(x) = f[ca].parse() {
+            row.first_ack.push(x);
+        }
         row.by_primary += (f[cp] == "1") as usize;
         row.by_sub += (f[cs] == "1") as usize;
         row.any_subs |= !f[csub].is_empty();
@@ -901,10 +1070,14 @@ fn rows_from_csv(path: &Path) -> Option<Row> {
 
 fn summarize_dir(dir: &Path) {
     let mut out = table_header();
-    for mode in ["sraft", "original", "paper"] {
-        for fault in ["kill", "stop"] {
-            if let Some(r) = rows_from_csv(&dir.join(format!("failover-{mode}-{fault}.csv"))) {
-                out.push_str(&table_row(&r));
+    for zones in ["", "-zones"] {
+        for mode in ["sraft", "seed", "original", "paper"] {
+            for fault in ["kill", "stop"] {
+                let path = dir.join(format!("failover-{mode}-{fault}{zones}.csv"));
+                if let Some(mut r) = rows_from_csv(&path) {
+                    r.mode += zones;
+                    out.push_str(&table_row(&r));
+                }
             }
         }
     }
@@ -921,14 +1094,16 @@ fn main() {
         std::process::exit(2);
     }
     fs::create_dir_all(&o.out).expect("create --out");
-    let stem = format!("failover-{}-{}", o.mode.name(), o.fault.name());
+    let stem = o.stem();
     let csv_path = o.out.join(format!("{stem}.csv"));
     let logs_dir = o.out.join(format!("logs-{stem}"));
-    let mut csv = File::create(&csv_path).expect("create the CSV");
-    writeln!(csv, "{}", Trial::HEADER).unwrap();
+    let what = if o.soak_secs > 0 {
+        format!("{} s without faults", o.soak_secs)
+    } else {
+        format!("{} trials", o.trials)
+    };
     eprintln!(
-        "{stem}: {} trials, peer ports {}-{}, seed {}, load {:.2}",
-        o.trials,
+        "{stem}: {what}, peer ports {}-{}, seed {}, load {:.2}",
         o.base_port,
         o.base_port + NODES as u16 - 1,
         o.seed,
@@ -960,6 +1135,27 @@ fn main() {
         let base = o.base_port;
         threads.push(thread::spawn(move || writer(s, base)));
     }
+    if o.soak_secs > 0 {
+        let code = match soak(&o, &shared, &mut cluster) {
+            Ok(report) => {
+                print!("{report}");
+                let _ = fs::write(o.out.join(format!("{stem}.md")), &report);
+                0
+            }
+            Err(e) => {
+                eprintln!("soak failed: {e}");
+                1
+            }
+        };
+        shared.stop.store(true, Ordering::SeqCst);
+        drop(cluster);
+        for t in threads {
+            let _ = t.join();
+        }
+        std::process::exit(code);
+    }
+    let mut csv = File::create(&csv_path).expect("create the CSV");
+    writeln!(csv, "{}", Trial::HEADER).unwrap();
     let mut rng = StdRng::seed_from_u64(o.seed);
     let started = Instant::now();
     let mut row = Row {
@@ -968,6 +1164,7 @@ fn main() {
         trials: 0,
         election: vec![],
         unavailable: vec![],
+        first_ack: vec![],
         by_primary: 0,
         by_sub: 0,
         any_subs: false,
@@ -981,6 +1178,7 @@ fn main() {
                 row.trials += 1;
                 row.election.extend(t.election_ms);
                 row.unavailable.extend(t.unavailable_ms);
+                row.first_ack.extend(t.first_ack_after_ms);
                 row.by_primary += t.won_by_primary() as usize;
                 row.by_sub += t.won_by_subleader() as usize;
                 row.any_subs |= !t.sub_leaders.is_empty();

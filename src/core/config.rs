@@ -8,15 +8,28 @@ use std::fmt;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RaftConfig {
-    /// Leader heartbeat period; also the sub-leader re-ranking period.
+    /// Leader heartbeat period, to every follower; also the sub-leader
+    /// re-ranking period. 10 ms by default (seed: 50): on a LAN a heartbeat
+    /// costs microseconds, and silent-failure detection is a few heartbeat
+    /// gaps (DESIGN.md 3.3).
     pub heartbeat_interval_ms: u64,
     /// S-Raft on (sub-leaders, staged timeouts, crash fast path) or off
     /// (`--original-raft`: every follower uses the follower range).
     pub enable_subleader: bool,
     /// Sub-leaders named: max(1, floor(voters * ratio)).
     pub subleader_ratio: f64,
+    /// The primary's timeout: its floor, and its ceiling. Fixed-range
+    /// (seed) mode draws from [min, max]; adaptive mode uses min plus the
+    /// observed heartbeat jitter, capped at max.
     pub primary_timeout_ms_min: u64,
     pub primary_timeout_ms_max: u64,
+    /// Adaptive primary timeout (DESIGN.md 3.3): the primary times out
+    /// `primary_timeout_ms_min + 4 * dev + lateness` after its leader's last
+    /// message, where `dev` and `lateness` come from a Jacobson/Karels
+    /// estimate of heartbeat inter-arrival gaps, capped at
+    /// `primary_timeout_ms_max`. Off: a uniform draw from [min, max], as in
+    /// the seed.
+    pub primary_timeout_adaptive: bool,
     pub secondary_timeout_ms_min: u64,
     pub secondary_timeout_ms_max: u64,
     /// The ordinary randomized election timeout: followers without a rank,
@@ -27,7 +40,9 @@ pub struct RaftConfig {
     /// (thesis 4.2.3). With sub-leaders, at most `primary_timeout_ms_min -
     /// heartbeat_interval_ms`, so that a designated primary whose timer fired
     /// is not refused for it (DESIGN.md 3.4) even when it missed the last
-    /// heartbeat the voters got.
+    /// heartbeat the voters got. Default 30 = 40 - 10: exactly that bound,
+    /// three heartbeat intervals, so a live leader stays protected through
+    /// two lost heartbeats.
     pub leader_stickiness_ms: u64,
     /// Thesis 9.6: a candidate first asks whether it could win.
     pub pre_vote: bool,
@@ -40,6 +55,14 @@ pub struct RaftConfig {
     /// Crash fast path: a refused pre-vote is retried this soon, because the
     /// other voters may not have seen the leader's sockets close yet.
     pub crash_retry_ms: u64,
+    /// Crash fast path: how long the quick pre-vote retries go on before
+    /// the ordinary timers take over. It must outlast the stickiness of
+    /// voters whose own hint comes late (their kernels and threads are as
+    /// busy as ours), in absolute time: it was `primary_timeout_ms_min`
+    /// (150 ms with the seed's timings) until issue 13 shortened that floor
+    /// to 40 ms, which on a loaded host ended crash paths early and sent
+    /// them to the 300-1000 ms fallback.
+    pub crash_retry_window_ms: u64,
     /// Append messages in flight per follower in the replicate state.
     pub inflight_appends_max: usize,
     /// Entries per Append message.
@@ -78,20 +101,26 @@ pub struct CoreMutations {
 impl Default for RaftConfig {
     fn default() -> RaftConfig {
         RaftConfig {
-            heartbeat_interval_ms: 50,
+            // Issue 13: silent failures detected in tens of milliseconds
+            // (DESIGN.md 3.3). The seed's values (50; 150-200; 250-350;
+            // stickiness 100) are `RaftConfig::seed_timings` and
+            // conf/seed-timings.toml.
+            heartbeat_interval_ms: 10,
             enable_subleader: true,
             subleader_ratio: 0.4,
-            primary_timeout_ms_min: 150,
-            primary_timeout_ms_max: 200,
-            secondary_timeout_ms_min: 250,
-            secondary_timeout_ms_max: 350,
+            primary_timeout_ms_min: 40,
+            primary_timeout_ms_max: 80,
+            primary_timeout_adaptive: true,
+            secondary_timeout_ms_min: 100,
+            secondary_timeout_ms_max: 150,
             follower_timeout_ms_min: 300,
             follower_timeout_ms_max: 1000,
-            leader_stickiness_ms: 100,
+            leader_stickiness_ms: 30,
             pre_vote: true,
             check_quorum: true,
             crash_stagger_ms: 50,
             crash_retry_ms: 5,
+            crash_retry_window_ms: 150,
             inflight_appends_max: 256,
             append_entries_max: 1024,
             snapshot_entries: 100_000,
@@ -119,6 +148,26 @@ impl RaftConfig {
     pub fn original(mut self) -> RaftConfig {
         self.enable_subleader = false;
         self
+    }
+
+    /// Seed 000's `RaftConfig` timings (heartbeat 50 ms, primary 150-200,
+    /// secondary 250-350, followers 300-1000), with the fixed-range primary
+    /// and the stickiness the seed-timing runs always used (100 ms): what
+    /// conf/seed-timings.toml sets, and the comparison row of every
+    /// experiment (EXPERIMENTS.md).
+    pub fn seed_timings(self) -> RaftConfig {
+        RaftConfig {
+            heartbeat_interval_ms: 50,
+            primary_timeout_ms_min: 150,
+            primary_timeout_ms_max: 200,
+            primary_timeout_adaptive: false,
+            secondary_timeout_ms_min: 250,
+            secondary_timeout_ms_max: 350,
+            follower_timeout_ms_min: 300,
+            follower_timeout_ms_max: 1000,
+            leader_stickiness_ms: 100,
+            ..self
+        }
     }
 
     /// Checks every relation the core relies on; the error names the values.
@@ -154,6 +203,14 @@ impl RaftConfig {
                 ));
             }
         }
+        // Ranks must not compete (DESIGN.md 3.3): the primary's window,
+        // adaptive or drawn, ends before the secondary's opens.
+        if self.enable_subleader && self.primary_timeout_ms_max >= self.secondary_timeout_ms_min {
+            return err(format!(
+                "primary_timeout_ms_max={} must be below secondary_timeout_ms_min={}: the primary and the secondary would compete",
+                self.primary_timeout_ms_max, self.secondary_timeout_ms_min
+            ));
+        }
         if !(self.subleader_ratio > 0.0 && self.subleader_ratio <= 1.0) {
             return err(format!(
                 "subleader_ratio={} must be in (0, 1]",
@@ -176,6 +233,12 @@ impl RaftConfig {
             return err(format!(
                 "leader_stickiness_ms={} + heartbeat_interval_ms={} exceeds primary_timeout_ms_min={}: a primary that missed one heartbeat would be refused",
                 self.leader_stickiness_ms, self.heartbeat_interval_ms, self.primary_timeout_ms_min
+            ));
+        }
+        if self.crash_retry_ms == 0 || self.crash_retry_window_ms < self.crash_retry_ms {
+            return err(format!(
+                "crash_retry_ms={} must be > 0 and at most crash_retry_window_ms={}",
+                self.crash_retry_ms, self.crash_retry_window_ms
             ));
         }
         if self.snapshot_entries == 0 {
@@ -211,37 +274,66 @@ mod tests {
     }
 
     #[test]
+    fn seed_timings_are_valid_and_the_seeds_values() {
+        let seed = RaftConfig::default().seed_timings();
+        seed.validate().unwrap();
+        assert_eq!(seed.heartbeat_interval_ms, 50);
+        assert_eq!(
+            (seed.primary_timeout_ms_min, seed.primary_timeout_ms_max),
+            (150, 200)
+        );
+        assert!(!seed.primary_timeout_adaptive);
+        assert_eq!(seed.leader_stickiness_ms, 100);
+    }
+
+    #[test]
     fn stickiness_above_primary_minimum_is_rejected() {
+        let default = RaftConfig::default();
+        let bad = default.primary_timeout_ms_min + 1;
         let config = RaftConfig {
-            leader_stickiness_ms: 151,
-            ..RaftConfig::default()
+            leader_stickiness_ms: bad,
+            ..default
         };
         let e = config.validate().unwrap_err();
-        assert!(e.0.contains("leader_stickiness_ms=151"), "{e}");
+        assert!(e.0.contains(&format!("leader_stickiness_ms={bad}")), "{e}");
     }
 
     #[test]
     fn stickiness_leaves_a_heartbeat_of_margin_below_the_primary_minimum() {
         // Issue 9: "the default stickiness leaves at least one heartbeat
         // interval of margin below the primary's minimum timeout (validated)".
-        let default = RaftConfig::default();
-        assert!(
-            default.leader_stickiness_ms + default.heartbeat_interval_ms
-                <= default.primary_timeout_ms_min
-        );
+        for default in [RaftConfig::default(), RaftConfig::default().seed_timings()] {
+            assert!(
+                default.leader_stickiness_ms + default.heartbeat_interval_ms
+                    <= default.primary_timeout_ms_min
+            );
+            let bad = default.primary_timeout_ms_min - default.heartbeat_interval_ms + 1;
+            let config = RaftConfig {
+                leader_stickiness_ms: bad,
+                ..default.clone()
+            };
+            let e = config.validate().unwrap_err().to_string();
+            for value in [
+                format!("leader_stickiness_ms={bad}"),
+                format!("heartbeat_interval_ms={}", default.heartbeat_interval_ms),
+                format!("primary_timeout_ms_min={}", default.primary_timeout_ms_min),
+            ] {
+                assert!(e.contains(&value), "{e}");
+            }
+            // Original mode has no primary: the margin is not required.
+            config.original().validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn a_primary_window_reaching_the_secondary_is_rejected() {
         let config = RaftConfig {
-            leader_stickiness_ms: 101,
+            primary_timeout_ms_max: RaftConfig::default().secondary_timeout_ms_min,
             ..RaftConfig::default()
         };
         let e = config.validate().unwrap_err().to_string();
-        for value in [
-            "leader_stickiness_ms=101",
-            "heartbeat_interval_ms=50",
-            "primary_timeout_ms_min=150",
-        ] {
-            assert!(e.contains(value), "{e}");
-        }
-        // Original mode has no primary: the margin is not required.
+        assert!(e.contains("primary_timeout_ms_max=100"), "{e}");
+        assert!(e.contains("secondary_timeout_ms_min=100"), "{e}");
         config.original().validate().unwrap();
     }
 

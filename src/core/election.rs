@@ -9,24 +9,37 @@ use super::ready::{ElectionKind, Event};
 use super::types::{EntryPayload, LogIndex, NodeId, Term};
 use std::collections::{BTreeMap, BTreeSet};
 
+fn ms_range(min_ms: u64, max_ms: u64) -> (u64, u64) {
+    (min_ms * 1000, max_ms * 1000)
+}
+
 impl Raft {
-    /// The range this node draws its election timeout from: by sub-leader
-    /// rank in S-Raft mode (DESIGN.md 3.3), the ordinary range otherwise.
-    fn election_timeout_range_ms(&self) -> (u64, u64) {
+    /// The range this node draws its election timeout from, in
+    /// microseconds: by sub-leader rank in S-Raft mode (DESIGN.md 3.3), the
+    /// ordinary range otherwise. The adaptive primary's range is one point.
+    fn election_timeout_range_us(&self) -> (u64, u64) {
         let c = &self.config;
         match self.valid_rank().filter(|_| self.role == Role::Follower) {
-            Some(0) => (c.primary_timeout_ms_min, c.primary_timeout_ms_max),
+            Some(0) if c.primary_timeout_adaptive => {
+                let timeout_us = self.heartbeat_gaps.2.timeout_us(
+                    c.heartbeat_interval_ms * 1000,
+                    c.primary_timeout_ms_min * 1000,
+                    c.primary_timeout_ms_max * 1000,
+                );
+                (timeout_us, timeout_us)
+            }
+            Some(0) => ms_range(c.primary_timeout_ms_min, c.primary_timeout_ms_max),
             Some(rank) => {
                 // Rank 1 is the secondary; further ranks get successive,
                 // disjoint windows after it, so that ranks never compete.
                 let width = c.secondary_timeout_ms_max - c.secondary_timeout_ms_min + 1;
                 let shift = (rank as u64 - 1) * width;
-                (
+                ms_range(
                     c.secondary_timeout_ms_min + shift,
                     c.secondary_timeout_ms_max + shift,
                 )
             }
-            None => (c.follower_timeout_ms_min, c.follower_timeout_ms_max),
+            None => ms_range(c.follower_timeout_ms_min, c.follower_timeout_ms_max),
         }
     }
 
@@ -43,8 +56,8 @@ impl Raft {
             self.election_deadline_us = self.now_us + self.config.crash_retry_ms * 1000;
             return;
         }
-        let (min_ms, max_ms) = self.election_timeout_range_ms();
-        self.election_deadline_us = self.now_us + self.random_between_ms(min_ms, max_ms);
+        let (min_us, max_us) = self.election_timeout_range_us();
+        self.election_deadline_us = self.now_us + self.random_between_us(min_us, max_us);
     }
 
     /// The rank this follower holds, if its scope is still current. A term
@@ -332,6 +345,41 @@ impl Raft {
         }
     }
 
+    /// The secondary refused the primary's pre-vote for its log while not
+    /// hearing the leader (issue 13): the primary's timer fired, so the
+    /// leader has been silent for the primary's whole timeout, and the
+    /// primary lacks entries we hold (the leader froze with an Append to it
+    /// still unsent), so it may not win. Rather than wait out our own
+    /// window (100-150 ms), we campaign one heartbeat interval from now:
+    /// if the primary can still win with the others' grants, its first
+    /// heartbeat reaches us before that and resets the timer; if not, our
+    /// pre-vote finds the voters free. Only when our timer runs; an
+    /// ordinary PreVote + RequestVote follows (DESIGN.md 3.4, 3.7).
+    fn take_over_from_a_primary_behind(&mut self, from: NodeId, term: Term) {
+        let primary = match &self.heard_designation {
+            Some((t, leader, ranks)) if *t == self.term && self.leader == Some(*leader) => {
+                ranks.first().copied()
+            }
+            _ => None,
+        };
+        if self.role != Role::Follower
+            || self.valid_rank() != Some(1)
+            || primary != Some(from)
+            || term != self.term.next()
+        {
+            return;
+        }
+        let at_us = self.now_us + self.config.heartbeat_interval_ms * 1000;
+        if at_us < self.election_deadline_us {
+            log::info!(
+                "node {}: primary {from} is behind our log; the secondary campaigns in {} ms",
+                self.id,
+                self.config.heartbeat_interval_ms
+            );
+            self.election_deadline_us = at_us;
+        }
+    }
+
     pub(super) fn become_leader(&mut self) {
         assert_eq!(
             self.role,
@@ -473,9 +521,12 @@ impl Raft {
         last_index: LogIndex,
         last_term: Term,
     ) {
-        let eligible = (term > self.term || self.can_vote_for(from))
-            && self.log_allows_vote(last_index, last_term);
+        let log_ok = self.log_allows_vote(last_index, last_term);
+        let eligible = (term > self.term || self.can_vote_for(from)) && log_ok;
         let in_lease = self.in_lease();
+        if !log_ok && !in_lease {
+            self.take_over_from_a_primary_behind(from, term);
+        }
         let granted = eligible && !in_lease;
         // A grant carries the election's term so the pre-candidate counts it;
         // a refusal carries ours so a stale pre-candidate catches up.

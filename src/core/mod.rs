@@ -3,6 +3,7 @@
 //! with every input, randomness from a seeded RNG.
 
 pub mod config;
+pub mod detector;
 mod election;
 pub mod log;
 pub mod message;

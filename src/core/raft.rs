@@ -3,6 +3,7 @@
 //! read.rs and subleader.rs, as further `impl Raft` blocks.
 
 use super::config::RaftConfig;
+use super::detector::HeartbeatGaps;
 use super::log::RaftLog;
 use super::message::{Message, MessageBody};
 use super::progress::Progress;
@@ -124,6 +125,9 @@ pub struct Raft {
     pub(super) append_pending: bool,
     pub(super) transfer: Option<(NodeId, u64)>,
     pub(super) designation: Vec<NodeId>,
+    /// Leader: no re-ranking for speed alone before this time (DESIGN.md
+    /// 3.2).
+    pub(super) rerank_due_us: u64,
     pub(super) reads: ReadQueue,
     /// `size_bytes` of the commands this leader appended in its term and
     /// has not committed yet (etcd's uncommittedSize); bounded by
@@ -135,6 +139,9 @@ pub struct Raft {
     /// Follower: the ranks its leader last named, with the (term, leader)
     /// they were named in; reported by INFO, never acted on.
     pub(super) heard_designation: Option<(Term, NodeId, Vec<NodeId>)>,
+    /// Follower: heartbeat gaps of the leader of (term, leader), for the
+    /// adaptive primary timeout (DESIGN.md 3.3).
+    pub(super) heartbeat_gaps: (Term, NodeId, HeartbeatGaps),
 
     /// The newest durable snapshot file the runtime can send chunks of,
     /// with its length.
@@ -229,10 +236,12 @@ impl Raft {
             append_pending: false,
             transfer: None,
             designation: Vec::new(),
+            rerank_due_us: 0,
             reads: ReadQueue::default(),
             uncommitted_bytes: 0,
             rank: None,
             heard_designation: None,
+            heartbeat_gaps: (Term(0), id, HeartbeatGaps::default()),
             snapshot_file: None,
             receiving: None,
             out: Ready::default(),
@@ -484,7 +493,7 @@ impl Raft {
         if let Some(rank) = self.valid_rank() {
             self.crash_rank = Some(rank);
             self.crash_retries_left =
-                self.config.primary_timeout_ms_min / self.config.crash_retry_ms.max(1);
+                self.config.crash_retry_window_ms / self.config.crash_retry_ms;
             let delay_us = rank as u64 * self.config.crash_stagger_ms * 1000;
             self.election_deadline_us = self.election_deadline_us.min(self.now_us + delay_us);
             if delay_us == 0 {
@@ -727,8 +736,8 @@ impl Raft {
             .collect()
     }
 
-    pub(super) fn random_between_ms(&mut self, min_ms: u64, max_ms: u64) -> u64 {
-        self.rng.random_range(min_ms * 1000..=max_ms * 1000)
+    pub(super) fn random_between_us(&mut self, min_us: u64, max_us: u64) -> u64 {
+        self.rng.random_range(min_us..=max_us)
     }
 
     pub(super) fn set_leader(&mut self, leader: Option<NodeId>) {

@@ -8,6 +8,11 @@ use super::raft::{Raft, Role};
 use super::ready::{ChunkReceived, ChunkToSend};
 use super::types::{Entry, LogIndex, NodeId, SnapshotMeta, Term};
 
+/// A follower in the replicate state with an Append unacknowledged this
+/// long (plus its RTT) is probed again; at least 100 ms, the seed's two
+/// heartbeats, whatever the heartbeat interval.
+const STALL_US_MIN: u64 = 100_000;
+
 impl Raft {
     /// One handler per message; the term has been reconciled already.
     pub(super) fn dispatch(&mut self, msg: Message) {
@@ -364,6 +369,7 @@ impl Raft {
         read_round: u64,
         designation: Option<super::message::Designation>,
     ) {
+        self.note_heartbeat_arrival(from);
         self.note_leader_contact(from);
         // The leader sends min(our match, its commit): safe to adopt.
         let last = self.log.last_index();
@@ -379,6 +385,17 @@ impl Raft {
         );
     }
 
+    /// Feeds the primary's failure detector (DESIGN.md 3.3): the gaps
+    /// between this leader's heartbeats, started afresh for a new term or
+    /// leader. Before `note_leader_contact`, which draws the next deadline.
+    fn note_heartbeat_arrival(&mut self, from: NodeId) {
+        let (term, leader, gaps) = &mut self.heartbeat_gaps;
+        if (*term, *leader) != (self.term, from) {
+            (*term, *leader, *gaps) = (self.term, from, Default::default());
+        }
+        gaps.on_heartbeat(self.now_us, self.config.heartbeat_interval_ms * 1000);
+    }
+
     fn on_heartbeat_reply(
         &mut self,
         from: NodeId,
@@ -390,7 +407,10 @@ impl Raft {
             return;
         }
         let now = self.now_us;
-        let stall_us = self.config.heartbeat_interval_ms * 2000;
+        // Two heartbeats of the seed's 50 ms: at 10 ms heartbeats (issue 13)
+        // an fsync of 20 ms would otherwise make a healthy follower look
+        // stalled and restart its replication from a probe.
+        let stall_us = (self.config.heartbeat_interval_ms * 2000).max(STALL_US_MIN);
         let last = self.log.last_index();
         let Some(pr) = self.progress.get_mut(&from) else {
             return;

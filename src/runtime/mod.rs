@@ -56,6 +56,9 @@ pub struct NodeOptions {
     pub queue_depth: usize,
     /// Test-only one-way delay in the transport (the kernel has no netem).
     pub delay_us: u64,
+    /// Test-only per-peer one-way delays, replacing `delay_us` for the
+    /// peers named (RTT zones, `SRAFT_TEST_DELAY_US_BY_PEER`).
+    pub delay_us_by_peer: BTreeMap<NodeId, u64>,
     pub metrics_file: Option<PathBuf>,
     /// Test-only: the snapshot thread waits this long before writing, so
     /// that a test can kill the node mid-snapshot.
@@ -89,6 +92,7 @@ impl NodeOptions {
             raft,
             queue_depth: TransportConfig::QUEUE_DEPTH_DEFAULT,
             delay_us: 0,
+            delay_us_by_peer: BTreeMap::new(),
             metrics_file: None,
             snapshot_delay_ms: 0,
         }
@@ -279,6 +283,7 @@ pub fn start_on<S: StateMachine + 'static>(
     transport_config.frame_bytes_max = options.frame_bytes_max;
     transport_config.queue_depth = options.queue_depth;
     transport_config.delay_us = options.delay_us;
+    transport_config.delay_us_by_peer = options.delay_us_by_peer.clone();
     transport_config.secret = options.cluster_secret.clone();
     transport_config.tls = options.tls.clone();
     let (peer_tx, peer_rx) = bounded(INBOX_DEPTH);

@@ -22,6 +22,7 @@ mod file;
 mod peers;
 mod raft_table;
 mod resolve;
+pub mod test_delay;
 
 pub use cli::ClientOp;
 pub use error::{EXIT_STATUS_BAD_SETTINGS, SettingsError};

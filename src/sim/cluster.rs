@@ -510,9 +510,7 @@ impl Cluster {
         };
         for _ in 0..copies {
             let sent = self.transmit(&msg);
-            let latency = self
-                .rng
-                .random_range(self.net.latency_us_min..=self.net.latency_us_max);
+            let latency = self.net.draw_latency_us(&mut self.rng, msg.from, msg.to);
             self.push(sent + latency, SimEvent::Deliver(msg.clone()));
         }
     }
@@ -832,8 +830,8 @@ impl Cluster {
             for other in survivors {
                 // EOF, then a refused reconnect: about one round trip.
                 let rtt = 2 * self
-                    .rng
-                    .random_range(self.net.latency_us_min..=self.net.latency_us_max);
+                    .net
+                    .draw_latency_us(&mut self.rng, dead, self.nodes[other].id);
                 self.hint(other, dead, rtt);
             }
         }

@@ -7,6 +7,19 @@
 use super::cluster::{Cluster, SimConfig};
 use super::net::NetConfig;
 use crate::core::{ElectionKind, Event, NodeId, RaftConfig, Role, Term};
+use crate::settings::test_delay::ZoneLayout;
+
+/// How the leader fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The process is gone (its state lost past the last fsync); with
+    /// `Mode::SRaftCrashHint` the survivors see its sockets close.
+    Crash,
+    /// SIGSTOP, a frozen VM, a partition: the leader lives on but nothing
+    /// it sends arrives and nothing reaches it, and no socket closes. Only
+    /// timers can detect it (DESIGN.md 3.3).
+    Pause,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -85,12 +98,26 @@ impl Env {
             fsync_us: 3_000,
         }
     }
+
+    /// Five nodes in three availability zones, `ZoneLayout::three_zones`
+    /// (zones 0,0,1,1,2; one-way 0.1 ms within a zone, 1.5 ms across),
+    /// with up to 0.1 ms of jitter and the LAN's fsync: issue 13's RTT
+    /// zones, as the real processes emulate them.
+    pub fn three_zones() -> Env {
+        Env {
+            name: "3 zones",
+            net: NetConfig::zones(ZoneLayout::three_zones(), 100),
+            fsync_us: FSYNC_US,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
 pub struct Trial {
     /// Crash to the new leader's election, logical microseconds.
     pub elapsed_us: u64,
+    /// The leader that failed.
+    pub old_leader: NodeId,
     pub winner: NodeId,
     /// The sub-leaders the old leader had named, in rank order.
     pub subleaders: Vec<NodeId>,
@@ -119,8 +146,14 @@ pub fn trial(seed: u64, mode: Mode) -> Trial {
 }
 
 pub fn trial_in(seed: u64, mode: Mode, env: &Env) -> Trial {
+    trial_with(seed, mode.raft_config(), mode, env, Fault::Crash)
+}
+
+/// One failover of the leader by `fault`, with `raft` on every node (the
+/// mode's config, or another one such as `RaftConfig::seed_timings`).
+pub fn trial_with(seed: u64, raft: RaftConfig, mode: Mode, env: &Env, fault: Fault) -> Trial {
     let mut config = SimConfig::new(5, seed);
-    config.raft = mode.raft_config();
+    config.raft = raft;
     config.crash_hints = mode == Mode::SRaftCrashHint;
     config.net = env.net.clone();
     config.fsync_us = env.fsync_us;
@@ -136,7 +169,14 @@ pub fn trial_in(seed: u64, mode: Mode, env: &Env) -> Trial {
     let raft = cluster.raft(leader).expect("leader up");
     let (old_term, subleaders) = (raft.term(), raft.subleaders().to_vec());
     let crash_at = cluster.now_us;
-    cluster.crash(leader);
+    let old_leader = raft.id();
+    match fault {
+        Fault::Crash => cluster.crash(leader),
+        Fault::Pause => {
+            let all = cluster.ids();
+            cluster.partitions.split(&[all[leader]], &all);
+        }
+    }
     cluster.events.clear();
     let deadline = crash_at + 30_000_000;
     loop {
@@ -147,6 +187,7 @@ pub fn trial_in(seed: u64, mode: Mode, env: &Env) -> Trial {
             {
                 return Trial {
                     elapsed_us: at - crash_at,
+                    old_leader,
                     winner: id,
                     subleaders,
                     kind,
@@ -188,8 +229,47 @@ fn settle(cluster: &mut Cluster) -> usize {
     }
 }
 
+/// Elections started in a healthy cluster (no fault at all) during
+/// `duration_us` after it settled: every one is spurious. The failure
+/// detector must not mistake the network's jitter for a dead leader.
+pub fn spurious_elections(seed: u64, raft: RaftConfig, net: NetConfig, duration_us: u64) -> usize {
+    let mut config = SimConfig::new(5, seed);
+    config.raft = raft;
+    config.net = net;
+    config.fsync_us = FSYNC_US;
+    let mut cluster = Cluster::new(config);
+    settle(&mut cluster);
+    cluster.events.clear();
+    let end = cluster.now_us + duration_us;
+    let mut started = 0;
+    while cluster.next_event_time().is_some_and(|t| t <= end) {
+        cluster.step();
+        started += cluster
+            .events
+            .drain(..)
+            .filter(|(_, _, e)| matches!(e, Event::ElectionStarted { .. }))
+            .count();
+    }
+    started
+}
+
+/// The leader once `cluster` settled with its sub-leaders, and those
+/// sub-leaders in rank order (for the zone tests).
+pub fn settled_designation(env: &Env, raft: RaftConfig, seed: u64) -> (NodeId, Vec<NodeId>) {
+    let mut config = SimConfig::new(5, seed);
+    config.raft = raft;
+    config.net = env.net.clone();
+    config.fsync_us = env.fsync_us;
+    let mut cluster = Cluster::new(config);
+    let leader = settle(&mut cluster);
+    let raft = cluster.raft(leader).expect("leader up");
+    (raft.id(), raft.subleaders().to_vec())
+}
+
 pub struct Summary {
     pub mode: Mode,
+    /// The table's row name: the mode's, unless `summarize_as` gave one.
+    pub label: String,
     pub trials: usize,
     pub p50_us: u64,
     pub p90_us: u64,
@@ -212,6 +292,7 @@ pub fn summarize(mode: Mode, trials: &[Trial]) -> Summary {
     times.sort_unstable();
     Summary {
         mode,
+        label: mode.name().to_string(),
         trials: trials.len(),
         p50_us: percentile(&times, 50.0),
         p90_us: percentile(&times, 90.0),
@@ -221,6 +302,28 @@ pub fn summarize(mode: Mode, trials: &[Trial]) -> Summary {
         won_by_subleader: trials.iter().filter(|t| t.winner_rank().is_some()).count(),
         in_next_term: trials.iter().filter(|t| t.in_next_term()).count(),
     }
+}
+
+/// `summarize` under another row name (a config other than the mode's).
+pub fn summarize_as(label: &str, mode: Mode, trials: &[Trial]) -> Summary {
+    Summary {
+        label: label.to_string(),
+        ..summarize(mode, trials)
+    }
+}
+
+/// `trials` failovers by `fault` from `first_seed` on, with `raft`.
+pub fn run_with(
+    raft: &RaftConfig,
+    mode: Mode,
+    env: &Env,
+    fault: Fault,
+    trials: usize,
+    first_seed: u64,
+) -> Vec<Trial> {
+    (0..trials as u64)
+        .map(|i| trial_with(first_seed + i, raft.clone(), mode, env, fault))
+        .collect()
 }
 
 pub fn run_mode(mode: Mode, trials: usize, first_seed: u64) -> Vec<Trial> {
@@ -242,7 +345,7 @@ pub fn table(summaries: &[Summary]) -> String {
     for s in summaries {
         out += &format!(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-            s.mode.name(),
+            s.label,
             s.trials,
             ms(s.p50_us),
             ms(s.p90_us),

@@ -133,6 +133,7 @@ pub fn config_for_seed(seed: u64, profile: Profile) -> SimConfig {
     config.net = NetConfig {
         latency_us_min: 100,
         latency_us_max: latency_max,
+        zones: None,
         loss: [0.0, 0.01, 0.1][rng.random_range(0..3)],
         duplicate: [0.0, 0.02][rng.random_range(0..2)],
         // 1 and 10 Gbit/s.
@@ -501,6 +502,10 @@ pub const REGRESSION_SEEDS: &[(Profile, u64)] = &[
     (Profile::Hunt, 530),
     (Profile::Hunt, 770),
     (Profile::Hunt, 963),
+    // Issue 13's timings: a deposed leader's proposal at an index the
+    // cluster had applied already, the deposed node then caught up by a
+    // snapshot: the tracker waited forever for that index to be applied.
+    (Profile::Standard, 23),
 ];
 
 pub fn seeds_from_env() -> Option<Vec<u64>> {

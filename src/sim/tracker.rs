@@ -42,6 +42,9 @@ pub struct Tracker {
     pending: BTreeMap<(LogIndex, Term), u64>,
     retry: VecDeque<u64>,
     committed: BTreeMap<u64, LogIndex>,
+    /// The term of the entry applied at each index, on whichever node
+    /// applied it first (State Machine Safety makes it one term).
+    applied_terms: BTreeMap<LogIndex, Term>,
     /// Highest index known committed to the client: every later read must
     /// reflect it (linearizability of ReadIndex).
     pub acked_index: LogIndex,
@@ -62,6 +65,14 @@ impl Tracker {
                 if let Some(id) = id {
                     self.proposals += 1;
                     self.pending.insert((index, term), id);
+                    // A deposed leader that does not know it yet appends at
+                    // an index the cluster applied already; its entry is
+                    // dropped, and no node may ever apply that index again
+                    // (the deposed one gets a snapshot): resolve it now.
+                    if let Some(applied) = self.applied_terms.get(&index).copied() {
+                        assert_ne!(applied, term, "proposal {id} applied before it was made");
+                        self.resolve_dropped((index, term));
+                    }
                 }
             }
         }
@@ -121,17 +132,13 @@ impl Tracker {
             .range((index, Term(0))..=(index, Term(u64::MAX)))
             .map(|(k, _)| *k)
             .collect();
+        self.applied_terms.entry(index).or_insert(term);
         for key in here {
-            let id = self.pending.remove(&key).expect("listed");
             if key.1 != term {
-                // Definitively dropped; retried unless another copy
-                // committed or may still commit.
-                let elsewhere = self.pending.values().any(|other| *other == id);
-                if !self.committed.contains_key(&id) && !elsewhere {
-                    self.retry.push_back(id);
-                }
+                self.resolve_dropped(key);
                 continue;
             }
+            let id = self.pending.remove(&key).expect("listed");
             assert!(
                 command == Some(tracked_command(Some(id)).as_slice()),
                 "index {index} holds another command than proposal {id}"
@@ -140,6 +147,17 @@ impl Tracker {
                 panic!("proposal {id} committed twice: at {before} and {index}");
             }
             self.retry.retain(|r| *r != id);
+        }
+    }
+
+    /// The proposal at `key` was definitively dropped (another term's entry
+    /// was applied at its index); it is retried unless another copy
+    /// committed or may still commit.
+    fn resolve_dropped(&mut self, key: (LogIndex, Term)) {
+        let id = self.pending.remove(&key).expect("pending");
+        let elsewhere = self.pending.values().any(|other| *other == id);
+        if !self.committed.contains_key(&id) && !elsewhere {
+            self.retry.push_back(id);
         }
     }
 

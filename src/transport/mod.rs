@@ -78,6 +78,9 @@ pub struct TransportConfig {
     /// TEST-ONLY one-way delay emulation (the kernel here has no netem): the
     /// sender holds each message until its enqueue time plus this delay.
     pub delay_us: u64,
+    /// TEST-ONLY: per-peer delays that replace `delay_us` for the peers
+    /// they name (RTT zones on one machine, issue 13).
+    pub delay_us_by_peer: BTreeMap<NodeId, u64>,
 }
 
 impl TransportConfig {
@@ -108,7 +111,16 @@ impl TransportConfig {
             secret: None,
             tls: None,
             delay_us: 0,
+            delay_us_by_peer: BTreeMap::new(),
         }
+    }
+
+    /// The test-only one-way delay of messages to `peer`.
+    pub fn delay_us_to(&self, peer: NodeId) -> u64 {
+        self.delay_us_by_peer
+            .get(&peer)
+            .copied()
+            .unwrap_or(self.delay_us)
     }
 
     /// Names the first bad value.

@@ -44,7 +44,7 @@ pub(super) fn spawn(
         addr,
         source: outbound_source(config.listen, addr),
         frame_bytes_max: config.frame_bytes_max,
-        delay: Duration::from_micros(config.delay_us),
+        delay: Duration::from_micros(config.delay_us_to(peer)),
         pending_max: config.queue_depth,
         handshake_timeout: Duration::from_millis(config.hello_timeout_ms),
         queue,

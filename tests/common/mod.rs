@@ -209,9 +209,16 @@ pub struct TestClusterBuilder {
     cluster_secret: bool,
     client_password: bool,
     tls: bool,
+    node_env: Vec<Vec<(String, String)>>,
 }
 
 impl TestClusterBuilder {
+    /// `key=value` in node `i`'s environment from its first start on.
+    pub fn env(mut self, i: usize, key: &str, value: &str) -> Self {
+        self.node_env[i].push((key.to_string(), value.to_string()));
+        self
+    }
+
     /// Extra flags for every node (e.g. `--original-raft`).
     pub fn arg(mut self, arg: &str) -> Self {
         self.extra_args.push(arg.to_string());
@@ -266,7 +273,7 @@ impl TestClusterBuilder {
             },
             children: (0..self.nodes).map(|_| None).collect(),
             states: vec![NodeState::Down; self.nodes],
-            node_env: vec![Vec::new(); self.nodes],
+            node_env: self.node_env,
         };
         if self.cluster_secret {
             let path = cluster.secret_path();
@@ -313,6 +320,7 @@ impl TestCluster {
             cluster_secret: false,
             client_password: false,
             tls: false,
+            node_env: vec![Vec::new(); nodes],
         }
     }
 
@@ -795,6 +803,7 @@ pub fn hermetic_command(program: &str) -> Command {
         "ENABLE_SUBLEADER",
         "RAFT_DATA_DIR",
         "SRAFT_TEST_DELAY_US",
+        "SRAFT_TEST_DELAY_US_BY_PEER",
         "SRAFT_TEST_SNAPSHOT_DELAY_MS",
     ] {
         command.env_remove(var);
