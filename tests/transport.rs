@@ -138,6 +138,7 @@ fn hello(cluster_id: &str, node_id: u64) -> Vec<u8> {
         cluster_id: cluster_id.into(),
         node_id: NodeId(node_id),
         nonce: [0; 32],
+        client_addr: None,
     }))
 }
 
