@@ -100,9 +100,9 @@ pub fn run_client(settings: &ClientSettings, timeout: Duration) -> i32 {
                 remaining.min(Duration::from_secs(6)),
                 &RespLimits::default(),
             ) {
-                Ok(Value::Error(e))
-                    if e.starts_with("ERR no leader") || e.starts_with("NOTLEADER") =>
-                {
+                // No effect, and retrying may help: no leader yet, or the
+                // leader was unreachable from that node.
+                Ok(Value::Error(e)) if e.starts_with("TRYAGAIN") => {
                     last_error = format!("{addr}: {e}");
                 }
                 Ok(Value::Error(e)) => {
