@@ -63,7 +63,7 @@ pub struct NodeOptions {
     /// that a test can kill the node mid-snapshot.
     pub snapshot_delay_ms: u64,
     /// Where this node serves clients, announced to its peers in every
-    /// hello (DESIGN.md 4.3); None: it serves none.
+    /// hello (DESIGN.md 4.4); None: it serves none.
     pub client_addr: Option<SocketAddr>,
 }
 
@@ -152,7 +152,7 @@ pub struct NodeHandle<S> {
     /// them (DESIGN.md 4.8).
     pub metrics: Arc<Metrics>,
     /// Queues forwarded requests and replies on the peer connections, and
-    /// knows the client addresses peers announced (DESIGN.md 4.3).
+    /// knows the client addresses peers announced (DESIGN.md 4.4).
     pub transport: TransportHandle,
     /// Told whenever the leader or term this node knows of changes.
     pub leader_watch: Arc<LeaderWatch>,

@@ -42,7 +42,7 @@ pub enum Request<S> {
     /// one is being written.
     Snapshot { reply: Sender<Reply> },
     /// A write or read a follower forwarded over the peer transport
-    /// (DESIGN.md 4.3). Served like `Write` and `Read`; the answer goes,
+    /// (DESIGN.md 4.4). Served like `Write` and `Read`; the answer goes,
     /// tagged with `from` and `request_id`, to the node's one channel of
     /// forwarded replies, whose thread sends it back to the follower. No
     /// thread waits per request.

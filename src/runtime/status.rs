@@ -78,7 +78,7 @@ pub type LeaderListener = Box<dyn Fn(Option<NodeId>, Term) + Send + Sync>;
 /// Who leads, as the Raft thread last published it, and the listeners told
 /// when that changes: the client port's forwarder abandons requests sent to
 /// a leader that is no longer one (a frozen leader never answers) and wakes
-/// the requests waiting for a leader (DESIGN.md 4.3).
+/// the requests waiting for a leader (DESIGN.md 4.4).
 #[derive(Default)]
 pub struct LeaderWatch {
     last: parking_lot::Mutex<(Option<NodeId>, Term)>,

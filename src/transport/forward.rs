@@ -1,5 +1,5 @@
 //! Client requests forwarded between nodes over the peer connections
-//! (DESIGN.md 4.3): the hooks the transport calls when forward frames
+//! (DESIGN.md 4.4): the hooks the transport calls when forward frames
 //! arrive, the handle other threads queue them with, and the directory of
 //! client addresses the nodes announce in their hellos.
 //!

@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 /// challenge-response of `auth.rs` follows it. 4: InstallSnapshot and its
 /// reply (snapshot transfer, DESIGN.md 5). 5: the hello carries the
 /// node's client address; client requests forwarded to the leader and their
-/// replies (`Forward`, `ForwardReply`, DESIGN.md 4.3).
+/// replies (`Forward`, `ForwardReply`, DESIGN.md 4.4).
 pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Bytes of the length prefix in front of every payload.
@@ -46,7 +46,7 @@ pub struct Hello {
     pub client_addr: Option<SocketAddr>,
 }
 
-/// A client request a follower relays to the leader (DESIGN.md 4.3).
+/// A client request a follower relays to the leader (DESIGN.md 4.4).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ForwardRequest {
     /// The exact log command the follower built, its client id and

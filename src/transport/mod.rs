@@ -81,7 +81,7 @@ pub struct TransportConfig {
     /// sender holds each message until its enqueue time plus this delay.
     pub delay_us: u64,
     /// This node's client address as announced in every hello (DESIGN.md
-    /// 4.3); None: it serves no clients.
+    /// 4.4); None: it serves no clients.
     pub client_addr: Option<SocketAddr>,
 }
 
