@@ -299,33 +299,35 @@ impl<S: StateMachine> RaftLoop<S> {
                 from,
                 request_id,
                 op,
-            } => {
-                let reply = ReplyTo::Peer { from, request_id };
-                match op {
-                    ForwardedOp::Write(command) => {
-                        let waiter = Waiter {
-                            reply,
-                            received_us: now,
-                            write: true,
-                        };
-                        self.node.propose(now, command, waiter);
-                    }
-                    ForwardedOp::Read(query) => {
-                        let waiter = Waiter {
-                            reply,
-                            received_us: now,
-                            write: false,
-                        };
-                        self.node.read(now, query, waiter);
-                    }
-                }
-            }
+            } => self.on_forwarded(now, ReplyTo::Peer { from, request_id }, op),
             Request::Snapshot { reply } => {
                 let answer = match self.node.request_snapshot() {
                     true => Ok(Vec::new()),
                     false => Err(RequestError::Busy),
                 };
                 let _ = reply.send(answer);
+            }
+        }
+    }
+
+    /// A follower's forwarded request: served exactly like a local one.
+    fn on_forwarded(&mut self, now: u64, reply: ReplyTo, op: ForwardedOp<S>) {
+        match op {
+            ForwardedOp::Write(command) => {
+                let waiter = Waiter {
+                    reply,
+                    received_us: now,
+                    write: true,
+                };
+                self.node.propose(now, command, waiter);
+            }
+            ForwardedOp::Read(query) => {
+                let waiter = Waiter {
+                    reply,
+                    received_us: now,
+                    write: false,
+                };
+                self.node.read(now, query, waiter);
             }
         }
     }
