@@ -486,5 +486,14 @@ fn forward(
             unreachable: Some(leader),
         },
         Forwarded::TimedOut => Attempt::TimedOut,
+        Forwarded::TooLarge {
+            frame_bytes,
+            frame_bytes_max,
+        } => Attempt::Refused(
+            Value::Error(format!(
+                "ERR command is too large to forward ({frame_bytes} bytes, peer frame limit {frame_bytes_max})"
+            ))
+            .to_bytes(),
+        ),
     }
 }

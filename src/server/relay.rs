@@ -45,6 +45,11 @@ pub enum Forwarded {
     Abandoned,
     /// Sent, and no answer by the deadline. It may take effect.
     TimedOut,
+    /// Not sent: its frame would exceed the peers' `frame_bytes_max`.
+    TooLarge {
+        frame_bytes: usize,
+        frame_bytes_max: usize,
+    },
 }
 
 /// What the peer reader or the leader watch tells a waiting client thread.
@@ -195,6 +200,18 @@ impl Relay {
     }
 
     fn call_inner(&self, leader: NodeId, request: ForwardRequest, deadline: Instant) -> Forwarded {
+        // A request whose entry would fit the log always fits a frame (the
+        // limits table keeps entry_bytes_max + overhead within
+        // frame_bytes_max, DESIGN.md 7); a larger one is refused here rather
+        // than dropped by the sender.
+        let frame_bytes = request.frame_bytes_bound();
+        let frame_bytes_max = self.transport.frame_bytes_max();
+        if frame_bytes > frame_bytes_max {
+            return Forwarded::TooLarge {
+                frame_bytes,
+                frame_bytes_max,
+            };
+        }
         if !self.transport.is_connected(leader) {
             return Forwarded::Unreachable;
         }
@@ -339,7 +356,7 @@ impl ForwardHandler for Handler {
 /// Raft thread does.
 fn send_replies(replies: &Receiver<ForwardedReply>, transport: &TransportHandle) {
     for reply in replies {
-        let outcome = outcome_of(reply.answer);
+        let outcome = within_frame(outcome_of(reply.answer), transport.frame_bytes_max());
         if !transport.reply(reply.to, reply.request_id, outcome) {
             log::debug!(
                 "reply to forward {} of node {} dropped: its queue is full",
@@ -348,6 +365,24 @@ fn send_replies(replies: &Receiver<ForwardedReply>, transport: &TransportHandle)
             );
         }
     }
+}
+
+/// `outcome`, or, if its frame would exceed `frame_bytes_max` (an MGET of
+/// many large values), an error the follower relays instead of waiting for
+/// a reply the sender would drop. The request was served: the error does
+/// not claim it had no effect.
+fn within_frame(outcome: ForwardOutcome, frame_bytes_max: usize) -> ForwardOutcome {
+    let frame_bytes = outcome.frame_bytes_bound();
+    if frame_bytes <= frame_bytes_max {
+        return outcome;
+    }
+    ForwardOutcome::Reply(
+        Value::Error(format!(
+            "ERR reply too large to forward ({frame_bytes} bytes, peer frame limit \
+             {frame_bytes_max}); send the command to the leader"
+        ))
+        .to_bytes(),
+    )
 }
 
 /// The wire form of the Raft thread's answer.
@@ -400,6 +435,17 @@ mod tests {
         assert!(to_new.try_recv().is_err());
         assert_eq!(map.abandon_all_but(None), 1);
         assert!(matches!(to_new.try_recv(), Ok(Event::Abandoned)));
+    }
+
+    #[test]
+    fn a_reply_too_large_for_a_frame_becomes_an_error() {
+        let small = ForwardOutcome::Reply(vec![b'+'; 100]);
+        assert_eq!(within_frame(small.clone(), 1000), small);
+        let big = ForwardOutcome::Reply(vec![b'$'; 2000]);
+        assert!(matches!(
+            within_frame(big, 1000),
+            ForwardOutcome::Reply(e) if e.starts_with(b"-ERR reply too large to forward")
+        ));
     }
 
     #[test]

@@ -123,6 +123,12 @@ impl TransportHandle {
         self.shared.id
     }
 
+    /// The largest frame payload a peer accepts: a forwarded request or
+    /// reply above it would be dropped, so callers check first.
+    pub fn frame_bytes_max(&self) -> usize {
+        self.shared.frame_bytes_max as usize
+    }
+
     /// Installs the handler of forward frames; only the first call counts.
     pub fn set_forward_handler(&self, handler: Arc<dyn ForwardHandler>) {
         if self.shared.forward.set(handler).is_err() {

@@ -59,6 +59,12 @@ pub enum ForwardRequest {
     Read { args: Vec<Vec<u8>> },
 }
 
+/// Most bytes a varint (request id, length prefix) takes in postcard.
+const VARINT_BYTES_MAX: usize = 10;
+
+/// The frame's tag, its request id and the request's or outcome's tag.
+const FORWARD_HEADER_BYTES_MAX: usize = 1 + VARINT_BYTES_MAX + 1;
+
 impl ForwardRequest {
     /// Bytes of the request's payload, to pick its lane.
     pub fn payload_bytes(&self) -> usize {
@@ -66,6 +72,22 @@ impl ForwardRequest {
             ForwardRequest::Write { command } => command.len(),
             ForwardRequest::Read { args } => args.iter().map(Vec::len).sum(),
         }
+    }
+
+    /// An upper bound of the `Forward` frame's payload carrying this
+    /// request, to hold against `frame_bytes_max` before sending it.
+    pub fn frame_bytes_bound(&self) -> usize {
+        let body = match self {
+            ForwardRequest::Write { command } => VARINT_BYTES_MAX + command.len(),
+            ForwardRequest::Read { args } => {
+                VARINT_BYTES_MAX
+                    + args
+                        .iter()
+                        .map(|a| VARINT_BYTES_MAX + a.len())
+                        .sum::<usize>()
+            }
+        };
+        FORWARD_HEADER_BYTES_MAX + body
     }
 }
 
@@ -94,6 +116,12 @@ impl ForwardOutcome {
             ForwardOutcome::Reply(bytes) | ForwardOutcome::Refused(bytes) => bytes.len(),
             ForwardOutcome::NotLeader { .. } | ForwardOutcome::Retry => 0,
         }
+    }
+
+    /// An upper bound of the `ForwardReply` frame's payload carrying this
+    /// outcome, to hold against `frame_bytes_max` before sending it.
+    pub fn frame_bytes_bound(&self) -> usize {
+        FORWARD_HEADER_BYTES_MAX + 1 + VARINT_BYTES_MAX + self.payload_bytes()
     }
 }
 
@@ -405,6 +433,43 @@ mod tests {
             read_frame::<PeerFrame>(&mut r, MAX),
             Err(FrameError::Eof)
         ));
+    }
+
+    #[test]
+    fn forward_frame_bounds_are_upper_bounds_of_the_encoding() {
+        let big = vec![7u8; 70_000];
+        let requests = [
+            ForwardRequest::Write {
+                command: big.clone(),
+            },
+            ForwardRequest::Read {
+                args: vec![b"MGET".to_vec(), big.clone(), vec![1; 300]],
+            },
+        ];
+        for request in requests {
+            let bound = request.frame_bytes_bound();
+            let frame = PeerFrame::Forward {
+                request_id: u64::MAX,
+                request,
+            };
+            let bytes = encode_frame(&frame, &mut Vec::new());
+            assert!(bytes <= bound, "encoded={bytes} bound={bound}");
+        }
+        for outcome in [
+            ForwardOutcome::Reply(big.clone()),
+            ForwardOutcome::Refused(big),
+            ForwardOutcome::NotLeader {
+                leader: Some(NodeId(u64::MAX)),
+            },
+        ] {
+            let bound = outcome.frame_bytes_bound();
+            let frame = PeerFrame::ForwardReply {
+                request_id: u64::MAX,
+                outcome,
+            };
+            let bytes = encode_frame(&frame, &mut Vec::new());
+            assert!(bytes <= bound, "encoded={bytes} bound={bound}");
+        }
     }
 
     #[test]
