@@ -109,7 +109,7 @@ fn run_server(settings: Settings) -> i32 {
     for (id, addr) in settings.client_addrs.iter().enumerate() {
         client_addrs.configure(sraft::core::NodeId(id as u64), *addr);
     }
-    let relay = match Relay::start(&node, settings.raft.limits.value_bytes_max) {
+    let relay = match Relay::start(&node, &settings.raft.limits) {
         Ok(relay) => relay,
         Err(e) => {
             eprintln!("sraft: cannot start forwarding: {e}");

@@ -486,6 +486,7 @@ fn forward(
             unreachable: Some(leader),
         },
         Forwarded::TimedOut => Attempt::TimedOut,
+        Forwarded::Busy => Attempt::Refused(busy().to_bytes()),
         Forwarded::TooLarge {
             frame_bytes,
             frame_bytes_max,

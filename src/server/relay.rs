@@ -11,6 +11,7 @@ use crate::core::{NodeId, Term};
 use crate::kv::command::{CommandLimits, Request as KvRequest};
 use crate::kv::resp::Value;
 use crate::kv::store::KvStore;
+use crate::limits::Limits;
 use crate::metrics::{ForwardKind, Metrics};
 use crate::runtime::{ForwardedOp, ForwardedReply, NodeHandle, Request, RequestError};
 use crate::transport::{ForwardHandler, ForwardOutcome, ForwardRequest, TransportHandle};
@@ -50,6 +51,9 @@ pub enum Forwarded {
         frame_bytes: usize,
         frame_bytes_max: usize,
     },
+    /// Not sent: forwarded bytes awaiting answers stayed at their bound
+    /// until the deadline.
+    Busy,
 }
 
 /// What the peer reader or the leader watch tells a waiting client thread.
@@ -127,26 +131,65 @@ pub struct Relay {
     pending: PendingMap,
     seen: Mutex<Seen>,
     changed: Condvar,
+    inflight: InflightBytes,
+}
+
+/// Bytes of forwarded requests sent and not yet answered. They share the
+/// connection to the leader with this node's Raft replies, and whatever the
+/// kernel holds ahead of a heartbeat reply cannot be overtaken by the
+/// control lane: bounded like the leader's Appends (`inflight_bytes_max`,
+/// DESIGN.md 2.6 and 7), so that a burst of large forwarded writes cannot
+/// delay this node's replies for long. One request larger than the bound
+/// still goes, alone.
+struct InflightBytes {
+    bytes: Mutex<usize>,
+    freed: Condvar,
+    bytes_max: usize,
+}
+
+impl InflightBytes {
+    /// Waits (notified) until `bytes` fit, or `deadline`: false.
+    fn acquire(&self, bytes: usize, deadline: Instant) -> bool {
+        let mut inflight = self.bytes.lock();
+        while *inflight > 0 && *inflight + bytes > self.bytes_max {
+            if self.freed.wait_until(&mut inflight, deadline).timed_out() {
+                return false;
+            }
+        }
+        *inflight += bytes;
+        true
+    }
+
+    fn release(&self, bytes: usize) {
+        let mut inflight = self.bytes.lock();
+        assert!(*inflight >= bytes, "inflight={} release={bytes}", *inflight);
+        *inflight -= bytes;
+        self.freed.notify_all();
+    }
 }
 
 impl Relay {
     /// Wires forwarding into a started node: installs the transport's
     /// forward handler, subscribes to leader changes and starts the
     /// `forward-replies` thread, which ends when the node stops.
-    pub fn start(
-        node: &NodeHandle<KvStore>,
-        value_bytes_max: usize,
-    ) -> std::io::Result<Arc<Relay>> {
+    pub fn start(node: &NodeHandle<KvStore>, limits: &Limits) -> std::io::Result<Arc<Relay>> {
         let relay = Arc::new(Relay {
             me: node.transport.id(),
             transport: node.transport.clone(),
             requests: node.requests.clone(),
             metrics: node.metrics.clone(),
-            limits: CommandLimits { value_bytes_max },
+            limits: CommandLimits {
+                value_bytes_max: limits.value_bytes_max,
+            },
             next_request_id: AtomicU64::new(1),
             pending: PendingMap::default(),
             seen: Mutex::new(Seen::default()),
             changed: Condvar::new(),
+            inflight: InflightBytes {
+                bytes: Mutex::new(0),
+                freed: Condvar::new(),
+                bytes_max: limits.inflight_bytes_max,
+            },
         });
         let weak = Arc::downgrade(&relay);
         node.leader_watch.subscribe(Box::new(move |leader, term| {
@@ -215,6 +258,21 @@ impl Relay {
         if !self.transport.is_connected(leader) {
             return Forwarded::Unreachable;
         }
+        let bytes = request.payload_bytes();
+        if !self.inflight.acquire(bytes, deadline) {
+            return Forwarded::Busy;
+        }
+        let forwarded = self.send_and_wait(leader, request, deadline);
+        self.inflight.release(bytes);
+        forwarded
+    }
+
+    fn send_and_wait(
+        &self,
+        leader: NodeId,
+        request: ForwardRequest,
+        deadline: Instant,
+    ) -> Forwarded {
         let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
         let events = self.pending.insert(request_id, leader);
         // The leader watch abandons requests to a former leader when the
@@ -435,6 +493,24 @@ mod tests {
         assert!(to_new.try_recv().is_err());
         assert_eq!(map.abandon_all_but(None), 1);
         assert!(matches!(to_new.try_recv(), Ok(Event::Abandoned)));
+    }
+
+    #[test]
+    fn forwarded_bytes_in_flight_are_bounded_but_one_large_request_still_goes() {
+        let inflight = InflightBytes {
+            bytes: Mutex::new(0),
+            freed: Condvar::new(),
+            bytes_max: 100,
+        };
+        let soon = || Instant::now() + std::time::Duration::from_millis(20);
+        assert!(inflight.acquire(150, soon()), "alone, a large one goes");
+        assert!(!inflight.acquire(1, soon()), "nothing more while it is out");
+        inflight.release(150);
+        assert!(inflight.acquire(60, soon()));
+        assert!(inflight.acquire(40, soon()));
+        assert!(!inflight.acquire(1, soon()));
+        inflight.release(60);
+        assert!(inflight.acquire(60, soon()));
     }
 
     #[test]
