@@ -57,7 +57,8 @@ fn forwarding_and_leader_addr_work_with_client_ports_of_the_nodes_own_choosing()
     }
     // Reads and writes that the leader refuses come back as its errors.
     let f = followers(&cluster, lead.leader)[0];
-    let reply = cluster.call(f, &[b"INCR", b"via-1-0"], CALL_TIMEOUT);
+    let key = format!("via-{f}-0");
+    let reply = cluster.call(f, &[b"INCR", key.as_bytes()], CALL_TIMEOUT);
     assert!(
         matches!(&reply, Ok(Value::Error(e)) if e.starts_with("ERR value is not an integer")),
         "{reply:?}"
