@@ -347,8 +347,11 @@ fn retry_until_answered(
         };
         seen = match &ctx.relay {
             Some(relay) => relay.wait_for_change(seen.generation, wait_until),
+            // An embedding without forwarding has no watch to wait on:
+            // look again after a pause.
             None => {
-                std::thread::sleep(wait_until.saturating_duration_since(Instant::now()));
+                let pause = wait_until.min(Instant::now() + RETRY_PAUSE);
+                std::thread::sleep(pause.saturating_duration_since(Instant::now()));
                 current(ctx)
             }
         };
