@@ -100,9 +100,9 @@ pub fn run_client(settings: &ClientSettings, timeout: Duration) -> i32 {
                 remaining.min(Duration::from_secs(6)),
                 &RespLimits::default(),
             ) {
-                Ok(Value::Error(e))
-                    if e.starts_with("ERR no leader") || e.starts_with("NOTLEADER") =>
-                {
+                // No effect, and retrying may help: no leader yet, or the
+                // leader was unreachable from that node.
+                Ok(Value::Error(e)) if e.starts_with("TRYAGAIN") => {
                     last_error = format!("{addr}: {e}");
                 }
                 Ok(Value::Error(e)) => {
@@ -178,7 +178,8 @@ pub fn query_status(settings: &StatusSettings, timeout: Duration) -> Vec<NodeRow
 /// JSON numbers and "none" as `null` (DESIGN.md 4.5):
 ///
 /// `{"node":0,"peer_addr":"..","client_addr":"..","up":true,"error":null,
-///   "node_id":0,"role":"leader","term":3,"leader_id":0,"commit_index":9,
+///   "node_id":0,"role":"leader","term":3,"leader_id":0,
+///   "leader_addr":"127.0.0.1:6000","commit_index":9,
 ///   "applied_index":9,"last_log_index":9,"mode":"s-raft",
 ///   "subleader_rank":null,"sub_leaders":[{"id":2,"rank":0,"rtt_ms":0.21}]}`
 ///
@@ -243,6 +244,11 @@ fn info_json(
     for key in ["role", "mode"] {
         map.insert(key.into(), text(key));
     }
+    // The leader's client address as the node learned it from the
+    // leader's hello (DESIGN.md 4.4): right even when client ports are set
+    // per node; null while no leader is known.
+    let leader_addr = get("leader_addr").filter(|a| !a.is_empty());
+    map.insert("leader_addr".into(), json!(leader_addr));
     map.insert(
         "sub_leaders".into(),
         match info {
@@ -389,8 +395,14 @@ mod tests {
             ("sub_leader_rtt_ms", "2=0.250,1=-"),
             ("subleader_rank", "-"),
             ("mode", "s-raft"),
+            ("leader_addr", "127.0.0.1:17000"),
         ];
-        let follower = [("role", "follower"), ("leader_id", "-"), ("term", "7")];
+        let follower = [
+            ("role", "follower"),
+            ("leader_id", "-"),
+            ("term", "7"),
+            ("leader_addr", ""),
+        ];
         let json = status_json(&[row(0, Some(&leader)), row(1, Some(&follower)), row(2, None)]);
         let nodes = json.as_array().unwrap();
         assert_eq!(nodes[0]["term"], json!(7));
@@ -404,7 +416,9 @@ mod tests {
             nodes[0]["sub_leaders"],
             json!([{"id": 2, "rank": 0, "rtt_ms": 0.25}, {"id": 1, "rank": 1, "rtt_ms": null}])
         );
+        assert_eq!(nodes[0]["leader_addr"], json!("127.0.0.1:17000"));
         assert_eq!(nodes[1]["leader_id"], serde_json::Value::Null);
+        assert_eq!(nodes[1]["leader_addr"], serde_json::Value::Null);
         assert_eq!(nodes[1]["sub_leaders"], json!([]));
         assert_eq!(nodes[2]["up"], json!(false));
         assert_eq!(nodes[2]["term"], serde_json::Value::Null);

@@ -4,7 +4,7 @@
 use sraft::kv::store::{KvStore, KvStoreConfig};
 use sraft::metrics::http::MetricsServer;
 use sraft::runtime::{self, NodeOptions};
-use sraft::server::{ClientServer, ServerContext};
+use sraft::server::{ClientServer, Relay, ServerContext};
 use sraft::settings::test_delay::{ENV_DELAY_US_BY_PEER, parse_delay_us_by_peer};
 use sraft::settings::{Command, Settings};
 use std::time::Duration;
@@ -76,6 +76,7 @@ fn run_server(settings: Settings) -> i32 {
         delay_us_by_peer,
         metrics_file: settings.metrics_file.clone(),
         snapshot_delay_ms: test_env("SRAFT_TEST_SNAPSHOT_DELAY_MS"),
+        client_addr: Some(advertised_client_addr(&settings)),
     };
     // Bind every port first: a port in use is reported before the node
     // opens its log or talks to peers (DESIGN.md 2.7, 4.1).
@@ -120,14 +121,28 @@ fn run_server(settings: Settings) -> i32 {
             return 1;
         }
     };
+    // The guesses (peer port + offset) stand until each node's hello
+    // announces its real client address (DESIGN.md 4.4).
+    let client_addrs = node.transport.client_addrs().clone();
+    for (id, addr) in settings.client_addrs.iter().enumerate() {
+        client_addrs.configure(sraft::core::NodeId(id as u64), *addr);
+    }
+    let relay = match Relay::start(&node, &settings.raft.limits) {
+        Ok(relay) => relay,
+        Err(e) => {
+            eprintln!("sraft: cannot start forwarding: {e}");
+            return 1;
+        }
+    };
     let mut context = ServerContext::new(
         settings.node_id.0,
         node.requests.clone(),
         node.status.clone(),
         node.metrics.clone(),
-        settings.client_addrs.clone(),
+        client_addrs,
         &settings.raft.limits,
     );
+    context.relay = Some(relay);
     context.password = settings.client_password.clone();
     context.tls = settings.tls.clone();
     let mut server = match ClientServer::from_listener(client_listener, context) {
@@ -216,6 +231,14 @@ fn run_server(settings: Settings) -> i32 {
             1
         }
     }
+}
+
+/// The client address this node announces to its peers: the host it is
+/// known by in the peer list, and the port it really serves clients on
+/// (`--client-port` wins over peer port + offset).
+fn advertised_client_addr(settings: &Settings) -> std::net::SocketAddr {
+    let own = settings.peers[settings.node_id.0 as usize];
+    std::net::SocketAddr::new(own.ip(), settings.client_listen.port())
 }
 
 /// `GET /metrics`: the node's status as the Raft thread last published it

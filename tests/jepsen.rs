@@ -6,7 +6,7 @@
 //!
 //! Recording rules (what may be claimed about an operation):
 //! - a reply is a completed operation with that result;
-//! - a write answered `-ERR no leader` or `-ERR busy` had no effect (the
+//! - a write answered `-TRYAGAIN ...` or `-ERR busy` had no effect (the
 //!   server returns them only when no attempt of the write can have reached
 //!   a state machine; see `src/server/connection.rs`), so it is left out;
 //! - any other error to a write, a client-side timeout or a broken
@@ -512,9 +512,11 @@ fn is_write(op: &KvOp) -> bool {
     !matches!(op, KvOp::Get)
 }
 
-/// Errors the server returns only when the request cannot have taken effect.
+/// Errors the server returns only when the request cannot have taken effect
+/// (DESIGN.md 4.3): `TRYAGAIN` (no leader, or the leader unreachable, so
+/// nothing was sent) and `ERR busy`.
 fn no_effect_error(e: &str) -> bool {
-    e.starts_with("ERR no leader") || e.starts_with("ERR busy")
+    e.starts_with("TRYAGAIN") || e.starts_with("ERR busy")
 }
 
 fn classify(op: &KvOp, reply: io::Result<Reply>) -> Classified {

@@ -106,6 +106,12 @@ fn metrics_endpoint_reports_state_and_counters_that_move_with_a_failover() {
     );
     assert!(at_follower.value("sraft_forwards_sent_total{kind=\"write\"}") >= 1.0);
     let at_leader = Scrape::of(&cluster, leader);
+    // Received over the peer transport (DESIGN.md 4.4), not as a client.
+    assert!(at_leader.value("sraft_forwards_received_total{kind=\"write\"}") >= 1.0);
+    assert_eq!(
+        at_leader.value("sraft_client_commands_total{command=\"set\"}"),
+        0.0
+    );
     assert!(at_leader.value("sraft_proposals_total{outcome=\"ok\"}") >= 1.0);
     assert!(at_leader.value("sraft_commit_latency_seconds_count") >= 1.0);
     assert!(at_leader.value("sraft_wal_fsyncs_total") >= 1.0);

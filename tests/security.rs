@@ -162,9 +162,12 @@ const NOAUTH: &str = "NOAUTH Authentication required.";
 const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
 
 /// Redis's rules: before AUTH only AUTH, HELLO, PING and QUIT; NOAUTH for
-/// the rest (the internal forwarding commands included); WRONGPASS for a
-/// wrong password or user; after AUTH everything, and a follower forwards
-/// to the leader with the password too.
+/// the rest (unknown commands included); WRONGPASS for a wrong password or
+/// user; after AUTH everything a Redis client may say, and a follower
+/// forwards to the leader over the peer transport, where the cluster secret
+/// authenticates the nodes and the client password plays no part
+/// (DESIGN.md 4.4). The old internal forwarding commands are unknown
+/// commands even after AUTH.
 #[test]
 fn a_client_must_auth_before_anything_but_ping_and_quit() {
     let cluster = TestCluster::builder(3)
@@ -202,8 +205,15 @@ fn a_client_must_auth_before_anything_but_ping_and_quit() {
         error("ERR wrong number of arguments for 'auth' command")
     );
     assert_eq!(send(&mut conn, addr, &["AUTH", &password]), Value::ok());
-    // On a follower: forwarded to the leader, which asks for AUTH too.
+    // On a follower: forwarded to the leader over the peer connections.
     assert_eq!(send(&mut conn, addr, &["SET", "k", "v"]), Value::ok());
+    for command in [&["SRAFT.PROPOSE", "x"][..], &["SRAFT.LOCAL", "GET", "k"]] {
+        let reply = send(&mut conn, addr, command);
+        assert!(
+            matches!(&reply, Value::Error(e) if e.starts_with("ERR unknown command")),
+            "{command:?}: {reply:?}"
+        );
+    }
     assert_eq!(
         send(&mut conn, addr, &["GET", "k"]),
         Value::Bulk(b"v".to_vec())
@@ -388,8 +398,8 @@ fn assert_closed(mut stream: std::net::TcpStream, what: &str) {
 }
 
 /// DESIGN.md 9 with everything on: peers over mutual TLS with the secret,
-/// clients over TLS with AUTH, forwarding over TLS; plain TCP on either
-/// port is closed and the node goes on.
+/// clients over TLS with AUTH, forwarding on the peer connections (so over
+/// their TLS); plain TCP on either port is closed and the node goes on.
 #[test]
 fn with_tls_secret_and_password_the_cluster_serves_and_refuses_plain_tcp() {
     let cluster = TestCluster::builder(3)
@@ -399,7 +409,7 @@ fn with_tls_secret_and_password_the_cluster_serves_and_refuses_plain_tcp() {
         .start();
     let lead = cluster.wait_for_leader(deadline_in(ELECTION_DEADLINE));
     let follower = (lead.leader + 1) % cluster.len();
-    // Through a follower: forwarded to the leader over TLS, with AUTH.
+    // Through a follower: forwarded to the leader over the peers' TLS.
     cluster.set(follower, "tls-key", "tls-value");
     assert_eq!(
         cluster.get(lead.leader, "tls-key").as_deref(),

@@ -10,7 +10,8 @@ use sraft::secret::Secret;
 use sraft::transport::auth::{HandshakeError, PeerAuth, accept_handshake, connect_handshake};
 use sraft::transport::frame::{encode_frame, read_frame};
 use sraft::transport::{
-    Hello, PROTOCOL_VERSION, PeerFrame, Transport, TransportConfig, TransportEvent,
+    ForwardHandler, ForwardOutcome, ForwardRequest, Hello, PROTOCOL_VERSION, PeerFrame, Transport,
+    TransportConfig, TransportEvent, TransportHandle,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
@@ -139,6 +140,7 @@ fn hello(cluster_id: &str, node_id: u64) -> Vec<u8> {
         cluster_id: cluster_id.into(),
         node_id: NodeId(node_id),
         nonce: [0; 32],
+        client_addr: None,
     }))
 }
 
@@ -699,4 +701,141 @@ fn a_raw_peer_passes_only_with_the_secret() {
     }
     nodes[0].transport.send(msg(1, 2, 6));
     assert_eq!(recv_message(&nodes[1].inbox), msg(1, 2, 6));
+}
+
+/// What a node's forward handler saw, in order.
+#[derive(Debug, PartialEq, Eq)]
+enum Seen {
+    Forward(NodeId, u64, ForwardRequest),
+    Reply(NodeId, u64, ForwardOutcome),
+    Undelivered(NodeId, u64),
+}
+
+/// Records every event; as the "leader" (`echo`), answers each forward
+/// with its own payload.
+struct Recorder {
+    seen: crossbeam_channel::Sender<Seen>,
+    echo: Option<TransportHandle>,
+}
+
+impl ForwardHandler for Recorder {
+    fn on_forward(&self, from: NodeId, request_id: u64, request: ForwardRequest) {
+        if let Some(handle) = &self.echo {
+            let payload = match &request {
+                ForwardRequest::Write { command } => command.clone(),
+                ForwardRequest::Read { args } => args.concat(),
+            };
+            assert!(handle.reply(from, request_id, ForwardOutcome::Reply(payload)));
+        }
+        let _ = self.seen.send(Seen::Forward(from, request_id, request));
+    }
+
+    fn on_reply(&self, from: NodeId, request_id: u64, outcome: ForwardOutcome) {
+        let _ = self.seen.send(Seen::Reply(from, request_id, outcome));
+    }
+
+    fn on_undelivered(&self, to: NodeId, request_id: u64) {
+        let _ = self.seen.send(Seen::Undelivered(to, request_id));
+    }
+
+    fn on_connected(&self, _peer: NodeId) {}
+}
+
+/// DESIGN.md 4.4: forwarded requests and their replies ride the
+/// authenticated peer connections, many in flight, matched by id; a large
+/// one takes the bulk lane, one above `frame_bytes_max` is reported
+/// undelivered instead of closing the connection; each node learns the
+/// other's client address from its hello.
+#[test]
+fn forwards_and_replies_travel_the_peer_connections_matched_by_id() {
+    let client_port = |id: NodeId| 10_000 + id.0 as u16;
+    let nodes = cluster(2, |c| {
+        c.secret = Some(Secret::new("s3cret"));
+        c.frame_bytes_max = 256 << 10;
+        c.client_addr = Some(local(client_port(c.id)));
+    });
+    let (follower, leader) = (&nodes[0], &nodes[1]);
+    let (follower_tx, follower_seen) = crossbeam_channel::unbounded();
+    let (leader_tx, leader_seen) = crossbeam_channel::unbounded();
+    let follower_handle = follower.transport.handle();
+    let leader_handle = leader.transport.handle();
+    follower_handle.set_forward_handler(std::sync::Arc::new(Recorder {
+        seen: follower_tx,
+        echo: None,
+    }));
+    leader_handle.set_forward_handler(std::sync::Arc::new(Recorder {
+        seen: leader_tx,
+        echo: Some(leader_handle.clone()),
+    }));
+
+    let requests: Vec<ForwardRequest> = (0..100u64)
+        .map(|i| match i % 3 {
+            0 => ForwardRequest::Write {
+                command: i.to_le_bytes().to_vec(),
+            },
+            1 => ForwardRequest::Read {
+                args: vec![b"GET".to_vec(), i.to_le_bytes().to_vec()],
+            },
+            // Above the control lane's 16 KiB: the bulk lane.
+            _ => ForwardRequest::Write {
+                command: vec![i as u8; 100 << 10],
+            },
+        })
+        .collect();
+    for (id, request) in requests.iter().enumerate() {
+        assert!(follower_handle.forward(leader.id, id as u64, request.clone()));
+    }
+    // Above frame_bytes_max: dropped by the sender, reported, and the
+    // connection goes on.
+    let oversized = ForwardRequest::Write {
+        command: vec![0; 300 << 10],
+    };
+    assert!(follower_handle.forward(leader.id, 1000, oversized));
+    assert!(follower_handle.forward(leader.id, 1001, requests[0].clone()));
+
+    let mut forwards = BTreeMap::new();
+    while forwards.len() < requests.len() + 1 {
+        match leader_seen.recv_timeout(WAIT) {
+            Ok(Seen::Forward(from, id, request)) => {
+                assert_eq!(from, follower.id);
+                forwards.insert(id, request);
+            }
+            other => panic!("the leader saw {other:?}"),
+        }
+    }
+    let mut replies = BTreeMap::new();
+    let mut undelivered = Vec::new();
+    while replies.len() < requests.len() + 1 || undelivered.is_empty() {
+        match follower_seen.recv_timeout(WAIT) {
+            Ok(Seen::Reply(from, id, outcome)) => {
+                assert_eq!(from, leader.id);
+                replies.insert(id, outcome);
+            }
+            Ok(Seen::Undelivered(to, id)) => undelivered.push((to, id)),
+            other => panic!("the follower saw {other:?}"),
+        }
+    }
+    assert_eq!(undelivered, [(leader.id, 1000)]);
+    assert!(!forwards.contains_key(&1000));
+    for (id, request) in requests.iter().enumerate() {
+        assert_eq!(forwards.get(&(id as u64)), Some(request), "request {id}");
+        let payload = match request {
+            ForwardRequest::Write { command } => command.clone(),
+            ForwardRequest::Read { args } => args.concat(),
+        };
+        assert_eq!(
+            replies.get(&(id as u64)),
+            Some(&ForwardOutcome::Reply(payload)),
+            "reply {id}"
+        );
+    }
+    assert!(replies.contains_key(&1001));
+    // Nothing was dropped as a protocol error: the Raft messages still flow.
+    follower.transport.send(msg(follower.id.0, leader.id.0, 7));
+    assert_eq!(recv_message(&leader.inbox).from, follower.id);
+    for (me, other) in [(&follower_handle, leader.id), (&leader_handle, follower.id)] {
+        wait_until("the peer's hello announced its client address", || {
+            me.client_addrs().get(other) == Some(local(client_port(other)))
+        });
+    }
 }

@@ -16,17 +16,19 @@ pub use node::{
     SyncWriter,
 };
 pub use observe::Observer;
-pub use raft_loop::{Inboxes, ProductionNode, RaftLoop, Request, Waiter};
+pub use raft_loop::{
+    ForwardedOp, ForwardedReply, Inboxes, ProductionNode, RaftLoop, Request, Waiter,
+};
 pub use snapshots::{FileSnapshots, SnapshotEvent};
-pub use status::NodeStatus;
+pub use status::{LeaderListener, LeaderWatch, NodeStatus};
 pub use wal_thread::{WalEvent, WalWriter};
 
 use crate::core::{ClusterConfig, LogIndex, NodeId, Raft, RaftConfig};
 use crate::metrics::Metrics;
 use crate::state_machine::StateMachine;
 use crate::storage::{FileStorage, StorageError, WalOptions};
-use crate::transport::{Transport, TransportConfig, TransportError};
-use crossbeam_channel::{Sender, bounded};
+use crate::transport::{Transport, TransportConfig, TransportError, TransportHandle};
+use crossbeam_channel::{Receiver, Sender, bounded};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -63,6 +65,9 @@ pub struct NodeOptions {
     /// Test-only: the snapshot thread waits this long before writing, so
     /// that a test can kill the node mid-snapshot.
     pub snapshot_delay_ms: u64,
+    /// Where this node serves clients, announced to its peers in every
+    /// hello (DESIGN.md 4.4); None: it serves none.
+    pub client_addr: Option<SocketAddr>,
 }
 
 impl NodeOptions {
@@ -95,6 +100,7 @@ impl NodeOptions {
             delay_us_by_peer: BTreeMap::new(),
             metrics_file: None,
             snapshot_delay_ms: 0,
+            client_addr: None,
         }
     }
 }
@@ -149,6 +155,14 @@ pub struct NodeHandle<S: StateMachine> {
     /// The node's counters; the client port and `/metrics` add to and read
     /// them (DESIGN.md 4.8).
     pub metrics: Arc<Metrics>,
+    /// Queues forwarded requests and replies on the peer connections, and
+    /// knows the client addresses peers announced (DESIGN.md 4.4).
+    pub transport: TransportHandle,
+    /// Told whenever the leader or term this node knows of changes.
+    pub leader_watch: Arc<LeaderWatch>,
+    /// Answers to requests other nodes forwarded here, for the client
+    /// port to send back (`server::relay`).
+    pub forwarded_replies: Receiver<ForwardedReply<S::Output>>,
     shutdown: Sender<()>,
     thread: Option<JoinHandle<Result<(), StorageError>>>,
 }
@@ -286,9 +300,11 @@ pub fn start_on<S: StateMachine + 'static>(
     transport_config.delay_us_by_peer = options.delay_us_by_peer.clone();
     transport_config.secret = options.cluster_secret.clone();
     transport_config.tls = options.tls.clone();
+    transport_config.client_addr = options.client_addr;
     let (peer_tx, peer_rx) = bounded(INBOX_DEPTH);
     let transport = Transport::start_on(peer_listener, transport_config, peer_tx)
         .map_err(StartError::Transport)?;
+    let transport_handle = transport.handle();
     metrics.set_peers(transport.stats_reader());
     let clock = Clock::start();
     // Runtime randomness is fine: only the simulator needs replayable seeds.
@@ -323,6 +339,9 @@ pub fn start_on<S: StateMachine + 'static>(
         snapshots: snapshot_rx,
         shutdown: shutdown_rx,
     };
+    let leader_watch = Arc::new(LeaderWatch::default());
+    // As deep as the request inbox: every request in it may be a forward.
+    let (forwarded_tx, forwarded_rx) = bounded(INBOX_DEPTH);
     let raft_loop = RaftLoop::new(
         node,
         clock,
@@ -330,7 +349,8 @@ pub fn start_on<S: StateMachine + 'static>(
         inboxes,
         status.clone(),
         metrics.clone(),
-    );
+    )
+    .with_forwarding(leader_watch.clone(), forwarded_tx);
     let thread = std::thread::Builder::new()
         .name("raft".into())
         .spawn(move || raft_loop.run())
@@ -339,6 +359,9 @@ pub fn start_on<S: StateMachine + 'static>(
         requests: request_tx,
         status,
         metrics,
+        transport: transport_handle,
+        leader_watch,
+        forwarded_replies: forwarded_rx,
         shutdown: shutdown_tx,
         thread: Some(thread),
     })

@@ -8,7 +8,7 @@ use super::clock::Clock;
 use super::node::{Network, Node, Query, Reply, RequestError};
 use super::observe::Observer;
 use super::snapshots::{FileSnapshots, SnapshotEvent};
-use super::status::NodeStatus;
+use super::status::{LeaderWatch, NodeStatus};
 use super::wal_thread::{WalEvent, WalWriter};
 use crate::core::{Message, NodeId, TransferError};
 use crate::metrics::{Metrics, Outcome};
@@ -48,6 +48,31 @@ pub enum Request<S: StateMachine> {
         target: Option<NodeId>,
         reply: Sender<Result<NodeId, TransferError>>,
     },
+    /// A write or read a follower forwarded over the peer transport
+    /// (DESIGN.md 4.4). Served like `Write` and `Read`; the answer goes,
+    /// tagged with `from` and `request_id`, to the node's one channel of
+    /// forwarded replies, whose thread sends it back to the follower. No
+    /// thread waits per request.
+    Forwarded {
+        from: NodeId,
+        request_id: u64,
+        op: ForwardedOp<S>,
+    },
+}
+
+/// What a follower forwarded.
+pub enum ForwardedOp<S: StateMachine> {
+    Write(Vec<u8>),
+    Read(Query<S>),
+}
+
+/// The answer to a forwarded request, for the thread that sends it back
+/// (and encodes the state machine's output for the wire).
+#[derive(Debug)]
+pub struct ForwardedReply<O> {
+    pub to: NodeId,
+    pub request_id: u64,
+    pub answer: Reply<O>,
 }
 
 impl Network for Transport {
@@ -64,9 +89,17 @@ pub type ProductionNode<S> =
 /// A client request the driver holds until it is answered: where the
 /// answer goes, and what the metrics need to time it.
 pub struct Waiter<O> {
-    reply: Sender<Reply<O>>,
+    reply: ReplyTo<O>,
     received_us: u64,
     write: bool,
+}
+
+/// Where an answer goes.
+enum ReplyTo<O> {
+    /// A client thread of this node, waiting on its own channel.
+    Local(Sender<Reply<O>>),
+    /// A follower's forwarded request.
+    Peer { from: NodeId, request_id: u64 },
 }
 
 /// How an answer counts in the metrics.
@@ -99,9 +132,27 @@ pub struct RaftLoop<S: StateMachine> {
     inboxes: Inboxes<S>,
     status: Arc<Mutex<NodeStatus>>,
     metrics: Arc<Metrics>,
+    /// Told whenever the leader or term changes.
+    leader_watch: Arc<LeaderWatch>,
+    /// Answers to forwarded requests; bounded and fed with `try_send`, so
+    /// that a stuck sender thread can never block this one (a dropped
+    /// answer: the follower times out and retries, deduplicated).
+    forwarded_replies: Option<Sender<ForwardedReply<S::Output>>>,
 }
 
 impl<S: StateMachine> RaftLoop<S> {
+    /// Publishes leader changes to `watch` and sends the answers to
+    /// forwarded requests to `replies`.
+    pub fn with_forwarding(
+        mut self,
+        watch: Arc<LeaderWatch>,
+        replies: Sender<ForwardedReply<S::Output>>,
+    ) -> RaftLoop<S> {
+        self.leader_watch = watch;
+        self.forwarded_replies = Some(replies);
+        self
+    }
+
     pub fn new(
         node: ProductionNode<S>,
         clock: Clock,
@@ -117,6 +168,8 @@ impl<S: StateMachine> RaftLoop<S> {
             inboxes,
             status,
             metrics,
+            leader_watch: Arc::default(),
+            forwarded_replies: None,
         }
     }
 
@@ -237,7 +290,7 @@ impl<S: StateMachine> RaftLoop<S> {
         match request {
             Request::Write { command, reply } => {
                 let waiter = Waiter {
-                    reply,
+                    reply: ReplyTo::Local(reply),
                     received_us: now,
                     write: true,
                 };
@@ -245,12 +298,17 @@ impl<S: StateMachine> RaftLoop<S> {
             }
             Request::Read { query, reply } => {
                 let waiter = Waiter {
-                    reply,
+                    reply: ReplyTo::Local(reply),
                     received_us: now,
                     write: false,
                 };
                 self.node.read(now, query, waiter);
             }
+            Request::Forwarded {
+                from,
+                request_id,
+                op,
+            } => self.on_forwarded(now, ReplyTo::Peer { from, request_id }, op),
             Request::Snapshot { reply } => {
                 let answer = match self.node.request_snapshot() {
                     true => Ok(()),
@@ -260,6 +318,28 @@ impl<S: StateMachine> RaftLoop<S> {
             }
             Request::TransferLeader { target, reply } => {
                 let _ = reply.send(self.node.transfer_leadership(now, target));
+            }
+        }
+    }
+
+    /// A follower's forwarded request: served exactly like a local one.
+    fn on_forwarded(&mut self, now: u64, reply: ReplyTo<S::Output>, op: ForwardedOp<S>) {
+        match op {
+            ForwardedOp::Write(command) => {
+                let waiter = Waiter {
+                    reply,
+                    received_us: now,
+                    write: true,
+                };
+                self.node.propose(now, command, waiter);
+            }
+            ForwardedOp::Read(query) => {
+                let waiter = Waiter {
+                    reply,
+                    received_us: now,
+                    write: false,
+                };
+                self.node.read(now, query, waiter);
             }
         }
     }
@@ -276,12 +356,41 @@ impl<S: StateMachine> RaftLoop<S> {
             } else {
                 self.metrics.read(outcome(&answer), elapsed_us);
             }
-            let _ = waiter.reply.send(answer);
+            self.deliver(waiter.reply, answer);
         }
         for event in self.node.take_events() {
             self.observer.on_event(now, &event);
         }
         *self.status.lock() = NodeStatus::of(self.node.raft());
+        let raft = self.node.raft();
+        self.leader_watch.publish(raft.leader(), raft.term());
         Ok(())
+    }
+
+    /// Hands an answer to whoever waits for it, never blocking: a local
+    /// client's channel has room for its one answer, and the channel of
+    /// forwarded replies is fed with `try_send`.
+    fn deliver(&self, reply: ReplyTo<S::Output>, answer: Reply<S::Output>) {
+        match reply {
+            ReplyTo::Local(reply) => {
+                let _ = reply.send(answer);
+            }
+            ReplyTo::Peer { from, request_id } => {
+                let Some(replies) = &self.forwarded_replies else {
+                    return;
+                };
+                let reply = ForwardedReply {
+                    to: from,
+                    request_id,
+                    answer,
+                };
+                if replies.try_send(reply).is_err() {
+                    log::debug!(
+                        "Node {}: answer to forward {request_id} of node {from} dropped: reply queue full",
+                        self.node.raft().id()
+                    );
+                }
+            }
+        }
     }
 }

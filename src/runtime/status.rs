@@ -70,3 +70,37 @@ fn followers(raft: &Raft) -> Vec<(NodeId, LogIndex)> {
         .filter_map(|id| raft.match_index(*id).map(|index| (*id, index)))
         .collect()
 }
+
+/// Called by the Raft thread whenever the leader it knows of, or its term,
+/// changes. Must not block: it runs on the Raft thread.
+pub type LeaderListener = Box<dyn Fn(Option<NodeId>, Term) + Send + Sync>;
+
+/// Who leads, as the Raft thread last published it, and the listeners told
+/// when that changes: the client port's forwarder abandons requests sent to
+/// a leader that is no longer one (a frozen leader never answers) and wakes
+/// the requests waiting for a leader (DESIGN.md 4.4).
+#[derive(Default)]
+pub struct LeaderWatch {
+    last: parking_lot::Mutex<(Option<NodeId>, Term)>,
+    listeners: parking_lot::RwLock<Vec<LeaderListener>>,
+}
+
+impl LeaderWatch {
+    pub fn subscribe(&self, listener: LeaderListener) {
+        self.listeners.write().push(listener);
+    }
+
+    /// Tells the listeners if `leader` or `term` differ from the last call.
+    pub fn publish(&self, leader: Option<NodeId>, term: Term) {
+        {
+            let mut last = self.last.lock();
+            if *last == (leader, term) {
+                return;
+            }
+            *last = (leader, term);
+        }
+        for listener in self.listeners.read().iter() {
+            listener(leader, term);
+        }
+    }
+}

@@ -117,7 +117,7 @@ fn not_leader(ctx: &ServerContext) -> Value {
             "NOTLEADER node {leader} leads term {} at {}; send RAFT commands there",
             status.term,
             ctx.client_addrs
-                .get(leader.0 as usize)
+                .get(leader)
                 .map_or("an unknown address".to_string(), |a| a.to_string())
         )),
         None => Value::error(format!(

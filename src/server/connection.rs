@@ -6,45 +6,36 @@
 use super::ServerContext;
 use super::admin;
 use super::auth;
-use super::forward::Forwarder;
 use super::info::info_text;
+use super::relay::{Forwarded, Seen};
 use super::reply;
-use crate::core::NodeId;
+use crate::core::{NodeId, Term};
 use crate::kv::command::{CommandLimits, LocalOp, ReadOp, Request as KvRequest, WriteOp};
+use crate::kv::reply::KvReply;
 use crate::kv::resp::{Value, parse, parse_reply};
 use crate::kv::store::{KvCommand, KvStore};
-use crate::metrics::ForwardKind;
-use crate::runtime::{Reply, Request, RequestError};
+use crate::runtime::{Query, Reply, Request, RequestError};
 use crate::tls::Stream;
+use crate::transport::{ForwardOutcome, ForwardRequest};
 use crossbeam_channel::bounded;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-/// Internal commands between nodes' client ports. A follower forwards a
-/// write as the exact log command it built (client id and sequence number
-/// inside), so that a retried forward is deduplicated by the state machine
-/// and never applied twice.
-const PROPOSE: &[u8] = b"SRAFT.PROPOSE";
-/// A read forwarded to the leader: serve it here or fail, never forward again.
-const LOCAL: &[u8] = b"SRAFT.LOCAL";
-/// Prefix of the error a node answers when it cannot serve an internal
-/// command because it is not the leader.
-const NOT_LEADER: &str = "NOTLEADER";
 /// How long a client may take over its TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Pause between attempts while a leader is being elected.
+/// Longest wait before a retry after a leader lost track of a write: a new
+/// leader is usually announced sooner, and wakes the wait.
 const RETRY_PAUSE: Duration = Duration::from_millis(5);
 
 pub(super) struct Session {
     /// Shown by HELLO, as Redis shows its connection ids.
     connection_id: u64,
     /// The KV session this connection's writes are deduplicated by: the
-    /// index of its registration (DESIGN.md 4.3), made at the first write.
+    /// index of its registration (DESIGN.md 4.2), made at the first write.
     client_id: Option<u64>,
     seq: u64,
-    forwarder: Forwarder,
     /// AUTH succeeded, or no password is set.
     pub(super) authenticated: bool,
 }
@@ -79,13 +70,10 @@ pub fn serve(stream: TcpStream, ctx: &ServerContext) {
 
 fn serve_inner(mut stream: Stream, peer: &str, ctx: &ServerContext) -> io::Result<()> {
     let mut session = Session {
+        // Unique across the cluster and across restarts, without coordination.
         connection_id: rand::random::<u64>() | 1,
         client_id: None,
         seq: 0,
-        forwarder: Forwarder::new(
-            ctx.password.clone(),
-            ctx.tls.as_ref().map(|tls| tls.client_client.clone()),
-        ),
         authenticated: ctx.password.is_none(),
     };
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
@@ -181,26 +169,12 @@ fn handle(value: Value, session: &mut Session, ctx: &ServerContext) -> Option<Ve
     if !session.authenticated && !auth::allowed_before_auth(&value) {
         return Some(auth::noauth().to_bytes());
     }
+    // Nodes forward to each other over the peer transport (DESIGN.md 4.4):
+    // the client port speaks only what a Redis client may say, so a client
+    // can never append a log command carrying another client's session.
     if let Some(args) = args_of(&value)
         && let Some(name) = args.first()
     {
-        if name.eq_ignore_ascii_case(PROPOSE) {
-            ctx.metrics.forward_received(ForwardKind::Write);
-            return Some(match args.get(1) {
-                Some(command) if args.len() == 2 => {
-                    write(command.clone(), session, ctx, false, &mut 0)
-                }
-                _ => {
-                    Value::Error("ERR wrong number of arguments for 'sraft.propose' command".into())
-                        .to_bytes()
-                }
-            });
-        }
-        if name.eq_ignore_ascii_case(LOCAL) {
-            ctx.metrics.forward_received(ForwardKind::Read);
-            let inner = Value::Array(args[1..].iter().cloned().map(Value::Bulk).collect());
-            return dispatch(inner, session, ctx, false);
-        }
         ctx.metrics.client_command(name);
         if admin::is_admin(name) {
             return Some(admin::handle(&args, ctx).to_bytes());
@@ -209,15 +183,10 @@ fn handle(value: Value, session: &mut Session, ctx: &ServerContext) -> Option<Ve
             return Some(Value::ok().to_bytes());
         }
     }
-    dispatch(value, session, ctx, true)
+    dispatch(value, session, ctx)
 }
 
-fn dispatch(
-    value: Value,
-    session: &mut Session,
-    ctx: &ServerContext,
-    may_forward: bool,
-) -> Option<Vec<u8>> {
+fn dispatch(value: Value, session: &mut Session, ctx: &ServerContext) -> Option<Vec<u8>> {
     let args = args_of(&value).unwrap_or_default();
     let limits = CommandLimits {
         value_bytes_max: ctx.value_bytes_max,
@@ -229,8 +198,8 @@ fn dispatch(
     };
     Some(match request {
         KvRequest::Local(op) => local(&op, ctx).to_bytes(),
-        KvRequest::Read(op) => read(op, args, session, ctx, may_forward),
-        KvRequest::Write(op) => write_in_session(op, session, ctx, may_forward),
+        KvRequest::Read(op) => read(op, args, ctx),
+        KvRequest::Write(op) => write_in_session(op, session, ctx),
     })
 }
 
@@ -239,17 +208,12 @@ fn dispatch(
 /// session (the table is bounded), the write was refused without effect;
 /// it is sent again in a new session only when no earlier copy of it can
 /// have reached a log (KvStore's module docs).
-fn write_in_session(
-    op: WriteOp,
-    session: &mut Session,
-    ctx: &ServerContext,
-    may_forward: bool,
-) -> Vec<u8> {
+fn write_in_session(op: WriteOp, session: &mut Session, ctx: &ServerContext) -> Vec<u8> {
     let mut renewed = false;
     loop {
         let client_id = match session.client_id {
             Some(id) => id,
-            None => match register(session, ctx, may_forward) {
+            None => match register(session, ctx) {
                 Ok(id) => id,
                 Err(answer) => return answer,
             },
@@ -262,20 +226,21 @@ fn write_in_session(
         }
         .encode();
         let mut proposals = 0;
-        let answer = write(command, session, ctx, may_forward, &mut proposals);
+        let answer = write(command, ctx, &mut proposals);
         if !answer.starts_with(b"-SESSIONEXPIRED") {
             return answer;
         }
         session.client_id = None;
+        let outcome_unknown = renewed || proposals > 1;
         log::info!(
             "client session {client_id} was forgotten by the cluster (limits.sessions_max); {}",
-            if renewed || proposals > 1 {
+            if outcome_unknown {
                 "the write's outcome is unknown"
             } else {
                 "opening a new one"
             }
         );
-        if renewed || proposals > 1 {
+        if outcome_unknown {
             return Value::error(
                 "ERR session expired: the cluster forgot this connection's session; the write may or may not have been applied",
             )
@@ -286,8 +251,8 @@ fn write_in_session(
 }
 
 /// Commits a session registration; its index is the new client id.
-fn register(session: &mut Session, ctx: &ServerContext, may_forward: bool) -> Result<u64, Vec<u8>> {
-    let answer = write(KvCommand::register(), session, ctx, may_forward, &mut 0);
+fn register(session: &mut Session, ctx: &ServerContext) -> Result<u64, Vec<u8>> {
+    let answer = write(KvCommand::register(), ctx, &mut 0);
     match parse_reply(&answer, &ctx.limits) {
         Ok(Some((Value::Integer(id), _))) if id > 0 => {
             session.client_id = Some(id as u64);
@@ -324,7 +289,7 @@ fn local(op: &LocalOp, ctx: &ServerContext) -> Value {
             LocalOp::Ping(_) | LocalOp::Echo(_) | LocalOp::BgSave => &[],
         };
         let status = ctx.status.lock().clone();
-        let text = info_text(&status, &ctx.client_addrs, &ctx.metrics, sections);
+        let text = info_text(&status, &ctx.client_addrs.all(), &ctx.metrics, sections);
         Value::Bulk(text.into_bytes())
     })
 }
@@ -341,22 +306,14 @@ fn submit<O>(
     rx.recv_deadline(deadline).ok()
 }
 
-fn no_leader(ctx: &ServerContext) -> Value {
-    let term = ctx.status.lock().term;
-    Value::Error(format!(
-        "ERR no leader: none elected within the request timeout (term {term}); retry"
-    ))
+/// No leader known, so nothing was sent: the request had no effect.
+fn no_leader(term: Term) -> Value {
+    Value::Error(format!("TRYAGAIN no leader elected yet (term {term})"))
 }
 
-fn is_not_leader(value: &Value) -> bool {
-    matches!(value, Value::Error(e) if e.starts_with(NOT_LEADER))
-}
-
-fn not_leader(leader: Option<NodeId>) -> Value {
-    Value::Error(format!(
-        "{NOT_LEADER} {}",
-        leader.map(|l| l.to_string()).unwrap_or_else(|| "?".into())
-    ))
+/// The leader's connection is down or its queue full: nothing was sent.
+fn leader_unreachable(leader: NodeId) -> Value {
+    Value::Error(format!("TRYAGAIN leader {leader} unreachable"))
 }
 
 fn write_unresolved() -> Value {
@@ -381,188 +338,244 @@ fn uncommitted_full(uncommitted_bytes: usize, uncommitted_bytes_max: usize) -> V
     ))
 }
 
-/// Errors that tell the client its request was not executed.
-fn claims_no_effect(value: &Value) -> bool {
-    matches!(value, Value::Error(e) if e.starts_with("ERR no leader")
-        || e.starts_with("ERR busy")
-        || e.starts_with("ERR command is too large"))
+/// The client's error for a request refused before it was proposed or
+/// read (no effect); None for the errors after which the caller retries.
+fn refused(error: &RequestError) -> Option<Value> {
+    match *error {
+        RequestError::Busy => Some(busy()),
+        RequestError::TooLarge {
+            entry_bytes,
+            entry_bytes_max,
+        } => Some(too_large(entry_bytes, entry_bytes_max)),
+        RequestError::UncommittedFull {
+            uncommitted_bytes,
+            uncommitted_bytes_max,
+        } => Some(uncommitted_full(uncommitted_bytes, uncommitted_bytes_max)),
+        RequestError::NotLeader { .. }
+        | RequestError::LeadershipLost
+        | RequestError::TransferInProgress => None,
+    }
 }
 
-/// Replicates `command` here if this node leads, else (when allowed) at the
-/// leader; retries through elections until the request timeout.
+/// The error a leader sends back for a forwarded request it refused.
+pub(super) fn refusal(error: &RequestError) -> Value {
+    refused(error).unwrap_or_else(|| Value::error("ERR request refused; retry"))
+}
+
+/// The query a read runs on the state machine, here or, forwarded, on the
+/// leader: one place that turns its output into the client's reply.
+pub(super) fn read_query(op: ReadOp) -> Query<KvStore> {
+    Box::new(move |kv: &KvStore| kv.read(&op))
+}
+
+/// What one attempt of a request came to.
+enum Attempt {
+    /// The client's answer.
+    Done(Vec<u8>),
+    /// Refused before it took effect; final unless an earlier attempt may
+    /// have taken effect.
+    Refused(Vec<u8>),
+    /// No effect; retry once something changes (a leader, a connection).
+    Wait { unreachable: Option<NodeId> },
+    /// May have taken effect; retry at once (deduplicated by the session).
+    Retry,
+    /// No answer by the deadline, and it may have taken effect.
+    TimedOut,
+}
+
+/// Runs `attempt` against the leader this node knows of until one answers
+/// or the request timeout passes. Waits for a leader, or for an unreachable
+/// one, are notified (`Relay::wait_for_change`), never polled.
 ///
-/// `ERR no leader` and `ERR busy` tell the client the write had no effect,
-/// so they are answered only when no attempt can have reached a leader's
-/// log: once a forward broke after the command was sent (the leader may
-/// have appended it, and a later leader commit it), a write that is not
-/// resolved by the deadline is answered as indeterminate.
-///
-/// `proposals` counts the copies of `command` that may have reached a log.
-fn write(
-    command: Vec<u8>,
-    session: &mut Session,
+/// The `TRYAGAIN` errors and the refusals tell the client the request had
+/// no effect, so for a write they are answered only when no attempt can
+/// have reached a leader's log: once one may have (a forward that was sent
+/// and abandoned, a leader that lost track of it), a write not resolved by
+/// the deadline is answered as indeterminate.
+fn retry_until_answered(
     ctx: &ServerContext,
-    may_forward: bool,
-    proposals: &mut u32,
+    is_write: bool,
+    mut attempt: impl FnMut(Option<NodeId>, Instant) -> Attempt,
 ) -> Vec<u8> {
     let deadline = Instant::now() + ctx.request_timeout;
     let mut maybe_applied = false;
+    let mut unreachable = None;
+    let mut seen = seen(ctx);
     loop {
-        *proposals += 1;
-        let make = |reply| Request::Write {
-            command: command.clone(),
-            reply,
-        };
-        let Some(result) = submit(ctx, make, deadline) else {
-            return write_unresolved().to_bytes();
-        };
-        match result {
-            Ok(reply) => return reply::to_bytes(&reply),
-            Err(RequestError::NotLeader { leader }) => {
-                if !may_forward {
-                    return not_leader(leader).to_bytes();
-                }
-                if let Some(leader) = leader.filter(|l| l.0 != ctx.node_id) {
-                    let args = vec![PROPOSE.to_vec(), command.clone()];
-                    match forward(leader, ForwardKind::Write, &args, session, ctx, deadline) {
-                        Forwarded::Answer(answer) if maybe_applied && claims_no_effect(&answer) => {
-                            return write_unresolved().to_bytes();
-                        }
-                        Forwarded::Answer(answer) => return answer.to_bytes(),
-                        Forwarded::Retry { maybe_sent } => maybe_applied |= maybe_sent,
-                    }
-                }
+        let wait_until = match attempt(seen.leader, deadline) {
+            Attempt::Done(reply) => return reply,
+            Attempt::Refused(_) if maybe_applied => return write_unresolved().to_bytes(),
+            Attempt::Refused(reply) => return reply,
+            Attempt::TimedOut => return timed_out(is_write).to_bytes(),
+            Attempt::Wait { unreachable: u } => {
+                unreachable = u;
+                deadline
             }
-            // The entry was overwritten (not applied), or a snapshot was
-            // installed over it (maybe applied): proposing it again is safe
-            // either way, as the session deduplicates it.
-            Err(RequestError::LeadershipLost) | Err(RequestError::TransferInProgress) => {}
-            Err(RequestError::Busy | RequestError::UncommittedFull { .. })
-            | Err(RequestError::TooLarge { .. })
-                if maybe_applied =>
-            {
-                return write_unresolved().to_bytes();
+            Attempt::Retry => {
+                maybe_applied |= is_write;
+                // Usually a new leader is being elected: wait for it, but
+                // not longer than a pause, as the leader may be unchanged.
+                deadline.min(Instant::now() + RETRY_PAUSE)
             }
-            Err(RequestError::Busy) => return busy().to_bytes(),
-            Err(RequestError::TooLarge {
-                entry_bytes,
-                entry_bytes_max,
-            }) => return too_large(entry_bytes, entry_bytes_max).to_bytes(),
-            Err(RequestError::UncommittedFull {
-                uncommitted_bytes,
-                uncommitted_bytes_max,
-            }) => return uncommitted_full(uncommitted_bytes, uncommitted_bytes_max).to_bytes(),
-        }
-        if Instant::now() + RETRY_PAUSE >= deadline {
+        };
+        seen = match &ctx.relay {
+            Some(relay) => relay.wait_for_change(seen.generation, wait_until),
+            // An embedding without forwarding has no watch to wait on:
+            // look again after a pause.
+            None => {
+                let pause = wait_until.min(Instant::now() + RETRY_PAUSE);
+                std::thread::sleep(pause.saturating_duration_since(Instant::now()));
+                current(ctx)
+            }
+        };
+        if Instant::now() >= deadline {
             let answer = if maybe_applied {
                 write_unresolved()
+            } else if let Some(leader) = unreachable.filter(|l| seen.leader == Some(*l)) {
+                leader_unreachable(leader)
+            } else if is_write || seen.leader.is_none() {
+                no_leader(seen.term)
             } else {
-                no_leader(ctx)
+                timed_out(false)
             };
             return answer.to_bytes();
         }
-        std::thread::sleep(RETRY_PAUSE);
     }
 }
 
-fn read(
-    op: ReadOp,
-    args: Vec<Vec<u8>>,
-    session: &mut Session,
-    ctx: &ServerContext,
-    may_forward: bool,
-) -> Vec<u8> {
-    let deadline = Instant::now() + ctx.request_timeout;
-    loop {
-        let op = op.clone();
-        let make = |reply| Request::Read {
-            query: Box::new(move |kv: &KvStore| kv.read(&op)),
-            reply,
-        };
-        let Some(result) = submit(ctx, make, deadline) else {
-            return Value::Error("ERR timeout waiting for a linearizable read".into()).to_bytes();
-        };
-        match result {
-            Ok(reply) => return reply::to_bytes(&reply),
-            Err(RequestError::NotLeader { leader }) => {
-                if !may_forward {
-                    return not_leader(leader).to_bytes();
-                }
-                if let Some(leader) = leader.filter(|l| l.0 != ctx.node_id) {
-                    let mut fwd = vec![LOCAL.to_vec()];
-                    fwd.extend(args.iter().cloned());
-                    let forwarded =
-                        forward(leader, ForwardKind::Read, &fwd, session, ctx, deadline);
-                    if let Forwarded::Answer(answer) = forwarded {
-                        return answer.to_bytes();
-                    }
-                }
+fn timed_out(is_write: bool) -> Value {
+    if is_write {
+        write_unresolved()
+    } else {
+        Value::Error("ERR timeout waiting for a linearizable read".into())
+    }
+}
+
+/// Who leads, as this node last published it.
+fn seen(ctx: &ServerContext) -> Seen {
+    match &ctx.relay {
+        Some(relay) => relay.seen(),
+        None => current(ctx),
+    }
+}
+
+fn current(ctx: &ServerContext) -> Seen {
+    let status = ctx.status.lock();
+    Seen {
+        generation: 0,
+        leader: status.leader,
+        term: status.term,
+    }
+}
+
+/// Replicates `command` here if this node leads, else at the leader over
+/// the peer transport (DESIGN.md 4.4). `proposals` counts the attempts
+/// that may have put a copy of it in a log.
+fn write(command: Vec<u8>, ctx: &ServerContext, proposals: &mut u32) -> Vec<u8> {
+    let me = NodeId(ctx.node_id);
+    retry_until_answered(ctx, true, |leader, deadline| match leader {
+        None => Attempt::Wait { unreachable: None },
+        Some(leader) if leader == me => {
+            *proposals += 1;
+            let make = |reply| Request::Write {
+                command: command.clone(),
+                reply,
+            };
+            match submit(ctx, make, deadline) {
+                None => Attempt::TimedOut,
+                Some(answer) => local_attempt(answer),
             }
-            Err(RequestError::LeadershipLost) | Err(RequestError::TransferInProgress) => {}
-            Err(RequestError::Busy) => return busy().to_bytes(),
-            // Reads propose nothing; kept exhaustive all the same.
-            Err(RequestError::TooLarge {
-                entry_bytes,
-                entry_bytes_max,
-            }) => return too_large(entry_bytes, entry_bytes_max).to_bytes(),
-            Err(RequestError::UncommittedFull {
-                uncommitted_bytes,
-                uncommitted_bytes_max,
-            }) => return uncommitted_full(uncommitted_bytes, uncommitted_bytes_max).to_bytes(),
         }
-        if Instant::now() + RETRY_PAUSE >= deadline {
-            return no_leader(ctx).to_bytes();
+        Some(leader) => {
+            *proposals += 1;
+            forward(
+                leader,
+                ForwardRequest::Write {
+                    command: command.clone(),
+                },
+                ctx,
+                deadline,
+            )
         }
-        std::thread::sleep(RETRY_PAUSE);
+    })
+}
+
+/// A linearizable read: ReadIndex here if this node leads, else forwarded
+/// to the leader, which serves it by its own ReadIndex and never forwards
+/// it again.
+fn read(op: ReadOp, args: Vec<Vec<u8>>, ctx: &ServerContext) -> Vec<u8> {
+    let me = NodeId(ctx.node_id);
+    retry_until_answered(ctx, false, |leader, deadline| match leader {
+        None => Attempt::Wait { unreachable: None },
+        Some(leader) if leader == me => {
+            let make = |reply| Request::Read {
+                query: read_query(op.clone()),
+                reply,
+            };
+            match submit(ctx, make, deadline) {
+                None => Attempt::TimedOut,
+                Some(answer) => local_attempt(answer),
+            }
+        }
+        Some(leader) => forward(
+            leader,
+            ForwardRequest::Read { args: args.clone() },
+            ctx,
+            deadline,
+        ),
+    })
+}
+
+/// The Raft thread's answer as an attempt.
+fn local_attempt(answer: Reply<KvReply>) -> Attempt {
+    match answer {
+        Ok(reply) => Attempt::Done(reply::to_bytes(&reply)),
+        // The published status was behind: wait until it names the leader.
+        Err(RequestError::NotLeader { .. }) => Attempt::Wait { unreachable: None },
+        // The entry was overwritten (not applied), or a snapshot was
+        // installed over it (maybe applied): proposing it again is safe
+        // either way, as the session deduplicates it.
+        Err(RequestError::LeadershipLost | RequestError::TransferInProgress) => Attempt::Retry,
+        Err(error) => Attempt::Refused(
+            refused(&error)
+                .expect("every other error is a refusal")
+                .to_bytes(),
+        ),
     }
 }
 
-enum Forwarded {
-    /// The leader's answer.
-    Answer(Value),
-    /// The leader could not serve it (gone, or no longer leader); the
-    /// caller retries. `maybe_sent`: the request may have reached it, so it
-    /// may take effect there even so.
-    Retry { maybe_sent: bool },
-}
-
-/// Relays a request to the leader.
+/// Relays a request to `leader` over the peer transport.
 fn forward(
     leader: NodeId,
-    kind: ForwardKind,
-    args: &[Vec<u8>],
-    session: &mut Session,
+    request: ForwardRequest,
     ctx: &ServerContext,
     deadline: Instant,
-) -> Forwarded {
-    let not_sent = Forwarded::Retry { maybe_sent: false };
-    let Some(&addr) = ctx.client_addrs.get(leader.0 as usize) else {
-        return not_sent;
+) -> Attempt {
+    let Some(relay) = &ctx.relay else {
+        return Attempt::Wait {
+            unreachable: Some(leader),
+        };
     };
-    let timeout = deadline.saturating_duration_since(Instant::now());
-    if timeout.is_zero() {
-        return not_sent;
-    }
-    // A leader that froze (SIGSTOP, a stalled host) still accepts the
-    // connection and the request but never answers: stop waiting as soon as
-    // this node learns of another leader, or of none, and let the caller
-    // retry there. Safe: a forwarded write carries its client id and
-    // sequence number, so a retry is deduplicated.
-    let still_leader = || ctx.status.lock().leader == Some(leader);
-    let result = session
-        .forwarder
-        .call_unless(addr, args, timeout, &ctx.limits, || !still_leader());
-    ctx.metrics.forward_sent(kind, result.is_ok());
-    match result {
-        // The leader answers NOTLEADER only when none of its own attempts
-        // was proposed or each was overwritten: no effect.
-        Ok(answer) if is_not_leader(&answer) => not_sent,
-        Ok(answer) => Forwarded::Answer(answer),
-        Err(e) => {
-            log::debug!("forward to node {leader} at {addr} failed: {}", e.error);
-            Forwarded::Retry {
-                maybe_sent: e.maybe_sent,
-            }
-        }
+    match relay.call(leader, request, deadline) {
+        Forwarded::Outcome(ForwardOutcome::Reply(reply)) => Attempt::Done(reply),
+        Forwarded::Outcome(ForwardOutcome::Refused(reply)) => Attempt::Refused(reply),
+        // Not proposed there: no effect; wait until this node learns who
+        // leads now.
+        Forwarded::Outcome(ForwardOutcome::NotLeader { .. }) => Attempt::Wait { unreachable: None },
+        Forwarded::Outcome(ForwardOutcome::Retry) | Forwarded::Abandoned => Attempt::Retry,
+        Forwarded::Unreachable => Attempt::Wait {
+            unreachable: Some(leader),
+        },
+        Forwarded::TimedOut => Attempt::TimedOut,
+        Forwarded::Busy => Attempt::Refused(busy().to_bytes()),
+        Forwarded::TooLarge {
+            frame_bytes,
+            frame_bytes_max,
+        } => Attempt::Refused(
+            Value::Error(format!(
+                "ERR command is too large to forward ({frame_bytes} bytes, peer frame limit {frame_bytes_max})"
+            ))
+            .to_bytes(),
+        ),
     }
 }

@@ -1,6 +1,8 @@
-//! A follower's connections to the leader's client port, for forwarding.
-//! One cached connection per target node, per client connection: requests
-//! on a client connection are sequential, so no multiplexing is needed.
+//! A small RESP client of a node's client port: one cached connection,
+//! one request at a time, with optional TLS and AUTH. `sraft client`,
+//! `sraft status`, the tests and the experiments use it. Nodes no longer
+//! use it to forward to each other: that goes over the peer transport
+//! (`relay.rs`, DESIGN.md 4.4).
 
 use crate::kv::resp::{RespLimits, Value, parse_reply};
 use crate::secret::Secret;
@@ -19,8 +21,8 @@ pub struct Forwarder {
     conn: Option<(SocketAddr, Stream, Vec<u8>)>,
     /// TLS to the target's client port, verified against the CA.
     tls: Option<Arc<ClientConfig>>,
-    /// Sent with AUTH first on every new connection: nodes forward to each
-    /// other's client ports, which ask every client for the password.
+    /// Sent with AUTH first on every new connection, for nodes that ask
+    /// every client for the password.
     password: Option<Secret>,
 }
 
@@ -73,9 +75,8 @@ impl Forwarder {
 
     /// Like `call_tracking_sent`, but while waiting for the reply asks
     /// `give_up` every few milliseconds and, when it says so, abandons the
-    /// request with an `Interrupted` error (the connection is dropped). A
-    /// follower uses it to stop waiting on a leader that froze once another
-    /// was elected.
+    /// request with an `Interrupted` error (the connection is dropped), for
+    /// a caller that must stop waiting on a node that froze.
     pub fn call_unless(
         &mut self,
         addr: SocketAddr,

@@ -6,6 +6,7 @@
 //! `master`/`slave` there), and a reader that keeps the last value of a key
 //! then gets Raft's role, as it always has.
 
+use crate::core::NodeId;
 use crate::metrics::{Metrics, Totals};
 use crate::runtime::NodeStatus;
 use std::collections::BTreeMap;
@@ -26,7 +27,7 @@ const SECTIONS: [&str; 6] = [
 /// `everything` or `default`: every section).
 pub fn info_text(
     status: &NodeStatus,
-    client_addrs: &[SocketAddr],
+    client_addrs: &BTreeMap<NodeId, SocketAddr>,
     metrics: &Metrics,
     sections: &[String],
 ) -> String {
@@ -77,7 +78,7 @@ fn clients(out: &mut String, totals: &Totals) {
 fn replication(
     out: &mut String,
     status: &NodeStatus,
-    client_addrs: &[SocketAddr],
+    client_addrs: &BTreeMap<NodeId, SocketAddr>,
     metrics: &Metrics,
 ) {
     out.push_str("# Replication\r\n");
@@ -91,7 +92,7 @@ fn replication(
             .count();
         let _ = write!(out, "role:master\r\nconnected_slaves:{connected}\r\n");
         for (n, (id, match_index)) in status.followers.iter().enumerate() {
-            let Some(addr) = client_addrs.get(id.0 as usize) else {
+            let Some(addr) = client_addrs.get(id) else {
                 continue;
             };
             let state = if online(*id) { "online" } else { "offline" };
@@ -104,7 +105,7 @@ fn replication(
         }
     } else {
         out.push_str("role:slave\r\n");
-        let leader_addr = status.leader.and_then(|l| client_addrs.get(l.0 as usize));
+        let leader_addr = status.leader.and_then(|l| client_addrs.get(&l));
         if let Some(addr) = leader_addr {
             let _ = write!(
                 out,
@@ -153,10 +154,10 @@ fn commandstats(out: &mut String, totals: &Totals) {
     }
 }
 
-fn raft(out: &mut String, status: &NodeStatus, client_addrs: &[SocketAddr]) {
+fn raft(out: &mut String, status: &NodeStatus, client_addrs: &BTreeMap<NodeId, SocketAddr>) {
     let leader_addr = status
         .leader
-        .and_then(|l| client_addrs.get(l.0 as usize))
+        .and_then(|l| client_addrs.get(&l))
         .map(|a| a.to_string())
         .unwrap_or_default();
     let subleaders: Vec<String> = status
@@ -233,11 +234,16 @@ pub fn parse_info(text: &str) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{LogIndex, NodeId, Term};
+    use crate::core::{LogIndex, Term};
 
-    fn addrs() -> Vec<SocketAddr> {
+    fn addrs() -> BTreeMap<NodeId, SocketAddr> {
         (0..3)
-            .map(|i| SocketAddr::from(([127, 0, 0, 1], 6000 + i)))
+            .map(|i| {
+                (
+                    NodeId(i),
+                    SocketAddr::from(([127, 0, 0, 1], 6000 + i as u16)),
+                )
+            })
             .collect()
     }
 

@@ -1,16 +1,19 @@
 //! The client port (DESIGN.md 4): RESP2, a thread per connection, requests
 //! answered in order. Any node accepts any command: a follower forwards
-//! writes and reads to the leader's client port and relays the answer.
+//! writes and reads to the leader over the peer transport (`relay`) and
+//! relays the answer.
 
 mod admin;
 mod auth;
 mod connection;
 mod forward;
 mod info;
+mod relay;
 pub mod reply;
 
 pub use forward::Forwarder;
 pub use info::{info_text, parse_info};
+pub use relay::Relay;
 
 use crate::kv::resp::RespLimits;
 use crate::kv::store::KvStore;
@@ -19,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::runtime::{NodeStatus, Request};
 use crate::secret::Secret;
 use crate::tls::NodeTls;
+use crate::transport::ClientAddrs;
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 use std::io;
@@ -36,8 +40,12 @@ pub struct ServerContext {
     /// The node's counters: commands, forwards and connections are counted
     /// here; INFO reads them.
     pub metrics: Arc<Metrics>,
-    /// Client addresses by node id, for forwarding and INFO.
-    pub client_addrs: Vec<SocketAddr>,
+    /// Client addresses by node id, as the nodes announce them in their
+    /// hellos (the configured guesses until then), for INFO.
+    pub client_addrs: ClientAddrs,
+    /// Forwarding to the leader over the peer transport; None: a follower
+    /// does not forward, and answers that it cannot reach the leader.
+    pub relay: Option<Arc<Relay>>,
     pub limits: RespLimits,
     /// Largest value accepted by SET, APPEND, CAS (limits.value_bytes_max).
     pub value_bytes_max: usize,
@@ -51,7 +59,7 @@ pub struct ServerContext {
     /// Redis AUTH (DESIGN.md 9): until a connection gives this password,
     /// it may only AUTH, HELLO, PING and QUIT. None: no password.
     pub password: Option<Secret>,
-    /// TLS on the client port and for forwarding (DESIGN.md 9).
+    /// TLS on the client port (DESIGN.md 9).
     pub tls: Option<NodeTls>,
     connections: AtomicU64,
     stopping: AtomicBool,
@@ -64,7 +72,7 @@ impl ServerContext {
         requests: Sender<Request<KvStore>>,
         status: Arc<Mutex<NodeStatus>>,
         metrics: Arc<Metrics>,
-        client_addrs: Vec<SocketAddr>,
+        client_addrs: ClientAddrs,
         limits: &Limits,
     ) -> ServerContext {
         ServerContext {
@@ -73,6 +81,7 @@ impl ServerContext {
             status,
             metrics,
             client_addrs,
+            relay: None,
             limits: RespLimits::default(),
             value_bytes_max: limits.value_bytes_max,
             request_bytes_max: limits.request_bytes_max,

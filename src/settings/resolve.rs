@@ -326,8 +326,9 @@ fn listen_addrs(
     let client_port = layer.client_port.unwrap_or(own_client.port());
     if client_port != own_client.port() {
         warnings.push(format!(
-            "node {node_id} serves clients on port {client_port}, but the other nodes and \
-             `sraft status` expect it at {own_client} (peer port + client_port_offset)"
+            "node {node_id} serves clients on port {client_port}; the other nodes learn it \
+             from its hello, but `sraft status` and `sraft client` expect it at {own_client} \
+             (peer port + client_port_offset)"
         ));
     }
     if client_port == port {

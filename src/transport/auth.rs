@@ -195,6 +195,19 @@ pub fn connect_handshake(
     peer: NodeId,
     frame_bytes_max: u32,
 ) -> Result<(), HandshakeError> {
+    connect_handshake_advertising(stream, auth, me, peer, None, frame_bytes_max)
+}
+
+/// `connect_handshake`, announcing `client_addr` as this node's client
+/// address in the hello.
+pub fn connect_handshake_advertising(
+    stream: &mut (impl Read + Write),
+    auth: &PeerAuth,
+    me: NodeId,
+    peer: NodeId,
+    client_addr: Option<std::net::SocketAddr>,
+    frame_bytes_max: u32,
+) -> Result<(), HandshakeError> {
     let connector_nonce = fresh_nonce();
     send(
         stream,
@@ -203,6 +216,7 @@ pub fn connect_handshake(
             cluster_id: auth.cluster_id.clone(),
             node_id: me,
             nonce: connector_nonce,
+            client_addr,
         }),
     )?;
     let challenge = match read_frame::<PeerFrame>(stream, frame_bytes_max) {
@@ -487,6 +501,7 @@ mod tests {
                         cluster_id: "c1".into(),
                         node_id: NodeId(1),
                         nonce: [7; NONCE_BYTES],
+                        client_addr: None,
                     }),
                     &mut buf,
                 );
@@ -522,6 +537,7 @@ mod tests {
                 cluster_id: "c1".into(),
                 node_id: NodeId(1),
                 nonce: fresh_nonce(),
+                client_addr: None,
             }),
             &mut buf,
         );

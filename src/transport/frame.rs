@@ -13,13 +13,16 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::io::{self, Read};
+use std::net::SocketAddr;
 
 /// Bumped whenever `PeerFrame` or `Message` change incompatibly: a node
 /// refuses a connection whose hello names another version, instead of
 /// misreading its frames. 3: the hello carries a nonce, and the
 /// challenge-response of `auth.rs` follows it. 4: InstallSnapshot and its
-/// reply (snapshot transfer, DESIGN.md 5). 5: a heartbeat reply tells a
-/// lost log (`log_lost`).
+/// reply (snapshot transfer, DESIGN.md 5). 5: the hello carries the
+/// node's client address; client requests forwarded to the leader and their
+/// replies (`Forward`, `ForwardReply`, DESIGN.md 4.4); a heartbeat reply
+/// tells a lost log (`log_lost`).
 pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Bytes of the length prefix in front of every payload.
@@ -36,6 +39,91 @@ pub struct Hello {
     pub node_id: NodeId,
     /// The connector's fresh nonce, covered by both proofs.
     pub nonce: Nonce,
+    /// Where the connector serves RESP clients, as it advertises it: the
+    /// acceptor records it (once the handshake passes) for `INFO
+    /// leader_addr` and `sraft status`, so that per-node client ports need
+    /// not be guessed from the peer port. None: the connector serves no
+    /// clients (an embedded node, a test).
+    pub client_addr: Option<SocketAddr>,
+}
+
+/// A client request a follower relays to the leader (DESIGN.md 4.4).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ForwardRequest {
+    /// The exact log command the follower built, its client id and
+    /// sequence number inside: a retry after a lost reply or a leader
+    /// change is deduplicated by the session table, never applied twice.
+    Write { command: Vec<u8> },
+    /// A read command as the client sent it (name and arguments). The
+    /// leader serves it through its own ReadIndex path and never forwards
+    /// it again.
+    Read { args: Vec<Vec<u8>> },
+}
+
+/// Most bytes a varint (request id, length prefix) takes in postcard.
+const VARINT_BYTES_MAX: usize = 10;
+
+/// The frame's tag, its request id and the request's or outcome's tag.
+const FORWARD_HEADER_BYTES_MAX: usize = 1 + VARINT_BYTES_MAX + 1;
+
+impl ForwardRequest {
+    /// Bytes of the request's payload, to pick its lane.
+    pub fn payload_bytes(&self) -> usize {
+        match self {
+            ForwardRequest::Write { command } => command.len(),
+            ForwardRequest::Read { args } => args.iter().map(Vec::len).sum(),
+        }
+    }
+
+    /// An upper bound of the `Forward` frame's payload carrying this
+    /// request, to hold against `frame_bytes_max` before sending it.
+    pub fn frame_bytes_bound(&self) -> usize {
+        let body = match self {
+            ForwardRequest::Write { command } => VARINT_BYTES_MAX + command.len(),
+            ForwardRequest::Read { args } => {
+                VARINT_BYTES_MAX
+                    + args
+                        .iter()
+                        .map(|a| VARINT_BYTES_MAX + a.len())
+                        .sum::<usize>()
+            }
+        };
+        FORWARD_HEADER_BYTES_MAX + body
+    }
+}
+
+/// The leader's answer to a [`ForwardRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ForwardOutcome {
+    /// The client's answer, RESP-encoded once on the leader: the follower
+    /// relays these bytes as they are.
+    Reply(Vec<u8>),
+    /// Not the leader (any more): nothing was proposed or read. `leader`
+    /// is its best guess of who is.
+    NotLeader { leader: Option<NodeId> },
+    /// The leader lost track of the write (overwritten by a new leader, or
+    /// a snapshot installed over it): it may or may not be applied, and
+    /// proposing it again is safe (the session deduplicates it).
+    Retry,
+    /// Refused before it was proposed (busy, too large, too many
+    /// uncommitted bytes): no effect. The RESP error for the client.
+    Refused(Vec<u8>),
+}
+
+impl ForwardOutcome {
+    /// Bytes of the outcome's payload, to pick its lane.
+    pub fn payload_bytes(&self) -> usize {
+        match self {
+            ForwardOutcome::Reply(bytes) | ForwardOutcome::Refused(bytes) => bytes.len(),
+            ForwardOutcome::NotLeader { .. } | ForwardOutcome::Retry => 0,
+        }
+    }
+
+    /// An upper bound of the `ForwardReply` frame's payload carrying this
+    /// outcome, to hold against `frame_bytes_max` before sending it.
+    pub fn frame_bytes_bound(&self) -> usize {
+        FORWARD_HEADER_BYTES_MAX + 1 + VARINT_BYTES_MAX + self.payload_bytes()
+    }
 }
 
 /// Everything a peer connection carries.
@@ -47,6 +135,21 @@ pub enum PeerFrame {
     Challenge(Challenge),
     /// Either side's proof of the cluster secret.
     Proof(Proof),
+    /// A follower's client request for the leader, with an id of the
+    /// follower's choosing that the reply carries back; many may be in
+    /// flight on one connection.
+    Forward {
+        request_id: u64,
+        request: ForwardRequest,
+    },
+    /// The leader's answer to `Forward` `request_id`. It travels on the
+    /// leader's own outbound connection to the follower: each connection
+    /// carries frames one way only (the connector writes, the acceptor
+    /// reads), which the crash fast path relies on (DESIGN.md 3.5).
+    ForwardReply {
+        request_id: u64,
+        outcome: ForwardOutcome,
+    },
 }
 
 impl PeerFrame {
@@ -57,6 +160,8 @@ impl PeerFrame {
             PeerFrame::Message(_) => "message",
             PeerFrame::Challenge(_) => "challenge",
             PeerFrame::Proof(_) => "proof",
+            PeerFrame::Forward { .. } => "forward",
+            PeerFrame::ForwardReply { .. } => "forward reply",
         }
     }
 }
@@ -217,6 +322,7 @@ mod tests {
             cluster_id: "c1".into(),
             node_id: NodeId(3),
             nonce: [5; 32],
+            client_addr: Some("127.0.0.3:16001".parse().unwrap()),
         });
         let msg = PeerFrame::Message(message());
         let mut buf = Vec::new();
@@ -277,6 +383,121 @@ mod tests {
             }
         ));
         assert_eq!(err.to_string(), "frame too large 4294967295 > 16777216");
+    }
+
+    #[test]
+    fn forward_frames_round_trip_back_to_back() {
+        let frames = [
+            PeerFrame::Forward {
+                request_id: 1,
+                request: ForwardRequest::Write {
+                    command: vec![0, 1, 2, 255],
+                },
+            },
+            PeerFrame::Forward {
+                request_id: u64::MAX,
+                request: ForwardRequest::Read {
+                    args: vec![b"GET".to_vec(), b"k".to_vec()],
+                },
+            },
+            PeerFrame::ForwardReply {
+                request_id: 1,
+                outcome: ForwardOutcome::Reply(b"+OK\r\n".to_vec()),
+            },
+            PeerFrame::ForwardReply {
+                request_id: 2,
+                outcome: ForwardOutcome::NotLeader {
+                    leader: Some(NodeId(2)),
+                },
+            },
+            PeerFrame::ForwardReply {
+                request_id: 3,
+                outcome: ForwardOutcome::NotLeader { leader: None },
+            },
+            PeerFrame::ForwardReply {
+                request_id: 4,
+                outcome: ForwardOutcome::Retry,
+            },
+            PeerFrame::ForwardReply {
+                request_id: 5,
+                outcome: ForwardOutcome::Refused(b"-ERR busy\r\n".to_vec()),
+            },
+        ];
+        let mut buf = Vec::new();
+        for frame in &frames {
+            encode_frame(frame, &mut buf);
+        }
+        let mut r = &buf[..];
+        for frame in &frames {
+            assert_eq!(&read_frame::<PeerFrame>(&mut r, MAX).unwrap(), frame);
+        }
+        assert!(matches!(
+            read_frame::<PeerFrame>(&mut r, MAX),
+            Err(FrameError::Eof)
+        ));
+    }
+
+    #[test]
+    fn forward_frame_bounds_are_upper_bounds_of_the_encoding() {
+        let big = vec![7u8; 70_000];
+        let requests = [
+            ForwardRequest::Write {
+                command: big.clone(),
+            },
+            ForwardRequest::Read {
+                args: vec![b"MGET".to_vec(), big.clone(), vec![1; 300]],
+            },
+        ];
+        for request in requests {
+            let bound = request.frame_bytes_bound();
+            let frame = PeerFrame::Forward {
+                request_id: u64::MAX,
+                request,
+            };
+            let bytes = encode_frame(&frame, &mut Vec::new());
+            assert!(bytes <= bound, "encoded={bytes} bound={bound}");
+        }
+        for outcome in [
+            ForwardOutcome::Reply(big.clone()),
+            ForwardOutcome::Refused(big),
+            ForwardOutcome::NotLeader {
+                leader: Some(NodeId(u64::MAX)),
+            },
+        ] {
+            let bound = outcome.frame_bytes_bound();
+            let frame = PeerFrame::ForwardReply {
+                request_id: u64::MAX,
+                outcome,
+            };
+            let bytes = encode_frame(&frame, &mut Vec::new());
+            assert!(bytes <= bound, "encoded={bytes} bound={bound}");
+        }
+    }
+
+    #[test]
+    fn a_truncated_forward_is_refused() {
+        let frame = PeerFrame::Forward {
+            request_id: 7,
+            request: ForwardRequest::Write {
+                command: vec![9; 100],
+            },
+        };
+        let mut buf = encoded(&frame);
+        // Claim a shorter payload than the encoding needs: the decoder must
+        // refuse it, not read past the frame.
+        buf.truncate(FRAME_HEADER_BYTES + 20);
+        let len = (buf.len() - FRAME_HEADER_BYTES) as u32;
+        buf[..4].copy_from_slice(&len.to_be_bytes());
+        let err = read_frame::<PeerFrame>(&mut &buf[..], MAX).unwrap_err();
+        assert!(matches!(err, FrameError::Decode(_)), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_forward_outcome_is_refused() {
+        // ForwardReply is variant 5; outcome variant 9 does not exist.
+        let mut r: &[u8] = &[0, 0, 0, 3, 5, 1, 9];
+        let err = read_frame::<PeerFrame>(&mut r, MAX).unwrap_err();
+        assert!(matches!(err, FrameError::Decode(_)), "{err}");
     }
 
     #[test]

@@ -256,12 +256,14 @@ fn handshake(stream: &mut Stream, shared: &Shared) -> Result<NodeId, End> {
         .map_err(|e| End::Rejected(format!("cannot set the hello timeout: {e}")))?;
     // Unbuffered: nothing but the handshake may be read here, and a
     // connector writes no message before it has our proof.
+    let mut client_addr = None;
     let peer = accept_handshake(
         stream,
         &shared.auth,
         shared.id,
         shared.frame_bytes_max,
         |hello| {
+            client_addr = hello.client_addr;
             if shared.nudges.contains_key(&hello.node_id) {
                 Ok(())
             } else {
@@ -282,6 +284,10 @@ fn handshake(stream: &mut Stream, shared: &Shared) -> Result<NodeId, End> {
     tcp.set_read_timeout(None)
         .and_then(|()| tcp.set_write_timeout(None))
         .map_err(|e| End::Rejected(format!("cannot clear the hello timeout: {e}")))?;
+    // Recorded only now that the peer has proven the cluster secret.
+    if let Some(addr) = client_addr {
+        shared.client_addrs.announce(peer, addr);
+    }
     Ok(peer)
 }
 
@@ -290,6 +296,30 @@ fn forward(reader: &mut impl Read, peer: NodeId, shared: &Shared) -> End {
     loop {
         let msg = match read_frame::<PeerFrame>(reader, shared.frame_bytes_max) {
             Ok(PeerFrame::Message(msg)) => msg,
+            Ok(PeerFrame::Forward {
+                request_id,
+                request,
+            }) => {
+                match shared.forward_handler() {
+                    Some(handler) => handler.on_forward(peer, request_id, request),
+                    // The node is still starting: the follower times out
+                    // and retries, as after any lost request.
+                    None => log::debug!(
+                        "[Node {}] forward {request_id} from peer {peer} before the client port is up; dropped",
+                        shared.id
+                    ),
+                }
+                continue;
+            }
+            Ok(PeerFrame::ForwardReply {
+                request_id,
+                outcome,
+            }) => {
+                if let Some(handler) = shared.forward_handler() {
+                    handler.on_reply(peer, request_id, outcome);
+                }
+                continue;
+            }
             Ok(frame @ (PeerFrame::Hello(_) | PeerFrame::Challenge(_) | PeerFrame::Proof(_))) => {
                 return End::Rejected(format!("a {} after the handshake", frame.kind()));
             }

@@ -19,6 +19,7 @@
 //! retransmits whatever still matters.
 
 pub mod auth;
+mod forward;
 pub mod frame;
 mod listener;
 mod sender;
@@ -38,7 +39,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-pub use frame::{FrameError, Hello, PROTOCOL_VERSION, PeerFrame};
+pub use forward::{ClientAddrs, ForwardHandler, TransportHandle};
+pub use frame::{ForwardOutcome, ForwardRequest, FrameError, Hello, PROTOCOL_VERSION, PeerFrame};
 
 /// What the transport hands to the Raft thread.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,6 +83,9 @@ pub struct TransportConfig {
     /// TEST-ONLY: per-peer delays that replace `delay_us` for the peers
     /// they name (RTT zones on one machine, issue 13).
     pub delay_us_by_peer: BTreeMap<NodeId, u64>,
+    /// This node's client address as announced in every hello (DESIGN.md
+    /// 4.4); None: it serves no clients.
+    pub client_addr: Option<SocketAddr>,
 }
 
 impl TransportConfig {
@@ -112,6 +117,7 @@ impl TransportConfig {
             tls: None,
             delay_us: 0,
             delay_us_by_peer: BTreeMap::new(),
+            client_addr: None,
         }
     }
 
@@ -256,18 +262,45 @@ impl Lane {
     /// the core never sends a message whose meaning depends on an Append
     /// before it having arrived (a heartbeat's commit is at most the
     /// follower's acknowledged match; TimeoutNow waits for the match).
-    fn of(msg: &Message) -> Lane {
-        match msg.body {
-            crate::core::MessageBody::Append { .. }
-            | crate::core::MessageBody::InstallSnapshot { .. } => Lane::Bulk,
-            _ => Lane::Control,
+    ///
+    /// Forwarded client requests and their replies go by size: a small one
+    /// in the control lane, where it does not wait behind megabytes of
+    /// Appends (a forwarded SET is latency-bound like a heartbeat); one
+    /// above `FORWARD_CONTROL_BYTES_MAX` in the bulk lane, so that a large
+    /// value never delays the heartbeats that keep the leader in office.
+    /// Each request is answered by its id, so no order between them is
+    /// needed.
+    fn of(frame: &PeerFrame) -> Lane {
+        match frame {
+            PeerFrame::Message(msg) => match msg.body {
+                crate::core::MessageBody::Append { .. }
+                | crate::core::MessageBody::InstallSnapshot { .. } => Lane::Bulk,
+                _ => Lane::Control,
+            },
+            PeerFrame::Forward { request, .. } => Lane::by_size(request.payload_bytes()),
+            PeerFrame::ForwardReply { outcome, .. } => Lane::by_size(outcome.payload_bytes()),
+            // Handshake frames never wait in a queue.
+            PeerFrame::Hello(_) | PeerFrame::Challenge(_) | PeerFrame::Proof(_) => Lane::Control,
+        }
+    }
+
+    fn by_size(payload_bytes: usize) -> Lane {
+        if payload_bytes > FORWARD_CONTROL_BYTES_MAX {
+            Lane::Bulk
+        } else {
+            Lane::Control
         }
     }
 }
 
-/// A message waiting in a peer's queue.
+/// Largest forwarded request or reply that travels in the control lane:
+/// a few typical values, small next to the 1 MiB batches of the bulk lane.
+const FORWARD_CONTROL_BYTES_MAX: usize = 16 << 10;
+
+/// A frame waiting in a peer's queue: a Raft message, or a forwarded client
+/// request or reply.
 struct Queued {
-    msg: Message,
+    frame: PeerFrame,
     /// Only read when `delay_us > 0`.
     enqueued_at: Instant,
 }
@@ -333,6 +366,14 @@ struct Shared {
     readers: Mutex<listener::Readers>,
     /// Rate limit on the log lines about refused connections.
     refusals: Mutex<listener::RefusalLog>,
+    /// This node's client address, announced in every hello.
+    client_addr: Option<SocketAddr>,
+    /// Every node's client address, as announced in hellos.
+    client_addrs: ClientAddrs,
+    /// Where forwarded requests and replies go (the client port's
+    /// forwarder); set once, after the node is started. Until then a
+    /// forward is dropped and its sender times out.
+    forward: std::sync::OnceLock<Arc<dyn ForwardHandler>>,
 }
 
 impl Shared {
@@ -421,7 +462,13 @@ impl Transport {
             nudges,
             readers: Mutex::new(listener::Readers::default()),
             refusals: Mutex::new(listener::RefusalLog::default()),
+            client_addr: config.client_addr,
+            client_addrs: ClientAddrs::default(),
+            forward: std::sync::OnceLock::new(),
         });
+        if let Some(addr) = config.client_addr {
+            shared.client_addrs.announce(config.id, addr);
+        }
         let mut transport = Transport {
             id: config.id,
             listen_addr,
@@ -463,20 +510,16 @@ impl Transport {
             );
             return;
         };
-        let lane = match Lane::of(&msg) {
-            Lane::Bulk => &peer.queue,
-            Lane::Control => &peer.control,
-        };
-        let Some(queue) = lane else {
+        let (Some(queue), Some(control)) = (&peer.queue, &peer.control) else {
             return; // Shut down: nothing leaves any more.
         };
-        let queued = Queued {
-            msg,
-            enqueued_at: Instant::now(),
-        };
-        if queue.try_send(queued).is_err() {
-            peer.counters.dropped.fetch_add(1, Ordering::Relaxed);
-        }
+        enqueue(queue, control, &peer.counters, PeerFrame::Message(msg));
+    }
+
+    /// A handle that queues forwarded requests and replies from other
+    /// threads, and reads the client addresses peers announced.
+    pub fn handle(&self) -> TransportHandle {
+        TransportHandle::new(&self.shared, &self.peers)
     }
 
     /// Counters per peer.
@@ -528,6 +571,29 @@ impl Transport {
         }
         log::info!("[Node {}] transport shut down", self.id);
     }
+}
+
+/// Queues `frame` in its lane without blocking; false (and counted as
+/// dropped) if the lane is full.
+fn enqueue(
+    bulk: &Sender<Queued>,
+    control: &Sender<Queued>,
+    counters: &PeerCounters,
+    frame: PeerFrame,
+) -> bool {
+    let lane = match Lane::of(&frame) {
+        Lane::Bulk => bulk,
+        Lane::Control => control,
+    };
+    let queued = Queued {
+        frame,
+        enqueued_at: Instant::now(),
+    };
+    if lane.try_send(queued).is_err() {
+        counters.dropped.fetch_add(1, Ordering::Relaxed);
+        return false;
+    }
+    true
 }
 
 // The runtime hands the transport between threads (built in `main`, used by

@@ -1,7 +1,7 @@
 //! Outbound side: the `peer-<id>` thread that owns the connection to one peer,
 //! and the `peer-<id>-watch` thread that notices when the peer closes it.
 
-use super::auth::{HandshakeError, connect_handshake};
+use super::auth::{HandshakeError, connect_handshake_advertising};
 use super::frame::{PeerFrame, encode_frame};
 use super::{
     Lane, Nudge, PeerCounters, PeerHandle, Queued, Shared, SocketSlot, TransportConfig,
@@ -208,7 +208,7 @@ impl PeerSender {
             }
             match self.wait() {
                 Wake::Queued(queued) => {
-                    self.lane_mut(Lane::of(&queued.msg)).push_back(queued);
+                    self.lane_mut(Lane::of(&queued.frame)).push_back(queued);
                     self.take_queued();
                 }
                 Wake::Nudge(nudge) => self.on_nudge(nudge),
@@ -314,14 +314,17 @@ impl PeerSender {
         self.buf.clear();
         let mut batch_messages = 0;
         while let Some(queued) = self.next_due(now) {
-            let kind = queued.msg.body.kind();
+            let kind = frame_kind(&queued.frame);
             let start = self.buf.len();
-            let payload_bytes = encode_frame(&PeerFrame::Message(queued.msg), &mut self.buf);
+            let payload_bytes = encode_frame(&queued.frame, &mut self.buf);
             if payload_bytes > self.frame_bytes_max as usize {
                 // The peer would close the connection on it; better to lose
-                // this one message than the connection.
+                // this one message than the connection. A forwarded request
+                // this large fails at once rather than at its deadline.
                 self.buf.truncate(start);
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .undelivered(self.peer, std::iter::once(&queued.frame));
                 log::warn!(
                     "[Node {}] dropping {kind} of {payload_bytes} bytes for peer {}: above frame_bytes_max={}",
                     self.shared.id,
@@ -399,11 +402,12 @@ impl PeerSender {
         stream
             .tcp()
             .set_write_timeout(Some(self.handshake_timeout))?;
-        connect_handshake(
+        connect_handshake_advertising(
             &mut stream,
             &self.shared.auth,
             self.shared.id,
             self.peer,
+            self.shared.client_addr,
             self.frame_bytes_max,
         )
         .map_err(|e| {
@@ -453,6 +457,9 @@ impl PeerSender {
             established_at: Instant::now(),
             watcher,
         });
+        if let Some(handler) = self.shared.forward_handler() {
+            handler.on_connected(self.peer);
+        }
     }
 
     fn on_connect_failed(&mut self, e: &io::Error, probe: bool) {
@@ -475,13 +482,19 @@ impl PeerSender {
             );
         }
         // Whatever waited for this connection is stale by the next attempt,
-        // and Raft retransmits what still matters.
-        let stale = self.pending.len()
-            + self.pending_control.len()
-            + self.queue.try_iter().count()
-            + self.control.try_iter().count();
-        self.pending.clear();
-        self.pending_control.clear();
+        // and Raft retransmits what still matters. Forwarded requests among
+        // it are failed at once: their clients retry or get an error now,
+        // not at their deadline.
+        let stale: Vec<Queued> = self
+            .pending
+            .drain(..)
+            .chain(self.pending_control.drain(..))
+            .chain(self.queue.try_iter())
+            .chain(self.control.try_iter())
+            .collect();
+        self.shared
+            .undelivered(self.peer, stale.iter().map(|q| &q.frame));
+        let stale = stale.len();
         self.counters
             .dropped
             .fetch_add(stale as u64, Ordering::Relaxed);
@@ -558,6 +571,14 @@ impl PeerSender {
         if let Some(watcher) = conn.watcher {
             join(watcher);
         }
+    }
+}
+
+/// A queued frame's name for log lines.
+fn frame_kind(frame: &PeerFrame) -> &'static str {
+    match frame {
+        PeerFrame::Message(msg) => msg.body.kind(),
+        other => other.kind(),
     }
 }
 

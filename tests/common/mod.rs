@@ -196,6 +196,9 @@ pub struct TestCluster {
     node_flags: BTreeMap<usize, BTreeMap<String, String>>,
     /// One `--metrics-addr` port per node, or none.
     metrics_ports: Vec<u16>,
+    /// One `--client-port` per node, unrelated to its peer port; empty:
+    /// every node serves clients at peer port + `CLIENT_PORT_OFFSET`.
+    client_ports: Vec<u16>,
     children: Vec<Option<Child>>,
     states: Vec<NodeState>,
     /// Extra environment per node, applied at every (re)start.
@@ -210,12 +213,21 @@ pub struct TestClusterBuilder {
     client_password: bool,
     tls: bool,
     node_env: Vec<Vec<(String, String)>>,
+    own_client_ports: bool,
 }
 
 impl TestClusterBuilder {
     /// `key=value` in node `i`'s environment from its first start on.
     pub fn env(mut self, i: usize, key: &str, value: &str) -> Self {
         self.node_env[i].push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Every node serves clients on a port of its own given by
+    /// `--client-port`, not at peer port + offset: the other nodes must
+    /// learn it from the node itself.
+    pub fn own_client_ports(mut self) -> Self {
+        self.own_client_ports = true;
         self
     }
 
@@ -271,6 +283,11 @@ impl TestClusterBuilder {
             } else {
                 Vec::new()
             },
+            client_ports: if self.own_client_ports {
+                reserve_single_ports(self.nodes)
+            } else {
+                Vec::new()
+            },
             children: (0..self.nodes).map(|_| None).collect(),
             states: vec![NodeState::Down; self.nodes],
             node_env: self.node_env,
@@ -321,6 +338,7 @@ impl TestCluster {
             client_password: false,
             tls: false,
             node_env: vec![Vec::new(); nodes],
+            own_client_ports: false,
         }
     }
 
@@ -370,7 +388,10 @@ impl TestCluster {
     }
 
     pub fn client_addr(&self, i: usize) -> SocketAddr {
-        addr(self.peer_ports[i] + CLIENT_PORT_OFFSET)
+        match self.client_ports.get(i) {
+            Some(port) => addr(*port),
+            None => addr(self.peer_ports[i] + CLIENT_PORT_OFFSET),
+        }
     }
 
     /// Node `i`'s metrics endpoint (the builder's `metrics()`).
@@ -409,6 +430,10 @@ impl TestCluster {
         if let Some(port) = self.metrics_ports.get(i) {
             args.push("--metrics-addr".into());
             args.push(addr(*port).to_string());
+        }
+        if let Some(port) = self.client_ports.get(i) {
+            args.push("--client-port".into());
+            args.push(port.to_string());
         }
         args.extend(self.extra_args.iter().cloned());
         if let Some(flags) = self.node_flags.get(&i) {
@@ -527,12 +552,11 @@ impl TestCluster {
             "restart of a live node {i}"
         );
         let peer = self.peer_ports[i];
+        let client = self.client_addr(i).port();
         let metrics = self.metrics_ports.get(i).copied();
         let free = poll_until(deadline_in(Duration::from_secs(5)), || {
-            (port_is_free(peer)
-                && port_is_free(peer + CLIENT_PORT_OFFSET)
-                && metrics.is_none_or(port_is_free))
-            .then_some(())
+            (port_is_free(peer) && port_is_free(client) && metrics.is_none_or(port_is_free))
+                .then_some(())
         });
         assert!(free.is_some(), "node {i}'s ports are still taken");
         self.spawn(i);
@@ -710,7 +734,7 @@ impl Drop for TestCluster {
             reserved.remove(p);
             reserved.remove(&(p + CLIENT_PORT_OFFSET));
         }
-        for p in &self.metrics_ports {
+        for p in self.metrics_ports.iter().chain(&self.client_ports) {
             reserved.remove(p);
         }
     }
