@@ -262,7 +262,7 @@ fn register(session: &mut Session, ctx: &ServerContext) -> Result<u64, Vec<u8>> 
         // The client's write was not sent: an indeterminate registration
         // is still a clean failure for it.
         Ok(Some((Value::Error(e), _))) if e.starts_with("ERR timeout") => Err(Value::error(
-            "ERR timeout: no client session could be opened, the write was not applied; retry",
+            "TRYAGAIN no client session could be opened in time; the write was not applied",
         )
         .to_bytes()),
         // Any other error (no leader, busy, ...) says the same already.
