@@ -4,6 +4,7 @@
 
 use super::config::RaftConfig;
 use super::log::RaftLog;
+use super::membership::Departing;
 use super::message::{Message, MessageBody};
 use super::progress::Progress;
 use super::read::ReadQueue;
@@ -86,6 +87,11 @@ pub struct Raft {
     /// The latest configuration in the log, and where it is.
     pub(super) cluster: ClusterConfig,
     pub(super) cluster_index: LogIndex,
+    /// This node was a member of some configuration it held: a later one
+    /// without it is a removal (a node that is joining was never one).
+    pub(super) was_member: bool,
+    /// `Event::RemovedSelf` was emitted for the configuration in force.
+    pub(super) removed_reported: bool,
 
     pub(super) role: Role,
     pub(super) leader: Option<NodeId>,
@@ -109,6 +115,9 @@ pub struct Raft {
     pub(super) append_pending: bool,
     pub(super) transfer: Option<(NodeId, u64)>,
     pub(super) designation: Vec<NodeId>,
+    /// Nodes removed from the configuration that still get the log until
+    /// they know (DESIGN.md 8).
+    pub(super) departing: BTreeMap<NodeId, Departing>,
     pub(super) reads: ReadQueue,
     /// `size_bytes` of the commands this leader appended in its term and
     /// has not committed yet (etcd's uncommittedSize); bounded by
@@ -178,10 +187,12 @@ impl Raft {
         } = restored;
         let (mut cluster, mut cluster_index) = (snapshot.config.clone(), snapshot.last_index);
         for entry in &entries {
-            if let EntryPayload::Config(c) = &entry.payload {
-                (cluster, cluster_index) = (c.clone(), entry.index);
+            if let Some(c) = entry.payload.config() {
+                (cluster, cluster_index) = (c, entry.index);
             }
         }
+        // A node with a log got it from a leader that counted it a member.
+        let was_member = cluster.is_member(id) || !entries.is_empty() || snapshot.last_index.0 > 0;
         let log = RaftLog::new(snapshot, entries, hard_state.commit);
         let mut raft = Raft {
             id,
@@ -197,6 +208,8 @@ impl Raft {
             log,
             cluster,
             cluster_index,
+            was_member,
+            removed_reported: false,
             role: Role::Follower,
             leader: None,
             ever_had_leader: false,
@@ -214,6 +227,7 @@ impl Raft {
             append_pending: false,
             transfer: None,
             designation: Vec::new(),
+            departing: BTreeMap::new(),
             reads: ReadQueue::default(),
             uncommitted_bytes: 0,
             rank: None,
@@ -341,9 +355,19 @@ impl Raft {
             log::warn!("node {}: dropping message addressed to {}", self.id, msg.to);
             return;
         }
-        if msg.from == self.id || !self.cluster.contains(msg.from) {
-            log::warn!(
-                "node {}: dropping {} from unknown node {}",
+        // Thesis 4.1: servers process requests without consulting their
+        // configuration: a node that is joining knows no member yet, and a
+        // voter whose log lacks its own promotion must still vote. Only vote
+        // requests from nodes that are no member at all are dropped: a
+        // removed server must not disrupt the cluster (thesis 4.2.3), and a
+        // candidate is at least a learner in the log of any voter it needs.
+        let vote_request = matches!(
+            msg.body,
+            MessageBody::PreVote { .. } | MessageBody::Vote { .. }
+        );
+        if msg.from == self.id || (vote_request && !self.cluster.is_member(msg.from)) {
+            log::debug!(
+                "node {}: dropping {} from non-member {}",
                 self.id,
                 msg.body.kind(),
                 msg.from
@@ -422,7 +446,7 @@ impl Raft {
         if target == self.id {
             return Err(TransferError::AlreadyLeader);
         }
-        if !self.cluster.contains(target) {
+        if !self.cluster.is_voter(target) {
             return Err(TransferError::UnknownTarget(target));
         }
         let deadline = self.now_us + self.config.follower_timeout_ms_min * 1000;
@@ -493,10 +517,7 @@ impl Raft {
         }
         let config = (base.last_index.0 + 1..=index.0)
             .rev()
-            .find_map(|i| match &self.log.entry(LogIndex(i))?.payload {
-                EntryPayload::Config(c) => Some(c.clone()),
-                _ => None,
-            })
+            .find_map(|i| self.log.entry(LogIndex(i))?.payload.config())
             .unwrap_or_else(|| base.config.clone());
         Some(SnapshotMeta {
             last_index: index,
@@ -548,9 +569,7 @@ impl Raft {
         if !kept {
             self.out.log_reset = Some(meta.clone());
         }
-        if self.cluster_index <= meta.last_index {
-            (self.cluster, self.cluster_index) = (meta.config.clone(), meta.last_index);
-        }
+        self.config_after_install(kept);
         self.snapshot_file = Some((meta.clone(), file_bytes));
         if let Some(receiving) = receiving.filter(|r| r.leader_is_current(self.term, self.leader)) {
             // Held until the write that records the reset (if any) and the
@@ -599,6 +618,7 @@ impl Raft {
             || self.log.has_committed_to_apply()
             || self.hard_state() != self.last_hard_state
             || (self.role == Role::Leader && (self.append_pending || self.reads.needs_flush()))
+            || self.membership_action_due()
     }
 
     /// Everything produced since the last call. The caller starts persisting
@@ -609,6 +629,7 @@ impl Raft {
     /// (Raft thesis 10.2.1: the leader writes its log in parallel with
     /// replication; etcd-io/raft's asynchronous storage writes).
     pub fn ready(&mut self) -> Ready {
+        self.membership_actions();
         if self.role == Role::Leader {
             if self.append_pending {
                 self.broadcast_append();
@@ -689,6 +710,8 @@ impl Raft {
             .voters
             .iter()
             .copied()
+            // Votes are asked of voters only; the log goes to
+            // `replication_targets`.
             .filter(|v| *v != self.id)
             .collect()
     }
@@ -732,8 +755,24 @@ impl Raft {
         self.reset_election_timer();
     }
 
+    /// A removed leader whose removal committed hands over (TimeoutNow sent
+    /// already) and stops leading (DESIGN.md 8).
+    pub(super) fn step_down_removed(&mut self) {
+        assert_eq!(self.role, Role::Leader, "only a leader hands over");
+        self.out.events.push(Event::SteppedDown {
+            term: self.term,
+            reason: "removed from the configuration",
+        });
+        self.leave_leadership();
+        self.role = Role::Follower;
+        self.votes.clear();
+        self.set_leader(None);
+        self.reset_election_timer();
+    }
+
     fn leave_leadership(&mut self) {
         self.progress.clear();
+        self.departing.clear();
         self.transfer = None;
         self.designation.clear();
         self.append_pending = false;
@@ -747,6 +786,7 @@ impl Raft {
             return;
         }
         self.log.check_invariants();
+        self.check_membership_invariants();
         match self.role {
             Role::Leader => {
                 assert_eq!(self.leader, Some(self.id), "leader field of a leader");
