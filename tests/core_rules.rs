@@ -521,18 +521,42 @@ fn a_request_with_a_stale_term_is_rejected() {
 }
 
 #[test]
-fn messages_from_unknown_nodes_or_for_others_are_dropped() {
+fn messages_for_others_or_from_ourselves_are_dropped() {
     let mut node = restored_node(0, HardState::default(), vec![]);
     let vote = MessageBody::Vote {
         last_index: LogIndex(0),
         last_term: Term(0),
         transfer: false,
     };
-    node.step(0, msg(99, 0, 1, vote.clone()));
     node.step(0, msg(1, 2, 1, vote.clone()));
     node.step(0, msg(0, 0, 1, vote));
     assert!(!node.has_ready());
     assert_eq!(node.term(), Term(0));
+}
+
+#[test]
+fn a_vote_request_from_outside_our_configuration_is_answered() {
+    // Thesis 4.1: "servers process incoming RPC requests without consulting
+    // their current configurations". (Until issue 11 a vote request from a
+    // node outside the configuration was dropped; with membership changes
+    // that can leave a cluster unable to elect: a voter whose log lacks
+    // the candidate's addition may be the vote it needs, simulator
+    // membership seed 327.)
+    let mut node = restored_node(0, HardState::default(), vec![]);
+    let vote = MessageBody::Vote {
+        last_index: LogIndex(0),
+        last_term: Term(0),
+        transfer: false,
+    };
+    node.step(0, msg(99, 0, 1, vote));
+    let rd = node.ready();
+    assert_eq!(node.term(), Term(1));
+    assert!(
+        rd.messages_after_persist
+            .iter()
+            .any(|m| m.to == NodeId(99) && matches!(m.body, MessageBody::VoteReply { .. })),
+        "{rd:?}"
+    );
 }
 
 #[test]

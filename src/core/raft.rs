@@ -186,13 +186,17 @@ impl Raft {
             entries,
         } = restored;
         let (mut cluster, mut cluster_index) = (snapshot.config.clone(), snapshot.last_index);
+        // Some configuration this node holds names it. Not "it has a log":
+        // a learner gets entries before the one that adds it (simulator,
+        // membership seed 56). A removal whose only witness was compacted
+        // into the snapshot goes unreported after a restart.
+        let mut was_member = cluster.is_member(id);
         for entry in &entries {
             if let Some(c) = entry.payload.config() {
+                was_member |= c.is_member(id);
                 (cluster, cluster_index) = (c, entry.index);
             }
         }
-        // A node with a log got it from a leader that counted it a member.
-        let was_member = cluster.is_member(id) || !entries.is_empty() || snapshot.last_index.0 > 0;
         let log = RaftLog::new(snapshot, entries, hard_state.commit);
         let mut raft = Raft {
             id,
@@ -356,22 +360,14 @@ impl Raft {
             return;
         }
         // Thesis 4.1: servers process requests without consulting their
-        // configuration: a node that is joining knows no member yet, and a
-        // voter whose log lacks its own promotion must still vote. Only vote
-        // requests from nodes that are no member at all are dropped: a
-        // removed server must not disrupt the cluster (thesis 4.2.3), and a
-        // candidate is at least a learner in the log of any voter it needs.
-        let vote_request = matches!(
-            msg.body,
-            MessageBody::PreVote { .. } | MessageBody::Vote { .. }
-        );
-        if msg.from == self.id || (vote_request && !self.cluster.is_member(msg.from)) {
-            log::debug!(
-                "node {}: dropping {} from non-member {}",
-                self.id,
-                msg.body.kind(),
-                msg.from
-            );
+        // configuration. A node that is joining knows no member yet; and a
+        // voter whose log lacks the candidate's addition must still vote:
+        // dropping vote requests from non-members deadlocked simulator
+        // membership seed 327 (an empty, newly promoted voter the only
+        // missing vote). Removed servers cannot disrupt a live leader:
+        // PreVote and stickiness (thesis 4.2.3, DESIGN.md 3.4).
+        if msg.from == self.id {
+            log::warn!("node {}: dropping {} from itself", self.id, msg.body.kind());
             return;
         }
         if msg.term > self.term && !self.accept_higher_term(&msg) {

@@ -381,6 +381,8 @@ mod tests {
         pub struct ClusterConfig {
             pub voters: Vec<NodeId>,
         }
+        // Never built: present so that `Config` keeps its position.
+        #[allow(dead_code)]
         #[derive(Serialize)]
         pub enum EntryPayload {
             Noop,
