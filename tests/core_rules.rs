@@ -2179,3 +2179,77 @@ fn a_configuration_takes_effect_when_appended_and_is_rolled_back_when_truncated(
     assert!(net.events.iter().any(|(i, e)| *i == old
         && matches!(e, Event::ConfigChanged { config, .. } if *config == original)));
 }
+
+#[test]
+fn a_learner_restarted_before_its_own_addition_does_not_take_itself_for_removed() {
+    // DESIGN.md 8: only a node some configuration named reports its removal
+    // (simulator membership seed 56: a learner got entries before the one
+    // that added it, restarted, and stopped itself).
+    let hard_state = HardState {
+        term: Term(1),
+        vote: None,
+        commit: LogIndex(1),
+    };
+    let config = Entry {
+        term: Term(1),
+        index: LogIndex(1),
+        payload: EntryPayload::Config(ClusterConfig::new(ids(3))),
+    };
+    let mut joiner = restored_node(4, hard_state, vec![config.clone()]);
+    let rd = joiner.ready();
+    assert!(
+        !rd.events
+            .iter()
+            .any(|e| matches!(e, Event::RemovedSelf { .. })),
+        "{:?}",
+        rd.events
+    );
+    // A node that a configuration in its log named, and a later committed
+    // one left out, does report it.
+    let mut named = ClusterConfig::new(ids(3));
+    named.learners.push(NodeId(4));
+    let entries = vec![
+        Entry {
+            payload: EntryPayload::Config(named),
+            ..config.clone()
+        },
+        Entry {
+            index: LogIndex(2),
+            ..config
+        },
+    ];
+    let hard_state = HardState {
+        commit: LogIndex(2),
+        ..hard_state
+    };
+    let mut removed = restored_node(4, hard_state, entries);
+    let rd = removed.ready();
+    assert!(
+        rd.events
+            .contains(&Event::RemovedSelf { index: LogIndex(2) })
+    );
+}
+
+#[test]
+fn a_change_overwritten_by_another_leader_is_answered_as_lost() {
+    let mut net = Net::with_voters(4, 3, RaftConfig::default());
+    let old = net.elect();
+    net.isolate(old);
+    net.change(old, Net::learner(3))
+        .expect("accepted while cut off");
+    net.run_for_ms(3_000);
+    let new = net
+        .leader()
+        .filter(|l| *l != old)
+        .expect("the majority elects");
+    net.propose(new, b"other");
+    net.cut.clear();
+    net.run_for_ms(1_000);
+    assert!(
+        net.conf_answers
+            .iter()
+            .any(|(i, _, r)| *i == old && *r == Err(ConfChangeFailure::LeadershipLost)),
+        "{:?}",
+        net.conf_answers
+    );
+}
