@@ -3,7 +3,7 @@
 //! history checked for linearizability. `SRAFT_SEED=1,2,3` replays chosen
 //! seeds; `SRAFT_SEEDS=N` runs N seeds instead of the CI default (500).
 
-use sraft::sim::run::{REGRESSION_SEEDS, RunOptions, run_seed, seeds_from_env};
+use sraft::sim::run::{Profile, REGRESSION_SEEDS, RunOptions, run_seed, seeds_from_env};
 
 fn run_all(seeds: impl IntoIterator<Item = u64>) -> usize {
     run_all_with(seeds, &RunOptions::default())
@@ -31,6 +31,19 @@ fn random_seeds_keep_every_invariant_and_converge() {
         .unwrap_or(500);
     let ran = run_all(0..n);
     eprintln!("{ran} seeds passed");
+}
+
+/// Random membership changes (add a learner, promote, remove a voter, a
+/// learner or the leader, replace a voter) under every fault, 5 or 7
+/// processes of which 3 start as voters (DESIGN.md 8). `SRAFT_SEEDS=N`.
+#[test]
+fn membership_changes_keep_every_invariant_and_converge() {
+    let n: u64 = std::env::var("SRAFT_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    let ran = run_all_with(0..n, &RunOptions::for_profile(Profile::Membership));
+    eprintln!("{ran} membership seeds passed");
 }
 
 #[test]

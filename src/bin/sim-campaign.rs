@@ -73,7 +73,7 @@ fn main() {
 fn print_seed(report: &RunReport) {
     let e = &report.elections;
     println!(
-        "seed {}: {} nodes, {} events, {} committed, {} KV ops, bulk {}/{} applied; {} leader changes, {:.2} terms and {:.2} elections per change; failovers {:?} us",
+        "seed {}: {} nodes, {} events, {} committed, {} KV ops, bulk {}/{} applied; {} membership changes ({} configurations taken on nodes); {} leader changes, {:.2} terms and {:.2} elections per change; failovers {:?} us",
         report.seed,
         report.nodes,
         report.steps,
@@ -81,6 +81,8 @@ fn print_seed(report: &RunReport) {
         report.kv_ops,
         report.bulk_applied,
         report.bulk_applied + report.bulk_refused,
+        report.conf_changes,
+        report.configs_seen,
         e.leader_changes,
         e.term_inflation(),
         e.elections as f64 / e.leader_changes.max(1) as f64,

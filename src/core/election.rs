@@ -130,8 +130,9 @@ impl Raft {
     }
 
     pub(super) fn campaign(&mut self, kind: ElectionKind) {
-        if !self.cluster.contains(self.id) {
-            log::warn!("node {}: not a voter, not campaigning", self.id);
+        if !self.cluster.is_voter(self.id) {
+            // Learners and removed nodes never start an election (DESIGN.md 8).
+            log::debug!("node {}: not a voter, not campaigning", self.id);
             self.reset_election_timer();
             return;
         }
@@ -222,8 +223,14 @@ impl Raft {
     }
 
     fn tally_votes(&mut self) {
-        let granted = self.votes.values().filter(|g| **g).count();
-        let rejected = self.votes.len() - granted;
+        // Only the voters of our configuration count: a learner's answer
+        // (or a removed node's) decides nothing (DESIGN.md 8).
+        let granted = self
+            .cluster
+            .count_voters(self.votes.iter().filter(|(_, g)| **g).map(|(id, _)| id));
+        let rejected = self
+            .cluster
+            .count_voters(self.votes.iter().filter(|(_, g)| !**g).map(|(id, _)| id));
         match (
             vote_result(granted, rejected, self.cluster.voters.len()),
             self.role,
@@ -392,7 +399,7 @@ impl Raft {
         self.leader_lost_hint = false;
         let next = self.log.last_index().next();
         self.progress = self
-            .peers()
+            .member_peers()
             .into_iter()
             .map(|p| (p, Progress::new(next)))
             .collect();

@@ -6,6 +6,7 @@ pub mod config;
 pub mod detector;
 mod election;
 pub mod log;
+mod membership;
 pub mod message;
 pub mod progress;
 pub mod quorum;
@@ -17,11 +18,12 @@ mod subleader;
 pub mod types;
 
 pub use config::{ConfigError, CoreMutations, RaftConfig};
+pub use membership::{ConfChange, ConfChangeError, MemberInfo, apply_change};
 pub use message::{Designation, Message, MessageBody};
 pub use raft::{ProposeError, Raft, Role, TransferError};
 pub use read::ReadError;
 pub use ready::{ChunkReceived, ChunkToSend, ElectionKind, Event, ReadState, Ready};
 pub use types::{
-    ClusterConfig, Entry, EntryPayload, HardState, LogIndex, NodeId, RestoredState, SnapshotMeta,
-    Term,
+    ClusterConfig, Entry, EntryPayload, HardState, LogIndex, MemberAddrs, NodeId, RestoredState,
+    SnapshotMeta, Term,
 };

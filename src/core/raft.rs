@@ -5,6 +5,7 @@
 use super::config::RaftConfig;
 use super::detector::HeartbeatGaps;
 use super::log::RaftLog;
+use super::membership::Departing;
 use super::message::{Message, MessageBody};
 use super::progress::Progress;
 use super::read::ReadQueue;
@@ -102,6 +103,11 @@ pub struct Raft {
     /// The latest configuration in the log, and where it is.
     pub(super) cluster: ClusterConfig,
     pub(super) cluster_index: LogIndex,
+    /// This node was a member of some configuration it held: a later one
+    /// without it is a removal (a node that is joining was never one).
+    pub(super) was_member: bool,
+    /// `Event::RemovedSelf` was emitted for the configuration in force.
+    pub(super) removed_reported: bool,
 
     pub(super) role: Role,
     pub(super) leader: Option<NodeId>,
@@ -128,6 +134,9 @@ pub struct Raft {
     /// Leader: no re-ranking for speed alone before this time (DESIGN.md
     /// 3.2).
     pub(super) rerank_due_us: u64,
+    /// Nodes removed from the configuration that still get the log until
+    /// they know (DESIGN.md 8).
+    pub(super) departing: BTreeMap<NodeId, Departing>,
     pub(super) reads: ReadQueue,
     /// `size_bytes` of the commands this leader appended in its term and
     /// has not committed yet (etcd's uncommittedSize); bounded by
@@ -199,9 +208,15 @@ impl Raft {
             entries,
         } = restored;
         let (mut cluster, mut cluster_index) = (snapshot.config.clone(), snapshot.last_index);
+        // Some configuration this node holds names it. Not "it has a log":
+        // a learner gets entries before the one that adds it (simulator,
+        // membership seed 56). A removal whose only witness was compacted
+        // into the snapshot goes unreported after a restart.
+        let mut was_member = cluster.is_member(id);
         for entry in &entries {
-            if let EntryPayload::Config(c) = &entry.payload {
-                (cluster, cluster_index) = (c.clone(), entry.index);
+            if let Some(c) = entry.payload.config() {
+                was_member |= c.is_member(id);
+                (cluster, cluster_index) = (c, entry.index);
             }
         }
         let log = RaftLog::new(snapshot, entries, hard_state.commit);
@@ -219,6 +234,8 @@ impl Raft {
             log,
             cluster,
             cluster_index,
+            was_member,
+            removed_reported: false,
             role: Role::Follower,
             leader: None,
             ever_had_leader: false,
@@ -237,6 +254,7 @@ impl Raft {
             transfer: None,
             designation: Vec::new(),
             rerank_due_us: 0,
+            departing: BTreeMap::new(),
             reads: ReadQueue::default(),
             uncommitted_bytes: 0,
             rank: None,
@@ -365,13 +383,15 @@ impl Raft {
             log::warn!("node {}: dropping message addressed to {}", self.id, msg.to);
             return;
         }
-        if msg.from == self.id || !self.cluster.contains(msg.from) {
-            log::warn!(
-                "node {}: dropping {} from unknown node {}",
-                self.id,
-                msg.body.kind(),
-                msg.from
-            );
+        // Thesis 4.1: servers process requests without consulting their
+        // configuration. A node that is joining knows no member yet; and a
+        // voter whose log lacks the candidate's addition must still vote:
+        // dropping vote requests from non-members deadlocked simulator
+        // membership seed 327 (an empty, newly promoted voter the only
+        // missing vote). Removed servers cannot disrupt a live leader:
+        // PreVote and stickiness (thesis 4.2.3, DESIGN.md 3.4).
+        if msg.from == self.id {
+            log::warn!("node {}: dropping {} from itself", self.id, msg.body.kind());
             return;
         }
         if msg.term > self.term && !self.accept_higher_term(&msg) {
@@ -446,7 +466,7 @@ impl Raft {
         if target == self.id {
             return Err(TransferError::AlreadyLeader);
         }
-        if !self.cluster.contains(target) {
+        if !self.cluster.is_voter(target) {
             return Err(TransferError::UnknownTarget(target));
         }
         let deadline = self.now_us + self.config.follower_timeout_ms_min * 1000;
@@ -536,10 +556,7 @@ impl Raft {
         }
         let config = (base.last_index.0 + 1..=index.0)
             .rev()
-            .find_map(|i| match &self.log.entry(LogIndex(i))?.payload {
-                EntryPayload::Config(c) => Some(c.clone()),
-                _ => None,
-            })
+            .find_map(|i| self.log.entry(LogIndex(i))?.payload.config())
             .unwrap_or_else(|| base.config.clone());
         Some(SnapshotMeta {
             last_index: index,
@@ -591,9 +608,7 @@ impl Raft {
         if !kept {
             self.out.log_reset = Some(meta.clone());
         }
-        if self.cluster_index <= meta.last_index {
-            (self.cluster, self.cluster_index) = (meta.config.clone(), meta.last_index);
-        }
+        self.config_after_install(kept);
         self.snapshot_file = Some((meta.clone(), file_bytes));
         if let Some(receiving) = receiving.filter(|r| r.leader_is_current(self.term, self.leader)) {
             // Held until the write that records the reset (if any) and the
@@ -642,6 +657,7 @@ impl Raft {
             || self.log.has_committed_to_apply()
             || self.hard_state() != self.last_hard_state
             || (self.role == Role::Leader && (self.append_pending || self.reads.needs_flush()))
+            || self.membership_action_due()
     }
 
     /// Everything produced since the last call. The caller starts persisting
@@ -652,6 +668,7 @@ impl Raft {
     /// (Raft thesis 10.2.1: the leader writes its log in parallel with
     /// replication; etcd-io/raft's asynchronous storage writes).
     pub fn ready(&mut self) -> Ready {
+        self.membership_actions();
         if self.role == Role::Leader {
             if self.append_pending {
                 self.broadcast_append();
@@ -732,6 +749,8 @@ impl Raft {
             .voters
             .iter()
             .copied()
+            // Votes are asked of voters only; the log goes to
+            // `replication_targets`.
             .filter(|v| *v != self.id)
             .collect()
     }
@@ -775,8 +794,24 @@ impl Raft {
         self.reset_election_timer();
     }
 
+    /// A removed leader whose removal committed hands over (TimeoutNow sent
+    /// already) and stops leading (DESIGN.md 8).
+    pub(super) fn step_down_removed(&mut self) {
+        assert_eq!(self.role, Role::Leader, "only a leader hands over");
+        self.out.events.push(Event::SteppedDown {
+            term: self.term,
+            reason: "removed from the configuration",
+        });
+        self.leave_leadership();
+        self.role = Role::Follower;
+        self.votes.clear();
+        self.set_leader(None);
+        self.reset_election_timer();
+    }
+
     fn leave_leadership(&mut self) {
         self.progress.clear();
+        self.departing.clear();
         self.transfer = None;
         self.designation.clear();
         self.append_pending = false;
@@ -790,6 +825,7 @@ impl Raft {
             return;
         }
         self.log.check_invariants();
+        self.check_membership_invariants();
         match self.role {
             Role::Leader => {
                 assert_eq!(self.leader, Some(self.id), "leader field of a leader");

@@ -66,7 +66,7 @@ impl Raft {
     fn start_read(&mut self, ctx: u64) {
         let index = self.log.commit();
         // Alone, we are the quorum. (The mutation is a test-only bug.)
-        if self.cluster.voters.len() == 1 || self.config.mutations.read_index_without_heartbeat {
+        if self.cluster.voters == [self.id] || self.config.mutations.read_index_without_heartbeat {
             self.out.read_states.push(ReadState { ctx, index });
             return;
         }
@@ -97,7 +97,8 @@ impl Raft {
         }
         let quorum = self.cluster.quorum();
         while let Some(front) = self.reads.pending.front() {
-            if front.acks.len() < quorum {
+            // Learners and departing nodes confirm nothing (DESIGN.md 8).
+            if self.cluster.count_voters(&front.acks) < quorum {
                 break;
             }
             let read = self.reads.pending.pop_front().expect("front exists");

@@ -1,7 +1,7 @@
 //! What the core hands to its caller after a batch of inputs.
 
 use super::message::Message;
-use super::types::{Entry, HardState, LogIndex, NodeId, SnapshotMeta, Term};
+use super::types::{ClusterConfig, Entry, HardState, LogIndex, NodeId, SnapshotMeta, Term};
 
 /// Why an election started; decides the log line and the metric.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,6 +76,18 @@ pub enum Event {
         term: Term,
         file_bytes: u64,
         took_us: u64,
+    },
+    /// The configuration in force changed: an entry appended (by us as
+    /// leader, or from our leader), one rolled back by a conflict, or a
+    /// snapshot's (DESIGN.md 8).
+    ConfigChanged {
+        index: LogIndex,
+        config: ClusterConfig,
+    },
+    /// A committed configuration removed this node: the runtime stops it
+    /// and says so.
+    RemovedSelf {
+        index: LogIndex,
     },
     /// A snapshot received from the leader was installed.
     SnapshotInstalled {

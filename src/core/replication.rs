@@ -298,6 +298,7 @@ impl Raft {
         }
         match self.log.try_append(prev_index, prev_term, entries) {
             Some(last_new) => {
+                self.config_after_append(entries);
                 self.log.commit_to(leader_commit.min(last_new));
                 self.send(from, reply(true, last_new, LogIndex(0), Term(0)));
             }
@@ -432,6 +433,7 @@ impl Raft {
             pr.match_index = follower_last;
             pr.become_probe(follower_last.next());
         }
+        let departing = self.departing.contains_key(&from);
         if let Some(send) = pr.snapshot.as_mut()
             && now.saturating_sub(send.progress_us) > stall_us + pr.srtt_us.unwrap_or(0)
         {
@@ -460,6 +462,9 @@ impl Raft {
         }
         if behind {
             self.send_append(from);
+        }
+        if departing {
+            self.maybe_forget_departed(from, sent_at_us);
         }
     }
 
@@ -525,7 +530,7 @@ impl Raft {
 
     pub(super) fn broadcast_append(&mut self) {
         self.append_pending = false;
-        for peer in self.peers() {
+        for peer in self.replication_targets() {
             self.send_append(peer);
         }
     }
@@ -533,11 +538,12 @@ impl Raft {
     pub(super) fn broadcast_heartbeat(&mut self, read_round: u64) {
         let designation = self.current_designation();
         let (commit, now) = (self.log.commit(), self.now_us);
-        for peer in self.peers() {
+        for peer in self.replication_targets() {
             let matched = self
                 .progress
                 .get(&peer)
                 .map_or(LogIndex(0), |pr| pr.match_index);
+            self.note_departing_told(peer, commit.min(matched));
             let body = MessageBody::Heartbeat {
                 commit: commit.min(matched),
                 sent_at_us: now,
@@ -615,7 +621,7 @@ impl Raft {
         if !self.config.check_quorum {
             return;
         }
-        let active = 1 + self.progress.values().filter(|pr| pr.recent_active).count();
+        let active = self.active_voters();
         for pr in self.progress.values_mut() {
             pr.recent_active = false;
         }

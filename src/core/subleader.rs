@@ -30,7 +30,8 @@ impl Raft {
         let mut eligible: Vec<(u64, NodeId)> = self
             .progress
             .iter()
-            .filter(|(id, _)| self.cluster.contains(**id))
+            // Voters only: a learner is never a sub-leader (DESIGN.md 8).
+            .filter(|(id, _)| self.cluster.is_voter(**id))
             // Caught up: holds everything committed. A current holder under
             // steady writes trails the commit index by the entries in
             // flight, so it stays eligible while it is being replicated to

@@ -1,6 +1,7 @@
 //! Newtypes and plain data shared by the core, the storage and the runtime.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// A node's id: its position (from 0) in the cluster's peer list.
@@ -54,29 +55,119 @@ impl LogIndex {
     }
 }
 
-/// The voting members of the cluster. It is a value carried in the log
-/// (`EntryPayload::Config`) and in snapshots, so that membership changes can
-/// be replicated like any other entry.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// A member's advertised addresses, "host:port" each. Empty when unknown:
+/// a static `--peers` cluster takes its addresses from flags (DESIGN.md 8).
+/// The core only carries them; it never connects anywhere.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MemberAddrs {
+    pub peer_addr: String,
+    pub client_addr: String,
+}
+
+/// Longest address the core accepts in a configuration change: a host
+/// name (at most 253 bytes) and a port.
+pub const MEMBER_ADDR_BYTES_MAX: usize = 262;
+
+/// The cluster's members (DESIGN.md 8): voters, and learners that receive
+/// the log but never vote, count toward a quorum, campaign or become
+/// sub-leaders. A value carried in the log (`EntryPayload::Config`) and in
+/// snapshots, so that membership changes are replicated like any entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ClusterConfig {
     /// Sorted, without duplicates.
     pub voters: Vec<NodeId>,
+    /// Sorted, without duplicates, disjoint from `voters`.
+    pub learners: Vec<NodeId>,
+    /// Addresses of members that advertised them; a member without an
+    /// entry has empty addresses.
+    pub addrs: BTreeMap<NodeId, MemberAddrs>,
 }
 
 impl ClusterConfig {
+    /// Voters only, addresses unknown: a static `--peers` cluster.
     pub fn new(mut voters: Vec<NodeId>) -> ClusterConfig {
         voters.sort();
         voters.dedup();
-        ClusterConfig { voters }
+        ClusterConfig {
+            voters,
+            learners: Vec::new(),
+            addrs: BTreeMap::new(),
+        }
     }
 
-    pub fn contains(&self, id: NodeId) -> bool {
+    pub fn is_voter(&self, id: NodeId) -> bool {
         self.voters.binary_search(&id).is_ok()
     }
 
-    /// Votes or acknowledgements needed for a majority.
+    pub fn is_learner(&self, id: NodeId) -> bool {
+        self.learners.binary_search(&id).is_ok()
+    }
+
+    /// A voter or a learner.
+    pub fn is_member(&self, id: NodeId) -> bool {
+        self.is_voter(id) || self.is_learner(id)
+    }
+
+    /// Voters and learners, by id.
+    pub fn members(&self) -> Vec<NodeId> {
+        let mut all: Vec<NodeId> = self.voters.iter().chain(&self.learners).copied().collect();
+        all.sort();
+        all
+    }
+
+    /// `id`'s advertised addresses (empty strings when unknown).
+    pub fn addrs_of(&self, id: NodeId) -> MemberAddrs {
+        self.addrs.get(&id).cloned().unwrap_or_default()
+    }
+
+    /// Votes or acknowledgements needed for a majority of the voters.
     pub fn quorum(&self) -> usize {
         self.voters.len() / 2 + 1
+    }
+
+    /// How many of `ids` are voters: only they count toward a quorum.
+    pub fn count_voters<'a>(&self, ids: impl IntoIterator<Item = &'a NodeId>) -> usize {
+        ids.into_iter().filter(|id| self.is_voter(**id)).count()
+    }
+
+    /// Debug builds: the sets are sorted, deduplicated and disjoint, and
+    /// only members have addresses.
+    pub fn check_invariants(&self) {
+        assert!(
+            self.voters.windows(2).all(|w| w[0] < w[1]),
+            "voters not sorted: {:?}",
+            self.voters
+        );
+        assert!(
+            self.learners.windows(2).all(|w| w[0] < w[1]),
+            "learners not sorted: {:?}",
+            self.learners
+        );
+        assert!(
+            self.learners.iter().all(|l| !self.is_voter(*l)),
+            "voters {:?} and learners {:?} overlap",
+            self.voters,
+            self.learners
+        );
+        assert!(
+            self.addrs.keys().all(|id| self.is_member(*id)),
+            "addresses of non-members: {:?}",
+            self.addrs.keys().collect::<Vec<_>>()
+        );
+    }
+}
+
+/// The configuration as binaries before issue 11 wrote it: voters only.
+/// Still decoded from old WAL records (`EntryPayload::VotersOnly`) and
+/// snapshot files (format 1); never written.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct VotersOnlyConfig {
+    pub voters: Vec<NodeId>,
+}
+
+impl From<VotersOnlyConfig> for ClusterConfig {
+    fn from(old: VotersOnlyConfig) -> ClusterConfig {
+        ClusterConfig::new(old.voters)
     }
 }
 
@@ -89,8 +180,24 @@ pub enum EntryPayload {
     // serde_bytes: postcard writes the same bytes as for a sequence of u8,
     // but copies them in one go instead of one serde call per byte.
     Command(#[serde(with = "serde_bytes")] Vec<u8>),
-    /// A new cluster configuration, effective as soon as it is appended.
+    /// A configuration in the layout before learners and addresses: read
+    /// from old logs, never written. postcard encodes a variant by its
+    /// position, so this one keeps the third place and its layout.
+    VotersOnly(VotersOnlyConfig),
+    /// A new cluster configuration, effective as soon as it is appended
+    /// (Raft thesis 4.1). Last: variants are numbered in order.
     Config(ClusterConfig),
+}
+
+impl EntryPayload {
+    /// The configuration this entry carries, in either layout.
+    pub fn config(&self) -> Option<ClusterConfig> {
+        match self {
+            EntryPayload::Config(config) => Some(config.clone()),
+            EntryPayload::VotersOnly(old) => Some(old.clone().into()),
+            EntryPayload::Noop | EntryPayload::Command(_) => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -113,9 +220,10 @@ impl Entry {
         match &self.payload {
             EntryPayload::Noop => ENTRY_HEADER_BYTES_MAX,
             EntryPayload::Command(data) => Entry::command_size_bytes(data.len()),
-            EntryPayload::Config(config) => {
+            EntryPayload::VotersOnly(config) => {
                 ENTRY_HEADER_BYTES_MAX + VARINT_BYTES_MAX * config.voters.len()
             }
+            EntryPayload::Config(config) => ENTRY_HEADER_BYTES_MAX + config_size_bytes(config),
         }
     }
 
@@ -123,6 +231,18 @@ impl Entry {
     pub fn command_size_bytes(command_bytes: usize) -> usize {
         ENTRY_HEADER_BYTES_MAX + command_bytes
     }
+}
+
+/// An upper bound of a configuration's encoding: three sequence lengths,
+/// then per member its id twice (in its set and as an address key) and
+/// two strings, each with a length.
+pub fn config_size_bytes(config: &ClusterConfig) -> usize {
+    let addrs: usize = config
+        .addrs
+        .values()
+        .map(|a| 3 * VARINT_BYTES_MAX + a.peer_addr.len() + a.client_addr.len())
+        .sum();
+    3 * VARINT_BYTES_MAX + VARINT_BYTES_MAX * (config.voters.len() + config.learners.len()) + addrs
 }
 
 /// What must be on stable storage before a node may answer a vote or an
@@ -142,6 +262,25 @@ pub struct SnapshotMeta {
     pub last_index: LogIndex,
     pub last_term: Term,
     pub config: ClusterConfig,
+}
+
+/// `SnapshotMeta` as snapshot files of format 1 hold it (voters only);
+/// read, never written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VotersOnlySnapshotMeta {
+    pub last_index: LogIndex,
+    pub last_term: Term,
+    pub config: VotersOnlyConfig,
+}
+
+impl From<VotersOnlySnapshotMeta> for SnapshotMeta {
+    fn from(old: VotersOnlySnapshotMeta) -> SnapshotMeta {
+        SnapshotMeta {
+            last_index: old.last_index,
+            last_term: old.last_term,
+            config: old.config.into(),
+        }
+    }
 }
 
 /// Everything a node recovers from stable storage when it starts.
@@ -181,6 +320,23 @@ mod tests {
             EntryPayload::Command(Vec::new()),
             EntryPayload::Command(vec![1; 200_000]),
             EntryPayload::Config(ClusterConfig::new(vec![NodeId(u64::MAX), NodeId(1 << 40)])),
+            EntryPayload::VotersOnly(VotersOnlyConfig {
+                voters: vec![NodeId(u64::MAX), NodeId(1 << 40)],
+            }),
+            EntryPayload::Config(ClusterConfig {
+                voters: vec![NodeId(1), NodeId(u64::MAX)],
+                learners: vec![NodeId(1 << 40)],
+                addrs: BTreeMap::from([
+                    (
+                        NodeId(1),
+                        MemberAddrs {
+                            peer_addr: "x".repeat(MEMBER_ADDR_BYTES_MAX),
+                            client_addr: "10.0.0.1:6001".into(),
+                        },
+                    ),
+                    (NodeId(1 << 40), MemberAddrs::default()),
+                ]),
+            }),
         ];
         for payload in payloads {
             let entry = Entry {
@@ -212,5 +368,92 @@ mod tests {
         assert_eq!(new, old);
         let back: EntryPayload = postcard::from_bytes(&old).unwrap();
         assert_eq!(back, EntryPayload::Command(data));
+    }
+
+    /// The layouts binaries before issue 11 wrote (postcard, no schema
+    /// evolution): a configuration entry was the third variant holding the
+    /// voters, and a snapshot meta held that configuration.
+    mod old {
+        use super::{LogIndex, NodeId, Term};
+        use serde::Serialize;
+
+        #[derive(Serialize)]
+        pub struct ClusterConfig {
+            pub voters: Vec<NodeId>,
+        }
+        // Never built: present so that `Config` keeps its position.
+        #[allow(dead_code)]
+        #[derive(Serialize)]
+        pub enum EntryPayload {
+            Noop,
+            Command(Vec<u8>),
+            Config(ClusterConfig),
+        }
+        #[derive(Serialize)]
+        pub struct Entry {
+            pub term: Term,
+            pub index: LogIndex,
+            pub payload: EntryPayload,
+        }
+        #[derive(Serialize)]
+        pub struct SnapshotMeta {
+            pub last_index: LogIndex,
+            pub last_term: Term,
+            pub config: ClusterConfig,
+        }
+    }
+
+    #[test]
+    fn config_entries_written_before_learners_existed_still_decode() {
+        let voters = vec![NodeId(0), NodeId(1), NodeId(2)];
+        let bytes = postcard::to_allocvec(&old::Entry {
+            term: Term(3),
+            index: LogIndex(7),
+            payload: old::EntryPayload::Config(old::ClusterConfig {
+                voters: voters.clone(),
+            }),
+        })
+        .unwrap();
+        let entry: Entry = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(entry.index, LogIndex(7));
+        assert_eq!(entry.payload.config(), Some(ClusterConfig::new(voters)));
+        // And the old entries keep their bytes when written again (a
+        // follower's WAL stores what the leader sent).
+        assert_eq!(postcard::to_allocvec(&entry).unwrap(), bytes);
+    }
+
+    #[test]
+    fn snapshot_meta_of_format_1_decodes_as_the_voters_only_layout() {
+        let bytes = postcard::to_allocvec(&old::SnapshotMeta {
+            last_index: LogIndex(100),
+            last_term: Term(4),
+            config: old::ClusterConfig {
+                voters: vec![NodeId(0), NodeId(2)],
+            },
+        })
+        .unwrap();
+        let meta: SnapshotMeta = postcard::from_bytes::<VotersOnlySnapshotMeta>(&bytes)
+            .unwrap()
+            .into();
+        assert_eq!(meta.last_index, LogIndex(100));
+        assert_eq!(meta.config, ClusterConfig::new(vec![NodeId(0), NodeId(2)]));
+    }
+
+    #[test]
+    fn a_configuration_with_learners_and_addresses_round_trips() {
+        let mut config = ClusterConfig::new(vec![NodeId(0), NodeId(1)]);
+        config.learners.push(NodeId(5));
+        config.addrs.insert(
+            NodeId(5),
+            MemberAddrs {
+                peer_addr: "10.0.0.5:5000".into(),
+                client_addr: "10.0.0.5:6000".into(),
+            },
+        );
+        config.check_invariants();
+        let payload = EntryPayload::Config(config.clone());
+        let bytes = postcard::to_allocvec(&payload).unwrap();
+        let back: EntryPayload = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(back.config(), Some(config));
     }
 }

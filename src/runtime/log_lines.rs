@@ -132,8 +132,26 @@ impl EventLines {
                     "[SNAPSHOT] Node {id}: installed index {index} term {term} from the leader, {file_bytes} bytes"
                 ),
             )],
+            Event::ConfigChanged { index, config } => vec![(
+                Level::Info,
+                format!(
+                    "[MEMBERSHIP] Node {id}: configuration at index {index}: voters {:?}, learners {:?}",
+                    ids(&config.voters),
+                    ids(&config.learners)
+                ),
+            )],
+            Event::RemovedSelf { index } => vec![(
+                Level::Warn,
+                format!(
+                    "[MEMBERSHIP] Node {id}: removed from the cluster (configuration at index {index} committed); stopping"
+                ),
+            )],
         }
     }
+}
+
+fn ids(ids: &[NodeId]) -> Vec<u64> {
+    ids.iter().map(|id| id.0).collect()
 }
 
 fn election_started(

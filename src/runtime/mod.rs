@@ -12,8 +12,8 @@ pub mod wal_thread;
 
 pub use clock::Clock;
 pub use node::{
-    LogWrite, LogWriter, MemSnapshots, Network, Node, Query, Reply, RequestError, SnapshotStore,
-    SyncWriter,
+    ConfChangeDone, ConfChangeFailure, ConfReply, LogWrite, LogWriter, MemSnapshots, Network, Node,
+    Query, Reply, RequestError, SnapshotStore, SyncWriter,
 };
 pub use observe::Observer;
 pub use raft_loop::{

@@ -19,8 +19,9 @@
 //! - only committed entries that are durable here are applied.
 
 use crate::core::{
-    ChunkReceived, Entry, EntryPayload, Event, HardState, LogIndex, Message, MessageBody, NodeId,
-    ProposeError, Raft, ReadError, Role, SnapshotMeta, Term, TransferError,
+    ChunkReceived, ClusterConfig, ConfChange, ConfChangeError, Entry, EntryPayload, Event,
+    HardState, LogIndex, Message, MessageBody, NodeId, ProposeError, Raft, ReadError, Role,
+    SnapshotMeta, Term, TransferError,
 };
 use crate::state_machine::{SnapshotJob, StateMachine};
 use crate::storage::{Storage, StorageError};
@@ -51,6 +52,43 @@ pub enum RequestError {
         uncommitted_bytes_max: usize,
     },
 }
+
+/// A membership change that committed and was applied here: the
+/// configuration it put in force, at its index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfChangeDone {
+    pub index: LogIndex,
+    pub config: ClusterConfig,
+}
+
+/// Why a membership change has no outcome here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfChangeFailure {
+    /// Refused at once; the configuration is unchanged.
+    Refused(ConfChangeError),
+    /// Its entry was overwritten by another leader's (not committed), or
+    /// this node installed a snapshot over it before applying it (it may
+    /// have committed): read the configuration and decide again.
+    LeadershipLost,
+    /// Too many requests are waiting.
+    Busy,
+}
+
+impl std::fmt::Display for ConfChangeFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfChangeFailure::Refused(e) => write!(f, "{e}"),
+            ConfChangeFailure::LeadershipLost => write!(
+                f,
+                "leadership changed before the change was applied here; check the member list"
+            ),
+            ConfChangeFailure::Busy => write!(f, "too many requests waiting; retry shortly"),
+        }
+    }
+}
+
+/// The answer to a membership change, separate from the state machine's.
+pub type ConfReply = Result<ConfChangeDone, ConfChangeFailure>;
 
 /// The answer to a client request: the state machine's output, or why
 /// there is none.
@@ -324,6 +362,10 @@ pub struct Node<M: StateMachine, W, N, R, S = MemSnapshots> {
     /// yet commit through another leader); each is decided when this node
     /// applies that index.
     pending_writes: BTreeMap<(LogIndex, Term), R>,
+    /// Membership changes by (index, term), decided like writes when their
+    /// index is applied; answered apart from the state machine's output.
+    pending_conf_changes: BTreeMap<(LogIndex, Term), R>,
+    conf_answers: Vec<(R, ConfReply)>,
     pending_reads: BTreeMap<u64, PendingRead<M, R>>,
     /// Reads confirmed by a heartbeat round, waiting for apply to reach
     /// their index.
@@ -385,6 +427,8 @@ impl<M: StateMachine, W: LogWriter, N: Network, R, S: SnapshotStore> Node<M, W, 
             unsynced: VecDeque::new(),
             last_seq: 0,
             pending_writes: BTreeMap::new(),
+            pending_conf_changes: BTreeMap::new(),
+            conf_answers: Vec::new(),
             pending_reads: BTreeMap::new(),
             confirmed_reads: Vec::new(),
             next_read_ctx: 1,
@@ -435,7 +479,10 @@ impl<M: StateMachine, W: LogWriter, N: Network, R, S: SnapshotStore> Node<M, W, 
         self.unsynced.len()
     }
     pub fn pending_requests(&self) -> usize {
-        self.pending_writes.len() + self.pending_reads.len() + self.confirmed_reads.len()
+        self.pending_writes.len()
+            + self.pending_reads.len()
+            + self.confirmed_reads.len()
+            + self.pending_conf_changes.len()
     }
 
     /// Keeps every applied entry for `take_applied` (the simulator's checker).
@@ -446,6 +493,10 @@ impl<M: StateMachine, W: LogWriter, N: Network, R, S: SnapshotStore> Node<M, W, 
     /// Answers produced since the last call, in the order they were decided.
     pub fn take_answers(&mut self) -> Vec<(R, Reply<M::Output>)> {
         std::mem::take(&mut self.answers)
+    }
+    /// Membership change answers produced since the last call.
+    pub fn take_conf_answers(&mut self) -> Vec<(R, ConfReply)> {
+        std::mem::take(&mut self.conf_answers)
     }
     pub fn take_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.events)
@@ -525,6 +576,34 @@ impl<M: StateMachine, W: LogWriter, N: Network, R, S: SnapshotStore> Node<M, W, 
                     },
                 };
                 self.answers.push((reply, Err(error)));
+                None
+            }
+        }
+    }
+
+    /// A membership change (DESIGN.md 8): answered once its entry is
+    /// applied here, with the configuration it put in force, or refused
+    /// now. Returns where the entry will land when accepted.
+    pub fn propose_conf_change(
+        &mut self,
+        now_us: u64,
+        change: ConfChange,
+        reply: R,
+    ) -> Option<(LogIndex, Term)> {
+        if self.pending_conf_changes.len() >= PENDING_REQUESTS_MAX {
+            self.conf_answers
+                .push((reply, Err(ConfChangeFailure::Busy)));
+            return None;
+        }
+        match self.raft.propose_conf_change(now_us, change) {
+            Ok((index, term)) => {
+                let earlier = self.pending_conf_changes.insert((index, term), reply);
+                assert!(earlier.is_none(), "two changes at {index} in term {term}");
+                Some((index, term))
+            }
+            Err(e) => {
+                self.conf_answers
+                    .push((reply, Err(ConfChangeFailure::Refused(e))));
                 None
             }
         }
@@ -738,6 +817,14 @@ impl<M: StateMachine, W: LogWriter, N: Network, R, S: SnapshotStore> Node<M, W, 
                         self.answers
                             .push((reply, Err(RequestError::LeadershipLost)));
                     }
+                    while let Some(pending) = self.pending_conf_changes.first_entry() {
+                        if pending.key().0 > index {
+                            break;
+                        }
+                        let reply = pending.remove();
+                        self.conf_answers
+                            .push((reply, Err(ConfChangeFailure::LeadershipLost)));
+                    }
                 }
                 Err(e) => {
                     log::error!(
@@ -857,7 +944,7 @@ impl<M: StateMachine, W: LogWriter, N: Network, R, S: SnapshotStore> Node<M, W, 
         for entry in committed {
             let mut output = match &entry.payload {
                 EntryPayload::Command(data) => Some(self.state_machine.apply(entry.index, data)),
-                EntryPayload::Noop | EntryPayload::Config(_) => None,
+                EntryPayload::Noop | EntryPayload::VotersOnly(_) | EntryPayload::Config(_) => None,
             };
             if self.trace_applied {
                 self.applied.push(AppliedEntry {
@@ -886,6 +973,26 @@ impl<M: StateMachine, W: LogWriter, N: Network, R, S: SnapshotStore> Node<M, W, 
                 };
                 self.answers.push((reply, result));
             }
+            self.decide_conf_changes(entry);
+        }
+    }
+
+    /// Every pending membership change at or below `entry`'s index is
+    /// decided: its own entry was applied (same term), or another took its
+    /// place.
+    fn decide_conf_changes(&mut self, entry: &Entry) {
+        while let Some(pending) = self.pending_conf_changes.first_entry() {
+            if pending.key().0 > entry.index {
+                break;
+            }
+            let ((index, term), reply) = pending.remove_entry();
+            let result = match entry.payload.config() {
+                Some(config) if index == entry.index && term == entry.term => {
+                    Ok(ConfChangeDone { index, config })
+                }
+                _ => Err(ConfChangeFailure::LeadershipLost),
+            };
+            self.conf_answers.push((reply, result));
         }
     }
 

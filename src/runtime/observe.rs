@@ -90,7 +90,10 @@ impl Observer {
             }
             Event::SteppedDown { .. } => m.stepped_down(),
             Event::LeaderUnreachable { .. } => m.crash_hint(),
-            Event::SnapshotSaved { .. } | Event::SnapshotInstalled { .. } => {}
+            Event::SnapshotSaved { .. }
+            | Event::SnapshotInstalled { .. }
+            | Event::ConfigChanged { .. }
+            | Event::RemovedSelf { .. } => {}
         }
     }
 
@@ -163,5 +166,11 @@ fn record(event: &Event) -> Value {
             file_bytes,
         } => json!({"event": "snapshot_installed", "index": index.0, "term": term.0,
                     "bytes": file_bytes}),
+        Event::ConfigChanged { index, config } => {
+            let ids = |ids: &[crate::core::NodeId]| ids.iter().map(|id| id.0).collect::<Vec<_>>();
+            json!({"event": "config_changed", "index": index.0,
+                   "voters": ids(&config.voters), "learners": ids(&config.learners)})
+        }
+        Event::RemovedSelf { index } => json!({"event": "removed_self", "index": index.0}),
     }
 }

@@ -2,7 +2,9 @@
 //! Figure 3): election safety, log matching, leader completeness, state
 //! machine safety, plus durable term/vote monotonicity.
 
-use crate::core::{Entry, EntryPayload, HardState, LogIndex, NodeId, Raft, Role, Term};
+use crate::core::{
+    ClusterConfig, Entry, EntryPayload, HardState, LogIndex, NodeId, Raft, Role, Term,
+};
 use std::collections::BTreeMap;
 
 /// FNV-1a: stable across Rust versions and platforms, unlike DefaultHasher.
@@ -19,14 +21,10 @@ pub fn payload_hash(payload: &EntryPayload) -> u64 {
     match payload {
         EntryPayload::Noop => 1,
         EntryPayload::Command(data) => fnv1a(2, data),
-        EntryPayload::Config(config) => {
-            let ids: Vec<u8> = config
-                .voters
-                .iter()
-                .flat_map(|v| v.0.to_le_bytes())
-                .collect();
-            fnv1a(3, &ids)
-        }
+        EntryPayload::VotersOnly(_) | EntryPayload::Config(_) => fnv1a(
+            3,
+            &postcard::to_allocvec(payload).expect("a payload encodes"),
+        ),
     }
 }
 
@@ -188,6 +186,31 @@ pub struct LogTip {
     pub last_index: LogIndex,
 }
 
+/// A leader's election counted only voters of its configuration: the
+/// voters among those whose grant reached it, and itself, are a quorum of
+/// it. A learner's grant (or a removed node's) never made the difference.
+pub fn check_voter_quorum(
+    node: NodeId,
+    raft: &Raft,
+    kind: crate::core::ElectionKind,
+    grants: &std::collections::BTreeSet<NodeId>,
+) {
+    let config = raft.cluster();
+    assert!(
+        config.is_voter(node),
+        "node {node} leads term {} but is not a voter of {:?}",
+        raft.term(),
+        config.voters
+    );
+    let voters = config.count_voters(grants.iter().chain([&node]));
+    assert!(
+        voters >= config.quorum(),
+        "node {node} leads term {} ({kind:?}) with grants from {grants:?}: only {voters} voters of {:?}",
+        raft.term(),
+        config.voters
+    );
+}
+
 /// Leader Completeness against every log that could still campaign, not
 /// only the leaders elected so far: a log that lacks a committed entry must
 /// be less up-to-date than a majority of the durable logs, or its owner
@@ -199,18 +222,25 @@ pub struct LogTip {
 pub fn check_committed_kept(
     index: LogIndex,
     term: Term,
-    lacking: &[(NodeId, LogTip)],
-    durable: &[LogTip],
+    lacking: &[(NodeId, LogTip, ClusterConfig)],
+    durable: &[(NodeId, LogTip)],
 ) {
-    let quorum = durable.len() / 2 + 1;
-    for (node, tip) in lacking {
-        let voters = durable.iter().filter(|v| *v <= tip).count();
+    for (node, tip, config) in lacking {
+        // It campaigns only as a voter of its own configuration, and needs
+        // a quorum of that configuration's voters (DESIGN.md 8).
+        if !config.is_voter(*node) {
+            continue;
+        }
+        let voters = durable
+            .iter()
+            .filter(|(id, v)| config.is_voter(*id) && v <= tip)
+            .count();
         assert!(
-            voters < quorum,
-            "leader completeness: node {node} lacks committed index {index} (term {term}), yet its log (last term {}, last index {}) is as up-to-date as {voters} of {} durable logs: it could be elected and overwrite it",
+            voters < config.quorum(),
+            "leader completeness: node {node} lacks committed index {index} (term {term}), yet its log (last term {}, last index {}) is as up-to-date as {voters} of the durable logs of its voters {:?}: it could be elected and overwrite it",
             tip.last_term,
             tip.last_index,
-            durable.len()
+            config.voters
         );
     }
 }

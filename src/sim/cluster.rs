@@ -2,16 +2,19 @@
 //! real core) over a simulated network and a simulated disk that loses what
 //! was not fsynced, driven by one event queue.
 
-use super::checker::{Checker, LogTip, check_committed_kept, check_hard_state_transition, fnv1a};
+use super::checker::{
+    Checker, LogTip, check_committed_kept, check_hard_state_transition, check_voter_quorum, fnv1a,
+};
 use super::disk::{Durable, SimDisk};
 use super::net::{NetConfig, Partitions, message_bytes};
 use super::snapshots::{SimSnapshots, SnapshotFiles};
 use super::store::{SimStore, Tagged};
+use crate::core::ConfChange;
 use crate::core::{
     ClusterConfig, Entry, Event, HardState, LogIndex, Message, MessageBody, NodeId, Raft,
     RaftConfig, RestoredState, Role, SnapshotMeta, Term,
 };
-use crate::runtime::node::{AppliedEntry, DriverMutations, LogWrite, Node, Reply};
+use crate::runtime::node::{AppliedEntry, ConfReply, DriverMutations, LogWrite, Node, Reply};
 use crate::state_machine::StateMachine;
 use crate::storage::WalImage;
 use rand::rngs::StdRng;
@@ -43,6 +46,9 @@ pub struct SimConfig {
     /// Test-only bugs switched into every node's driver (the core's are in
     /// `raft.mutations`).
     pub driver_mutations: DriverMutations,
+    /// Nodes 0..initial_voters form the first configuration; the others
+    /// start as `--join` nodes do, knowing none, until added (DESIGN.md 8).
+    pub initial_voters: usize,
 }
 
 impl SimConfig {
@@ -59,6 +65,7 @@ impl SimConfig {
             isolate_new_leader: 0.0,
             trace_len: 80,
             driver_mutations: DriverMutations::default(),
+            initial_voters: nodes,
         }
     }
 }
@@ -104,6 +111,8 @@ pub enum Ticket {
     },
     /// An oversized write.
     Bulk(u64),
+    /// A membership change of the membership nemesis.
+    Conf(u64),
 }
 
 /// A client answer as it left a node.
@@ -195,6 +204,15 @@ pub struct Cluster {
     /// By node; emptied when the node crashes.
     open_requests: Vec<OpenRequests>,
     next_request_id: u64,
+    /// Membership change answers, in the order they left their node.
+    pub conf_answers: Vec<(u64, NodeId, Ticket, ConfReply)>,
+    /// Nodes that reported their committed removal: stopped, as the
+    /// runtime stops them, at the next step.
+    removed: Vec<usize>,
+    /// (term, candidate) -> voters whose granted vote reached it: a leader
+    /// must have a quorum of its own configuration's voters among them
+    /// (learners' votes never count, DESIGN.md 8).
+    vote_grants: BTreeMap<(Term, NodeId), BTreeSet<NodeId>>,
 }
 
 impl Cluster {
@@ -239,6 +257,9 @@ impl Cluster {
             link_free_us: BTreeMap::new(),
             open_requests: Vec::new(),
             next_request_id: 0,
+            conf_answers: Vec::new(),
+            removed: Vec::new(),
+            vote_grants: BTreeMap::new(),
         };
         cluster
             .open_requests
@@ -260,8 +281,11 @@ impl Cluster {
         let (hard_state, entries) = image
             .recover_after(snapshot.as_ref().map(|(meta, _)| meta))
             .unwrap_or_else(|e| panic!("node {id}: recovery failed: {e}"));
-        let voters = ClusterConfig::new(self.ids());
-        let mut restored = RestoredState::fresh(voters);
+        let initial = match node < self.config.initial_voters {
+            true => ClusterConfig::new(self.ids()[..self.config.initial_voters].to_vec()),
+            false => ClusterConfig::default(),
+        };
+        let mut restored = RestoredState::fresh(initial);
         let mut store = SimStore::default();
         if let Some((meta, payload)) = &snapshot {
             store
@@ -325,7 +349,7 @@ impl Cluster {
         };
         let durable = &mut self.nodes[node].durable;
         durable.hard_state = hard_state;
-        durable.reset(base, snapshot.last_term, chain);
+        durable.reset(base, snapshot.last_term, chain, snapshot.config.clone());
         durable.store(id, entries, &mut self.checker);
     }
 
@@ -437,6 +461,10 @@ impl Cluster {
                 }
             }
         }
+        for node in std::mem::take(&mut self.removed) {
+            self.trace_line(format!("stop removed {node}"));
+            self.crash(node);
+        }
         true
     }
 
@@ -494,6 +522,10 @@ impl Cluster {
             msg.term,
             msg.body.kind()
         ));
+        if let MessageBody::VoteReply { granted: true } = msg.body {
+            let grants = self.vote_grants.entry((msg.term, msg.to)).or_default();
+            grants.insert(msg.from);
+        }
         let now = self.local_time(to);
         self.driver_mut(to).step(now, msg);
         self.after_input(to);
@@ -616,9 +648,12 @@ impl Cluster {
             let chain = self
                 .checker
                 .committed_chain(meta.last_index, meta.last_term);
-            self.nodes[node]
-                .durable
-                .reset(meta.last_index, meta.last_term, chain);
+            self.nodes[node].durable.reset(
+                meta.last_index,
+                meta.last_term,
+                chain,
+                meta.config.clone(),
+            );
         }
         let durable = &mut self.nodes[node].durable;
         durable.store(id, &write.entries, &mut self.checker);
@@ -634,6 +669,7 @@ impl Cluster {
         let outbox = std::mem::take(driver.network_mut());
         let applied = driver.take_applied();
         let answers = driver.take_answers();
+        let conf_answers = driver.take_conf_answers();
         let events = driver.take_events();
         for msg in outbox {
             self.check_durable_for(node, &msg);
@@ -660,6 +696,17 @@ impl Cluster {
                 ticket: handle.ticket,
                 reply,
             });
+        }
+        for (handle, reply) in conf_answers {
+            let landed = self.open_requests[node].by_id.remove(&handle.id);
+            assert!(
+                landed.is_some(),
+                "node {id}: answered change {} twice",
+                handle.id
+            );
+            self.trace_line(format!("conf answer {id} {:?} {reply:?}", handle.ticket));
+            self.conf_answers
+                .push((self.now_us, id, handle.ticket, reply));
         }
         for event in &events {
             self.on_event(node, event);
@@ -699,9 +746,10 @@ impl Cluster {
                 last_term: n.durable.last_term(),
                 last_index: n.durable.last_index(),
             };
-            durable.push(tip);
+            durable.push((n.id, tip));
             if !n.durable.holds(index, term) {
-                lacking.push((n.id, tip));
+                // A restart puts the durable log's configuration in force.
+                lacking.push((n.id, tip, n.durable.latest_config()));
             }
             if let Some(raft) = n.driver.as_ref().map(|d| d.raft())
                 && index > raft.snapshot_meta().last_index
@@ -715,6 +763,7 @@ impl Cluster {
                         last_term,
                         last_index,
                     },
+                    raft.cluster().clone(),
                 ));
             }
         }
@@ -755,9 +804,18 @@ impl Cluster {
 
     fn on_event(&mut self, node: usize, event: &Event) {
         let id = self.nodes[node].id;
-        if let Event::BecameLeader { .. } = event {
+        if let Event::RemovedSelf { .. } = event {
+            self.removed.push(node);
+        }
+        if let Event::BecameLeader { kind, .. } = event {
             let raft = self.nodes[node].driver.as_ref().expect("up").raft();
             self.checker.on_leader(id, raft);
+            let grants = self
+                .vote_grants
+                .get(&(raft.term(), id))
+                .cloned()
+                .unwrap_or_default();
+            check_voter_quorum(id, raft, *kind, &grants);
             let isolate = self.config.isolate_new_leader;
             if isolate > 0.0 && self.rng.random_bool(isolate) {
                 let all = self.ids();
@@ -907,6 +965,30 @@ impl Cluster {
         self.open_requests[node].by_id.insert(handle.id, None);
         self.after_input(node);
         true
+    }
+
+    /// A membership change at `node`; the answer arrives in
+    /// `conf_answers` under `ticket`. Returns where it will land.
+    pub fn propose_conf_change(
+        &mut self,
+        node: usize,
+        change: ConfChange,
+        ticket: Ticket,
+    ) -> Option<(LogIndex, Term)> {
+        if !self.is_up(node) {
+            return None;
+        }
+        self.trace_line(format!("propose {node} {change:?}"));
+        let now = self.local_time(node);
+        let handle = self.new_handle(ticket);
+        let landed = self
+            .driver_mut(node)
+            .propose_conf_change(now, change, handle);
+        self.open_requests[node]
+            .by_id
+            .insert(handle.id, landed.map(|(index, _)| index));
+        self.after_input(node);
+        landed
     }
 
     pub fn transfer_leadership(&mut self, node: usize, target: NodeId) {

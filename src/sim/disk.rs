@@ -2,7 +2,7 @@
 //! fsynced (and so survives a crash), and the writes still in the page cache.
 
 use super::checker::{Checker, chain_hash};
-use crate::core::{Entry, HardState, LogIndex, NodeId, Term};
+use crate::core::{ClusterConfig, Entry, HardState, LogIndex, NodeId, Term};
 use crate::runtime::node::{LogWrite, LogWriter};
 use crate::storage::{StorageError, WalImage};
 use std::collections::VecDeque;
@@ -21,6 +21,11 @@ pub(super) struct Durable {
     pub entries: Vec<Entry>,
     /// chains[i] is the chain hash of the log through entries[i].
     pub chains: Vec<u64>,
+    /// The configuration of the snapshot at `base` (or the initial one).
+    pub base_config: ClusterConfig,
+    /// Indexes of the configuration entries in `entries`, ascending: what
+    /// a restart would put in force, without scanning the log.
+    pub config_indexes: Vec<LogIndex>,
 }
 
 impl Durable {
@@ -54,12 +59,24 @@ impl Durable {
     }
 
     /// The log was reset to a snapshot of the committed log through `index`.
-    pub fn reset(&mut self, index: LogIndex, term: Term, chain: u64) {
+    pub fn reset(&mut self, index: LogIndex, term: Term, chain: u64, config: ClusterConfig) {
         self.base = index;
         self.base_term = term;
         self.base_chain = chain;
+        self.base_config = config;
         self.entries.clear();
         self.chains.clear();
+        self.config_indexes.clear();
+    }
+
+    /// The configuration a restart from this log puts in force: the latest
+    /// in the log, or the snapshot's.
+    pub fn latest_config(&self) -> ClusterConfig {
+        self.config_indexes
+            .last()
+            .and_then(|i| self.entry(*i))
+            .and_then(|e| e.payload.config())
+            .unwrap_or_else(|| self.base_config.clone())
     }
 
     pub fn store(&mut self, node: NodeId, entries: &[Entry], checker: &mut Checker) {
@@ -78,7 +95,12 @@ impl Durable {
         );
         self.entries.truncate(keep);
         self.chains.truncate(keep);
+        let last_kept = LogIndex(self.base.0 + keep as u64);
+        self.config_indexes.retain(|i| *i <= last_kept);
         for entry in entries {
+            if entry.payload.config().is_some() {
+                self.config_indexes.push(entry.index);
+            }
             let prev = self.chains.last().copied().unwrap_or(self.base_chain);
             let chain = chain_hash(prev, entry);
             checker.on_stored(node, entry, chain);

@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod disk;
 pub mod failover;
 pub mod kv_client;
+pub mod membership;
 pub mod mutation;
 pub mod net;
 pub mod run;

@@ -49,6 +49,10 @@ impl RunOptions {
         match profile {
             Profile::Standard => RunOptions::default(),
             Profile::Hunt => RunOptions::hunt(),
+            Profile::Membership => RunOptions {
+                profile: Profile::Membership,
+                ..RunOptions::default()
+            },
         }
     }
 
@@ -58,8 +62,9 @@ impl RunOptions {
         let var = |name: &str| std::env::var(name).ok();
         let profile = match var("SRAFT_PROFILE").as_deref() {
             Some("hunt") => Profile::Hunt,
+            Some("membership") => Profile::Membership,
             Some("standard") | None => Profile::Standard,
-            Some(other) => panic!("SRAFT_PROFILE={other:?}: standard or hunt"),
+            Some(other) => panic!("SRAFT_PROFILE={other:?}: standard, hunt or membership"),
         };
         let mut options = RunOptions::for_profile(profile);
         if let Some(ms) = var("SRAFT_FAULTY_MS") {
@@ -79,8 +84,10 @@ impl RunOptions {
     /// The environment that makes `from_env` return these options.
     fn replay_env(&self) -> String {
         let mut env = String::new();
-        if self.profile == Profile::Hunt {
-            env += "SRAFT_PROFILE=hunt ";
+        match self.profile {
+            Profile::Hunt => env += "SRAFT_PROFILE=hunt ",
+            Profile::Membership => env += "SRAFT_PROFILE=membership ",
+            Profile::Standard => {}
         }
         if self.faulty_us != RunOptions::for_profile(self.profile).faulty_us {
             env += &format!("SRAFT_FAULTY_MS={} ", self.faulty_us / 1000);
@@ -101,6 +108,10 @@ pub enum Profile {
     /// more leaders that die or are cut off right after their election
     /// with logs that diverge, which the rare bugs need to show.
     Hunt,
+    /// The Standard faults on 5 or 7 processes of which 3 start as voters,
+    /// plus random membership changes (DESIGN.md 8): add a learner,
+    /// promote, remove a voter, a learner or the leader, replace a voter.
+    Membership,
 }
 
 #[derive(Clone, Debug)]
@@ -118,13 +129,25 @@ pub struct RunReport {
     pub bulk_refused: u64,
     pub trace_hash: u64,
     pub elections: ElectionStats,
+    /// Membership changes accepted by a leader, and configurations that
+    /// took effect on some node (the membership profile).
+    pub conf_changes: u64,
+    pub configs_seen: u64,
 }
 
 /// A cluster configuration drawn from the seed: size, mode, faults.
 pub fn config_for_seed(seed: u64, profile: Profile) -> SimConfig {
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
-    let nodes = [3, 5, 5, 7][rng.random_range(0..4)];
+    let mut nodes = [3, 5, 5, 7][rng.random_range(0..4)];
+    if profile == Profile::Membership {
+        // Room for joiners: a removed id is never reused (its old state
+        // would come back with it), so spares run out.
+        nodes = nodes.max(5);
+    }
     let mut config = SimConfig::new(nodes, seed);
+    if profile == Profile::Membership {
+        config.initial_voters = 3;
+    }
     config.raft.enable_subleader = rng.random_bool(0.75);
     config.crash_hints = rng.random_bool(0.5);
     config.clock_skew_ppm_max = rng.random_range(0..=20_000);
@@ -173,7 +196,7 @@ pub fn config_for_seed(seed: u64, profile: Profile) -> SimConfig {
 /// Time to the next fault.
 fn nemesis_pause_us(rng: &mut StdRng, profile: Profile) -> u64 {
     match profile {
-        Profile::Standard => rng.random_range(20_000..300_000),
+        Profile::Standard | Profile::Membership => rng.random_range(20_000..300_000),
         Profile::Hunt => rng.random_range(5_000..80_000),
     }
 }
@@ -195,7 +218,7 @@ impl Fault {
     fn table(profile: Profile) -> [(Fault, u32); 8] {
         use Fault::*;
         match profile {
-            Profile::Standard => [
+            Profile::Standard | Profile::Membership => [
                 (CrashAny, 25),
                 (CrashLeader, 15),
                 (Restart, 20),
@@ -315,10 +338,13 @@ fn describe_nodes(cluster: &Cluster) -> String {
             Some(d) => {
                 let r = d.raft();
                 format!(
-                    "{} {:?} t{} snapshot {} applied {} commit {} last {} state {:x}",
+                    "{} {:?} t{} config {}: voters {:?} learners {:?}; snapshot {} applied {} commit {} last {} state {:x}",
                     n.id,
                     r.role(),
                     r.term(),
+                    r.config_index(),
+                    r.cluster().voters.iter().map(|v| v.0).collect::<Vec<_>>(),
+                    r.cluster().learners.iter().map(|v| v.0).collect::<Vec<_>>(),
                     r.snapshot_meta().last_index,
                     r.applied_index(),
                     r.commit_index(),
@@ -331,24 +357,32 @@ fn describe_nodes(cluster: &Cluster) -> String {
     nodes.join("; ")
 }
 
+/// The leader's term has a commit, and every member of its configuration
+/// is up and applied it into the same state. Nodes that were never added,
+/// or were removed, are not part of the cluster.
 fn all_converged(cluster: &Cluster) -> bool {
     let Some(leader) = cluster.leader() else {
         return false;
     };
     let raft = cluster.raft(leader).expect("up");
     let commit = raft.commit_index();
-    if raft.term_at(commit) != Some(raft.term()) {
+    if raft.term_at(commit) != Some(raft.term()) || !raft.config_committed() {
         return false;
     }
-    if !cluster
+    let config = raft.cluster().clone();
+    let members: Vec<_> = cluster
         .nodes
+        .iter()
+        .filter(|n| config.is_member(n.id))
+        .collect();
+    if !members
         .iter()
         .all(|n| n.driver.is_some() && n.applied() == commit)
     {
         return false;
     }
     let hash = cluster.nodes[leader].state_hash();
-    cluster.nodes.iter().all(|n| n.state_hash() == hash)
+    members.iter().all(|n| n.state_hash() == hash)
 }
 
 fn drive(cluster: &mut Cluster, options: &RunOptions) -> RunReport {
@@ -358,10 +392,17 @@ fn drive(cluster: &mut Cluster, options: &RunOptions) -> RunReport {
     let mut stats = ElectionStats::new(cluster.config.crash_hints);
     let mut next_nemesis = rng.random_range(50_000..300_000);
     let mut next_client = 0;
+    let mut membership = (options.profile == Profile::Membership)
+        .then(|| super::membership::MembershipNemesis::new(seed));
+    let mut next_change = 200_000;
+    let mut configs_seen = 0;
     while cluster.now_us < options.faulty_us {
-        let until = next_nemesis.min(next_client);
+        let mut until = next_nemesis.min(next_client);
+        if membership.is_some() {
+            until = until.min(next_change);
+        }
         cluster.run_until(until);
-        observe(cluster, &mut workload, &mut stats);
+        configs_seen += observe(cluster, &mut workload, &mut stats);
         if cluster.now_us >= next_nemesis {
             nemesis(cluster, &mut rng, options.profile, &mut stats);
             next_nemesis = cluster.now_us + nemesis_pause_us(&mut rng, options.profile);
@@ -369,6 +410,11 @@ fn drive(cluster: &mut Cluster, options: &RunOptions) -> RunReport {
         if cluster.now_us >= next_client {
             workload.step(cluster, true);
             next_client = cluster.now_us + rng.random_range(1_000..20_000);
+        }
+        if let Some(nemesis) = membership.as_mut()
+            && cluster.now_us >= next_change
+        {
+            next_change = cluster.now_us + nemesis.step(cluster);
         }
     }
     heal(cluster);
@@ -384,7 +430,7 @@ fn drive(cluster: &mut Cluster, options: &RunOptions) -> RunReport {
             describe_nodes(cluster)
         );
         cluster.run_until(cluster.now_us + 5_000);
-        observe(cluster, &mut workload, &mut stats);
+        configs_seen += observe(cluster, &mut workload, &mut stats);
         workload.step(cluster, false);
     }
     workload.kv.check();
@@ -400,14 +446,22 @@ fn drive(cluster: &mut Cluster, options: &RunOptions) -> RunReport {
         bulk_refused: workload.bulk.refused,
         trace_hash: cluster.trace_hash,
         elections: stats,
+        conf_changes: membership.as_ref().map_or(0, |m| m.proposed),
+        configs_seen,
     }
 }
 
-fn observe(cluster: &mut Cluster, workload: &mut Workload, stats: &mut ElectionStats) {
+/// Returns how many configurations took effect (on some node).
+fn observe(cluster: &mut Cluster, workload: &mut Workload, stats: &mut ElectionStats) -> u64 {
     workload.observe(cluster);
+    let mut configs = 0;
     for (at_us, _, event) in cluster.events.drain(..) {
+        if let crate::core::Event::ConfigChanged { .. } = event {
+            configs += 1;
+        }
         stats.on_event(at_us, &event);
     }
+    configs
 }
 
 fn heal(cluster: &mut Cluster) {
@@ -498,6 +552,12 @@ pub const REGRESSION_SEEDS: &[(Profile, u64)] = &[
     (Profile::Standard, 13689),
     (Profile::Standard, 13744),
     (Profile::Standard, 14159),
+    // Membership (issue 11): a learner restarted with entries from before
+    // the one that added it took itself for removed and stopped (56);
+    // vote requests from non-members dropped: an empty, newly promoted
+    // voter never answered the only candidates (327).
+    (Profile::Membership, 56),
+    (Profile::Membership, 327),
     (Profile::Hunt, 262),
     (Profile::Hunt, 530),
     (Profile::Hunt, 770),

@@ -181,7 +181,7 @@ impl Tracker {
                     assert_eq!(value, KvReply::Ok, "proposal {id} at {index}");
                 }
             }
-            Ticket::Filler | Ticket::Kv { .. } | Ticket::Bulk(_) => {}
+            Ticket::Filler | Ticket::Kv { .. } | Ticket::Bulk(_) | Ticket::Conf(_) => {}
         }
     }
 

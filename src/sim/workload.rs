@@ -99,6 +99,7 @@ impl Workload {
                 }
                 Ticket::Kv { .. } => self.kv.on_answer(answer),
                 Ticket::Bulk(_) => self.bulk.on_answer(&answer),
+                Ticket::Conf(_) => unreachable!("membership answers go to conf_answers"),
             }
         }
     }

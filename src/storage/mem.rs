@@ -4,9 +4,7 @@
 use super::record::Record;
 use super::wal::reset_record;
 use super::{Storage, StorageError, check_persist};
-use crate::core::types::{
-    ClusterConfig, Entry, EntryPayload, HardState, LogIndex, RestoredState, SnapshotMeta,
-};
+use crate::core::types::{ClusterConfig, Entry, HardState, LogIndex, RestoredState, SnapshotMeta};
 
 #[derive(Clone, Debug)]
 pub struct MemStorage {
@@ -130,10 +128,7 @@ impl Storage for MemStorage {
             .entries
             .drain(..=self.position(snapshot_index))
             .collect();
-        let config = dropped.iter().rev().find_map(|e| match &e.payload {
-            EntryPayload::Config(config) => Some(config.clone()),
-            EntryPayload::Noop | EntryPayload::Command(_) => None,
-        });
+        let config = dropped.iter().rev().find_map(|e| e.payload.config());
         self.snapshot = SnapshotMeta {
             last_index: snapshot_index,
             last_term: dropped.last().expect("at least one entry dropped").term,

@@ -15,14 +15,17 @@
 
 use super::StorageError;
 use super::segment::sync_dir;
-use crate::core::types::{LogIndex, SnapshotMeta, Term};
+use crate::core::types::{LogIndex, SnapshotMeta, Term, VotersOnlySnapshotMeta};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"SRAFTSNP";
-pub const SNAPSHOT_VERSION: u32 = 1;
+pub const SNAPSHOT_VERSION: u32 = 2;
+/// Format 1 held a configuration of voters only (before issue 11); it is
+/// still read.
+const SNAPSHOT_VERSION_VOTERS_ONLY: u32 = 1;
 
 /// Magic, version and the meta length.
 const FIXED_HEADER_BYTES: usize = 16;
@@ -80,6 +83,14 @@ fn encode_header(meta: &SnapshotMeta, payload_bytes: u64) -> Vec<u8> {
     header.extend_from_slice(&meta_bytes);
     header.extend_from_slice(&payload_bytes.to_le_bytes());
     header
+}
+
+/// The meta in the layout of format `version` (1 or 2).
+fn decode_meta(version: u32, raw: &[u8]) -> Result<SnapshotMeta, postcard::Error> {
+    if version == SNAPSHOT_VERSION_VOTERS_ONLY {
+        return postcard::from_bytes::<VotersOnlySnapshotMeta>(raw).map(SnapshotMeta::from);
+    }
+    postcard::from_bytes(raw)
 }
 
 /// The file size of a snapshot of `meta` with `payload_bytes` of payload.
@@ -158,7 +169,7 @@ fn read_verified(path: &Path, keep_payload: bool) -> Result<Verified, StorageErr
         return Err(corrupt(format!("bad magic {:?}", &fixed[..8])));
     }
     let version = u32::from_le_bytes(fixed[8..12].try_into().expect("4 bytes"));
-    if version != SNAPSHOT_VERSION {
+    if version != SNAPSHOT_VERSION && version != SNAPSHOT_VERSION_VOTERS_ONLY {
         return Err(corrupt(format!(
             "snapshot format version {version} (this build reads {SNAPSHOT_VERSION})"
         )));
@@ -182,7 +193,7 @@ fn read_verified(path: &Path, keep_payload: bool) -> Result<Verified, StorageErr
     }
     // Checked before the payload is read: the CRC covers the meta, but a
     // meta that does not even decode needs no CRC to be rejected.
-    let meta: SnapshotMeta = postcard::from_bytes(&meta_raw)
+    let meta = decode_meta(version, &meta_raw)
         .map_err(|e| corrupt(format!("undecodable snapshot meta: {e}")))?;
     let mut payload = keep_payload.then(|| Vec::with_capacity(payload_bytes as usize));
     let mut left = payload_bytes;
@@ -704,5 +715,46 @@ mod tests {
                 snapshot_file_name(LogIndex(50), Term(2)),
             ]
         );
+    }
+
+    #[test]
+    fn a_format_1_file_with_a_voters_only_configuration_still_loads() {
+        // The bytes a binary before issue 11 wrote: version 1, and the meta
+        // (index, term, voters) in postcard with no room for learners.
+        #[derive(serde::Serialize)]
+        struct OldConfig {
+            voters: Vec<NodeId>,
+        }
+        #[derive(serde::Serialize)]
+        struct OldMeta {
+            last_index: LogIndex,
+            last_term: Term,
+            config: OldConfig,
+        }
+        let old = OldMeta {
+            last_index: LogIndex(10),
+            last_term: Term(2),
+            config: OldConfig {
+                voters: vec![NodeId(0), NodeId(1), NodeId(2)],
+            },
+        };
+        let meta_bytes = postcard::to_allocvec(&old).unwrap();
+        let payload = b"state".to_vec();
+        let mut file = SNAPSHOT_MAGIC.to_vec();
+        file.extend_from_slice(&1u32.to_le_bytes());
+        file.extend_from_slice(&(meta_bytes.len() as u32).to_le_bytes());
+        file.extend_from_slice(&meta_bytes);
+        file.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        file.extend_from_slice(&payload);
+        let crc = crc32fast::hash(&file);
+        file.extend_from_slice(&crc.to_le_bytes());
+        let tmp = tempfile::tempdir().unwrap();
+        let name = snapshot_file_name(LogIndex(10), Term(2));
+        fs::write(tmp.path().join(name), &file).unwrap();
+        let (found, read) = load_latest(tmp.path())
+            .unwrap()
+            .expect("the old file loads");
+        assert_eq!(found.meta, meta(10, 2));
+        assert_eq!(read, payload);
     }
 }
