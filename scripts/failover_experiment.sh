@@ -4,7 +4,7 @@
 #   scripts/failover_experiment.sh [TRIALS] [OUT]
 # Environment (all optional):
 #   MODES="sraft seed original paper"   which rows (seed = conf/seed-timings.toml)
-#   FAULTS="kill stop"
+#   FAULTS="kill stop"                  (empty: no fault runs, e.g. zones only)
 #   ZONES_TRIALS=N   also N trials per mode with SIGSTOP in three emulated
 #                    zones (--zones 0,0,1,1,2: 0.1 ms within, 1.5 ms across)
 #   SOAK_SECS=S      also S seconds without faults per S-Raft mode, both
@@ -12,8 +12,8 @@
 set -eu
 TRIALS=${1:-200}
 OUT=${2:-results}
-MODES=${MODES:-"sraft seed original paper"}
-FAULTS=${FAULTS:-"kill stop"}
+MODES=${MODES-"sraft seed original paper"}
+FAULTS=${FAULTS-"kill stop"}
 ZONES_TRIALS=${ZONES_TRIALS:-0}
 SOAK_SECS=${SOAK_SECS:-0}
 cargo build --release --bin sraft --bin failover-experiment

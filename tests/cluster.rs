@@ -769,9 +769,15 @@ fn status_json_reports_numbers_for_every_node() {
         let measured = leader["sub_leaders"]
             .as_array()
             .is_some_and(|subs| !subs.is_empty() && subs.iter().all(|s| s["rtt_ms"].is_f64()));
-        measured.then_some(json)
+        // A follower learns that "k" committed from the leader's next
+        // message; with 10 ms heartbeats the RTTs can be measured before
+        // that message arrives (issue 13), so wait for it too.
+        let committed = json
+            .as_array()
+            .is_some_and(|nodes| nodes.iter().all(|n| n["commit_index"].as_u64() >= Some(2)));
+        (measured && committed).then_some(json)
     })
-    .expect("the leader never reported a sub-leader RTT");
+    .expect("the leader never reported a sub-leader RTT, or a node never learned commit 2");
     let nodes = json.as_array().expect("an array");
     assert_eq!(nodes.len(), 3, "{json}");
     for (i, node) in nodes.iter().enumerate() {

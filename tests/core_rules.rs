@@ -7,8 +7,8 @@
 //! leave after it (the persist itself is instant here).
 
 use sraft::core::{
-    ClusterConfig, ConfChange, ConfChangeError, ElectionKind, Entry, EntryPayload, Event,
-    HardState, LogIndex, MemberAddrs, Message, MessageBody, NodeId, Raft, RaftConfig,
+    ClusterConfig, ConfChange, ConfChangeError, Designation, ElectionKind, Entry, EntryPayload,
+    Event, HardState, LogIndex, MemberAddrs, Message, MessageBody, NodeId, Raft, RaftConfig,
     RestoredState, Role, SnapshotMeta, Term, TransferError,
 };
 use sraft::limits::Limits;
@@ -1329,6 +1329,64 @@ fn a_crash_hinted_secondary_waits_while_the_primary_campaigns() {
     assert!(pre_votes > 10, "the primary asked only {pre_votes} times");
     assert_eq!(votes, 1);
     assert_eq!(elections_by(&net, secondary), (0, 0), "ranks competed");
+}
+
+/// A follower of three restored from a snapshot at `snapshot_index` and
+/// `tail` entries after it (term 1, everything committed), and the rank a
+/// heartbeat of leader 0 naming it primary under `config_index` gives it.
+fn rank_after_restart(snapshot_index: u64, tail: u64, config_index: u64) -> Option<usize> {
+    let last = snapshot_index + tail;
+    let restored = RestoredState {
+        hard_state: HardState {
+            term: Term(1),
+            vote: None,
+            commit: LogIndex(last),
+        },
+        snapshot: SnapshotMeta {
+            last_index: LogIndex(snapshot_index),
+            last_term: Term(1),
+            config: ClusterConfig::new(ids(3)),
+        },
+        entries: (snapshot_index + 1..=last).map(|i| entry(i, 1)).collect(),
+    };
+    let mut follower = Raft::new(NodeId(1), RaftConfig::default(), restored, 7, 0);
+    let heartbeat = Message {
+        from: NodeId(0),
+        to: NodeId(1),
+        term: Term(1),
+        body: MessageBody::Heartbeat {
+            commit: LogIndex(last),
+            sent_at_us: 1,
+            read_round: 0,
+            designation: Some(Designation {
+                config_index: LogIndex(config_index),
+                ranks: vec![NodeId(1)],
+            }),
+        },
+    };
+    follower.step(1_000, heartbeat);
+    follower.subleader_rank()
+}
+
+#[test]
+fn a_follower_restored_from_a_snapshot_takes_the_rank_of_the_same_configuration() {
+    // DESIGN.md 3.2: "A follower takes its rank only if the configuration
+    // index is its own". A node restarted from a snapshot knows the
+    // configuration by the snapshot's index (the entry was compacted),
+    // while the leader still says 0 for the same configuration, or the
+    // reverse. Found on real processes: ranks ignored after the first
+    // snapshot, crash fast paths turned into fallback elections.
+    // Ours from our snapshot at 100, the leader's entry at 0 or 90.
+    assert_eq!(rank_after_restart(100, 0, 0), Some(0));
+    assert_eq!(rank_after_restart(100, 0, 90), Some(0));
+    assert_eq!(rank_after_restart(100, 0, 100), Some(0));
+    // Ours the initial entry (0), the leader's from its snapshot at 90,
+    // which we committed through.
+    assert_eq!(rank_after_restart(0, 100, 90), Some(0));
+    // A configuration index past what we committed: maybe a change we have
+    // not seen, so no rank yet.
+    assert_eq!(rank_after_restart(100, 0, 101), None);
+    assert_eq!(rank_after_restart(0, 100, 101), None);
 }
 
 #[test]

@@ -8,6 +8,14 @@
 /// Deviations added above the floor, as in RFC 6298's RTO = SRTT + 4 RTTVAR.
 const DEVIATIONS: u64 = 4;
 
+/// The deviation falls by 1/DECAY of the difference per sample, where
+/// RFC 6298 uses 1/4 both ways. Heartbeats come 100 times a second, not
+/// once per RTT: with 1/4 a 50 ms stall of a loaded host was forgotten
+/// within 0.2 s, and the next stall a few seconds later fired the primary
+/// again (EXPERIMENTS.md 10, the soak). Rising fast and falling over a few
+/// seconds keeps the timeout up for as long as the host stays jittery.
+const DECAY: u64 = 256;
+
 /// Heartbeat inter-arrival statistics for one (term, leader).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HeartbeatGaps {
@@ -30,17 +38,29 @@ impl HeartbeatGaps {
                 return;
             }
             self.smoothed = Some(match self.smoothed {
-                // RFC 6298 2.2: the first sample, half of it as deviation.
-                None => (gap, gap / 2),
-                // RFC 6298 2.3: dev = 3/4 dev + 1/4 |mean - gap|, then
-                // mean = 7/8 mean + 1/8 gap.
+                // The first sample: no deviation seen yet.
+                None => (gap, 0),
+                // RFC 6298 2.3 for a rise: dev = 3/4 dev + 1/4 |mean - gap|;
+                // a fall is slower (DECAY). Then mean = 7/8 mean + 1/8 gap.
                 Some((mean, dev)) => {
                     let err = mean.abs_diff(gap);
-                    ((7 * mean + gap) / 8, (3 * dev + err) / 4)
+                    let dev = if err >= dev {
+                        (3 * dev + err) / 4
+                    } else {
+                        dev - (dev - err).div_ceil(DECAY)
+                    };
+                    ((7 * mean + gap) / 8, dev)
                 }
             });
         }
         self.last_us = Some(now_us);
+    }
+
+    /// A new leader or term: its first heartbeat is no gap after the last
+    /// leader's. The statistics stay: the jitter is the host's and the
+    /// network's more than any one leader's.
+    pub fn new_leader(&mut self) {
+        self.last_us = None;
     }
 
     /// The primary's timeout: the floor, plus 4 deviations of the gap, plus
@@ -115,6 +135,27 @@ mod tests {
             g.on_heartbeat(t, HB);
         }
         assert_eq!(g.timeout_us(HB, MIN, MAX), MIN);
+    }
+
+    #[test]
+    fn a_stall_is_remembered_for_seconds_not_heartbeats() {
+        let mut gaps = vec![HB; 64];
+        gaps.push(60_000); // a 60 ms stall of the leader's host
+        gaps.extend([HB; 100]); // one second of steady heartbeats after it
+        let t = after(&gaps).timeout_us(HB, MIN, MAX);
+        assert!(t >= MIN + 20_000, "t={t}");
+        // ... and forgotten after a minute of steady heartbeats.
+        gaps.extend([HB; 6_000]);
+        assert_eq!(after(&gaps).timeout_us(HB, MIN, MAX), MIN);
+    }
+
+    #[test]
+    fn a_new_leader_keeps_the_statistics_but_not_the_gap() {
+        let mut g = after(&[30_000; 8]);
+        let before = g.timeout_us(HB, MIN, MAX);
+        g.new_leader();
+        g.on_heartbeat(100_000_000, HB); // far later: no gap sample
+        assert_eq!(g.timeout_us(HB, MIN, MAX), before);
     }
 
     #[test]

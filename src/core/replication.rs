@@ -387,12 +387,13 @@ impl Raft {
     }
 
     /// Feeds the primary's failure detector (DESIGN.md 3.3): the gaps
-    /// between this leader's heartbeats, started afresh for a new term or
-    /// leader. Before `note_leader_contact`, which draws the next deadline.
+    /// between this leader's heartbeats; no gap spans two leaders, but the
+    /// statistics carry over. Before `note_leader_contact`, which draws the next deadline.
     fn note_heartbeat_arrival(&mut self, from: NodeId) {
         let (term, leader, gaps) = &mut self.heartbeat_gaps;
         if (*term, *leader) != (self.term, from) {
-            (*term, *leader, *gaps) = (self.term, from, Default::default());
+            (*term, *leader) = (self.term, from);
+            gaps.new_leader();
         }
         gaps.on_heartbeat(self.now_us, self.config.heartbeat_interval_ms * 1000);
     }

@@ -6,7 +6,7 @@ use super::message::Designation;
 use super::progress::ProgressState;
 use super::raft::{Raft, RankScope};
 use super::ready::Event;
-use super::types::NodeId;
+use super::types::{LogIndex, NodeId};
 
 /// Ranks are reconsidered for speed at most this often: the seed's
 /// heartbeat, the cadence they had before issue 13. Re-ranking at every
@@ -109,15 +109,38 @@ impl Raft {
         })
     }
 
+    /// Whether the leader's configuration, the one at `config_index` of its
+    /// log, is ours. A node knows a configuration whose entry was compacted
+    /// by its snapshot's index instead (`Raft::new`, a snapshot install), so
+    /// after a restart from a snapshot one node says 100000 where the others
+    /// say 0 for the same configuration; comparing indexes alone made such a
+    /// follower ignore every rank, and the crash paths of issue 13's
+    /// experiment fell to the fallback election. Designations only time
+    /// elections (DESIGN.md 3.7), but the match is exact all the same:
+    fn same_configuration(&self, config_index: LogIndex) -> bool {
+        let ours = self.cluster_index;
+        let ours_from_snapshot = ours == self.log.snapshot_meta().last_index;
+        config_index == ours
+            // Ours is the configuration as of our snapshot, taken of
+            // committed entries the leader holds; its latest configuration
+            // entry is before that, so nothing changed it in between.
+            || (ours_from_snapshot && config_index < ours)
+            // The leader's index is past our latest configuration entry yet
+            // we committed through it, so our log there is the leader's: no
+            // configuration entry at it, it is the leader's snapshot index,
+            // and the configuration as of it is ours.
+            || (ours < config_index && config_index <= self.log.commit())
+    }
+
     /// Follower: adopt the rank a heartbeat of our leader names.
     pub(super) fn update_rank(&mut self, leader: NodeId, designation: Option<Designation>) {
         let before = self.valid_rank();
         self.heard_designation = designation
             .as_ref()
-            .filter(|d| d.config_index == self.cluster_index)
+            .filter(|d| self.same_configuration(d.config_index))
             .map(|d| (self.term, leader, d.ranks.clone()));
         let rank = designation
-            .filter(|d| self.config.enable_subleader && d.config_index == self.cluster_index)
+            .filter(|d| self.config.enable_subleader && self.same_configuration(d.config_index))
             .and_then(|d| d.ranks.iter().position(|id| *id == self.id));
         self.rank = rank.map(|rank| RankScope {
             term: self.term,
