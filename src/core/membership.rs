@@ -322,8 +322,12 @@ impl Raft {
         self.cluster = config;
         self.cluster_index = index;
         if self.cluster.is_member(self.id) {
-            self.was_member = true;
+            self.member_at = Some(index);
             self.removed_reported = false;
+        } else if self.member_at.is_some_and(|at| at >= index) {
+            // Rolled back past the configuration that named us: it is gone
+            // (`rescan_config` looks for an older one).
+            self.member_at = None;
         }
         self.out.events.push(Event::ConfigChanged {
             index,
@@ -370,14 +374,25 @@ impl Raft {
     /// after a conflict removed the configuration entry in force.
     fn rescan_config(&mut self) {
         let base = self.log.snapshot_meta();
-        let (config, index) = (base.last_index.0 + 1..=self.log.last_index().0)
-            .rev()
-            .find_map(|i| {
+        let configs: Vec<(ClusterConfig, LogIndex)> = (base.last_index.0 + 1
+            ..=self.log.last_index().0)
+            .filter_map(|i| {
                 let entry = self.log.entry(LogIndex(i))?;
                 entry.payload.config().map(|c| (c, entry.index))
             })
+            .collect();
+        let member_at = configs
+            .iter()
+            .rev()
+            .find(|(c, _)| c.is_member(self.id))
+            .map(|(_, i)| *i)
+            .or_else(|| base.config.is_member(self.id).then_some(base.last_index));
+        let (config, index) = configs
+            .last()
+            .cloned()
             .unwrap_or_else(|| (base.config.clone(), base.last_index));
         self.adopt_config(config, index);
+        self.member_at = member_at;
     }
 
     /// After a snapshot was installed: its configuration is in force unless
@@ -468,7 +483,7 @@ impl Raft {
 
     fn removal_to_report(&self) -> bool {
         !self.removed_reported
-            && self.was_member
+            && self.member_at.is_some_and(|at| at < self.cluster_index)
             && !self.cluster.is_member(self.id)
             && self.config_committed()
     }

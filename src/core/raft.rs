@@ -103,9 +103,11 @@ pub struct Raft {
     /// The latest configuration in the log, and where it is.
     pub(super) cluster: ClusterConfig,
     pub(super) cluster_index: LogIndex,
-    /// This node was a member of some configuration it held: a later one
-    /// without it is a removal (a node that is joining was never one).
-    pub(super) was_member: bool,
+    /// The index of the latest configuration in the log (or snapshot) that
+    /// names this node: a later committed one without it is a removal. A
+    /// node that is joining has none; one whose addition was truncated
+    /// away has none either (simulator membership seed 656).
+    pub(super) member_at: Option<LogIndex>,
     /// `Event::RemovedSelf` was emitted for the configuration in force.
     pub(super) removed_reported: bool,
 
@@ -212,10 +214,12 @@ impl Raft {
         // a learner gets entries before the one that adds it (simulator,
         // membership seed 56). A removal whose only witness was compacted
         // into the snapshot goes unreported after a restart.
-        let mut was_member = cluster.is_member(id);
+        let mut member_at = cluster.is_member(id).then_some(cluster_index);
         for entry in &entries {
             if let Some(c) = entry.payload.config() {
-                was_member |= c.is_member(id);
+                if c.is_member(id) {
+                    member_at = Some(entry.index);
+                }
                 (cluster, cluster_index) = (c, entry.index);
             }
         }
@@ -234,7 +238,7 @@ impl Raft {
             log,
             cluster,
             cluster_index,
-            was_member,
+            member_at,
             removed_reported: false,
             role: Role::Follower,
             leader: None,

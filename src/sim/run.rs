@@ -556,8 +556,13 @@ pub const REGRESSION_SEEDS: &[(Profile, u64)] = &[
     // the one that added it took itself for removed and stopped (56);
     // vote requests from non-members dropped: an empty, newly promoted
     // voter never answered the only candidates (327).
+    // A learner whose addition a new leader overwrote rolled back to a
+    // committed configuration without it, took itself for removed and
+    // stopped while being added again (570, 656).
     (Profile::Membership, 56),
     (Profile::Membership, 327),
+    (Profile::Membership, 570),
+    (Profile::Membership, 656),
     (Profile::Hunt, 262),
     (Profile::Hunt, 530),
     (Profile::Hunt, 770),

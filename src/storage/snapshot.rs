@@ -186,15 +186,16 @@ fn read_verified(path: &Path, keep_payload: bool) -> Result<Verified, StorageErr
         .checked_add(payload_bytes)
         .and_then(|b| b.checked_add(TRAILER_BYTES));
     if expected_bytes != Some(file_bytes) {
+        // A flipped byte in a length shows here first; name it as the
+        // damage it is when the CRC disagrees too.
+        if let Some(reason) = crc_mismatch(path, file_bytes)? {
+            return Err(corrupt(reason));
+        }
         return Err(corrupt(format!(
             "file is {file_bytes} bytes but its header announces {payload_bytes} bytes of payload \
              after {header_bytes} bytes of header"
         )));
     }
-    // Checked before the payload is read: the CRC covers the meta, but a
-    // meta that does not even decode needs no CRC to be rejected.
-    let meta = decode_meta(version, &meta_raw)
-        .map_err(|e| corrupt(format!("undecodable snapshot meta: {e}")))?;
     let mut payload = keep_payload.then(|| Vec::with_capacity(payload_bytes as usize));
     let mut left = payload_bytes;
     let mut buf = vec![0; 1 << 16];
@@ -215,11 +216,41 @@ fn read_verified(path: &Path, keep_payload: bool) -> Result<Verified, StorageErr
             "crc mismatch (stored {stored:#010x}, computed {computed:#010x})"
         )));
     }
+    // Decoded after the CRC check: a damaged meta is reported as the
+    // damage it is (a flipped byte in a length can make it undecodable).
+    let meta = decode_meta(version, &meta_raw)
+        .map_err(|e| corrupt(format!("undecodable snapshot meta: {e}")))?;
     Ok(Verified {
         meta,
         file_bytes,
         payload,
     })
+}
+
+/// "crc mismatch (...)" if the whole file's CRC disagrees with its
+/// trailer, None if it agrees.
+fn crc_mismatch(path: &Path, file_bytes: u64) -> Result<Option<String>, StorageError> {
+    if file_bytes < TRAILER_BYTES {
+        return Ok(None);
+    }
+    let io_error = |e| StorageError::io(path, "read snapshot", e);
+    let file = File::open(path).map_err(io_error)?;
+    // Streamed: the file may be large, and this is only an error path.
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let mut crc = crc32fast::Hasher::new();
+    let mut left = file_bytes - TRAILER_BYTES;
+    let mut buf = vec![0; 1 << 16];
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        reader.read_exact(&mut buf[..n]).map_err(io_error)?;
+        crc.update(&buf[..n]);
+        left -= n as u64;
+    }
+    let mut trailer = [0; TRAILER_BYTES as usize];
+    reader.read_exact(&mut trailer).map_err(io_error)?;
+    let (stored, computed) = (u32::from_le_bytes(trailer), crc.finalize());
+    Ok((stored != computed)
+        .then(|| format!("crc mismatch (stored {stored:#010x}, computed {computed:#010x})")))
 }
 
 /// Writes a snapshot taken on this node, streaming its payload.
