@@ -179,7 +179,7 @@ fn a_request_without_a_leader_gets_tryagain_naming_the_situation() {
     assert!(
         matches!(&write, Ok(Value::Error(e))
             if e.starts_with("TRYAGAIN no leader elected yet (term ")
-                || e == "TRYAGAIN no client session could be opened in time; the write was not applied"
+                || e == "TRYAGAIN timeout opening a client session: the leader did not commit it in time; the write was not applied"
                 || e == "ERR timeout: the write may or may not have been applied"),
         "{write:?}"
     );

@@ -262,7 +262,7 @@ fn register(session: &mut Session, ctx: &ServerContext) -> Result<u64, Vec<u8>> 
         // The client's write was not sent: an indeterminate registration
         // is still a clean failure for it.
         Ok(Some((Value::Error(e), _))) if e.starts_with("ERR timeout") => Err(Value::error(
-            "TRYAGAIN no client session could be opened in time; the write was not applied",
+            "TRYAGAIN timeout opening a client session: the leader did not commit it in time; the write was not applied",
         )
         .to_bytes()),
         // Any other error (no leader, busy, ...) says the same already.
