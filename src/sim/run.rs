@@ -562,6 +562,9 @@ pub const REGRESSION_SEEDS: &[(Profile, u64)] = &[
     (Profile::Membership, 327),
     (Profile::Membership, 570),
     (Profile::Membership, 656),
+    // The same through a snapshot that replaced a log naming the learner
+    // in an overwritten entry (1403).
+    (Profile::Membership, 1403),
     (Profile::Hunt, 262),
     (Profile::Hunt, 530),
     (Profile::Hunt, 770),
