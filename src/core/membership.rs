@@ -400,7 +400,14 @@ impl Raft {
     pub(super) fn config_after_install(&mut self, kept: bool) {
         let meta = self.log.snapshot_meta().clone();
         if !kept || self.cluster_index <= meta.last_index {
-            self.adopt_config(meta.config, meta.last_index);
+            self.adopt_config(meta.config.clone(), meta.last_index);
+        }
+        if !kept {
+            // The discarded log may have named us in an entry that was
+            // never committed (an addition a new leader overwrote): only
+            // the snapshot's configuration is known (simulator membership
+            // seed 1403). A removal learnt only this way goes unreported.
+            self.member_at = meta.config.is_member(self.id).then_some(meta.last_index);
         }
     }
 

@@ -563,6 +563,9 @@ pub const REGRESSION_SEEDS: &[(Profile, u64)] = &[
     (Profile::Membership, 327),
     (Profile::Membership, 570),
     (Profile::Membership, 656),
+    // The same through a snapshot that replaced a log naming the learner
+    // in an overwritten entry (1403).
+    (Profile::Membership, 1403),
     (Profile::Hunt, 262),
     (Profile::Hunt, 530),
     (Profile::Hunt, 770),
@@ -572,6 +575,18 @@ pub const REGRESSION_SEEDS: &[(Profile, u64)] = &[
     // snapshot: the tracker waited forever for that index to be applied.
     (Profile::Standard, 23),
 ];
+
+/// Seeds that fail and are not fixed yet: never delete one; move it to
+/// `REGRESSION_SEEDS` once fixed.
+///
+/// - Membership 2809 (does not converge, "tracker pending=9"): a leader
+///   accepted tracked writes, was removed, never learnt it and idles; the
+///   members that joined later got those indexes only by snapshot, so no
+///   node ever applies them and the tracker never resolves them (it
+///   resolves a proposal when some node applies its index). Not a safety
+///   violation (every invariant held); the tracker needs to resolve
+///   proposals covered by an installed snapshot.
+pub const OPEN_SEEDS: &[(Profile, u64)] = &[(Profile::Membership, 2809)];
 
 pub fn seeds_from_env() -> Option<Vec<u64>> {
     let raw = std::env::var("SRAFT_SEED").ok()?;
