@@ -22,8 +22,9 @@ use std::net::SocketAddr;
 /// reply (snapshot transfer, DESIGN.md 5). 5: the hello carries the
 /// node's client address; client requests forwarded to the leader and their
 /// replies (`Forward`, `ForwardReply`, DESIGN.md 4.4); a heartbeat reply
-/// tells a lost log (`log_lost`).
-pub const PROTOCOL_VERSION: u32 = 5;
+/// tells a lost log (`log_lost`). 6: configurations with learners and
+/// member addresses, in `SnapshotMeta` and in log entries (DESIGN.md 8).
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Bytes of the length prefix in front of every payload.
 pub const FRAME_HEADER_BYTES: usize = 4;
