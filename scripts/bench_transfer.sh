@@ -6,7 +6,8 @@
 # then SET through the new leader until one is acknowledged. Prints the
 # time from the request to that first acknowledged write, per trial and as
 # p50 / p90 / p99 / max, and the machine load. Times include starting
-# redis-cli twice (about 1-2 ms here; printed as "client overhead").
+# redis-cli twice (printed as "client overhead"); the old leader's own
+# figure (request to the new leader in its status) is printed too.
 #
 #   scripts/bench_transfer.sh [TRIALS]      (default 100)
 set -euo pipefail
@@ -46,6 +47,7 @@ redis-cli -p "$p0" PING >/dev/null
 echo "client overhead (two redis-cli runs): $((($(now_us) - t0) / 1000)) ms"
 
 times=()
+handover=()
 failed=0
 lead=$(leader)
 for ((i = 1; i <= TRIALS; i++)); do
@@ -63,6 +65,8 @@ for ((i = 1; i <= TRIALS; i++)); do
     nport=$((lport - lead + new)) # client ports follow node ids here
     until [[ $(redis-cli -p "$nport" SET transfer "$i") == OK ]]; do :; done
     times+=($(($(now_us) - start)))
+    # The leader's own figure: request to the new leader seen in its status.
+    handover+=("$(echo "$answer" | sed -n 's/.*(after \([0-9.]*\) ms).*/\1/p')")
     lead=$new
     sleep 0.2
 done
@@ -76,4 +80,11 @@ printf '%s\n' "${times[@]}" | sort -n | awk -v failed="$failed" '
         printf "| request -> first acknowledged write | p50 %.1f ms | p90 %.1f ms | p99 %.1f ms | max %.1f ms |\n",
             t[int((n - 1) * 0.50) + 1] / 1000, t[int((n - 1) * 0.90) + 1] / 1000,
             t[int((n - 1) * 0.99) + 1] / 1000, t[n] / 1000
+    }'
+printf '%s\n' "${handover[@]}" | sort -n | awk '
+    { t[NR] = $1 }
+    END {
+        n = NR
+        printf "| request -> new leader (as the old leader saw it) | p50 %.1f ms | p90 %.1f ms | p99 %.1f ms | max %.1f ms |\n",
+            t[int((n - 1) * 0.50) + 1], t[int((n - 1) * 0.90) + 1], t[int((n - 1) * 0.99) + 1], t[n]
     }'
