@@ -5,6 +5,7 @@ mod common;
 
 use common::{TestCluster, deadline_in, poll_until, run_to_exit};
 use sraft::kv::resp::Value;
+use sraft::settings::test_delay::ENV_DELAY_US_BY_PEER;
 use std::time::Duration;
 
 const ELECTION: Duration = Duration::from_secs(20);
@@ -29,14 +30,27 @@ fn primary_subleader(cluster: &TestCluster, leader: usize) -> usize {
     .expect("the leader names a sub-leader")
 }
 
+/// Node 2 is 2 ms away from the others (the transport's test-only delay),
+/// so that whichever of nodes 0 and 1 leads, the other is its primary
+/// sub-leader, beyond the designation's hysteresis: on plain loopback the
+/// two followers' RTTs are equal within noise and the primary may change
+/// between reading it and the transfer.
+fn cluster_with_a_far_node() -> TestCluster {
+    TestCluster::builder(3)
+        .env(0, ENV_DELAY_US_BY_PEER, "2:2000")
+        .env(1, ENV_DELAY_US_BY_PEER, "2:2000")
+        .env(2, ENV_DELAY_US_BY_PEER, "0:2000,1:2000")
+        .start()
+}
+
 #[test]
 fn transfer_leader_hands_over_to_the_named_node_or_the_primary_subleader() {
-    let cluster = TestCluster::builder(3).start();
+    let cluster = cluster_with_a_far_node();
     let lead = cluster.wait_for_leader(deadline_in(ELECTION));
     cluster.set(lead.leader, "before", "1");
 
-    // To a named node.
-    let target = (lead.leader + 1) % 3;
+    // To a named node: one of the two near nodes.
+    let target = if lead.leader == 0 { 1 } else { 0 };
     let (ok, stdout, stderr) = transfer(&cluster, Some(target));
     assert!(ok, "stdout {stdout:?} stderr {stderr:?}");
     assert!(
@@ -48,8 +62,13 @@ fn transfer_leader_hands_over_to_the_named_node_or_the_primary_subleader() {
     assert_eq!(cluster.get(target, "before"), Some("1".into()));
     cluster.set(target, "after", "2");
 
-    // Without a target: the primary sub-leader.
-    let primary = primary_subleader(&cluster, target);
+    // Without a target: the primary sub-leader, the other near node (once
+    // the new leader has measured RTTs, it names it and keeps it).
+    let primary = 1 - target;
+    poll_until(deadline_in(Duration::from_secs(10)), || {
+        (primary_subleader(&cluster, target) == primary).then_some(())
+    })
+    .expect("the near follower becomes the primary sub-leader");
     let (ok, stdout, stderr) = transfer(&cluster, None);
     assert!(ok, "stdout {stdout:?} stderr {stderr:?}");
     assert!(

@@ -553,7 +553,7 @@ impl Raft {
 
     /// The primary sub-leader if there is one, else the voter with the
     /// longest matching log (ties: lowest id).
-    fn handover_target(&self) -> Option<NodeId> {
+    pub(super) fn handover_target(&self) -> Option<NodeId> {
         if let Some(primary) = self
             .designation
             .first()

@@ -481,23 +481,10 @@ impl Raft {
         Ok(())
     }
 
-    /// Whom a transfer without a named target goes to: the primary
-    /// sub-leader (the fastest caught-up follower, DESIGN.md 3.2), else
-    /// the voter with the most of the log, the nearest first among equals.
+    /// Whom a transfer without a named target goes to: the same node a
+    /// removed leader hands over to (`handover_target`, DESIGN.md 8).
     pub fn transfer_target(&self) -> Option<NodeId> {
-        if let Some(primary) = self.subleaders().first() {
-            return Some(*primary);
-        }
-        self.cluster
-            .voters
-            .iter()
-            .filter(|id| **id != self.id)
-            .max_by_key(|id| {
-                let matched = self.match_index(**id).unwrap_or(LogIndex(0));
-                let rtt = self.srtt_us(**id).unwrap_or(u64::MAX);
-                (matched, std::cmp::Reverse(rtt), std::cmp::Reverse(**id))
-            })
-            .copied()
+        self.handover_target()
     }
 
     /// Crash fast path (DESIGN.md 3.5): the runtime saw `node`'s connection

@@ -12,6 +12,7 @@
 //! to know which node acted.
 
 use super::ServerContext;
+use super::connection::seen as look;
 use crate::core::{NodeId, TransferError};
 use crate::kv::resp::Value;
 use crate::runtime::Request;
@@ -22,7 +23,8 @@ use std::time::{Duration, Instant};
 /// target's election normally takes one round trip plus its fsync; the
 /// core abandons a transfer after `follower_timeout_ms_min` anyway.
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(3);
-/// How often the published status is checked while a transfer runs.
+/// How often the published status is checked while a transfer runs, when
+/// the node has no leader watch to wait on.
 const TRANSFER_POLL: Duration = Duration::from_millis(1);
 
 const USAGE: &str = "ERR unknown RAFT subcommand; try RAFT TRANSFER-LEADER [ID]";
@@ -65,7 +67,9 @@ pub fn handle(args: &[Vec<u8>], ctx: &ServerContext) -> Value {
 
 fn transfer_leader(target: Option<NodeId>, ctx: &ServerContext) -> Value {
     let started = Instant::now();
-    let before = ctx.status.lock().term;
+    // Taken before the request, so that no change after it is missed.
+    let mut seen = look(ctx);
+    let before = seen.term;
     let (reply, answer) = bounded(1);
     let request = Request::TransferLeader { target, reply };
     if ctx
@@ -83,10 +87,7 @@ fn transfer_leader(target: Option<NodeId>, ctx: &ServerContext) -> Value {
     };
     let deadline = started + TRANSFER_TIMEOUT;
     loop {
-        let (term, leader) = {
-            let status = ctx.status.lock();
-            (status.term, status.leader)
-        };
+        let (term, leader) = (seen.term, seen.leader);
         if term > before && leader == Some(target) {
             let ms = started.elapsed().as_secs_f64() * 1000.0;
             return Value::Simple(format!(
@@ -105,7 +106,15 @@ fn transfer_leader(target: Option<NodeId>, ctx: &ServerContext) -> Value {
                 leader.map_or("none".to_string(), |l| l.to_string()),
             ));
         }
-        std::thread::sleep(TRANSFER_POLL);
+        seen = match &ctx.relay {
+            // Woken by the Raft thread when the leader or term changes.
+            Some(relay) => relay.wait_for_change(seen.generation, deadline),
+            // An embedding without forwarding has no watch: look again soon.
+            None => {
+                std::thread::sleep(TRANSFER_POLL);
+                look(ctx)
+            }
+        };
     }
 }
 

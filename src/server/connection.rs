@@ -452,7 +452,7 @@ fn timed_out(is_write: bool) -> Value {
 }
 
 /// Who leads, as this node last published it.
-fn seen(ctx: &ServerContext) -> Seen {
+pub(super) fn seen(ctx: &ServerContext) -> Seen {
     match &ctx.relay {
         Some(relay) => relay.seen(),
         None => current(ctx),
