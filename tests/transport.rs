@@ -433,7 +433,15 @@ fn send_to_a_full_queue_drops_and_counts_without_blocking() {
         elapsed < Duration::from_millis(500),
         "send blocked for {elapsed:?}"
     );
-    let stats = transport.stats()[&NodeId(2)];
+    // The sender thread counts what it discards after a failed connect
+    // once it has collected it, which may be just after `send` returned:
+    // give the count a moment to land.
+    let settled = Instant::now() + Duration::from_secs(2);
+    let mut stats = transport.stats()[&NodeId(2)];
+    while stats.dropped < COUNT - QUEUE_DEPTH as u64 && Instant::now() < settled {
+        std::thread::sleep(Duration::from_millis(5));
+        stats = transport.stats()[&NodeId(2)];
+    }
     assert_eq!(stats.sent, 0);
     assert!(
         stats.dropped >= COUNT - QUEUE_DEPTH as u64,

@@ -182,6 +182,47 @@ fn send(stream: &mut impl Write, frame: &PeerFrame) -> Result<(), HandshakeError
         .map_err(HandshakeError::from_write)
 }
 
+fn pick_proof(frame: PeerFrame) -> Option<Proof> {
+    match frame {
+        PeerFrame::Proof(proof) => Some(proof),
+        _ => None,
+    }
+}
+
+/// Reads the handshake's next frame, which must be the `what` that `pick`
+/// takes out of it; any other frame is a one-line refusal.
+fn receive<T>(
+    stream: &mut impl Read,
+    frame_bytes_max: u32,
+    what: &str,
+    pick: impl FnOnce(PeerFrame) -> Option<T>,
+) -> Result<T, FrameOrRefusal> {
+    let frame = read_frame::<PeerFrame>(stream, frame_bytes_max).map_err(FrameOrRefusal::Frame)?;
+    let kind = frame.kind();
+    pick(frame).ok_or_else(|| {
+        FrameOrRefusal::Refused(HandshakeError::Rejected(format!(
+            "expected a {what}, got {kind}"
+        )))
+    })
+}
+
+/// Why `receive` returned no frame: the stream failed (the caller decides
+/// what an end of stream means at that step), or the peer sent another.
+enum FrameOrRefusal {
+    Frame(FrameError),
+    Refused(HandshakeError),
+}
+
+impl FrameOrRefusal {
+    /// The error, an end of stream included, as any step reports it.
+    fn at(self, what: &str) -> HandshakeError {
+        match self {
+            FrameOrRefusal::Frame(e) => HandshakeError::from_frame(e, what),
+            FrameOrRefusal::Refused(e) => e,
+        }
+    }
+}
+
 /// Why a proof is refused. A proof cannot tell which side holds the wrong
 /// secret (or none), only that the two differ.
 const WRONG_SECRET: &str = "authentication failed: its proof does not verify (a different cluster secret, or none where one is set)";
@@ -219,16 +260,11 @@ pub fn connect_handshake_advertising(
             client_addr,
         }),
     )?;
-    let challenge = match read_frame::<PeerFrame>(stream, frame_bytes_max) {
-        Ok(PeerFrame::Challenge(challenge)) => challenge,
-        Ok(other) => {
-            return Err(HandshakeError::Rejected(format!(
-                "expected a challenge, got {}",
-                other.kind()
-            )));
-        }
-        Err(e) => return Err(HandshakeError::from_frame(e, "challenge")),
-    };
+    let challenge = receive(stream, frame_bytes_max, "challenge", |f| match f {
+        PeerFrame::Challenge(challenge) => Some(challenge),
+        _ => None,
+    })
+    .map_err(|e| e.at("challenge"))?;
     if challenge.node_id != peer {
         return Err(HandshakeError::Rejected(format!(
             "answers as node {}, expected node {peer}",
@@ -246,23 +282,14 @@ pub fn connect_handshake_advertising(
         stream,
         &PeerFrame::Proof(auth.prove(Role::Connector, &transcript)),
     )?;
-    let proof = match read_frame::<PeerFrame>(stream, frame_bytes_max) {
-        Ok(PeerFrame::Proof(proof)) => proof,
-        Ok(other) => {
-            return Err(HandshakeError::Rejected(format!(
-                "expected a proof, got {}",
-                other.kind()
-            )));
-        }
+    let proof = receive(stream, frame_bytes_max, "proof", pick_proof).map_err(|e| match e {
         // The acceptor closes without a word when our proof fails; its own
         // log names the reason.
-        Err(FrameError::Eof) => {
-            return Err(HandshakeError::Closed(
-                "refused our proof (is the cluster secret the same on both nodes?)".into(),
-            ));
-        }
-        Err(e) => return Err(HandshakeError::from_frame(e, "proof")),
-    };
+        FrameOrRefusal::Frame(FrameError::Eof) => HandshakeError::Closed(
+            "refused our proof (is the cluster secret the same on both nodes?)".into(),
+        ),
+        e => e.at("proof"),
+    })?;
     if !auth.verify(Role::Acceptor, &transcript, &proof) {
         return Err(HandshakeError::Rejected(WRONG_SECRET.into()));
     }
@@ -287,6 +314,7 @@ pub fn accept_handshake(
                 other.kind()
             )));
         }
+        // A connection closed before any frame: a port probe, not a peer.
         Err(FrameError::Eof) => return Err(HandshakeError::Probe),
         Err(e) => return Err(HandshakeError::from_frame(e, "hello")),
     };
@@ -311,16 +339,7 @@ pub fn accept_handshake(
             nonce: acceptor_nonce,
         }),
     )?;
-    let proof = match read_frame::<PeerFrame>(stream, frame_bytes_max) {
-        Ok(PeerFrame::Proof(proof)) => proof,
-        Ok(other) => {
-            return Err(HandshakeError::Rejected(format!(
-                "expected a proof, got {}",
-                other.kind()
-            )));
-        }
-        Err(e) => return Err(HandshakeError::from_frame(e, "proof")),
-    };
+    let proof = receive(stream, frame_bytes_max, "proof", pick_proof).map_err(|e| e.at("proof"))?;
     let transcript = Transcript {
         cluster_id: &auth.cluster_id,
         connector: hello.node_id,
