@@ -11,7 +11,7 @@ mod info;
 mod relay;
 pub mod reply;
 
-pub use forward::Forwarder;
+pub use forward::{ForwardError, Forwarder};
 pub use info::{info_text, parse_info};
 pub use relay::Relay;
 
