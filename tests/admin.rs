@@ -1,11 +1,9 @@
 //! Cluster administration on real processes (issue 11): `sraft
 //! transfer-leader` and the client port's `RAFT` command family.
 
-mod common;
-
-use common::{TestCluster, deadline_in, poll_until, run_to_exit};
 use sraft::kv::resp::Value;
 use sraft::settings::test_delay::ENV_DELAY_US_BY_PEER;
+use sraft_testkit::{TestCluster, deadline_in, poll_until, run_to_exit};
 use std::time::Duration;
 
 const ELECTION: Duration = Duration::from_secs(20);

@@ -3,16 +3,14 @@
 //! restarted, checked through their client ports (RESP, INFO) and their
 //! logs. Every wait is a poll against a deadline.
 
-mod common;
-
-use common::{
-    CALL_TIMEOUT, NodeState, TestCluster, deadline_in, poll_until, reserve_ports, run_to_exit,
-};
 use sraft::core::NodeId;
 use sraft::kv::resp::Value;
 use sraft::transport::auth::{PeerAuth, connect_handshake};
 use sraft::transport::frame::encode_frame;
 use sraft::transport::{Hello, PROTOCOL_VERSION, PeerFrame};
+use sraft_testkit::{
+    CALL_TIMEOUT, NodeState, TestCluster, deadline_in, poll_until, reserve_ports, run_to_exit,
+};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;

@@ -4,12 +4,10 @@
 //! hello, and the client port no longer accepts the internal commands that
 //! forwarding once used.
 
-mod common;
-
-use common::{CALL_TIMEOUT, TestCluster, deadline_in};
 use sraft::kv::command::{SetCondition, WriteOp};
 use sraft::kv::resp::Value;
 use sraft::kv::store::KvCommand;
+use sraft_testkit::{CALL_TIMEOUT, TestCluster, deadline_in};
 use std::time::{Duration, Instant};
 
 /// Loose on purpose: a loaded 2-core machine, debug builds.

@@ -10,11 +10,9 @@
 //! loaded machine it can fail there. The assertion is the target and stays
 //! as it is.
 
-mod common;
-
-use common::{TestCluster, deadline_in};
 use sraft::kv::resp::{RespLimits, Value};
 use sraft::server::Forwarder;
+use sraft_testkit::{TestCluster, deadline_in};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -288,7 +286,8 @@ fn a_broken_limits_table_stops_the_node_with_one_line_before_it_starts() {
     ]
     .map(String::from)
     .to_vec();
-    let (status, _, stderr) = common::run_to_exit(&args, deadline_in(Duration::from_secs(10)));
+    let (status, _, stderr) =
+        sraft_testkit::run_to_exit(&args, deadline_in(Duration::from_secs(10)));
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert_eq!(
         stderr,

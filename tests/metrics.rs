@@ -3,9 +3,7 @@
 //! checks a few counters move". Three `sraft` nodes with `--metrics-addr`,
 //! scraped with a plain HTTP/1.1 GET over a `TcpStream`.
 
-mod common;
-
-use common::{TestCluster, deadline_in};
+use sraft_testkit::{TestCluster, deadline_in};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -146,7 +144,7 @@ fn metrics_endpoint_reports_state_and_counters_that_move_with_a_failover() {
     let info = cluster.call(
         new.leader,
         &[b"INFO", b"replication", b"stats"],
-        common::CALL_TIMEOUT,
+        sraft_testkit::CALL_TIMEOUT,
     );
     let Ok(sraft::kv::resp::Value::Bulk(text)) = info else {
         panic!("INFO replication stats: {info:?}");

@@ -3,14 +3,12 @@
 //! can read refuses start, and clients must AUTH. Every wait is a poll
 //! against a deadline.
 
-mod common;
-
-use common::{
-    BIN, CALL_TIMEOUT, TestCluster, deadline_in, hermetic_command, make_certs, poll_until,
-    reserve_ports, run_to_exit, write_private,
-};
 use sraft::kv::resp::{RespLimits, Value};
 use sraft::server::Forwarder;
+use sraft_testkit::{
+    CALL_TIMEOUT, TestCluster, deadline_in, hermetic_command, make_certs, poll_until,
+    reserve_ports, run_to_exit, sraft_bin, write_private,
+};
 use std::io::{Read, Write};
 use std::process::Stdio;
 use std::time::Duration;
@@ -254,7 +252,7 @@ fn a_client_must_auth_before_anything_but_ping_and_quit() {
 
 /// Runs `sraft args` with `env`, to its exit; (status code, stdout, stderr).
 fn sraft(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
-    let mut command = hermetic_command(BIN);
+    let mut command = hermetic_command(sraft_bin());
     command.env_remove("SRAFT_PASSWORD");
     command.args(args).envs(env.iter().copied());
     let mut child = command

@@ -4,10 +4,8 @@
 //! follower catches up by InstallSnapshot, and a node killed while it
 //! writes a snapshot restarts from the older one plus the WAL.
 
-mod common;
-
-use common::{TestCluster, deadline_in, poll_until};
 use sraft::kv::resp::{RespLimits, Value, parse_reply};
+use sraft_testkit::{TestCluster, deadline_in, poll_until};
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -6,11 +6,9 @@
 //! nodes are debug builds (timings are measured by failover-experiment
 //! and asserted in simulation, tests/failover.rs).
 
-mod common;
-
-use common::{TestCluster, deadline_in};
 use sraft::core::NodeId;
 use sraft::settings::test_delay::{ENV_DELAY_US_BY_PEER, ZoneLayout};
+use sraft_testkit::{TestCluster, deadline_in};
 use std::time::Duration;
 
 const ELECTION_DEADLINE: Duration = Duration::from_secs(30);

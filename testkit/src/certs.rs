@@ -74,7 +74,5 @@ pub fn cert_pems(name: &str) -> CertPems {
 pub fn write_private(path: &Path, text: &str) {
     use std::os::unix::fs::PermissionsExt;
     fs::write(path, text).expect("write a secret file");
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
-        .expect("chmod a secret file");
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).expect("chmod a secret file");
 }
-

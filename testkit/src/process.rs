@@ -13,7 +13,10 @@ use std::time::Instant;
 /// binary (`--sraft`).
 pub fn sraft_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("the running test binary's path");
-    let mut dir = exe.parent().expect("the test binary's folder").to_path_buf();
+    let mut dir = exe
+        .parent()
+        .expect("the test binary's folder")
+        .to_path_buf();
     if dir.ends_with("deps") {
         dir.pop();
     }

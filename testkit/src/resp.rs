@@ -70,10 +70,18 @@ impl Conn {
 }
 
 fn forwarder(auth: &Auth) -> Forwarder {
-    Forwarder::new(auth.password.clone(), auth.tls.as_ref().map(|t| t.0.clone()))
+    Forwarder::new(
+        auth.password.clone(),
+        auth.tls.as_ref().map(|t| t.0.clone()),
+    )
 }
 
 /// One request on a connection of its own.
-pub fn call(addr: SocketAddr, auth: &Auth, args: &[&[u8]], timeout: Duration) -> std::io::Result<Value> {
+pub fn call(
+    addr: SocketAddr,
+    auth: &Auth,
+    args: &[&[u8]],
+    timeout: Duration,
+) -> std::io::Result<Value> {
     Conn::new(addr, auth, timeout).call(args)
 }

@@ -13,9 +13,7 @@ mod lifecycle;
 mod observe;
 
 use crate::certs::{make_certs, write_private};
-use crate::ports::{
-    CLIENT_PORT_OFFSET, release_ports, reserve_ports_on, reserve_single_ports,
-};
+use crate::ports::{CLIENT_PORT_OFFSET, release_ports, reserve_ports_on, reserve_single_ports};
 use crate::resp::Auth;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

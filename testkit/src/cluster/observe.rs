@@ -51,14 +51,20 @@ impl TestCluster {
         among
             .iter()
             .filter_map(|&i| self.info(i).map(|info| (i, info)))
-            .filter(|(_, info)| info.is_leader() && info.number_field("term").unwrap_or(0) > term_above)
+            .filter(|(_, info)| {
+                info.is_leader() && info.number_field("term").unwrap_or(0) > term_above
+            })
             .max_by_key(|(_, info)| info.term())
     }
 
     /// Polls until every running node answers INFO, exactly one of them is
     /// the leader, all of them name it as leader in its term, and the
     /// term is above `term_above`; None at the deadline.
-    pub fn try_wait_for_leader_above(&self, term_above: u64, deadline: Instant) -> Option<Leadership> {
+    pub fn try_wait_for_leader_above(
+        &self,
+        term_above: u64,
+        deadline: Instant,
+    ) -> Option<Leadership> {
         self.poll_leadership(term_above, deadline).0
     }
 

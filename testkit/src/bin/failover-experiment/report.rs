@@ -1,0 +1,124 @@
+//! The report: one Markdown row per run (mode x fault) from its trials or
+//! its CSV, with the toolkit's percentiles (`sraft_testkit::stats`).
+
+use sraft_testkit::stats::{Percentiles, percentile, sorted};
+use std::fs;
+use std::path::Path;
+
+/// The measures of one run, per trial that measured them.
+pub struct Row {
+    pub mode: String,
+    pub fault: String,
+    pub trials: usize,
+    pub election: Vec<f64>,
+    pub unavailable: Vec<f64>,
+    /// Fault to the first acknowledged SET sent after it (issue 13's
+    /// measure).
+    pub first_ack: Vec<f64>,
+    pub by_primary: usize,
+    pub by_sub: usize,
+    pub any_subs: bool,
+}
+
+impl Row {
+    /// A row of no trials yet.
+    pub fn new(mode: &str, fault: &str) -> Row {
+        Row {
+            mode: mode.to_string(),
+            fault: fault.to_string(),
+            trials: 0,
+            election: vec![],
+            unavailable: vec![],
+            first_ack: vec![],
+            by_primary: 0,
+            by_sub: 0,
+            any_subs: false,
+        }
+    }
+}
+
+pub fn table_header() -> String {
+    "| mode | fault | trials | election p50 | p90 | p99 | max | unavailability p50 | p90 | p99 | max | first ack after the fault p50 | p99 | won by primary | won by a sub-leader |\n\
+     |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        .to_string()
+}
+
+pub fn table_row(r: &Row) -> String {
+    let stats = |v: &[f64], n: usize| Percentiles::of(v).cells(v.len(), n);
+    let a = sorted(&r.first_ack);
+    let won = |k: usize| {
+        if r.any_subs {
+            k.to_string()
+        } else {
+            "- (none named)".into()
+        }
+    };
+    format!(
+        "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {} | {} |\n",
+        r.mode,
+        r.fault,
+        r.trials,
+        stats(&r.election, r.trials),
+        stats(&r.unavailable, r.trials),
+        percentile(&a, 50.0),
+        percentile(&a, 99.0),
+        won(r.by_primary),
+        won(r.by_sub)
+    )
+}
+
+fn row_from_csv(path: &Path) -> Option<Row> {
+    let text = fs::read_to_string(path).ok()?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next()?.split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name);
+    let ca = col("first_ack_after_ms")?;
+    let (cm, cf, ce, cu, cp, cs, csub) = (
+        col("mode")?,
+        col("fault")?,
+        col("election_ms")?,
+        col("unavailable_ms")?,
+        col("won_by_primary")?,
+        col("won_by_subleader")?,
+        col("sub_leaders")?,
+    );
+    let mut row = Row::new("", "");
+    for line in lines {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() != header.len() {
+            continue;
+        }
+        row.mode = f[cm].to_string();
+        row.fault = f[cf].to_string();
+        row.trials += 1;
+        if let Ok(x) = f[ce].parse() {
+            row.election.push(x);
+        }
+        if let Ok(x) = f[cu].parse() {
+            row.unavailable.push(x);
+        }
+        if let Ok(x) = f[ca].parse() {
+            row.first_ack.push(x);
+        }
+        row.by_primary += (f[cp] == "1") as usize;
+        row.by_sub += (f[cs] == "1") as usize;
+        row.any_subs |= !f[csub].is_empty();
+    }
+    Some(row)
+}
+
+pub fn summarize_dir(dir: &Path) {
+    let mut out = table_header();
+    for zones in ["", "-zones"] {
+        for mode in ["sraft", "seed", "original", "paper"] {
+            for fault in ["kill", "stop"] {
+                let path = dir.join(format!("failover-{mode}-{fault}{zones}.csv"));
+                if let Some(mut r) = row_from_csv(&path) {
+                    r.mode += zones;
+                    out.push_str(&table_row(&r));
+                }
+            }
+        }
+    }
+    print!("{out}");
+}
