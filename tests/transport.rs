@@ -4,7 +4,6 @@
 //! against a deadline, never sleep and then assert.
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
-use rand::Rng;
 use sraft::core::{Entry, EntryPayload, LogIndex, Message, MessageBody, NodeId, Term};
 use sraft::secret::Secret;
 use sraft::transport::auth::{HandshakeError, PeerAuth, accept_handshake, connect_handshake};
@@ -16,7 +15,6 @@ use sraft::transport::{
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const CLUSTER: &str = "test-cluster";
@@ -26,23 +24,10 @@ fn init_log() {
     let _ = env_logger::builder().is_test(true).try_init();
 }
 
-/// A port that was free a moment ago, below the ephemeral range (32768+), so
-/// that no outgoing connection of this or another process takes it meanwhile.
-/// Ports handed out in this process are never handed out twice.
+/// A port that was free a moment ago, below the ephemeral range (32768+),
+/// never handed out twice in this process (the toolkit's picker).
 fn free_port() -> u16 {
-    static TAKEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
-    let mut rng = rand::rng();
-    for _ in 0..1000 {
-        let port = rng.random_range(20_000..32_000);
-        if TAKEN.lock().unwrap().contains(&port) {
-            continue;
-        }
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            TAKEN.lock().unwrap().insert(port);
-            return port;
-        }
-    }
-    panic!("no free port in 20000-32000 after 1000 tries");
+    sraft_testkit::reserve_single_ports(1)[0]
 }
 
 fn local(port: u16) -> SocketAddr {
