@@ -203,10 +203,14 @@ pub struct TestCluster {
     states: Vec<NodeState>,
     /// Extra environment per node, applied at every (re)start.
     node_env: Vec<Vec<(String, String)>>,
+    /// Nodes from this id on are spares: not in the static peer list,
+    /// started with `--join` by `start_spare` (DESIGN.md 8).
+    initial: usize,
 }
 
 pub struct TestClusterBuilder {
     nodes: usize,
+    spares: usize,
     extra_args: Vec<String>,
     metrics: bool,
     cluster_secret: bool,
@@ -228,6 +232,14 @@ impl TestClusterBuilder {
     /// learn it from the node itself.
     pub fn own_client_ports(mut self) -> Self {
         self.own_client_ports = true;
+        self
+    }
+
+    /// `n` more nodes with ids after the initial ones, not in the peer
+    /// list: started with `--join` by `TestCluster::start_spare`.
+    pub fn spares(mut self, n: usize) -> Self {
+        self.spares = n;
+        self.node_env.extend((0..n).map(|_| Vec::new()));
         self
     }
 
@@ -269,7 +281,8 @@ impl TestClusterBuilder {
             .prefix("sraft-cluster-")
             .tempdir()
             .expect("create a temp dir");
-        let peer_ports = reserve_ports(self.nodes as u16);
+        let total = self.nodes + self.spares;
+        let peer_ports = reserve_ports(total as u16);
         let mut cluster = TestCluster {
             dir,
             peer_ports,
@@ -279,18 +292,19 @@ impl TestClusterBuilder {
             password: None,
             client_tls: None,
             metrics_ports: if self.metrics {
-                reserve_single_ports(self.nodes)
+                reserve_single_ports(total)
             } else {
                 Vec::new()
             },
             client_ports: if self.own_client_ports {
-                reserve_single_ports(self.nodes)
+                reserve_single_ports(total)
             } else {
                 Vec::new()
             },
-            children: (0..self.nodes).map(|_| None).collect(),
-            states: vec![NodeState::Down; self.nodes],
+            children: (0..total).map(|_| None).collect(),
+            states: vec![NodeState::Down; total],
             node_env: self.node_env,
+            initial: self.nodes,
         };
         if self.cluster_secret {
             let path = cluster.secret_path();
@@ -332,6 +346,7 @@ impl TestCluster {
     pub fn builder(nodes: usize) -> TestClusterBuilder {
         TestClusterBuilder {
             nodes,
+            spares: 0,
             extra_args: Vec::new(),
             metrics: false,
             cluster_secret: false,
@@ -408,7 +423,7 @@ impl TestCluster {
     }
 
     pub fn peers_arg(&self) -> String {
-        self.peer_ports
+        self.peer_ports[..self.initial]
             .iter()
             .map(|p| format!("127.0.0.1:{p}"))
             .collect::<Vec<_>>()
@@ -417,16 +432,24 @@ impl TestCluster {
 
     /// The command line of node `i` (the same on every restart).
     pub fn args(&self, i: usize) -> Vec<String> {
-        let mut args = vec![
-            "--node-id".to_string(),
-            i.to_string(),
-            "--peers".into(),
-            self.peers_arg(),
+        let mut args = vec!["--node-id".to_string(), i.to_string()];
+        if i < self.initial {
+            args.extend(["--peers".into(), self.peers_arg()]);
+        } else {
+            args.extend([
+                "--join".into(),
+                "--host".into(),
+                "127.0.0.1".into(),
+                "--port".into(),
+                self.peer_ports[i].to_string(),
+            ]);
+        }
+        args.extend([
             "--data-dir".into(),
             self.data_dir(i).display().to_string(),
             "--cluster-id".into(),
             self.cluster_id.clone(),
-        ];
+        ]);
         if let Some(port) = self.metrics_ports.get(i) {
             args.push("--metrics-addr".into());
             args.push(addr(*port).to_string());
@@ -465,6 +488,25 @@ impl TestCluster {
             .unwrap_or_else(|e| panic!("spawn {BIN}: {e}"));
         self.children[i] = Some(child);
         self.states[i] = NodeState::Running;
+    }
+
+    /// Starts spare node `i` with `--join`: it waits for a leader to add it.
+    pub fn start_spare(&mut self, i: usize) {
+        assert!(i >= self.initial, "node {i} is not a spare");
+        self.spawn(i);
+    }
+
+    /// The nodes of the static peer list.
+    pub fn initial(&self) -> usize {
+        self.initial
+    }
+
+    /// Every node's client address, spares included: `--endpoints`.
+    pub fn endpoints_arg(&self) -> String {
+        (0..self.len())
+            .map(|i| self.client_addr(i).to_string())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Sets `key=value` in node `i`'s environment from its next start on;
