@@ -278,6 +278,15 @@ fn assert_converged(cluster: &TestCluster, nodes: &[usize]) {
     assert!(converged.is_some(), "nodes {nodes:?} did not converge");
 }
 
+/// Starts spare `i` with `--join` and waits until it says so.
+fn start_joining(cluster: &mut TestCluster, i: usize) {
+    cluster.start_spare(i);
+    let joining = cluster.wait_info(i, deadline_in(Duration::from_secs(10)), |info| {
+        info.role() == "joining"
+    });
+    assert!(joining.is_some(), "node {i} does not say it is joining");
+}
+
 fn run_for(duration: Duration) {
     thread::sleep(duration);
 }
@@ -291,11 +300,7 @@ fn grow_three_to_five_under_writes() {
     let workload = Workload::start(&cluster, &[0, 1, 2]);
     run_for(Duration::from_millis(500));
     for new in [3, 4] {
-        cluster.start_spare(new);
-        let joining = cluster.wait_info(new, deadline_in(Duration::from_secs(5)), |info| {
-            info.role() == "joining"
-        });
-        assert!(joining.is_some(), "node {new} does not say it is joining");
+        start_joining(&mut cluster, new);
         let out = member_ok(
             &cluster,
             &["add", &new.to_string(), &add_arg(&cluster, new)],
@@ -341,7 +346,7 @@ fn replace_a_failed_node_under_writes() {
     let workload = Workload::start(&cluster, &survivors);
     run_for(Duration::from_millis(300));
     cluster.kill(failed);
-    cluster.start_spare(3);
+    start_joining(&mut cluster, 3);
     let out = member_ok(&cluster, &["add", "3", &add_arg(&cluster, 3)]);
     assert!(out.contains("node 3 is a voter"), "{out}");
     member_ok(&cluster, &["remove", &failed.to_string()]);
@@ -393,7 +398,7 @@ fn remove_the_leader_under_writes() {
 fn a_learner_receives_the_log_but_never_votes() {
     let mut cluster = TestCluster::builder(3).spares(1).start();
     let first = cluster.wait_for_leader(deadline_in(Duration::from_secs(10)));
-    cluster.start_spare(3);
+    start_joining(&mut cluster, 3);
     let out = member_ok(&cluster, &["add", "3", &add_arg(&cluster, 3), "--learner"]);
     assert!(out.contains("added as a learner"), "{out}");
     cluster.set(0, "seen-by", "the learner");
@@ -454,12 +459,7 @@ fn bad_membership_changes_are_refused_and_change_nothing() {
     // the first cannot commit, and the leader leads on until its quorum
     // check (follower_timeout_ms_min, 300 ms) finds them gone.
     let followers: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
-    cluster.start_spare(3);
-    cluster
-        .wait_info(3, deadline_in(Duration::from_secs(5)), |info| {
-            info.role() == "joining"
-        })
-        .expect("spare 3 is up");
+    start_joining(&mut cluster, 3);
     for &f in &followers {
         cluster.kill(f);
     }
@@ -519,11 +519,7 @@ fn the_last_voter_cannot_be_removed() {
 fn a_joining_node_refuses_clients_until_added() {
     let mut cluster = TestCluster::builder(1).spares(1).start();
     cluster.wait_for_leader(deadline_in(Duration::from_secs(10)));
-    cluster.start_spare(1);
-    let joining = cluster.wait_info(1, deadline_in(Duration::from_secs(5)), |info| {
-        info.role() == "joining"
-    });
-    assert!(joining.is_some());
+    start_joining(&mut cluster, 1);
     match cluster.call(1, &[b"SET", b"k", b"v"], REQUEST_TIMEOUT) {
         Ok(Value::Error(e)) => assert!(e.starts_with("JOINING"), "{e}"),
         other => panic!("a joining node answered {other:?}"),

@@ -153,14 +153,19 @@ pub struct RaftLoop<S: StateMachine> {
     peer_book: PeerBook,
     /// When the transport's peers were last matched to the configuration.
     peers_synced_us: u64,
-    /// A committed configuration removed this node: it stops.
-    removed: bool,
+    /// A committed configuration (at this index) removed this node: it
+    /// stops once it has applied that entry, so that the operator's change
+    /// is answered, or after `REMOVED_DRAIN` at the latest.
+    removed: Option<(crate::core::LogIndex, Instant)>,
 }
 
 /// How often the transport's peers are matched to the configuration even
 /// without a change: departing nodes leave once told, a `--join` node's
 /// leader is kept while it leads.
 const PEER_SYNC_INTERVAL_US: u64 = 1_000_000;
+
+/// Longest wait of a removed node for its removal's entry to be applied.
+const REMOVED_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl<S: StateMachine> RaftLoop<S> {
     /// Finds peers the configuration has no address for in the static
@@ -201,7 +206,7 @@ impl<S: StateMachine> RaftLoop<S> {
             forwarded_replies: None,
             peer_book: PeerBook::default(),
             peers_synced_us: 0,
-            removed: false,
+            removed: None,
         }
     }
 
@@ -221,7 +226,9 @@ impl<S: StateMachine> RaftLoop<S> {
         self.sync_peers();
         self.handle_output()?;
         loop {
-            if self.removed {
+            if let Some((index, since)) = self.removed
+                && (self.node.raft().applied_index() >= index || since.elapsed() >= REMOVED_DRAIN)
+            {
                 return Ok(());
             }
             let deadline = self.clock.instant_at(self.node.raft().next_deadline_us());
@@ -425,7 +432,7 @@ impl<S: StateMachine> RaftLoop<S> {
             match event {
                 Event::ConfigChanged { .. } => config_changed = true,
                 // The observer has said so in the log.
-                Event::RemovedSelf { .. } => self.removed = true,
+                Event::RemovedSelf { index } => self.removed = Some((index, Instant::now())),
                 _ => {}
             }
         }

@@ -18,7 +18,7 @@ use super::admin::not_leader;
 use crate::core::{ConfChange, ConfChangeError, MemberAddrs, NodeId};
 use crate::kv::resp::Value;
 use crate::runtime::{ConfChangeDone, ConfChangeFailure, MembersView, Request};
-use crossbeam_channel::bounded;
+use crossbeam_channel::{RecvTimeoutError, bounded};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
@@ -255,10 +255,20 @@ fn change(change: ConfChange, ctx: &ServerContext) -> Result<ConfChangeDone, Val
         Ok(Err(e)) => Err(Value::error(format!(
             "ERR the membership change may or may not take effect: {e}"
         ))),
-        Err(_) => Err(Value::error(format!(
+        Err(e) => Err(unanswered(e)),
+    }
+}
+
+/// No answer from the Raft thread: in time, or at all (it stopped).
+fn unanswered(e: RecvTimeoutError) -> Value {
+    match e {
+        RecvTimeoutError::Timeout => Value::error(format!(
             "ERR the membership change did not commit within {} s; it may still take effect",
             COMMIT_TIMEOUT.as_secs()
-        ))),
+        )),
+        RecvTimeoutError::Disconnected => Value::error(
+            "ERR the node stopped before the membership change was applied here; it may have taken effect",
+        ),
     }
 }
 
@@ -290,12 +300,7 @@ fn change_retrying(next: ConfChange, ctx: &ServerContext) -> Result<ConfChangeDo
                     "ERR the membership change may or may not take effect: {e}"
                 )));
             }
-            Err(_) => {
-                return Err(Value::error(format!(
-                    "ERR the membership change did not commit within {} s; it may still take effect",
-                    COMMIT_TIMEOUT.as_secs()
-                )));
-            }
+            Err(e) => return Err(unanswered(e)),
         }
     }
 }
