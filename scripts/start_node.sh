@@ -85,10 +85,17 @@ if [[ -f $PIDFILE ]]; then
     rm -f "$PIDFILE"
 fi
 
+# A node that joined a running cluster (add_node.sh) is not in the original
+# peer list: it starts with the --join flags recorded for it.
+JOIN=()
+if [[ -f $INSTALL_DIR/run/node-$NODE_ID.join ]]; then
+    read -r -a JOIN <"$INSTALL_DIR/run/node-$NODE_ID.join"
+fi
+
 cmd=("$BIN" --config "$CONFIG" --node-id "$NODE_ID"
     --data-dir "$INSTALL_DIR/data/node-$NODE_ID"
     --metrics-file "$INSTALL_DIR/logs/metrics-node-$NODE_ID.jsonl"
-    ${EXTRA[@]+"${EXTRA[@]}"})
+    ${JOIN[@]+"${JOIN[@]}"} ${EXTRA[@]+"${EXTRA[@]}"})
 echo "=== $(date -u +%Y-%m-%dT%H:%M:%SZ) start_node.sh: ${cmd[*]}" >>"$LOG"
 cd "$INSTALL_DIR"
 # nohup + every descriptor redirected: the node outlives the ssh session

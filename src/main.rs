@@ -32,6 +32,10 @@ fn main() {
             init_logging(false);
             sraft::client::run_transfer_leader(&settings, Duration::from_secs(10))
         }
+        Command::Member(settings) => {
+            init_logging(false);
+            sraft::client::run_member(&settings, Duration::from_secs(10))
+        }
     };
     std::process::exit(code);
 }
@@ -62,6 +66,8 @@ fn run_server(settings: Settings) -> i32 {
         cluster_secret: settings.cluster_secret.clone(),
         tls: settings.tls.clone(),
         peers: settings.peers.clone(),
+        join: settings.join,
+        peer_addr: Some(settings.peer_addr),
         listen: settings.listen,
         data_dir: settings.data_dir.clone(),
         raft: settings.raft.clone(),
@@ -202,7 +208,15 @@ fn run_server(settings: Settings) -> i32 {
     }
     // Logged once the node is up, so that a start that fails still says
     // only its one line of why.
-    if settings.cluster_secret.is_none() && settings.peers.len() > 1 {
+    if settings.join {
+        log::info!(
+            "Node {}: started with --join: waiting for a leader to add this node (sraft member add {} {})",
+            settings.node_id,
+            settings.node_id,
+            settings.peer_addr
+        );
+    }
+    if settings.cluster_secret.is_none() && (settings.peers.len() > 1 || settings.join) {
         log::warn!(
             "peers are not authenticated: any process that reaches the peer port and \
              knows the cluster id can vote and append; set cluster_secret_file"
@@ -237,8 +251,7 @@ fn run_server(settings: Settings) -> i32 {
 /// known by in the peer list, and the port it really serves clients on
 /// (`--client-port` wins over peer port + offset).
 fn advertised_client_addr(settings: &Settings) -> std::net::SocketAddr {
-    let own = settings.peers[settings.node_id.0 as usize];
-    std::net::SocketAddr::new(own.ip(), settings.client_listen.port())
+    std::net::SocketAddr::new(settings.peer_addr.ip(), settings.client_listen.port())
 }
 
 /// `GET /metrics`: the node's status as the Raft thread last published it

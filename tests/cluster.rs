@@ -313,6 +313,7 @@ fn hello_frame(cluster_id: &str, node_id: u64, protocol_version: u32) -> Vec<u8>
             node_id: NodeId(node_id),
             nonce: [0; 32],
             client_addr: None,
+            peer_addr: None,
         }),
         &mut buf,
     );

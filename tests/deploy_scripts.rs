@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const NODES: usize = 5;
-const SCRIPTS: [&str; 9] = [
+const SCRIPTS: [&str; 11] = [
     "make_certs.sh",
     "bench_security.sh",
     "setup_ec2.sh",
@@ -38,6 +38,8 @@ const SCRIPTS: [&str; 9] = [
     "start_all.sh",
     "stop_all.sh",
     "status_all.sh",
+    "add_node.sh",
+    "remove_node.sh",
 ];
 
 fn script(name: &str) -> PathBuf {
@@ -437,7 +439,12 @@ fn deploy_start_status_stop_five_nodes() {
     // TLS too, with certificates from scripts/make_certs.sh (openssl).
     let tls_dir = tmp_path.join("certs");
     let mut certs = Command::new(script("make_certs.sh"));
-    certs.arg("--out").arg(&tls_dir).args(&nodes);
+    // One more for the node that replaces node 4 below.
+    certs
+        .arg("--out")
+        .arg(&tls_dir)
+        .args(&nodes)
+        .arg(format!("127.0.0.{}", 11 + NODES));
     let tls = match certs.output() {
         Ok(out) if out.status.success() => true,
         other => {
@@ -621,6 +628,70 @@ fn deploy_start_status_stop_five_nodes() {
         "{out}"
     );
 
+    // Replace a node (DESIGN.md 8, docs/EC2.md): a sixth instance joins
+    // the cluster file, is installed and added; node 4 is removed and stops.
+    let grown = fs::read_to_string(&cluster_file).unwrap().replace(
+        &nodes.join(" "),
+        &format!("{} 127.0.0.{}", nodes.join(" "), 11 + NODES),
+    );
+    let grown = match &sshd {
+        Ok(_) => grown.replace(
+            &["127.0.0.1"; NODES].join(" "),
+            &["127.0.0.1"; NODES + 1].join(" "),
+        ),
+        Err(_) => grown,
+    };
+    fs::write(&cluster_file, grown).unwrap();
+    let (status, out) = run(
+        script_cmd("deploy_all.sh", &["--nodes", "5"]),
+        "deploy_all.sh --nodes 5",
+        secs(120),
+        &scratch,
+    );
+    assert!(status.success(), "deploy_all.sh --nodes 5 failed:\n{out}");
+    let (status, out) = run(
+        script_cmd("add_node.sh", &["5"]),
+        "add_node.sh 5",
+        secs(90),
+        &scratch,
+    );
+    assert!(status.success(), "add_node.sh failed:\n{out}");
+    assert!(out.contains("node 5 is a voter"), "{out}");
+    assert!(tmp_path.join("node-5/run/node-5.join").is_file());
+    let (status, out) = run(
+        script_cmd("remove_node.sh", &["4"]),
+        "remove_node.sh 4",
+        secs(60),
+        &scratch,
+    );
+    assert!(status.success(), "remove_node.sh failed:\n{out}");
+    assert!(out.contains("node 4 removed"), "{out}");
+    let node_4 = pids.iter().find(|&&(_, i)| i == 4).expect("node 4's pid").0;
+    let stopped = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        !alive(node_4)
+    });
+    assert!(stopped, "removed node 4 (pid {node_4}) still runs");
+    let members = Command::new(tmp_path.join("node-0/bin/sraft"))
+        .current_dir(tmp_path.join("node-0"))
+        .args(["member", "--config", "conf/cluster.toml", "list", "--json"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&members.stdout);
+    let ids: Vec<u64> = serde_json::from_str::<serde_json::Value>(&text)
+        .unwrap_or_else(|e| panic!("member list --json: {e}: {text}"))
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![0, 1, 2, 3, 5], "{text}");
+    let node_5 = fs::read_to_string(tmp_path.join("node-5/run/node-5.pid"))
+        .unwrap()
+        .trim()
+        .parse::<u32>()
+        .unwrap();
+
     // Stop: SIGTERM by recorded pid; nothing of ours may be left running.
     let (status, out) = run(
         script_cmd("stop_all.sh", &[]),
@@ -630,6 +701,7 @@ fn deploy_start_status_stop_five_nodes() {
     );
     assert!(status.success(), "stop_all.sh failed:\n{out}");
     assert_eq!(out.matches("stopped (pid").count(), NODES, "{out}");
+    assert!(!alive(node_5), "node 5 pid {node_5} survived stop_all.sh");
     for &(pid, i) in &pids {
         assert!(!alive(pid), "node {i} pid {pid} survived stop_all.sh");
         assert!(!tmp_path.join(format!("node-{i}/run/node-{i}.pid")).exists());

@@ -409,3 +409,84 @@ fn with_raft_table(raft: &str) -> Settings {
     .unwrap();
     server(&["--config", path.to_str().unwrap(), "--node-id", "0"])
 }
+
+#[test]
+fn join_takes_its_address_from_host_and_port_and_ignores_the_files_peers() {
+    let settings = server(&[
+        "--join",
+        "--node-id",
+        "7",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "5007",
+        "--config",
+        &conf("local-5.toml"),
+    ]);
+    assert!(settings.join);
+    assert_eq!(settings.node_id, NodeId(7));
+    assert!(settings.peers.is_empty(), "{:?}", settings.peers);
+    assert_eq!(settings.peer_addr, addr("127.0.0.1:5007"));
+    assert_eq!(settings.listen, addr("127.0.0.1:5007"));
+    assert_eq!(settings.client_listen, addr("127.0.0.1:6007"));
+    assert_eq!(settings.data_dir, Path::new("data/node-7"));
+}
+
+#[test]
+fn join_refuses_what_it_cannot_work_with() {
+    let join = |extra: &[&str]| {
+        let mut args = vec!["--join"];
+        args.extend_from_slice(extra);
+        error(&args)
+    };
+    let e = join(&["--host", "127.0.0.1", "--port", "5007"]);
+    assert!(e.contains("--join needs --node-id"), "{e}");
+    let e = join(&["--node-id", "7", "--port", "5007"]);
+    assert!(e.contains("--join needs --host"), "{e}");
+    let e = join(&["--node-id", "7", "--host", "0.0.0.0"]);
+    assert!(e.contains("not 0.0.0.0"), "{e}");
+    let e = join(&[
+        "--node-id",
+        "7",
+        "--host",
+        "127.0.0.1",
+        "--peers",
+        "127.0.0.1:5000",
+    ]);
+    assert!(e.contains("--join and --peers exclude each other"), "{e}");
+    let e = join(&[
+        "--node-id",
+        "7",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "5007",
+        "--client-port",
+        "5007",
+    ]);
+    assert!(e.contains("also the peer port"), "{e}");
+    assert_eq!(e.lines().count(), 1, "{e}");
+}
+
+#[test]
+fn member_commands_take_endpoints_instead_of_peers() {
+    match parse(&[
+        "member",
+        "--endpoints",
+        "127.0.0.1:6000,127.0.0.1:6007",
+        "add",
+        "7",
+        "127.0.0.1:5007",
+    ]) {
+        Ok(Command::Member(m)) => {
+            assert_eq!(
+                m.cluster.client_addrs,
+                vec![addr("127.0.0.1:6000"), addr("127.0.0.1:6007")]
+            );
+            assert!(m.cluster.peers.is_empty());
+        }
+        other => panic!("{other:?}"),
+    }
+    let e = error(&["member", "--endpoints", "nonsense", "list"]);
+    assert!(e.contains("endpoints"), "{e}");
+}

@@ -126,6 +126,7 @@ fn hello(cluster_id: &str, node_id: u64) -> Vec<u8> {
         node_id: NodeId(node_id),
         nonce: [0; 32],
         client_addr: None,
+        peer_addr: None,
     }))
 }
 
@@ -193,11 +194,12 @@ fn assert_closes(stream: &mut TcpStream) {
 
 #[test]
 fn three_transports_exchange_messages_both_ways() {
-    let nodes = cluster(3, |_| {});
-    for from in &nodes {
-        for to in &nodes {
-            if from.id != to.id {
-                from.transport.send(msg(from.id.0, to.id.0, 7));
+    let mut nodes = cluster(3, |_| {});
+    let ids: Vec<NodeId> = nodes.iter().map(|n| n.id).collect();
+    for from in &mut nodes {
+        for to in &ids {
+            if from.id != *to {
+                from.transport.send(msg(from.id.0, to.0, 7));
             }
         }
     }
@@ -217,7 +219,7 @@ fn three_transports_exchange_messages_both_ways() {
 #[test]
 fn a_burst_of_messages_arrives_complete_and_in_order() {
     const COUNT: u64 = 20_000;
-    let nodes = cluster(2, |c| c.queue_depth = COUNT as usize);
+    let mut nodes = cluster(2, |c| c.queue_depth = COUNT as usize);
     for seq in 0..COUNT {
         nodes[0].transport.send(msg(1, 2, seq));
     }
@@ -231,7 +233,7 @@ fn a_burst_of_messages_arrives_complete_and_in_order() {
 
 #[test]
 fn bad_connections_are_closed_and_real_peers_keep_delivering() {
-    let nodes = cluster(2, |c| c.hello_timeout_ms = 200);
+    let mut nodes = cluster(2, |c| c.hello_timeout_ms = 200);
     let addr = nodes[1].config.listen;
     let spoofed = frame(&PeerFrame::Message(msg(3, 2, 0)));
     let cases: [(&str, Vec<u8>); 8] = [
@@ -353,7 +355,7 @@ fn peer_unreachable_does_not_fire_for_a_frozen_or_slow_peer() {
     let fast_addr = local(free_port());
     let peers = BTreeMap::from([(NodeId(2), slow_addr), (NodeId(3), frozen_addr)]);
     let (fast_tx, fast_inbox) = crossbeam_channel::bounded(1024);
-    let fast = Transport::start(
+    let mut fast = Transport::start(
         TransportConfig::new(NodeId(1), CLUSTER, fast_addr, peers),
         fast_tx,
     )
@@ -386,7 +388,7 @@ fn peer_unreachable_does_not_fire_for_a_frozen_or_slow_peer() {
 #[test]
 fn delay_us_holds_each_message_for_at_least_the_delay() {
     const DELAY: Duration = Duration::from_millis(50);
-    let nodes = cluster(2, |c| c.delay_us = DELAY.as_micros() as u64);
+    let mut nodes = cluster(2, |c| c.delay_us = DELAY.as_micros() as u64);
     for seq in 0..3 {
         let sent_at = Instant::now();
         nodes[0].transport.send(msg(1, 2, seq));
@@ -408,7 +410,7 @@ fn send_to_a_full_queue_drops_and_counts_without_blocking() {
     config.reconnect_backoff_ms_min = 200;
     config.reconnect_backoff_ms_max = 200;
     let (tx, _rx) = crossbeam_channel::bounded(16);
-    let transport = Transport::start(config, tx).unwrap();
+    let mut transport = Transport::start(config, tx).unwrap();
     let started = Instant::now();
     for seq in 0..COUNT {
         transport.send(msg(1, 2, seq));
@@ -451,7 +453,7 @@ fn a_heartbeat_overtakes_appends_queued_for_a_slow_peer() {
     let config = TransportConfig::new(NodeId(1), CLUSTER, local(free_port()), peers);
     let frame_bytes_max = config.frame_bytes_max;
     let (tx, _rx) = crossbeam_channel::bounded(16);
-    let transport = Transport::start(config, tx).unwrap();
+    let mut transport = Transport::start(config, tx).unwrap();
     let (mut conn, from) = accept_handshaken(&slow_peer, 2, &peer_auth(None));
     assert_eq!(from, NodeId(1));
 
@@ -520,7 +522,7 @@ fn a_heartbeat_overtakes_appends_queued_for_a_slow_peer() {
 
 #[test]
 fn sending_to_an_unknown_peer_drops_it() {
-    let nodes = cluster(2, |_| {});
+    let mut nodes = cluster(2, |_| {});
     nodes[0].transport.send(msg(1, 9, 0));
     nodes[0].transport.send(msg(1, 2, 1));
     assert_eq!(recv_message(&nodes[1].inbox), msg(1, 2, 1));
@@ -576,7 +578,7 @@ fn shutdown_joins_every_thread_and_closes_the_port() {
 /// must both give way to shutdown.
 #[test]
 fn shutdown_is_bounded_with_a_backed_up_peer() {
-    let nodes = cluster(2, |c| c.queue_depth = 100_000);
+    let mut nodes = cluster(2, |c| c.queue_depth = 100_000);
     // Node 2's inbox holds 1024; nobody drains it.
     for seq in 0..100_000 {
         nodes[0].transport.send(msg(1, 2, seq));
@@ -621,7 +623,7 @@ fn a_connection_closed_by_a_live_peer_is_reopened_without_a_hint() {
 /// connections past the bound are closed, and peers already in keep going.
 #[test]
 fn inbound_connections_past_the_bound_are_closed() {
-    let nodes = cluster(2, |c| c.hello_timeout_ms = 60_000);
+    let mut nodes = cluster(2, |c| c.hello_timeout_ms = 60_000);
     let addr = nodes[1].config.listen;
     // Node 1's connection is one of the 64; 63 silent ones fill the rest.
     let silent: Vec<TcpStream> = (0..63).map(|_| TcpStream::connect(addr).unwrap()).collect();
@@ -637,7 +639,7 @@ fn inbound_connections_past_the_bound_are_closed() {
 /// talking; connections in the other direction fail the same way.
 #[test]
 fn a_peer_with_the_wrong_secret_is_refused_and_delivers_nothing() {
-    let nodes = cluster(2, |c| c.secret = Some(Secret::new("right")));
+    let mut nodes = cluster(2, |c| c.secret = Some(Secret::new("right")));
     // Node 3 is known to both (an id in their peer lists would be needed to
     // join), but its secret is wrong.
     let intruder_addr = local(free_port());
@@ -646,7 +648,7 @@ fn a_peer_with_the_wrong_secret_is_refused_and_delivers_nothing() {
     let mut config = TransportConfig::new(NodeId(3), CLUSTER, intruder_addr, peers);
     config.secret = Some(Secret::new("wrong"));
     let (tx, intruder_inbox) = crossbeam_channel::bounded(1024);
-    let intruder = Transport::start(config, tx).unwrap();
+    let mut intruder = Transport::start(config, tx).unwrap();
     for seq in 0..100 {
         intruder.send(msg(3, 1, seq));
         intruder.send(msg(3, 2, seq));
@@ -670,7 +672,7 @@ fn a_peer_with_the_wrong_secret_is_refused_and_delivers_nothing() {
 /// delivers what follows; a proof made with another secret is closed.
 #[test]
 fn a_raw_peer_passes_only_with_the_secret() {
-    let nodes = cluster(2, |c| c.secret = Some(Secret::new("right")));
+    let mut nodes = cluster(2, |c| c.secret = Some(Secret::new("right")));
     let addr = nodes[1].config.listen;
     for (secret, passes) in [("right", true), ("wrong", false)] {
         let mut stream = TcpStream::connect(addr).unwrap();
@@ -742,12 +744,13 @@ impl ForwardHandler for Recorder {
 #[test]
 fn forwards_and_replies_travel_the_peer_connections_matched_by_id() {
     let client_port = |id: NodeId| 10_000 + id.0 as u16;
-    let nodes = cluster(2, |c| {
+    let mut nodes = cluster(2, |c| {
         c.secret = Some(Secret::new("s3cret"));
         c.frame_bytes_max = 256 << 10;
         c.client_addr = Some(local(client_port(c.id)));
     });
-    let (follower, leader) = (&nodes[0], &nodes[1]);
+    let (follower, leader) = nodes.split_at_mut(1);
+    let (follower, leader) = (&mut follower[0], &leader[0]);
     let (follower_tx, follower_seen) = crossbeam_channel::unbounded();
     let (leader_tx, leader_seen) = crossbeam_channel::unbounded();
     let follower_handle = follower.transport.handle();

@@ -580,6 +580,10 @@ impl Raft {
         if granted {
             self.vote = Some(from);
             self.reset_election_timer();
+            self.out.events.push(Event::VoteGranted {
+                term: self.term,
+                candidate: from,
+            });
         }
         // Leaves only after the vote is on disk (Ready::messages_after_persist).
         self.send(from, MessageBody::VoteReply { granted });

@@ -14,6 +14,7 @@ use super::ready::Event;
 use super::types::{
     ClusterConfig, Entry, EntryPayload, LogIndex, MEMBER_ADDR_BYTES_MAX, MemberAddrs, NodeId, Term,
 };
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// One change of the configuration: one server at a time, so that any
@@ -247,7 +248,20 @@ impl Raft {
             })
     }
 
+    /// `id` is departing: removed from the configuration, but still sent
+    /// the log until it has heard so (leader only).
+    pub fn is_departing(&self, id: NodeId) -> bool {
+        self.departing.contains_key(&id)
+    }
+
     // ---- Input -------------------------------------------------------------
+
+    /// The addresses the runtime knows of members that have none in the
+    /// configuration (a static `--peers` cluster's): the next change the
+    /// leader proposes records them (DESIGN.md 8).
+    pub fn set_addr_hints(&mut self, hints: BTreeMap<NodeId, MemberAddrs>) {
+        self.addr_hints = hints;
+    }
 
     /// Proposes one membership change. Returns where its entry lands: the
     /// change is committed if the entry applied at that index has that
@@ -277,7 +291,18 @@ impl Raft {
                 index: self.cluster_index,
             });
         }
-        let next = apply_change(&self.cluster, &change)?;
+        let mut next = apply_change(&self.cluster, &change)?;
+        // Members of a static cluster were never given addresses in a
+        // configuration; the first change records what the runtime knows of
+        // them, so that a node that joins later can reach every voter.
+        for id in next.members() {
+            if !next.addrs.contains_key(&id)
+                && let Some(addrs) = self.addr_hints.get(&id)
+                && addrs.peer_addr.len().max(addrs.client_addr.len()) <= MEMBER_ADDR_BYTES_MAX
+            {
+                next.addrs.insert(id, addrs.clone());
+            }
+        }
         let payload = EntryPayload::Config(next.clone());
         let entry_bytes = Entry {
             term: self.term,

@@ -139,6 +139,9 @@ pub struct Raft {
     /// Nodes removed from the configuration that still get the log until
     /// they know (DESIGN.md 8).
     pub(super) departing: BTreeMap<NodeId, Departing>,
+    /// Addresses of members the configuration has none for, from the
+    /// runtime (`set_addr_hints`).
+    pub(super) addr_hints: BTreeMap<NodeId, super::types::MemberAddrs>,
     pub(super) reads: ReadQueue,
     /// `size_bytes` of the commands this leader appended in its term and
     /// has not committed yet (etcd's uncommittedSize); bounded by
@@ -259,6 +262,7 @@ impl Raft {
             designation: Vec::new(),
             rerank_due_us: 0,
             departing: BTreeMap::new(),
+            addr_hints: BTreeMap::new(),
             reads: ReadQueue::default(),
             uncommitted_bytes: 0,
             rank: None,

@@ -89,6 +89,13 @@ pub enum Event {
     RemovedSelf {
         index: LogIndex,
     },
+    /// This node gave its vote (not a pre-vote) to `candidate` for `term`:
+    /// a learner's log never shows one while it is a learner in every
+    /// configuration (DESIGN.md 8).
+    VoteGranted {
+        term: Term,
+        candidate: NodeId,
+    },
     /// A snapshot received from the leader was installed.
     SnapshotInstalled {
         index: LogIndex,

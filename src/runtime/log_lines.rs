@@ -146,6 +146,10 @@ impl EventLines {
                     "[MEMBERSHIP] Node {id}: removed from the cluster (configuration at index {index} committed); stopping"
                 ),
             )],
+            Event::VoteGranted { term, candidate } => vec![(
+                Level::Info,
+                format!("[VOTE] Node {id}: voted for node {candidate} in term {term}"),
+            )],
         }
     }
 }

@@ -3,6 +3,7 @@
 
 mod clock;
 mod log_lines;
+pub mod members;
 pub mod node;
 mod observe;
 mod raft_loop;
@@ -11,6 +12,7 @@ mod status;
 pub mod wal_thread;
 
 pub use clock::Clock;
+pub use members::{MemberRow, MembersView, PeerBook};
 pub use node::{
     ConfChangeDone, ConfChangeFailure, ConfReply, LogWrite, LogWriter, MemSnapshots, Network, Node,
     Query, Reply, RequestError, SnapshotStore, SyncWriter,
@@ -47,8 +49,16 @@ pub struct NodeOptions {
     pub cluster_secret: Option<crate::secret::Secret>,
     /// Mutual TLS on peer connections; None: plain TCP.
     pub tls: Option<crate::tls::NodeTls>,
-    /// Peer addresses by node id (position), including this node's own.
+    /// Peer addresses by node id (position), including this node's own:
+    /// the initial configuration of a static cluster. Empty with `join`.
     pub peers: Vec<SocketAddr>,
+    /// Started with `--join`: the node knows no cluster and waits for a
+    /// leader to add it (DESIGN.md 8). A restarted node takes its
+    /// configuration from its log and snapshot either way.
+    pub join: bool,
+    /// This node's peer address as other nodes reach it, announced in
+    /// every hello; None: its entry in `peers`, else `listen`.
+    pub peer_addr: Option<SocketAddr>,
     /// Where this node's peer listener binds.
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
@@ -87,6 +97,8 @@ impl NodeOptions {
             cluster_secret: None,
             tls: None,
             peers,
+            join: false,
+            peer_addr: None,
             listen,
             data_dir: data_dir.into(),
             wal: WalOptions {
@@ -102,6 +114,25 @@ impl NodeOptions {
             snapshot_delay_ms: 0,
             client_addr: None,
         }
+    }
+}
+
+impl NodeOptions {
+    /// A node started with `--join`: it listens at `listen` (also its
+    /// advertised peer address) and waits for a leader to add it.
+    pub fn joining(id: NodeId, listen: SocketAddr, data_dir: impl Into<PathBuf>) -> NodeOptions {
+        let mut options = NodeOptions::new(NodeId(0), vec![listen], data_dir);
+        options.id = id;
+        options.peers = Vec::new();
+        options.join = true;
+        options
+    }
+
+    /// The peer address this node announces.
+    pub fn advertised_peer_addr(&self) -> SocketAddr {
+        self.peer_addr
+            .or_else(|| self.peers.get(self.id.0 as usize).copied())
+            .unwrap_or(self.listen)
     }
 }
 
@@ -247,7 +278,10 @@ pub fn start_on<S: StateMachine + 'static>(
     mut state_machine: S,
 ) -> Result<NodeHandle<S>, StartError> {
     let started = std::time::Instant::now();
-    let cluster = ClusterConfig::new((0..options.peers.len() as u64).map(NodeId).collect());
+    let cluster = match options.join {
+        true => ClusterConfig::default(),
+        false => ClusterConfig::new((0..options.peers.len() as u64).map(NodeId).collect()),
+    };
     let (storage, restored, payload) =
         FileStorage::open_with_snapshot(&options.data_dir, cluster, options.wal)
             .map_err(StartError::Storage)?;
@@ -301,6 +335,7 @@ pub fn start_on<S: StateMachine + 'static>(
     transport_config.secret = options.cluster_secret.clone();
     transport_config.tls = options.tls.clone();
     transport_config.client_addr = options.client_addr;
+    transport_config.peer_addr = Some(options.advertised_peer_addr());
     let (peer_tx, peer_rx) = bounded(INBOX_DEPTH);
     let transport = Transport::start_on(peer_listener, transport_config, peer_tx)
         .map_err(StartError::Transport)?;
@@ -350,7 +385,10 @@ pub fn start_on<S: StateMachine + 'static>(
         status.clone(),
         metrics.clone(),
     )
-    .with_forwarding(leader_watch.clone(), forwarded_tx);
+    .with_forwarding(leader_watch.clone(), forwarded_tx)
+    .with_peer_book(PeerBook {
+        static_peers: options.peers.clone(),
+    });
     let thread = std::thread::Builder::new()
         .name("raft".into())
         .spawn(move || raft_loop.run())

@@ -581,6 +581,12 @@ impl<M: StateMachine, W: LogWriter, N: Network, R, S: SnapshotStore> Node<M, W, 
         }
     }
 
+    /// Addresses of members the configuration has none for; the next
+    /// change this node proposes as leader records them (DESIGN.md 8).
+    pub fn set_addr_hints(&mut self, hints: BTreeMap<NodeId, crate::core::MemberAddrs>) {
+        self.raft.set_addr_hints(hints);
+    }
+
     /// A membership change (DESIGN.md 8): answered once its entry is
     /// applied here, with the configuration it put in force, or refused
     /// now. Returns where the entry will land when accepted.

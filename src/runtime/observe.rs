@@ -93,7 +93,8 @@ impl Observer {
             Event::SnapshotSaved { .. }
             | Event::SnapshotInstalled { .. }
             | Event::ConfigChanged { .. }
-            | Event::RemovedSelf { .. } => {}
+            | Event::RemovedSelf { .. }
+            | Event::VoteGranted { .. } => {}
         }
     }
 
@@ -172,5 +173,8 @@ fn record(event: &Event) -> Value {
                    "voters": ids(&config.voters), "learners": ids(&config.learners)})
         }
         Event::RemovedSelf { index } => json!({"event": "removed_self", "index": index.0}),
+        Event::VoteGranted { term, candidate } => {
+            json!({"event": "vote_granted", "term": term.0, "candidate": candidate.0})
+        }
     }
 }

@@ -5,12 +5,13 @@
 //! leave when it reports them durable, while this thread keeps ticking.
 
 use super::clock::Clock;
-use super::node::{Network, Node, Query, Reply, RequestError};
+use super::members::{MembersView, PeerBook};
+use super::node::{ConfReply, Network, Node, Query, Reply, RequestError};
 use super::observe::Observer;
 use super::snapshots::{FileSnapshots, SnapshotEvent};
 use super::status::{LeaderWatch, NodeStatus};
 use super::wal_thread::{WalEvent, WalWriter};
-use crate::core::{Message, NodeId, TransferError};
+use crate::core::{ConfChange, Event, Message, NodeId, TransferError};
 use crate::metrics::{Metrics, Outcome};
 use crate::state_machine::StateMachine;
 use crate::storage::StorageError;
@@ -48,6 +49,14 @@ pub enum Request<S: StateMachine> {
         target: Option<NodeId>,
         reply: Sender<Result<NodeId, TransferError>>,
     },
+    /// A membership change (DESIGN.md 8); answered once its entry is
+    /// applied here, or at once when refused.
+    ConfChange {
+        change: ConfChange,
+        reply: Sender<ConfReply>,
+    },
+    /// The members as this node sees them.
+    Members { reply: Sender<MembersView> },
     /// A write or read a follower forwarded over the peer transport
     /// (DESIGN.md 4.4). Served like `Write` and `Read`; the answer goes,
     /// tagged with `from` and `request_id`, to the node's one channel of
@@ -100,6 +109,8 @@ enum ReplyTo<O> {
     Local(Sender<Reply<O>>),
     /// A follower's forwarded request.
     Peer { from: NodeId, request_id: u64 },
+    /// An operator's membership change.
+    Conf(Sender<ConfReply>),
 }
 
 /// How an answer counts in the metrics.
@@ -138,9 +149,32 @@ pub struct RaftLoop<S: StateMachine> {
     /// that a stuck sender thread can never block this one (a dropped
     /// answer: the follower times out and retries, deduplicated).
     forwarded_replies: Option<Sender<ForwardedReply<S::Output>>>,
+    /// Where peers are, as the configuration changes (DESIGN.md 8).
+    peer_book: PeerBook,
+    /// When the transport's peers were last matched to the configuration.
+    peers_synced_us: u64,
+    /// A committed configuration (at this index) removed this node: it
+    /// stops once it has applied that entry, so that the operator's change
+    /// is answered, or after `REMOVED_DRAIN` at the latest.
+    removed: Option<(crate::core::LogIndex, Instant)>,
 }
 
+/// How often the transport's peers are matched to the configuration even
+/// without a change: departing nodes leave once told, a `--join` node's
+/// leader is kept while it leads.
+const PEER_SYNC_INTERVAL_US: u64 = 1_000_000;
+
+/// Longest wait of a removed node for its removal's entry to be applied.
+const REMOVED_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl<S: StateMachine> RaftLoop<S> {
+    /// Finds peers the configuration has no address for in the static
+    /// `--peers` list (`book`).
+    pub fn with_peer_book(mut self, book: PeerBook) -> RaftLoop<S> {
+        self.peer_book = book;
+        self
+    }
+
     /// Publishes leader changes to `watch` and sends the answers to
     /// forwarded requests to `replies`.
     pub fn with_forwarding(
@@ -170,6 +204,9 @@ impl<S: StateMachine> RaftLoop<S> {
             metrics,
             leader_watch: Arc::default(),
             forwarded_replies: None,
+            peer_book: PeerBook::default(),
+            peers_synced_us: 0,
+            removed: None,
         }
     }
 
@@ -186,8 +223,14 @@ impl<S: StateMachine> RaftLoop<S> {
     }
 
     fn run_until_stopped(&mut self) -> Result<(), StorageError> {
+        self.sync_peers();
         self.handle_output()?;
         loop {
+            if let Some((index, since)) = self.removed
+                && (self.node.raft().applied_index() >= index || since.elapsed() >= REMOVED_DRAIN)
+            {
+                return Ok(());
+            }
             let deadline = self.clock.instant_at(self.node.raft().next_deadline_us());
             // Output left over from a busy batch must not wait for the next
             // tick, which for a follower can be a second away.
@@ -319,6 +362,26 @@ impl<S: StateMachine> RaftLoop<S> {
             Request::TransferLeader { target, reply } => {
                 let _ = reply.send(self.node.transfer_leadership(now, target));
             }
+            Request::ConfChange { change, reply } => {
+                let hints = self.peer_book.hints(
+                    self.node.raft(),
+                    self.node.network().handle().client_addrs(),
+                );
+                self.node.set_addr_hints(hints);
+                let waiter = Waiter {
+                    reply: ReplyTo::Conf(reply),
+                    received_us: now,
+                    write: true,
+                };
+                self.node.propose_conf_change(now, change, waiter);
+            }
+            Request::Members { reply } => {
+                let view = self.peer_book.view(
+                    self.node.raft(),
+                    self.node.network().handle().client_addrs(),
+                );
+                let _ = reply.send(view);
+            }
         }
     }
 
@@ -358,13 +421,53 @@ impl<S: StateMachine> RaftLoop<S> {
             }
             self.deliver(waiter.reply, answer);
         }
+        for (waiter, answer) in self.node.take_conf_answers() {
+            if let ReplyTo::Conf(reply) = waiter.reply {
+                let _ = reply.send(answer);
+            }
+        }
+        let mut config_changed = false;
         for event in self.node.take_events() {
             self.observer.on_event(now, &event);
+            match event {
+                Event::ConfigChanged { .. } => config_changed = true,
+                // The observer has said so in the log.
+                Event::RemovedSelf { index } => self.removed = Some((index, Instant::now())),
+                _ => {}
+            }
+        }
+        if config_changed || now.saturating_sub(self.peers_synced_us) >= PEER_SYNC_INTERVAL_US {
+            self.sync_peers();
         }
         *self.status.lock() = NodeStatus::of(self.node.raft());
         let raft = self.node.raft();
         self.leader_watch.publish(raft.leader(), raft.term());
         Ok(())
+    }
+
+    /// Matches the transport's peers to the configuration in force, and
+    /// tells the client port where members serve clients.
+    fn sync_peers(&mut self) {
+        self.peers_synced_us = self.clock.now_us();
+        let transport = self.node.network();
+        let current = transport.peer_addrs();
+        let learned = transport.learned_addrs();
+        let raft = self.node.raft();
+        let peers = self.peer_book.transport_peers(raft, &current, &learned);
+        let client_addrs = transport.handle().client_addrs().clone();
+        for (&id, addrs) in &raft.cluster().addrs {
+            if let Some(addr) = super::members::resolve(&addrs.client_addr) {
+                client_addrs.configure(id, addr);
+            }
+        }
+        if peers != current
+            && let Err(e) = self.node.network_mut().set_peers(&peers)
+        {
+            log::error!(
+                "Node {}: cannot start a peer sender: {e}",
+                self.node.raft().id()
+            );
+        }
     }
 
     /// Hands an answer to whoever waits for it, never blocking: a local
@@ -374,6 +477,9 @@ impl<S: StateMachine> RaftLoop<S> {
         match reply {
             ReplyTo::Local(reply) => {
                 let _ = reply.send(answer);
+            }
+            ReplyTo::Conf(_) => {
+                unreachable!("membership changes are answered by take_conf_answers")
             }
             ReplyTo::Peer { from, request_id } => {
                 let Some(replies) = &self.forwarded_replies else {

@@ -36,7 +36,7 @@ impl NodeStatus {
     pub fn of(raft: &Raft) -> NodeStatus {
         NodeStatus {
             node_id: raft.id().0,
-            role: raft.role().name(),
+            role: role_name(raft),
             term: raft.term(),
             leader: raft.leader(),
             commit_index: raft.commit_index(),
@@ -56,6 +56,20 @@ impl NodeStatus {
             followers: followers(raft),
             original_mode: !raft.config().enable_subleader,
         }
+    }
+}
+
+/// The role INFO reports: the core's, or `learner` for a member that does
+/// not vote, or `joining` for a node no configuration it holds names (it
+/// was started with `--join` and no leader has added it yet, DESIGN.md 8).
+fn role_name(raft: &Raft) -> &'static str {
+    let cluster = raft.cluster();
+    if cluster.is_learner(raft.id()) {
+        "learner"
+    } else if !cluster.is_member(raft.id()) && raft.role() == Role::Follower {
+        "joining"
+    } else {
+        raft.role().name()
     }
 }
 

@@ -6,6 +6,8 @@
 //!   its primary sub-leader; the reply comes once the new leader is known
 //!   here (`+OK node N leads term T (after M ms)`) or the transfer failed.
 //!
+//! - `RAFT MEMBER ...`: membership changes (`members.rs`).
+//!
 //! Sent to a node that does not lead, a command is refused with the
 //! leader's id and client address (`-NOTLEADER ...`), the way Redis Cluster
 //! redirects with `-MOVED`: admin commands are rare, and an operator wants
@@ -27,7 +29,7 @@ const TRANSFER_TIMEOUT: Duration = Duration::from_secs(3);
 /// the node has no leader watch to wait on.
 const TRANSFER_POLL: Duration = Duration::from_millis(1);
 
-const USAGE: &str = "ERR unknown RAFT subcommand; try RAFT TRANSFER-LEADER [ID]";
+const USAGE: &str = "ERR unknown RAFT subcommand; try RAFT TRANSFER-LEADER [ID] or RAFT MEMBER LIST|ADD|PROMOTE|REMOVE";
 
 /// Whether `name` is the admin family's command.
 pub fn is_admin(name: &[u8]) -> bool {
@@ -61,6 +63,9 @@ pub fn handle(args: &[Vec<u8>], ctx: &ServerContext) -> Value {
             }
         };
         return transfer_leader(target, ctx);
+    }
+    if sub.eq_ignore_ascii_case(b"MEMBER") {
+        return super::members::handle(&args[2..], ctx);
     }
     Value::error(USAGE)
 }
@@ -119,7 +124,7 @@ fn transfer_leader(target: Option<NodeId>, ctx: &ServerContext) -> Value {
 }
 
 /// Names the leader this node knows, with its client address.
-fn not_leader(ctx: &ServerContext) -> Value {
+pub(super) fn not_leader(ctx: &ServerContext) -> Value {
     let status = ctx.status.lock().clone();
     match status.leader {
         Some(leader) => Value::error(format!(

@@ -196,6 +196,9 @@ fn dispatch(value: Value, session: &mut Session, ctx: &ServerContext) -> Option<
         Ok(None) => return None,
         Err(error) => return Some(error.to_reply().to_bytes()),
     };
+    if !matches!(request, KvRequest::Local(_)) && ctx.status.lock().role == "joining" {
+        return Some(joining(ctx).to_bytes());
+    }
     Some(match request {
         KvRequest::Local(op) => local(&op, ctx).to_bytes(),
         KvRequest::Read(op) => read(op, args, ctx),
@@ -307,6 +310,15 @@ fn submit<O>(
 }
 
 /// No leader known, so nothing was sent: the request had no effect.
+/// A node started with `--join` that no leader has added yet knows no
+/// cluster to send a request to.
+fn joining(ctx: &ServerContext) -> Value {
+    Value::Error(format!(
+        "JOINING node {} is not a member of a cluster yet (started with --join); it serves clients once a leader adds it (sraft member add)",
+        ctx.node_id
+    ))
+}
+
 fn no_leader(term: Term) -> Value {
     Value::Error(format!("TRYAGAIN no leader elected yet (term {term})"))
 }

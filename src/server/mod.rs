@@ -8,6 +8,7 @@ mod auth;
 mod connection;
 mod forward;
 mod info;
+mod members;
 mod relay;
 pub mod reply;
 

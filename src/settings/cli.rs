@@ -33,6 +33,8 @@ pub(crate) enum SubCommand {
     /// Has the leader hand over to node ID, or to its primary sub-leader;
     /// returns once the new leader leads, or fails with the reason.
     TransferLeader(TransferLeaderArgs),
+    /// Lists, adds, promotes or removes cluster members (DESIGN.md 8).
+    Member(MemberArgs),
 }
 
 #[derive(Debug, Args)]
@@ -45,6 +47,12 @@ pub(crate) struct ServerArgs {
     /// [env: RAFT_PEERS]
     #[arg(long, value_name = "H:P,H:P,...")]
     pub peers: Option<String>,
+    /// Join an existing cluster: start knowing no peers (no --peers) and wait
+    /// for its leader to add this node (`sraft member add`); needs
+    /// --node-id (an id no member has) and --host (the address other
+    /// nodes reach this one at)
+    #[arg(long)]
+    pub join: bool,
     /// IP address to bind [default: the own peer IP if loopback, else 0.0.0.0]
     #[arg(long, value_name = "IP")]
     pub host: Option<String>,
@@ -118,6 +126,11 @@ pub(crate) struct ClusterArgs {
     /// client_password_file from
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Client (RESP) addresses of any members, H:P,H:P,...: used instead of
+    /// client addresses derived from --peers (a cluster whose membership
+    /// changed, or whose nodes chose their own client ports)
+    #[arg(long, value_name = "H:P,H:P,...")]
+    pub endpoints: Option<String>,
     /// File holding the nodes' client password (mode 0600)
     /// [env: SRAFT_PASSWORD holds the password itself]
     #[arg(long, value_name = "FILE")]
@@ -151,6 +164,46 @@ pub(crate) struct TransferLeaderArgs {
     pub cluster: ClusterArgs,
     /// The node to hand over to [default: the leader's primary sub-leader]
     pub id: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MemberArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    #[command(subcommand)]
+    pub op: MemberOp,
+}
+
+/// One `sraft member` command; each maps to `RAFT MEMBER ...` on the
+/// leader's client port.
+#[derive(Clone, Debug, PartialEq, Eq, Subcommand)]
+pub enum MemberOp {
+    /// Every member: id, peer and client address, voter or learner, match
+    /// index (as the leader knows it), role
+    List {
+        /// One JSON object per member instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Adds node ID at PEER_ADDR (started with --join): as a learner, then,
+    /// once it has caught up, as a voter; returns when it votes, or fails
+    /// with the reason (the cluster then unchanged)
+    Add {
+        id: u64,
+        #[arg(value_name = "PEER_ADDR")]
+        peer_addr: String,
+        /// Where the new node serves clients [default: what it announces]
+        #[arg(long, value_name = "H:P")]
+        client_addr: Option<String>,
+        /// Stay a learner: receive the log, never vote
+        #[arg(long)]
+        learner: bool,
+    },
+    /// Makes learner ID a voter, once it has caught up
+    Promote { id: u64 },
+    /// Removes member ID (a voter, a learner, or the leader itself, which
+    /// hands over to its primary sub-leader first)
+    Remove { id: u64 },
 }
 
 /// One `sraft client` command; each maps to the RESP command of that name.

@@ -24,7 +24,7 @@ mod raft_table;
 mod resolve;
 pub mod test_delay;
 
-pub use cli::ClientOp;
+pub use cli::{ClientOp, MemberOp};
 pub use error::{EXIT_STATUS_BAD_SETTINGS, SettingsError};
 pub use file::{CLIENT_PORT_OFFSET_DEFAULT, StorageSettings, TransportSettings};
 pub use peers::PEER_PORT_DEFAULT;
@@ -59,6 +59,7 @@ pub enum Command {
     Client(ClientSettings),
     Status(StatusSettings),
     TransferLeader(TransferLeaderSettings),
+    Member(MemberSettings),
 }
 
 /// Everything a server node needs, resolved and validated.
@@ -75,8 +76,13 @@ pub struct Settings {
     pub client_password: Option<crate::secret::Secret>,
     /// TLS on both ports, loaded and checked; None: plain TCP.
     pub tls: Option<crate::tls::NodeTls>,
+    /// Started with `--join` (DESIGN.md 8): `peers` and `client_addrs`
+    /// are empty, and the node waits for a leader to add it.
+    pub join: bool,
     /// Peer (Raft) address of every node; index = node id.
     pub peers: Vec<SocketAddr>,
+    /// This node's own peer address as the others reach it.
+    pub peer_addr: SocketAddr,
     /// Where this node accepts peer connections.
     pub listen: SocketAddr,
     /// Where this node accepts RESP clients.
@@ -133,6 +139,14 @@ pub struct TransferLeaderSettings {
     pub cluster: StatusSettings,
     /// None: the leader's primary sub-leader.
     pub target: Option<u64>,
+}
+
+/// `sraft member ...`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberSettings {
+    /// Where to look for the leader (and the password and TLS to use).
+    pub cluster: StatusSettings,
+    pub op: MemberOp,
 }
 
 impl Settings {

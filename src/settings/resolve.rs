@@ -61,6 +61,19 @@ where
                 target: args.id,
             }))
         }
+        Some(SubCommand::Member(args)) => {
+            let (peers, client_addrs, password, tls) = cluster(&args.cluster, env)?;
+            Ok(Command::Member(MemberSettings {
+                cluster: StatusSettings {
+                    peers,
+                    client_addrs,
+                    password,
+                    tls,
+                    json: false,
+                },
+                op: args.op,
+            }))
+        }
     }
 }
 
@@ -211,30 +224,43 @@ fn server(args: &ServerArgs, env: Env, is_local: IsLocal) -> Result<Settings, Se
         .or(Layer::from_file(&file));
     let mut warnings = Vec::new();
 
-    let peers = parse_peers(layer.peers.as_deref().unwrap_or_default())?;
-    let node_id = match layer.node_id {
-        Some(id) if id < peers.len() as u64 => NodeId(id),
-        Some(id) => {
-            return Err(SettingsError::NodeIdOutOfRange {
-                node_id: id,
-                peer_count: peers.len(),
-            });
-        }
-        None => find_self(&peers, layer.port, is_local)?,
-    };
-    let index = node_id.0 as usize;
     let offset = file
         .client_port_offset
         .unwrap_or(CLIENT_PORT_OFFSET_DEFAULT);
-    let client_addrs = client_addrs(&peers, offset)?;
-    let (listen, client_listen) = listen_addrs(
-        &layer,
-        node_id,
-        peers[index],
-        client_addrs[index],
-        &mut warnings,
-    )?;
-    warnings.extend(cluster_shape_warnings(&peers));
+    let (node_id, peers, client_addrs, peer_addr, listen, client_listen) = if args.join {
+        joining_addrs(args, &layer, offset)?
+    } else {
+        let peers = parse_peers(layer.peers.as_deref().unwrap_or_default())?;
+        let node_id = match layer.node_id {
+            Some(id) if id < peers.len() as u64 => NodeId(id),
+            Some(id) => {
+                return Err(SettingsError::NodeIdOutOfRange {
+                    node_id: id,
+                    peer_count: peers.len(),
+                });
+            }
+            None => find_self(&peers, layer.port, is_local)?,
+        };
+        let index = node_id.0 as usize;
+        let client_addrs = client_addrs(&peers, offset)?;
+        let (listen, client_listen) = listen_addrs(
+            &layer,
+            node_id,
+            peers[index],
+            client_addrs[index],
+            &mut warnings,
+        )?;
+        warnings.extend(cluster_shape_warnings(&peers));
+        let peer_addr = peers[index];
+        (
+            node_id,
+            peers,
+            client_addrs,
+            peer_addr,
+            listen,
+            client_listen,
+        )
+    };
     let metrics_addr = layer
         .metrics_addr
         .as_deref()
@@ -279,7 +305,9 @@ fn server(args: &ServerArgs, env: Env, is_local: IsLocal) -> Result<Settings, Se
         cluster_secret,
         client_password,
         tls,
+        join: args.join,
         peers,
+        peer_addr,
         listen,
         client_listen,
         client_addrs,
@@ -296,6 +324,80 @@ fn server(args: &ServerArgs, env: Env, is_local: IsLocal) -> Result<Settings, Se
         warnings,
     })
 }
+
+/// `--join`: no peer list; the node's own id, host and ports say where it
+/// is, and it advertises exactly that (DESIGN.md 8).
+fn joining_addrs(
+    args: &ServerArgs,
+    layer: &Layer,
+    offset: u16,
+) -> Result<JoinAddrs, SettingsError> {
+    let bad = |key: &str, reason: &str| SettingsError::BadValue {
+        key: key.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if args.peers.is_some() {
+        return Err(bad(
+            "join",
+            "--join and --peers exclude each other: a joining node learns its cluster from the leader that adds it",
+        ));
+    }
+    let node_id = NodeId(layer.node_id.ok_or_else(|| {
+        bad(
+            "node_id",
+            "--join needs --node-id: an id that no member of the cluster has",
+        )
+    })?);
+    let host = layer.host.as_deref().ok_or_else(|| {
+        bad(
+            "host",
+            "--join needs --host: the address the other nodes reach this node at",
+        )
+    })?;
+    let ip = parse_bind_host(host)?;
+    if ip.is_unspecified() {
+        return Err(bad(
+            "host",
+            "--join needs --host to be the address the other nodes reach this node at, not 0.0.0.0",
+        ));
+    }
+    let port = layer.port.unwrap_or(PEER_PORT_DEFAULT);
+    let client_port = match layer.client_port {
+        Some(port) => port,
+        None => port.checked_add(offset).ok_or_else(|| {
+            bad(
+                "client_port",
+                &format!("peer port {port} + client_port_offset {offset} exceeds 65535"),
+            )
+        })?,
+    };
+    if client_port == port {
+        return Err(bad(
+            "client_port",
+            &format!("{client_port} is also the peer port"),
+        ));
+    }
+    let listen = SocketAddr::new(ip, port);
+    Ok((
+        node_id,
+        Vec::new(),
+        Vec::new(),
+        listen,
+        listen,
+        SocketAddr::new(ip, client_port),
+    ))
+}
+
+/// Node id, peers, client addresses, advertised peer address, and the peer
+/// and client addresses to bind.
+type JoinAddrs = (
+    NodeId,
+    Vec<SocketAddr>,
+    Vec<SocketAddr>,
+    SocketAddr,
+    SocketAddr,
+    SocketAddr,
+);
 
 /// The peer and client addresses to bind.
 ///
@@ -518,11 +620,31 @@ fn cluster(args: &ClusterArgs, env: Env) -> Result<ClusterView, SettingsError> {
         None => env_value(env, ENV_PEERS, |s| Ok(split_list(s)))?,
     }
     .or(file.peers);
-    let peers = parse_peers(items.as_deref().unwrap_or_default())?;
-    let offset = file
-        .client_port_offset
-        .unwrap_or(CLIENT_PORT_OFFSET_DEFAULT);
-    let client_addrs = client_addrs(&peers, offset)?;
+    let (peers, client_addrs) = match args.endpoints.as_deref() {
+        // Client addresses given as such: no peer list is needed.
+        Some(list) => {
+            let endpoints = parse_peers(&split_list(list)).map_err(|e| match e {
+                SettingsError::NoPeers => SettingsError::BadValue {
+                    key: "endpoints".to_owned(),
+                    reason: "empty list".to_owned(),
+                },
+                SettingsError::BadPeer { item, reason } => SettingsError::BadValue {
+                    key: "endpoints".to_owned(),
+                    reason: format!("'{item}': {reason}"),
+                },
+                other => other,
+            })?;
+            (Vec::new(), endpoints)
+        }
+        None => {
+            let peers = parse_peers(items.as_deref().unwrap_or_default())?;
+            let offset = file
+                .client_port_offset
+                .unwrap_or(CLIENT_PORT_OFFSET_DEFAULT);
+            let client_addrs = client_addrs(&peers, offset)?;
+            (peers, client_addrs)
+        }
+    };
     let password = match args.password_file.as_deref() {
         Some(path) => secret_file("password-file", Some(path))?,
         None => match env(ENV_PASSWORD).filter(|p| !p.is_empty()) {

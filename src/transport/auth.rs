@@ -236,17 +236,31 @@ pub fn connect_handshake(
     peer: NodeId,
     frame_bytes_max: u32,
 ) -> Result<(), HandshakeError> {
-    connect_handshake_advertising(stream, auth, me, peer, None, frame_bytes_max)
+    connect_handshake_advertising(
+        stream,
+        auth,
+        me,
+        peer,
+        Advertised::default(),
+        frame_bytes_max,
+    )
 }
 
-/// `connect_handshake`, announcing `client_addr` as this node's client
-/// address in the hello.
+/// The addresses a connector announces in its hello (DESIGN.md 4.4, 8).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Advertised {
+    pub client_addr: Option<std::net::SocketAddr>,
+    pub peer_addr: Option<std::net::SocketAddr>,
+}
+
+/// `connect_handshake`, announcing this node's client and peer addresses
+/// in the hello.
 pub fn connect_handshake_advertising(
     stream: &mut (impl Read + Write),
     auth: &PeerAuth,
     me: NodeId,
     peer: NodeId,
-    client_addr: Option<std::net::SocketAddr>,
+    advertised: Advertised,
     frame_bytes_max: u32,
 ) -> Result<(), HandshakeError> {
     let connector_nonce = fresh_nonce();
@@ -257,7 +271,8 @@ pub fn connect_handshake_advertising(
             cluster_id: auth.cluster_id.clone(),
             node_id: me,
             nonce: connector_nonce,
-            client_addr,
+            client_addr: advertised.client_addr,
+            peer_addr: advertised.peer_addr,
         }),
     )?;
     let challenge = receive(stream, frame_bytes_max, "challenge", |f| match f {
@@ -521,6 +536,7 @@ mod tests {
                         node_id: NodeId(1),
                         nonce: [7; NONCE_BYTES],
                         client_addr: None,
+                        peer_addr: None,
                     }),
                     &mut buf,
                 );
@@ -557,6 +573,7 @@ mod tests {
                 node_id: NodeId(1),
                 nonce: fresh_nonce(),
                 client_addr: None,
+                peer_addr: None,
             }),
             &mut buf,
         );

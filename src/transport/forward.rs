@@ -8,9 +8,8 @@
 //! gives them meaning.
 
 use super::frame::{ForwardOutcome, ForwardRequest, PeerFrame};
-use super::{PeerCounters, PeerHandle, Queued, Shared, enqueue};
+use super::{Shared, enqueue};
 use crate::core::NodeId;
-use crossbeam_channel::Sender;
 use parking_lot::RwLock;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -86,35 +85,12 @@ impl ClientAddrs {
 #[derive(Clone)]
 pub struct TransportHandle {
     shared: Arc<Shared>,
-    peers: BTreeMap<NodeId, PeerLanes>,
-}
-
-#[derive(Clone)]
-struct PeerLanes {
-    bulk: Sender<Queued>,
-    control: Sender<Queued>,
-    counters: Arc<PeerCounters>,
 }
 
 impl TransportHandle {
-    pub(super) fn new(
-        shared: &Arc<Shared>,
-        peers: &BTreeMap<NodeId, PeerHandle>,
-    ) -> TransportHandle {
-        let peers = peers
-            .iter()
-            .filter_map(|(&id, peer)| {
-                let lanes = PeerLanes {
-                    bulk: peer.queue.clone()?,
-                    control: peer.control.clone()?,
-                    counters: Arc::clone(&peer.counters),
-                };
-                Some((id, lanes))
-            })
-            .collect();
+    pub(super) fn new(shared: &Arc<Shared>) -> TransportHandle {
         TransportHandle {
             shared: Arc::clone(shared),
-            peers,
         }
     }
 
@@ -143,7 +119,9 @@ impl TransportHandle {
 
     /// Whether an outbound connection to `peer` is established now.
     pub fn is_connected(&self, peer: NodeId) -> bool {
-        self.peers
+        self.shared
+            .lanes
+            .read()
             .get(&peer)
             .is_some_and(|p| p.counters.connected.load(Ordering::Relaxed))
     }
@@ -176,7 +154,8 @@ impl TransportHandle {
         if self.shared.shutting_down.load(Ordering::SeqCst) {
             return false;
         }
-        let Some(peer) = self.peers.get(&to) else {
+        let lanes = self.shared.lanes.read();
+        let Some(peer) = lanes.get(&to) else {
             return false;
         };
         enqueue(&peer.bulk, &peer.control, &peer.counters, frame)

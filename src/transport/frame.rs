@@ -24,7 +24,9 @@ use std::net::SocketAddr;
 /// replies (`Forward`, `ForwardReply`, DESIGN.md 4.4); a heartbeat reply
 /// tells a lost log (`log_lost`). 6: configurations with learners and
 /// member addresses, in `SnapshotMeta` and in log entries (DESIGN.md 8).
-pub const PROTOCOL_VERSION: u32 = 6;
+/// 7: the hello carries the node's peer address, so that a node started
+/// with `--join` can answer a leader it was never told of.
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// Bytes of the length prefix in front of every payload.
 pub const FRAME_HEADER_BYTES: usize = 4;
@@ -46,6 +48,12 @@ pub struct Hello {
     /// not be guessed from the peer port. None: the connector serves no
     /// clients (an embedded node, a test).
     pub client_addr: Option<SocketAddr>,
+    /// Where the connector accepts peer connections, as it advertises it:
+    /// the acceptor connects back there when it does not know the
+    /// connector (a node started with `--join` learns its leader this
+    /// way, DESIGN.md 8). None: not announced; the acceptor refuses a
+    /// connector it does not know.
+    pub peer_addr: Option<SocketAddr>,
 }
 
 /// A client request a follower relays to the leader (DESIGN.md 4.4).
@@ -324,6 +332,7 @@ mod tests {
             node_id: NodeId(3),
             nonce: [5; 32],
             client_addr: Some("127.0.0.3:16001".parse().unwrap()),
+            peer_addr: Some("127.0.0.3:15001".parse().unwrap()),
         });
         let msg = PeerFrame::Message(message());
         let mut buf = Vec::new();

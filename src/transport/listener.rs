@@ -215,8 +215,10 @@ fn serve(stream: TcpStream, addr: SocketAddr, shared: &Shared) {
         End::PeerClosed(reason) => {
             log::info!("[Node {}] connection from {who} ended: {reason}", shared.id);
             // Crash fast path (DESIGN.md 3.5): the peer's sender probes it.
-            if let Some(nudges) = peer.and_then(|peer| shared.nudges.get(&peer)) {
-                let _ = nudges.try_send(Nudge::InboundClosed);
+            if let Some(peer) = peer
+                && let Some(lanes) = shared.lanes.read().get(&peer)
+            {
+                let _ = lanes.nudge.try_send(Nudge::InboundClosed);
             }
         }
         End::Rejected(reason) => {
@@ -257,6 +259,7 @@ fn handshake(stream: &mut Stream, shared: &Shared) -> Result<NodeId, End> {
     // Unbuffered: nothing but the handshake may be read here, and a
     // connector writes no message before it has our proof.
     let mut client_addr = None;
+    let mut peer_addr = None;
     let peer = accept_handshake(
         stream,
         &shared.auth,
@@ -264,7 +267,14 @@ fn handshake(stream: &mut Stream, shared: &Shared) -> Result<NodeId, End> {
         shared.frame_bytes_max,
         |hello| {
             client_addr = hello.client_addr;
-            if shared.nudges.contains_key(&hello.node_id) {
+            peer_addr = hello.peer_addr;
+            // A node this one was not told of is answered at the address
+            // it announces (a `--join` node learns its leader so, and a
+            // member hears from a node added by an entry not yet here).
+            if hello.node_id == shared.id {
+                Err(format!("node {} is this node's own id", hello.node_id))
+            } else if shared.lanes.read().contains_key(&hello.node_id) || hello.peer_addr.is_some()
+            {
                 Ok(())
             } else {
                 Err(format!("unknown node {}", hello.node_id))
@@ -287,6 +297,9 @@ fn handshake(stream: &mut Stream, shared: &Shared) -> Result<NodeId, End> {
     // Recorded only now that the peer has proven the cluster secret.
     if let Some(addr) = client_addr {
         shared.client_addrs.announce(peer, addr);
+    }
+    if let Some(addr) = peer_addr {
+        shared.learned.lock().insert(peer, addr);
     }
     Ok(peer)
 }

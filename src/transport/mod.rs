@@ -29,7 +29,7 @@ use crate::secret::Secret;
 use crate::tls::NodeTls;
 use auth::PeerAuth;
 use crossbeam_channel::{Receiver, Sender};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
@@ -86,6 +86,11 @@ pub struct TransportConfig {
     /// This node's client address as announced in every hello (DESIGN.md
     /// 4.4); None: it serves no clients.
     pub client_addr: Option<SocketAddr>,
+    /// This node's peer address as announced in every hello (DESIGN.md 8):
+    /// where a node that does not know it connects back. None: not
+    /// announced, and only nodes that know it from their configuration
+    /// answer it.
+    pub peer_addr: Option<SocketAddr>,
 }
 
 impl TransportConfig {
@@ -118,6 +123,7 @@ impl TransportConfig {
             delay_us: 0,
             delay_us_by_peer: BTreeMap::new(),
             client_addr: None,
+            peer_addr: None,
         }
     }
 
@@ -236,14 +242,16 @@ impl PeerCounters {
 /// itself has moved into the Raft thread (the metrics endpoint).
 #[derive(Clone)]
 pub struct PeerStatsReader {
-    peers: BTreeMap<NodeId, Arc<PeerCounters>>,
+    shared: Arc<Shared>,
 }
 
 impl PeerStatsReader {
     pub fn read(&self) -> BTreeMap<NodeId, PeerStats> {
-        self.peers
+        self.shared
+            .lanes
+            .read()
             .iter()
-            .map(|(&id, counters)| (id, counters.snapshot()))
+            .map(|(&id, lanes)| (id, lanes.counters.snapshot()))
             .collect()
     }
 }
@@ -360,9 +368,17 @@ struct Shared {
     inbox: Sender<TransportEvent>,
     shutdown_rx: Receiver<Never>,
     shutting_down: AtomicBool,
-    /// Per-peer nudge channels, fixed at start: readers tell a peer's sender
-    /// when that peer's inbound connection ends.
-    nudges: BTreeMap<NodeId, Sender<Nudge>>,
+    /// Every peer's queues and nudge channel, changed by the Raft thread as
+    /// the configuration changes (`Transport::set_peers`): readers tell a
+    /// peer's sender when that peer's inbound connection ends, and
+    /// forwarders queue requests and replies.
+    lanes: RwLock<BTreeMap<NodeId, PeerLanes>>,
+    /// Peer addresses that connectors announced in their hellos, for peers
+    /// this node was not told of (DESIGN.md 8): a node started with
+    /// `--join` answers its first leader at the address it announced.
+    learned: Mutex<BTreeMap<NodeId, SocketAddr>>,
+    /// This node's peer address, announced in every hello.
+    peer_addr: Option<SocketAddr>,
     readers: Mutex<listener::Readers>,
     /// Rate limit on the log lines about refused connections.
     refusals: Mutex<listener::RefusalLog>,
@@ -388,7 +404,19 @@ impl Shared {
     }
 }
 
+/// What other threads need of a peer's sender: its queues, its nudge
+/// channel, its counters.
+#[derive(Clone)]
+struct PeerLanes {
+    bulk: Sender<Queued>,
+    control: Sender<Queued>,
+    nudge: Sender<Nudge>,
+    counters: Arc<PeerCounters>,
+}
+
 struct PeerHandle {
+    /// Where its sender connects.
+    addr: SocketAddr,
     /// Bulk lane (Appends).
     queue: Option<Sender<Queued>>,
     /// Control lane (everything else).
@@ -402,10 +430,15 @@ struct PeerHandle {
 pub struct Transport {
     id: NodeId,
     listen_addr: SocketAddr,
+    /// What every sender is started with (peers change, the rest does not).
+    config: TransportConfig,
     shared: Arc<Shared>,
     shutdown_tx: Option<Sender<Never>>,
     listener: Option<JoinHandle<()>>,
     peers: BTreeMap<NodeId, PeerHandle>,
+    /// Senders of peers that left, still ending (a connect in progress
+    /// takes up to its timeout); joined at shutdown.
+    retired: Vec<PeerHandle>,
 }
 
 impl Transport {
@@ -440,13 +473,6 @@ impl Transport {
                 source,
             })?;
         let (shutdown_tx, shutdown_rx) = crossbeam_channel::bounded::<Never>(0);
-        let mut nudge_rxs = BTreeMap::new();
-        let mut nudges = BTreeMap::new();
-        for &peer in config.peers.keys() {
-            let (tx, rx) = crossbeam_channel::bounded(NUDGE_DEPTH);
-            nudges.insert(peer, tx);
-            nudge_rxs.insert(peer, rx);
-        }
         let shared = Arc::new(Shared {
             id: config.id,
             auth: PeerAuth {
@@ -459,7 +485,9 @@ impl Transport {
             inbox,
             shutdown_rx,
             shutting_down: AtomicBool::new(false),
-            nudges,
+            lanes: RwLock::new(BTreeMap::new()),
+            learned: Mutex::new(BTreeMap::new()),
+            peer_addr: config.peer_addr,
             readers: Mutex::new(listener::Readers::default()),
             refusals: Mutex::new(listener::RefusalLog::default()),
             client_addr: config.client_addr,
@@ -469,26 +497,27 @@ impl Transport {
         if let Some(addr) = config.client_addr {
             shared.client_addrs.announce(config.id, addr);
         }
+        let peers = config.peers.clone();
         let mut transport = Transport {
             id: config.id,
             listen_addr,
+            config,
             shared: Arc::clone(&shared),
             shutdown_tx: Some(shutdown_tx),
             listener: None,
             peers: BTreeMap::new(),
+            retired: Vec::new(),
         };
         // From here on, a failure drops `transport`, which shuts down
         // whatever was already started.
         transport.listener = Some(listener::spawn(tcp_listener, Arc::clone(&shared))?);
-        for (&peer, &addr) in &config.peers {
-            let nudges = nudge_rxs.remove(&peer).expect("one nudge channel per peer");
-            let handle = sender::spawn(&config, peer, addr, nudges, Arc::clone(&shared))?;
-            transport.peers.insert(peer, handle);
+        for (peer, addr) in peers {
+            transport.add_peer(peer, addr)?;
         }
         log::info!(
             "[Node {}] transport listening on {listen_addr}, {} peers",
-            config.id,
-            config.peers.len()
+            transport.id,
+            transport.peers.len()
         );
         Ok(transport)
     }
@@ -498,28 +527,131 @@ impl Transport {
         self.listen_addr
     }
 
-    /// Queues `msg` for `msg.to` without blocking. A message for an unknown
-    /// peer is logged and dropped; a full queue drops the message and counts it.
-    pub fn send(&self, msg: Message) {
-        let Some(peer) = self.peers.get(&msg.to) else {
-            log::warn!(
-                "[Node {}] dropping {} for unknown peer {}",
-                self.id,
-                msg.body.kind(),
-                msg.to
-            );
-            return;
-        };
+    /// Queues `msg` for `msg.to` without blocking. A message for a peer this
+    /// transport has no sender for goes to the address the peer announced
+    /// in its hello, if it connected to us (DESIGN.md 8); otherwise it is
+    /// logged and dropped. A full queue drops the message and counts it.
+    pub fn send(&mut self, msg: Message) {
+        if !self.peers.contains_key(&msg.to) {
+            let learned = self.shared.learned.lock().get(&msg.to).copied();
+            let added = learned.is_some_and(|addr| match self.add_peer(msg.to, addr) {
+                Ok(()) => true,
+                Err(e) => {
+                    log::warn!(
+                        "[Node {}] cannot start a sender to {}: {e}",
+                        self.id,
+                        msg.to
+                    );
+                    false
+                }
+            });
+            if !added {
+                log::debug!(
+                    "[Node {}] dropping {} for unknown peer {}",
+                    self.id,
+                    msg.body.kind(),
+                    msg.to
+                );
+                return;
+            }
+        }
+        let peer = &self.peers[&msg.to];
         let (Some(queue), Some(control)) = (&peer.queue, &peer.control) else {
             return; // Shut down: nothing leaves any more.
         };
         enqueue(queue, control, &peer.counters, PeerFrame::Message(msg));
     }
 
+    /// Makes the peer set `peers` (every other member, by id): starts a
+    /// sender for each new peer or changed address, and stops the senders
+    /// of peers not named. Called by the Raft thread whenever the
+    /// configuration changes (DESIGN.md 8).
+    pub fn set_peers(
+        &mut self,
+        peers: &BTreeMap<NodeId, SocketAddr>,
+    ) -> Result<(), TransportError> {
+        let gone: Vec<NodeId> = self
+            .peers
+            .iter()
+            .filter(|(id, handle)| peers.get(id) != Some(&handle.addr))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            self.remove_peer(id);
+        }
+        for (&id, &addr) in peers {
+            if id != self.id && !self.peers.contains_key(&id) {
+                self.add_peer(id, addr)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The peers this transport has a sender for, with their addresses.
+    pub fn peer_addrs(&self) -> BTreeMap<NodeId, SocketAddr> {
+        self.peers.iter().map(|(&id, p)| (id, p.addr)).collect()
+    }
+
+    /// The peer addresses that unknown connectors announced.
+    pub fn learned_addrs(&self) -> BTreeMap<NodeId, SocketAddr> {
+        self.shared.learned.lock().clone()
+    }
+
+    fn add_peer(&mut self, peer: NodeId, addr: SocketAddr) -> Result<(), TransportError> {
+        if self.shutdown_tx.is_none() {
+            return Ok(());
+        }
+        let (nudge_tx, nudges) = crossbeam_channel::bounded(NUDGE_DEPTH);
+        let handle = sender::spawn(
+            &self.config,
+            peer,
+            addr,
+            nudges,
+            nudge_tx.clone(),
+            Arc::clone(&self.shared),
+        )?;
+        let lanes = PeerLanes {
+            bulk: handle.queue.clone().expect("a new sender has queues"),
+            control: handle.control.clone().expect("a new sender has queues"),
+            nudge: nudge_tx,
+            counters: Arc::clone(&handle.counters),
+        };
+        self.shared.lanes.write().insert(peer, lanes);
+        if let Some(old) = self.peers.insert(peer, handle) {
+            self.retire(old);
+        }
+        log::info!("[Node {}] peer {peer} at {addr}", self.id);
+        Ok(())
+    }
+
+    fn remove_peer(&mut self, peer: NodeId) {
+        self.shared.lanes.write().remove(&peer);
+        if let Some(handle) = self.peers.remove(&peer) {
+            log::info!("[Node {}] peer {peer} at {} removed", self.id, handle.addr);
+            self.retire(handle);
+        }
+    }
+
+    /// Ends a sender without waiting for it: its closed queues end its
+    /// loop, the closed socket wakes a blocked write.
+    fn retire(&mut self, mut handle: PeerHandle) {
+        drop(handle.queue.take());
+        drop(handle.control.take());
+        handle.outbound.lock().close();
+        self.retired.retain_mut(|old| {
+            let finished = old.thread.as_ref().is_none_or(|t| t.is_finished());
+            if finished && let Some(thread) = old.thread.take() {
+                join(thread);
+            }
+            !finished
+        });
+        self.retired.push(handle);
+    }
+
     /// A handle that queues forwarded requests and replies from other
     /// threads, and reads the client addresses peers announced.
     pub fn handle(&self) -> TransportHandle {
-        TransportHandle::new(&self.shared, &self.peers)
+        TransportHandle::new(&self.shared)
     }
 
     /// Counters per peer.
@@ -530,14 +662,10 @@ impl Transport {
             .collect()
     }
 
-    /// A handle on `stats()` for other threads.
+    /// A handle on `stats()` for other threads; it follows peer changes.
     pub fn stats_reader(&self) -> PeerStatsReader {
         PeerStatsReader {
-            peers: self
-                .peers
-                .iter()
-                .map(|(&id, peer)| (id, peer.counters.clone()))
-                .collect(),
+            shared: Arc::clone(&self.shared),
         }
     }
 
@@ -559,12 +687,15 @@ impl Transport {
         }
         let readers = std::mem::take(&mut *self.shared.readers.lock());
         readers.close_and_join();
-        for peer in self.peers.values_mut() {
+        self.shared.lanes.write().clear();
+        let mut all: Vec<PeerHandle> = std::mem::take(&mut self.peers).into_values().collect();
+        all.append(&mut self.retired);
+        for peer in &mut all {
             drop(peer.queue.take());
             drop(peer.control.take());
             peer.outbound.lock().close();
         }
-        for peer in self.peers.values_mut() {
+        for peer in &mut all {
             if let Some(handle) = peer.thread.take() {
                 join(handle);
             }

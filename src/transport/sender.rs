@@ -1,7 +1,7 @@
 //! Outbound side: the `peer-<id>` thread that owns the connection to one peer,
 //! and the `peer-<id>-watch` thread that notices when the peer closes it.
 
-use super::auth::{HandshakeError, connect_handshake_advertising};
+use super::auth::{Advertised, HandshakeError, connect_handshake_advertising};
 use super::frame::{PeerFrame, encode_frame};
 use super::{
     Lane, Nudge, PeerCounters, PeerHandle, Queued, Shared, SocketSlot, TransportConfig,
@@ -32,13 +32,13 @@ pub(super) fn spawn(
     peer: NodeId,
     addr: SocketAddr,
     nudges: Receiver<Nudge>,
+    nudge_tx: Sender<Nudge>,
     shared: Arc<Shared>,
 ) -> Result<PeerHandle, TransportError> {
     let (queue_tx, queue) = crossbeam_channel::bounded(config.queue_depth);
     let (control_tx, control) = crossbeam_channel::bounded(config.queue_depth);
     let counters = Arc::new(PeerCounters::default());
     let outbound = Arc::new(Mutex::new(SocketSlot::default()));
-    let nudge_tx = shared.nudges[&peer].clone();
     let sender = PeerSender {
         peer,
         addr,
@@ -74,6 +74,7 @@ pub(super) fn spawn(
         .spawn(move || sender.run())
         .map_err(TransportError::Spawn)?;
     Ok(PeerHandle {
+        addr,
         queue: Some(queue_tx),
         control: Some(control_tx),
         counters,
@@ -407,7 +408,10 @@ impl PeerSender {
             &self.shared.auth,
             self.shared.id,
             self.peer,
-            self.shared.client_addr,
+            Advertised {
+                client_addr: self.shared.client_addr,
+                peer_addr: self.shared.peer_addr,
+            },
             self.frame_bytes_max,
         )
         .map_err(|e| {

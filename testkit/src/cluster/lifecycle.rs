@@ -59,6 +59,13 @@ impl TestCluster {
         }
     }
 
+    /// Starts spare node `i` with `--join`: it waits for a leader to add it.
+    pub fn start_spare(&mut self, i: usize) {
+        assert!(i >= self.initial, "node {i} is not a spare");
+        self.spawn(i)
+            .unwrap_or_else(|e| panic!("start spare node {i}: {e}"));
+    }
+
     /// Sets `key=value` in node `i`'s environment from its next start on;
     /// an empty value removes it.
     pub fn set_env(&mut self, i: usize, key: &str, value: &str) {
@@ -184,12 +191,14 @@ impl TestCluster {
         self.spawn(i)
     }
 
-    /// Every node running: the paused continued, the down restarted.
+    /// Every node running: the paused continued, the down restarted (spares
+    /// never started stay down).
     pub fn recover_all(&mut self) {
         for i in 0..self.len() {
             match self.states[i] {
                 NodeState::Running => {}
                 NodeState::Stopped => self.cont(i),
+                NodeState::Down if i >= self.initial && !self.data_dir(i).exists() => {}
                 NodeState::Down => self.restart(i),
             }
         }

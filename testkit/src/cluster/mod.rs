@@ -62,10 +62,14 @@ pub struct TestCluster {
     states: Vec<NodeState>,
     /// Extra environment per node, applied at every (re)start.
     node_env: Vec<Vec<(String, String)>>,
+    /// Nodes from this id on are spares: not in the static peer list,
+    /// started with `--join` by `start_spare` (DESIGN.md 8).
+    initial: usize,
 }
 
 pub struct TestClusterBuilder {
     nodes: usize,
+    spares: usize,
     name: String,
     extra_args: Vec<String>,
     metrics: bool,
@@ -110,6 +114,14 @@ impl TestClusterBuilder {
     /// firewall needs to tell the nodes apart.
     pub fn own_addresses(mut self) -> Self {
         self.own_addresses = true;
+        self
+    }
+
+    /// `n` more nodes with ids after the initial ones, not in the peer
+    /// list: started with `--join` by `TestCluster::start_spare`.
+    pub fn spares(mut self, n: usize) -> Self {
+        self.spares = n;
+        self.node_env.extend((0..n).map(|_| Vec::new()));
         self
     }
 
@@ -207,7 +219,8 @@ impl TestClusterBuilder {
         let dir = tempfile::Builder::new()
             .prefix(&format!("sraft-{}-", self.name))
             .tempdir()?;
-        let ips: Vec<IpAddr> = (0..self.nodes)
+        let total = self.nodes + self.spares;
+        let ips: Vec<IpAddr> = (0..total)
             .map(|i| match self.own_addresses {
                 true => IpAddr::V4(node_ip(i)),
                 false => IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -221,8 +234,8 @@ impl TestClusterBuilder {
                 (peers.clone(), both.collect())
             }
         };
-        let metrics_ports = self.single_ports(self.metrics);
-        let client_ports = self.single_ports(self.own_client_ports);
+        let metrics_ports = single_ports(self.metrics, total);
+        let client_ports = single_ports(self.own_client_ports, total);
         reserved_ports.extend(metrics_ports.iter().chain(&client_ports));
         if let Some(logs) = &self.logs_dir {
             std::fs::create_dir_all(logs)?;
@@ -246,9 +259,10 @@ impl TestClusterBuilder {
             client_ports,
             metrics_files: self.metrics_files,
             inherit_env: self.inherit_env,
-            children: (0..self.nodes).map(|_| None).collect(),
-            states: vec![NodeState::Down; self.nodes],
+            children: (0..total).map(|_| None).collect(),
+            states: vec![NodeState::Down; total],
             node_env: self.node_env,
+            initial: self.nodes,
         };
         cluster.write_security_files(self.cluster_secret, self.tls, self.client_password);
         if let Some((name, text)) = &self.config {
@@ -258,17 +272,18 @@ impl TestClusterBuilder {
                 .extra_args
                 .extend(["--config".into(), path.display().to_string()]);
         }
-        for i in 0..self.nodes {
+        for i in 0..cluster.initial {
             cluster.spawn(i)?;
         }
         Ok(cluster)
     }
+}
 
-    fn single_ports(&self, wanted: bool) -> Vec<u16> {
-        match wanted {
-            true => reserve_single_ports(self.nodes),
-            false => Vec::new(),
-        }
+/// `n` single ports if `wanted`.
+fn single_ports(wanted: bool, n: usize) -> Vec<u16> {
+    match wanted {
+        true => reserve_single_ports(n),
+        false => Vec::new(),
     }
 }
 
@@ -290,6 +305,7 @@ impl TestCluster {
     pub fn builder(nodes: usize) -> TestClusterBuilder {
         TestClusterBuilder {
             nodes,
+            spares: 0,
             name: "cluster".into(),
             extra_args: Vec::new(),
             metrics: false,
@@ -403,6 +419,19 @@ impl TestCluster {
         }
     }
 
+    /// The nodes of the static peer list.
+    pub fn initial(&self) -> usize {
+        self.initial
+    }
+
+    /// Every node's client address, spares included: `--endpoints`.
+    pub fn endpoints_arg(&self) -> String {
+        (0..self.len())
+            .map(|i| self.client_addr(i).to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     pub fn client_addrs(&self) -> Vec<SocketAddr> {
         (0..self.len()).map(|i| self.client_addr(i)).collect()
     }
@@ -426,8 +455,9 @@ impl TestCluster {
         dir.join(format!("node-{i}.log"))
     }
 
+    /// The static peer list (`--peers`): the initial nodes, not the spares.
     pub fn peers_arg(&self) -> String {
-        (0..self.len())
+        (0..self.initial)
             .map(|i| self.peer_addr(i).to_string())
             .collect::<Vec<_>>()
             .join(",")
@@ -435,16 +465,24 @@ impl TestCluster {
 
     /// The command line of node `i` (the same on every restart).
     pub fn args(&self, i: usize) -> Vec<String> {
-        let mut args = vec![
-            "--node-id".to_string(),
-            i.to_string(),
-            "--peers".into(),
-            self.peers_arg(),
+        let mut args = vec!["--node-id".to_string(), i.to_string()];
+        if i < self.initial {
+            args.extend(["--peers".into(), self.peers_arg()]);
+        } else {
+            args.extend([
+                "--join".into(),
+                "--host".into(),
+                self.ips[i].to_string(),
+                "--port".into(),
+                self.peer_ports[i].to_string(),
+            ]);
+        }
+        args.extend([
             "--data-dir".into(),
             self.data_dir(i).display().to_string(),
             "--cluster-id".into(),
             self.cluster_id.clone(),
-        ];
+        ]);
         if let Some(port) = self.metrics_ports.get(i) {
             args.push("--metrics-addr".into());
             args.push(SocketAddr::new(self.ips[i], *port).to_string());

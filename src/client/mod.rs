@@ -1,6 +1,10 @@
 //! `sraft client` and `sraft status` (DESIGN.md 4.5): small RESP clients of
 //! the nodes' client ports.
 
+mod member;
+
+pub use member::{on_leader, run_member};
+
 use crate::kv::resp::{RespLimits, Value};
 use crate::secret::Secret;
 use crate::server::Forwarder;
@@ -138,7 +142,8 @@ pub fn run_client(settings: &ClientSettings, timeout: Duration) -> i32 {
 #[derive(Clone, Debug)]
 pub struct NodeRow {
     pub node: usize,
-    pub peer_addr: SocketAddr,
+    /// None: the tool was given client addresses (`--endpoints`) only.
+    pub peer_addr: Option<SocketAddr>,
     pub client_addr: SocketAddr,
     /// None: the node did not answer.
     pub info: Option<BTreeMap<String, String>>,
@@ -165,7 +170,7 @@ pub fn query_status(settings: &StatusSettings, timeout: Duration) -> Vec<NodeRow
             };
             NodeRow {
                 node,
-                peer_addr: settings.peers[node],
+                peer_addr: settings.peers.get(node).copied(),
                 client_addr: *addr,
                 info,
                 error,
@@ -192,7 +197,7 @@ pub fn status_json(rows: &[NodeRow]) -> serde_json::Value {
         .iter()
         .map(|r| {
             let mut node = json!({
-                "node": r.node, "peer_addr": r.peer_addr.to_string(),
+                "node": r.node, "peer_addr": r.peer_addr.map(|a| a.to_string()),
                 "client_addr": r.client_addr.to_string(), "up": r.info.is_some(),
                 "error": r.error,
             });
@@ -369,7 +374,7 @@ mod tests {
     fn row(node: usize, info: Option<&[(&str, &str)]>) -> NodeRow {
         NodeRow {
             node,
-            peer_addr: SocketAddr::from(([127, 0, 0, 1], 5000 + node as u16)),
+            peer_addr: Some(SocketAddr::from(([127, 0, 0, 1], 5000 + node as u16))),
             client_addr: SocketAddr::from(([127, 0, 0, 1], 6000 + node as u16)),
             info: info.map(|fields| {
                 fields

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Removes a node from the running cluster: the leader commits the change
+# (the leader itself included: it hands over first), and the removed node
+# stops by itself, or is stopped here.
+set -euo pipefail
+
+usage() {
+    cat <<'EOF2'
+Usage: scripts/remove_node.sh [--cluster FILE | --local] ID
+
+Removes node ID from the running cluster (DESIGN.md 8):
+
+  1. on the first other reachable node: sraft member remove ID; the leader
+     commits the new configuration (if ID is the leader, it hands over to
+     its primary sub-leader once the change commits);
+  2. on node ID's instance, if reachable: stop_node.sh (a running removed
+     node stops by itself once it hears of its removal; this makes sure),
+     and the run/node-ID.join mark of add_node.sh is deleted.
+
+Its data directory stays; its entry in SRAFT_NODES must stay too (a node's
+id is its position), so start_all.sh and status_all.sh report it as down.
+Works for a dead instance: step 2 is then skipped.
+
+  --cluster FILE  cluster file (default: SRAFT_CLUSTER, else conf/cluster.env)
+  --local         every node on this machine (conf/cluster-local.env)
+  -h, --help      this text
+EOF2
+}
+
+# shellcheck source=lib/cluster.sh
+source "$(dirname "$0")/lib/cluster.sh"
+parse_common_flags "$@"
+set -- ${REST_ARGS[@]+"${REST_ARGS[@]}"}
+ID=""
+while (($#)); do
+    case $1 in
+        -h | --help) usage; exit 0 ;;
+        -*) die "unknown argument '$1' (see --help)" ;;
+        *) [[ -z $ID ]] || die "one node id, please (got '$ID' and '$1')"; ID=$1 ;;
+    esac
+    shift
+done
+load_cluster
+[[ $ID =~ ^[0-9]+$ ]] || die "which node? give its id (its position in SRAFT_NODES)"
+select_nodes "$ID"
+
+removed=""
+for ((other = 0; other < NODE_COUNT; other++)); do
+    ((other == ID)) && continue
+    odir=$(install_dir "$other")
+    if node_run "$other" "cd $(sq "$odir") && test -x bin/sraft" </dev/null 2>/dev/null; then
+        echo "node $ID: sraft member remove $ID (through node $other)"
+        node_run "$other" "cd $(sq "$odir") && bin/sraft member --config conf/cluster.toml remove $ID" </dev/null \
+            || die "node $ID was not removed (see above); nothing was stopped"
+        removed=yes
+        break
+    fi
+done
+[[ -n $removed ]] || die "no other node is reachable to remove node $ID through"
+
+DIR=$(install_dir "$ID")
+if node_run "$ID" "cd $(sq "$DIR") && rm -f run/node-$ID.join && scripts/stop_node.sh --install-dir . --node-id $ID" </dev/null 2>/dev/null; then
+    echo "node $ID: stopped"
+else
+    echo "node $ID: not reachable (a dead instance): nothing to stop"
+fi
