@@ -6,11 +6,10 @@
 use sraft::kv::resp::{RespLimits, Value};
 use sraft::server::Forwarder;
 use sraft_testkit::{
-    CALL_TIMEOUT, TestCluster, deadline_in, hermetic_command, make_certs, poll_until,
-    reserve_ports, run_to_exit, sraft_bin, write_private,
+    CALL_TIMEOUT, TestCluster, deadline_in, hermetic_command, make_certs, reserve_ports,
+    run_command_to_exit, run_to_exit, sraft_bin, write_private,
 };
 use std::io::{Read, Write};
-use std::process::Stdio;
 use std::time::Duration;
 
 /// Loose on purpose: a loaded 2-core box running debug builds.
@@ -255,34 +254,7 @@ fn sraft(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
     let mut command = hermetic_command(sraft_bin());
     command.env_remove("SRAFT_PASSWORD");
     command.args(args).envs(env.iter().copied());
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sraft");
-    let status = poll_until(deadline_in(Duration::from_secs(30)), || {
-        child.try_wait().expect("try_wait")
-    });
-    let Some(status) = status else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("sraft {args:?} did not exit");
-    };
-    let mut out = String::new();
-    let mut err = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let (status, out, err) = run_command_to_exit(command, deadline_in(Duration::from_secs(30)));
     (status.code(), out, err)
 }
 

@@ -36,6 +36,6 @@ pub use cluster::{NodeState, TestCluster, TestClusterBuilder};
 pub use info::{Info, Leadership};
 pub use partition::{Firewall, firewall_or_skip};
 pub use ports::{addr, port_is_free, reserve_ports, reserve_single_ports};
-pub use process::{hermetic_command, run_to_exit, sraft_bin};
+pub use process::{hermetic_command, run_command_to_exit, run_to_exit, sraft_bin};
 pub use resp::{Auth, CALL_TIMEOUT, Conn, INFO_TIMEOUT};
 pub use wait::{POLL, deadline_in, poll_until};

@@ -57,18 +57,29 @@ pub fn hermetic_command(program: impl AsRef<OsStr>) -> Command {
 /// Runs `sraft args`, expecting it to exit on its own before `deadline`;
 /// returns (status, stdout, stderr). Kills it and panics if it does not.
 pub fn run_to_exit(args: &[String], deadline: Instant) -> (ExitStatus, String, String) {
-    let mut child = hermetic_command(sraft_bin())
-        .args(args)
+    let mut command = hermetic_command(sraft_bin());
+    command.args(args);
+    run_command_to_exit(command, deadline)
+}
+
+/// Runs `command` (stdin empty, its output captured), expecting it to exit
+/// on its own before `deadline`; returns (status, stdout, stderr). Kills it
+/// and panics if it does not.
+pub fn run_command_to_exit(
+    mut command: Command,
+    deadline: Instant,
+) -> (ExitStatus, String, String) {
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn sraft");
+        .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
     let status = poll_until(deadline, || child.try_wait().expect("try_wait"));
     let Some(status) = status else {
         let _ = child.kill();
         let _ = child.wait();
-        panic!("sraft {args:?} did not exit");
+        panic!("{command:?} did not exit");
     };
     let mut stdout = String::new();
     let mut stderr = String::new();
