@@ -166,65 +166,76 @@ pub fn wait_stable(
     Err("no stable leader within 120 s".into())
 }
 
-pub fn run_trial(
+/// The leader a trial faults, as it stood when armed.
+struct Armed {
+    leader: usize,
+    term: u64,
+    subs: Vec<usize>,
+    phase_ms: f64,
+    subleader_changes: usize,
+}
+
+/// Waits for a stable leader, moves the writer to a surviving follower,
+/// waits the random phase; again if leadership moved meanwhile.
+fn arm(
     trial: usize,
     o: &Options,
     shared: &Shared,
     cluster: &mut TestCluster,
     rng: &mut StdRng,
-) -> Result<Trial, String> {
-    let need_subs = o.mode.is_sraft();
-    let (leader, term, subs, phase_ms, subleader_changes) = loop {
-        let (leader, term, subs, changes) = wait_stable(shared, cluster, need_subs)?;
+) -> Result<Armed, String> {
+    loop {
+        let (leader, term, subs, changes) = wait_stable(shared, cluster, o.mode.is_sraft())?;
         // The writer goes through a follower that survives and, if possible,
         // is not a sub-leader, so that writes are forwarded.
         let candidates: Vec<usize> = (0..NODES)
             .filter(|&i| i != leader && !subs.contains(&i))
             .collect();
-        let target = candidates[rng.random_range(0..candidates.len())];
-        shared.target.store(target, Ordering::SeqCst);
-        // The writer must have moved to its new target: a SET still in
-        // flight to the old one (possibly the leader itself, which would
-        // hang with it under SIGSTOP) would measure the client, not sraft.
-        let switched_at = Instant::now();
-        let switch_deadline = switched_at + Duration::from_secs(10);
-        while !shared
-            .last_ack
-            .lock()
-            .is_some_and(|(t, sent)| t == target && sent >= switched_at)
-        {
-            if Instant::now() > switch_deadline {
-                break;
-            }
-            thread::sleep(Duration::from_millis(1));
-        }
+        switch_writer(shared, candidates[rng.random_range(0..candidates.len())]);
         let phase = Duration::from_micros(rng.random_range(0..=50_000));
         // Let the writer settle on its target, then the random phase.
         thread::sleep(Duration::from_millis(20) + phase);
         let views = shared.views.lock().clone();
         if views[leader].get("role") == Some("leader") && views[leader].num("term") == Some(term) {
             let subs_now = views[leader].sub_leaders();
-            let subs = if subs_now.is_empty() { subs } else { subs_now };
-            break (leader, term, subs, phase.as_secs_f64() * 1000.0, changes);
+            return Ok(Armed {
+                leader,
+                term,
+                subs: if subs_now.is_empty() { subs } else { subs_now },
+                phase_ms: phase.as_secs_f64() * 1000.0,
+                subleader_changes: changes,
+            });
         }
         eprintln!("trial {trial}: leadership moved while arming; waiting again");
-    };
-    let target = shared.target.load(Ordering::SeqCst);
-    shared.paused[leader].store(true, Ordering::SeqCst);
-    let errors_before = shared.write_errors.load(Ordering::Relaxed);
-    let load = load1();
-    let fault_at = {
-        let mut w = shared.watch.lock();
-        let fault_at = cluster::inject(cluster, leader, o.fault);
-        *w = Some(Watch {
-            fault_at,
-            victim: leader,
-            old_term: term,
-            found: None,
-        });
-        fault_at
-    };
-    // (a) election, (b) first ack after the fault.
+    }
+}
+
+/// Points the writer at `target` and waits (10 s at most) for its first
+/// ack there: a SET still in flight to the old target (possibly the leader
+/// itself, which would hang with it under SIGSTOP) would measure the
+/// client, not sraft.
+fn switch_writer(shared: &Shared, target: usize) {
+    shared.target.store(target, Ordering::SeqCst);
+    let switched_at = Instant::now();
+    let switch_deadline = switched_at + Duration::from_secs(10);
+    while !shared
+        .last_ack
+        .lock()
+        .is_some_and(|(t, sent)| t == target && sent >= switched_at)
+    {
+        if Instant::now() > switch_deadline {
+            break;
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Polls until (a) a new leader was seen and (b) a SET sent after the
+/// fault was acknowledged, or [`TRIAL_TIMEOUT`]; returns both sightings.
+fn wait_for_outcome(
+    shared: &Shared,
+    fault_at: Instant,
+) -> (Option<(Instant, usize, u64)>, Option<Instant>) {
     let deadline = fault_at + TRIAL_TIMEOUT;
     let (mut found, mut first_ack) = (None, None);
     while Instant::now() < deadline {
@@ -248,6 +259,68 @@ pub fn run_trial(
     // Give a racing poller a moment to report an earlier sighting.
     thread::sleep(Duration::from_millis(5));
     let found = shared.watch.lock().take().and_then(|w| w.found).or(found);
+    (found, first_ack)
+}
+
+/// Waits (60 s at most) until the healed node's applied index reaches
+/// what the new leader had applied when first seen.
+fn catch_up(
+    trial: usize,
+    shared: &Shared,
+    cluster: &mut TestCluster,
+    healed: usize,
+) -> Result<(), String> {
+    let catch_deadline = Instant::now() + Duration::from_secs(60);
+    let mut goal: Option<u64> = None;
+    loop {
+        if Instant::now() > catch_deadline {
+            return Err(format!(
+                "trial {trial}: node {healed} did not catch up within 60 s"
+            ));
+        }
+        cluster.check_alive()?;
+        let views = shared.views.lock().clone();
+        if goal.is_none()
+            && let Some(l) =
+                (0..NODES).find(|&i| i != healed && views[i].get("role") == Some("leader"))
+        {
+            goal = views[l].num("applied_index");
+        }
+        if let (Some(g), Some(a)) = (goal, views[healed].num("applied_index"))
+            && a >= g
+        {
+            return Ok(());
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// One trial: arm, fault the leader, measure, heal, catch up.
+pub fn run_trial(
+    trial: usize,
+    o: &Options,
+    shared: &Shared,
+    cluster: &mut TestCluster,
+    rng: &mut StdRng,
+) -> Result<Trial, String> {
+    let armed = arm(trial, o, shared, cluster, rng)?;
+    let (leader, term) = (armed.leader, armed.term);
+    let target = shared.target.load(Ordering::SeqCst);
+    shared.paused[leader].store(true, Ordering::SeqCst);
+    let errors_before = shared.write_errors.load(Ordering::Relaxed);
+    let load = load1();
+    let fault_at = {
+        let mut w = shared.watch.lock();
+        let fault_at = cluster::inject(cluster, leader, o.fault);
+        *w = Some(Watch {
+            fault_at,
+            victim: leader,
+            old_term: term,
+            found: None,
+        });
+        fault_at
+    };
+    let (found, first_ack) = wait_for_outcome(shared, fault_at);
     let (last_before, first_any_after) = {
         let acks = shared.acks.lock();
         let last = acks.iter().map(|(_, a)| *a).filter(|a| *a < fault_at).max();
@@ -260,52 +333,28 @@ pub fn run_trial(
     };
     let write_errors = shared.write_errors.load(Ordering::Relaxed) - errors_before;
 
-    // Heal and wait for the healed node to catch up.
     let heal_at = Instant::now();
     cluster::heal(cluster, leader, o.fault).map_err(|e| format!("heal node {leader}: {e}"))?;
     shared.paused[leader].store(false, Ordering::SeqCst);
-    let catch_deadline = Instant::now() + Duration::from_secs(60);
-    let mut goal: Option<u64> = None;
-    loop {
-        if Instant::now() > catch_deadline {
-            return Err(format!(
-                "trial {trial}: node {leader} did not catch up within 60 s"
-            ));
-        }
-        cluster.check_alive()?;
-        let views = shared.views.lock().clone();
-        if goal.is_none()
-            && let Some(l) =
-                (0..NODES).find(|&i| i != leader && views[i].get("role") == Some("leader"))
-        {
-            goal = views[l].num("applied_index");
-        }
-        if let (Some(g), Some(a)) = (goal, views[leader].num("applied_index"))
-            && a >= g
-        {
-            break;
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
+    catch_up(trial, shared, cluster, leader)?;
     let catch_up_ms = ms_between(Instant::now(), heal_at);
     shared.acks.lock().retain(|(_, a)| *a >= fault_at);
 
-    let election_ms = found.map(|(t, _, _)| ms_between(t, fault_at));
     let unavailable_ms = match (first_ack, last_before) {
         (Some(f), Some(l)) => Some(ms_between(f, l)),
         _ => None,
     };
     Ok(Trial {
         trial,
-        phase_ms,
+        phase_ms: armed.phase_ms,
         old_leader: leader,
         old_term: term,
-        sub_leaders: subs,
-        subleader_changes,
+        sub_leaders: armed.subs,
+        subleader_changes: armed.subleader_changes,
         writer_target: target,
         new_leader: found.map(|(_, n, _)| n),
         new_term: found.map(|(_, _, t)| t),
-        election_ms,
+        election_ms: found.map(|(t, _, _)| ms_between(t, fault_at)),
         last_ack_before_ms: last_before.map(|t| ms_from(fault_at, t)),
         first_ack_after_ms: first_ack.map(|t| ms_from(fault_at, t)),
         first_any_ack_after_ms: first_any_after.map(|t| ms_from(fault_at, t)),
@@ -315,5 +364,3 @@ pub fn run_trial(
         load1: load,
     })
 }
-
-// ---------------------------------------------------------------- soak
