@@ -32,38 +32,20 @@ EOF2
 # shellcheck source=lib/cluster.sh
 source "$(dirname "$0")/lib/cluster.sh"
 parse_common_flags "$@"
-set -- ${REST_ARGS[@]+"${REST_ARGS[@]}"}
-ID="" LEARNER=""
-while (($#)); do
-    case $1 in
-        -h | --help) usage; exit 0 ;;
-        --learner) LEARNER=--learner ;;
-        -*) die "unknown argument '$1' (see --help)" ;;
-        *) [[ -z $ID ]] || die "one node id, please (got '$ID' and '$1')"; ID=$1 ;;
-    esac
-    shift
-done
+FLAGS_OK="--learner"
+parse_node_arg ${REST_ARGS[@]+"${REST_ARGS[@]}"}
+ID=$NODE_ARG
+LEARNER=${FLAG_learner:+--learner}
 load_cluster
-[[ $ID =~ ^[0-9]+$ ]] || die "which node? give its id (its position in SRAFT_NODES)"
 select_nodes "$ID"
 ADDR=${NODE_HOST[ID]}:${NODE_PORT[ID]}
 DIR=$(install_dir "$ID")
 
 echo "node $ID ($ADDR): starting with --join on $(node_where "$ID")"
 JOIN_ARGS="--join --host ${NODE_HOST[ID]} --port ${NODE_PORT[ID]}"
-# shellcheck disable=SC2086 # JOIN_ARGS is a list of flags
 node_run "$ID" "cd $(sq "$DIR") && mkdir -p run && echo $(sq "$JOIN_ARGS") > run/node-$ID.join && scripts/start_node.sh --install-dir . --node-id $ID" </dev/null \
     || die "node $ID did not start (is it installed? scripts/deploy_all.sh --nodes $ID)"
 
 # The leader adds it; any other reachable member finds the leader.
-for ((other = 0; other < NODE_COUNT; other++)); do
-    ((other == ID)) && continue
-    odir=$(install_dir "$other")
-    if node_run "$other" "cd $(sq "$odir") && test -x bin/sraft" </dev/null 2>/dev/null; then
-        echo "node $ID: sraft member add $ID $ADDR $LEARNER (through node $other)"
-        # shellcheck disable=SC2086 # LEARNER is empty or one flag
-        node_run "$other" "cd $(sq "$odir") && bin/sraft member --config conf/cluster.toml add $ID $(sq "$ADDR") $LEARNER" </dev/null
-        exit $?
-    fi
-done
-die "no other node is reachable to add node $ID through"
+echo "node $ID: sraft member add $ID $ADDR $LEARNER"
+node_run_elsewhere "$ID" "bin/sraft member --config conf/cluster.toml add $ID $(sq "$ADDR") $LEARNER"

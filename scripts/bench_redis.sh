@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Client benchmarks of EXPERIMENTS.md section 5: redis-benchmark against a
-# local 3-node sraft cluster (fsync on), through the leader and through a
-# follower, at 1 and 64 clients, and against a single redis-server on the
-# same machine as the reference. Needs redis-tools and redis-server
-# (apt-get install redis-tools redis-server).
+# Client benchmarks of EXPERIMENTS.md section 5, side by side in one run:
+# redis-benchmark against a local 3-node sraft cluster (fsync on), through
+# the leader and through a follower, at 1 and 64 clients; a single
+# redis-server with appendfsync always; and, when ETCD_BENCHMARK names
+# etcd's own load generator (tools/benchmark, e.g. ../shared/tools/
+# etcd-benchmark) and `etcd` is installed, a local 3-node etcd cluster
+# (defaults: fsync on) through its leader: put and linearizable range.
+# Needs redis-tools and redis-server (apt-get install redis-tools
+# redis-server; etcd-server for etcd).
 #
-#   scripts/bench_redis.sh [REQUESTS]      (default 20000)
+#   [ETCD_BENCHMARK=PATH] scripts/bench_redis.sh [REQUESTS]   (default 20000)
 set -euo pipefail
 
 if [[ "${1:-}" == "--help" || "${1:-}" == "-h" ]]; then
@@ -26,7 +30,12 @@ cleanup() {
     if [[ -n "${REDIS_PID:-}" ]]; then
         kill "$REDIS_PID" 2>/dev/null || true
     fi
+    local pid
+    for pid in ${ETCD_PIDS[@]+"${ETCD_PIDS[@]}"}; do kill "$pid" 2>/dev/null || true; done
+    for pid in ${ETCD_PIDS[@]+"${ETCD_PIDS[@]}"}; do wait "$pid" 2>/dev/null || true; done
+    if [[ -n "${ETCD_DIR:-}" ]]; then rm -rf "$ETCD_DIR"; fi
 }
+ETCD_PIDS=()
 trap cleanup EXIT
 
 "$ROOT/scripts/start_local.sh" >/dev/null
@@ -60,5 +69,43 @@ for clients in 1 64; do
         row "redis-server (appendfsync always)" "$REDIS_PORT" "$clients" "$t"
     done
 done
+
+# etcd 3.4, three members on loopback, its defaults (fsync on every commit),
+# driven by its own benchmark tool through the leader (--target-leader).
+# redis-benchmark writes 3-byte values under ~16-byte keys; the same sizes
+# here. Ports below 32768 (above, outgoing connections can take them).
+if [[ -n "${ETCD_BENCHMARK:-}" ]] && command -v etcd >/dev/null; then
+    ETCD_DIR=$(mktemp -d)
+    cluster=""
+    for i in 1 2 3; do cluster+="${cluster:+,}e$i=http://127.0.0.1:2380$i"; done
+    for i in 1 2 3; do
+        etcd --name "e$i" --data-dir "$ETCD_DIR/e$i" \
+            --listen-client-urls "http://127.0.0.1:2379$i" --advertise-client-urls "http://127.0.0.1:2379$i" \
+            --listen-peer-urls "http://127.0.0.1:2380$i" --initial-advertise-peer-urls "http://127.0.0.1:2380$i" \
+            --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token "bench-$$" \
+            >"$ETCD_DIR/e$i.log" 2>&1 &
+        ETCD_PIDS+=("$!")
+    done
+    endpoints=127.0.0.1:23791,127.0.0.1:23792,127.0.0.1:23793
+    for _ in $(seq 1 100); do
+        "$ETCD_BENCHMARK" put --endpoints "$endpoints" --target-leader --total 1 >/dev/null 2>&1 && break
+        sleep 0.2
+    done
+    etcd_row() { # test clients command...
+        local test=$1 clients=$2 out rps p50 p99
+        shift 2
+        out=$("$@" --endpoints "$endpoints" --target-leader --clients "$clients" --conns "$clients" \
+            --total "$REQUESTS" 2>/dev/null)
+        rps=$(awk '/Requests\/sec:/ {printf "%.0f", $2}' <<<"$out")
+        p50=$(awk '/ 50% in / {printf "%.2f", $3 * 1000}' <<<"$out")
+        p99=$(awk '/ 99% in / {printf "%.2f", $3 * 1000}' <<<"$out")
+        printf '| etcd 3.4 leader | %s | %s | %s | %s | %s |\n' "$test" "$clients" "$rps" "$p50" "$p99"
+    }
+    "$ETCD_BENCHMARK" put --endpoints "$endpoints" --target-leader --total 1 --key-size 16 --val-size 3 >/dev/null 2>&1
+    for clients in 1 64; do
+        etcd_row set "$clients" "$ETCD_BENCHMARK" put --key-size 16 --val-size 3 --key-space-size 100000
+        etcd_row get "$clients" "$ETCD_BENCHMARK" range key --consistency l
+    done
+fi
 echo
 echo "load: $(uptime)"

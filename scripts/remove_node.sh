@@ -30,33 +30,14 @@ EOF2
 # shellcheck source=lib/cluster.sh
 source "$(dirname "$0")/lib/cluster.sh"
 parse_common_flags "$@"
-set -- ${REST_ARGS[@]+"${REST_ARGS[@]}"}
-ID=""
-while (($#)); do
-    case $1 in
-        -h | --help) usage; exit 0 ;;
-        -*) die "unknown argument '$1' (see --help)" ;;
-        *) [[ -z $ID ]] || die "one node id, please (got '$ID' and '$1')"; ID=$1 ;;
-    esac
-    shift
-done
+parse_node_arg ${REST_ARGS[@]+"${REST_ARGS[@]}"}
+ID=$NODE_ARG
 load_cluster
-[[ $ID =~ ^[0-9]+$ ]] || die "which node? give its id (its position in SRAFT_NODES)"
 select_nodes "$ID"
 
-removed=""
-for ((other = 0; other < NODE_COUNT; other++)); do
-    ((other == ID)) && continue
-    odir=$(install_dir "$other")
-    if node_run "$other" "cd $(sq "$odir") && test -x bin/sraft" </dev/null 2>/dev/null; then
-        echo "node $ID: sraft member remove $ID (through node $other)"
-        node_run "$other" "cd $(sq "$odir") && bin/sraft member --config conf/cluster.toml remove $ID" </dev/null \
-            || die "node $ID was not removed (see above); nothing was stopped"
-        removed=yes
-        break
-    fi
-done
-[[ -n $removed ]] || die "no other node is reachable to remove node $ID through"
+echo "node $ID: sraft member remove $ID"
+node_run_elsewhere "$ID" "bin/sraft member --config conf/cluster.toml remove $ID" \
+    || die "node $ID was not removed (see above); nothing was stopped"
 
 DIR=$(install_dir "$ID")
 if node_run "$ID" "cd $(sq "$DIR") && rm -f run/node-$ID.join && scripts/stop_node.sh --install-dir . --node-id $ID" </dev/null 2>/dev/null; then

@@ -307,6 +307,20 @@ fn grow_three_to_five_under_writes() {
         run_for(Duration::from_millis(300));
     }
     assert_eq!(members(&cluster), voters(&[0, 1, 2, 3, 4]));
+    // `sraft status` given the original peer list finds the new members.
+    let status = Command::new(BIN)
+        .args(["status", "--json", "--peers", &cluster.peers_arg()])
+        .output()
+        .expect("run sraft status");
+    let rows: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status JSON");
+    let ids: Vec<u64> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["up"] == true)
+        .map(|r| r["node_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![0, 1, 2, 3, 4], "{rows}");
     // The new members serve clients too.
     workload.retarget(&cluster, &[0, 1, 2, 3, 4]);
     run_for(Duration::from_secs(1));

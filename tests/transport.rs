@@ -835,3 +835,47 @@ fn forwards_and_replies_travel_the_peer_connections_matched_by_id() {
         });
     }
 }
+
+/// A node started with `--join` knows no peer: it takes the connection of a
+/// leader that announces its peer address, answers it there, and the peer
+/// set then follows what the Raft thread asks for (DESIGN.md 8).
+#[test]
+fn a_node_without_peers_answers_a_connector_at_its_announced_address() {
+    init_log();
+    let leader_listen = local(free_port());
+    let joiner_listen = local(free_port());
+    let mut leader_config = TransportConfig::new(
+        NodeId(1),
+        CLUSTER,
+        leader_listen,
+        BTreeMap::from([(NodeId(7), joiner_listen)]),
+    );
+    leader_config.peer_addr = Some(leader_listen);
+    let mut joiner_config =
+        TransportConfig::new(NodeId(7), CLUSTER, joiner_listen, BTreeMap::new());
+    joiner_config.peer_addr = Some(joiner_listen);
+    let (leader_tx, leader_inbox) = crossbeam_channel::bounded(64);
+    let (joiner_tx, joiner_inbox) = crossbeam_channel::bounded(64);
+    let mut joiner = Transport::start(joiner_config, joiner_tx).unwrap();
+    let mut leader = Transport::start(leader_config, leader_tx).unwrap();
+    // Before anyone connected, the joiner cannot reach node 1: dropped.
+    joiner.send(msg(7, 1, 1));
+    assert!(joiner.peer_addrs().is_empty());
+    leader.send(msg(1, 7, 2));
+    assert_eq!(recv_message(&joiner_inbox).from, NodeId(1));
+    assert_eq!(joiner.learned_addrs().get(&NodeId(1)), Some(&leader_listen));
+    // The answer goes to the announced address, on a sender started for it.
+    joiner.send(msg(7, 1, 3));
+    let answer = recv_message(&leader_inbox);
+    assert_eq!((answer.from, answer.to), (NodeId(7), NodeId(1)));
+    assert_eq!(joiner.peer_addrs().get(&NodeId(1)), Some(&leader_listen));
+    // The Raft thread drops a peer that left the configuration; a message
+    // it still sends there (a departing node told of its removal) goes to
+    // the address that peer announced.
+    leader.set_peers(&BTreeMap::new()).unwrap();
+    assert!(leader.peer_addrs().is_empty());
+    assert!(leader.stats().is_empty());
+    leader.send(msg(1, 7, 4));
+    assert_eq!(recv_message(&joiner_inbox).from, NodeId(1));
+    assert_eq!(leader.peer_addrs().get(&NodeId(7)), Some(&joiner_listen));
+}

@@ -192,6 +192,45 @@ node_run() {
     fi
 }
 
+# The one node id among the arguments of add_node.sh / remove_node.sh, in
+# NODE_ARG; FLAGS_OK names the flags the script takes (set to "yes" in
+# FLAG_<name>, e.g. --learner -> FLAG_learner). Exits on anything else.
+parse_node_arg() {
+    NODE_ARG=""
+    while (($#)); do
+        case $1 in
+            -h | --help) usage; exit 0 ;;
+            --*)
+                local flag=${1#--}
+                [[ " ${FLAGS_OK:-} " == *" $1 "* ]] || die "unknown argument '$1' (see --help)"
+                printf -v "FLAG_${flag//-/_}" yes
+                ;;
+            *)
+                [[ -z $NODE_ARG ]] || die "one node id, please (got '$NODE_ARG' and '$1')"
+                NODE_ARG=$1
+                ;;
+        esac
+        shift
+    done
+    [[ $NODE_ARG =~ ^[0-9]+$ ]] || die "which node? give its id (its position in SRAFT_NODES)"
+}
+
+# node_run_elsewhere ID COMMAND: runs COMMAND (in the install dir) on the
+# first node other than ID that is reachable and installed; fails if none.
+node_run_elsewhere() {
+    local id=$1 cmd=$2 other dir
+    for ((other = 0; other < NODE_COUNT; other++)); do
+        ((other == id)) && continue
+        dir=$(install_dir "$other")
+        if node_run "$other" "cd $(sq "$dir") && test -x bin/sraft" </dev/null 2>/dev/null; then
+            echo "(through node $other)"
+            node_run "$other" "cd $(sq "$dir") && $cmd" </dev/null
+            return
+        fi
+    done
+    die "no node other than $id is reachable"
+}
+
 # Where node ID is, for messages.
 node_where() {
     if [[ $SRAFT_SSH == local ]]; then

@@ -137,6 +137,15 @@ fn parse_list(value: Value) -> Result<Listing, String> {
     Ok((header, members))
 }
 
+/// The member lines of a `RAFT MEMBER LIST` answer; none if it failed.
+pub(super) fn members_of(answer: std::io::Result<Value>) -> Vec<BTreeMap<String, String>> {
+    answer
+        .map_err(|e| e.to_string())
+        .and_then(parse_list)
+        .map(|(_, members)| members)
+        .unwrap_or_default()
+}
+
 /// Any node's list, then the leader's if the first node named one (only
 /// the leader knows match indexes).
 fn list(cluster: &StatusSettings, json: bool, timeout: Duration) -> i32 {

@@ -150,33 +150,74 @@ pub struct NodeRow {
     pub error: Option<String>,
 }
 
+/// Every node's row: the given addresses, then the members that the first
+/// node to answer lists and the given addresses miss (nodes added since the
+/// peer list was written, DESIGN.md 8). A node's number is its id as its
+/// INFO says, else its position in the list.
 pub fn query_status(settings: &StatusSettings, timeout: Duration) -> Vec<NodeRow> {
-    settings
+    let info_of = |addr: SocketAddr| match call_with(
+        addr,
+        &[b"INFO", b"raft"],
+        timeout,
+        settings.password.as_ref(),
+        settings.tls.as_ref(),
+    ) {
+        Ok(Value::Bulk(text)) => (Some(parse_info(&String::from_utf8_lossy(&text))), None),
+        Ok(other) => (None, Some(format!("unexpected reply {other:?}"))),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let node_id = |info: &Option<BTreeMap<String, String>>| {
+        info.as_ref()
+            .and_then(|i| i.get("node_id"))
+            .and_then(|id| id.parse::<usize>().ok())
+    };
+    let mut rows: Vec<NodeRow> = settings
         .client_addrs
         .iter()
         .enumerate()
-        .map(|(node, addr)| {
-            let info = call_with(
-                *addr,
-                &[b"INFO", b"raft"],
-                timeout,
-                settings.password.as_ref(),
-                settings.tls.as_ref(),
-            );
-            let (info, error) = match info {
-                Ok(Value::Bulk(text)) => (Some(parse_info(&String::from_utf8_lossy(&text))), None),
-                Ok(other) => (None, Some(format!("unexpected reply {other:?}"))),
-                Err(e) => (None, Some(e.to_string())),
-            };
+        .map(|(position, addr)| {
+            let (info, error) = info_of(*addr);
             NodeRow {
-                node,
-                peer_addr: settings.peers.get(node).copied(),
+                node: node_id(&info).unwrap_or(position),
+                peer_addr: settings.peers.get(position).copied(),
                 client_addr: *addr,
                 info,
                 error,
             }
         })
-        .collect()
+        .collect();
+    let Some(first) = rows
+        .iter()
+        .find(|r| r.info.is_some())
+        .map(|r| r.client_addr)
+    else {
+        return rows;
+    };
+    let listed = call_with(
+        first,
+        &[b"RAFT", b"MEMBER", b"LIST"],
+        timeout,
+        settings.password.as_ref(),
+        settings.tls.as_ref(),
+    );
+    for member in member::members_of(listed) {
+        let Some(addr) = member.get("client_addr").and_then(|a| a.parse().ok()) else {
+            continue;
+        };
+        if rows.iter().any(|r| r.client_addr == addr) {
+            continue;
+        }
+        let (info, error) = info_of(addr);
+        let id = member.get("id").and_then(|id| id.parse().ok());
+        rows.push(NodeRow {
+            node: node_id(&info).or(id).unwrap_or(rows.len()),
+            peer_addr: member.get("peer_addr").and_then(|a| a.parse().ok()),
+            client_addr: addr,
+            info,
+            error,
+        });
+    }
+    rows
 }
 
 /// `sraft status --json`: an array with one object per node, numbers as

@@ -11,7 +11,7 @@ use super::observe::Observer;
 use super::snapshots::{FileSnapshots, SnapshotEvent};
 use super::status::{LeaderWatch, NodeStatus};
 use super::wal_thread::{WalEvent, WalWriter};
-use crate::core::{ConfChange, Event, Message, NodeId, TransferError};
+use crate::core::{ConfChange, Event, Message, NodeId, Role, TransferError};
 use crate::metrics::{Metrics, Outcome};
 use crate::state_machine::StateMachine;
 use crate::storage::StorageError;
@@ -164,7 +164,8 @@ pub struct RaftLoop<S: StateMachine> {
 /// leader is kept while it leads.
 const PEER_SYNC_INTERVAL_US: u64 = 1_000_000;
 
-/// Longest wait of a removed node for its removal's entry to be applied.
+/// Longest wait of a removed node for its removal's entry to be applied
+/// and, if it led, for its hand-over.
 const REMOVED_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl<S: StateMachine> RaftLoop<S> {
@@ -226,10 +227,15 @@ impl<S: StateMachine> RaftLoop<S> {
         self.sync_peers();
         self.handle_output()?;
         loop {
-            if let Some((index, since)) = self.removed
-                && (self.node.raft().applied_index() >= index || since.elapsed() >= REMOVED_DRAIN)
-            {
-                return Ok(());
+            if let Some((index, since)) = self.removed {
+                // A removed leader first hands over (TimeoutNow to its
+                // primary once that one has its whole log): stopping before
+                // would leave the others to elect by timeout.
+                let raft = self.node.raft();
+                let done = raft.applied_index() >= index && raft.role() != Role::Leader;
+                if done || since.elapsed() >= REMOVED_DRAIN {
+                    return Ok(());
+                }
             }
             let deadline = self.clock.instant_at(self.node.raft().next_deadline_us());
             // Output left over from a busy batch must not wait for the next

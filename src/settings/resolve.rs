@@ -38,43 +38,38 @@ where
                 op: args.op,
             }))
         }
-        Some(SubCommand::Status(args)) => {
-            let (peers, client_addrs, password, tls) = cluster(&args.cluster, env)?;
-            Ok(Command::Status(StatusSettings {
-                peers,
-                client_addrs,
-                password,
-                tls,
-                json: args.json,
-            }))
-        }
+        Some(SubCommand::Status(args)) => Ok(Command::Status(status_settings(
+            &args.cluster,
+            env,
+            args.json,
+        )?)),
         Some(SubCommand::TransferLeader(args)) => {
-            let (peers, client_addrs, password, tls) = cluster(&args.cluster, env)?;
             Ok(Command::TransferLeader(TransferLeaderSettings {
-                cluster: StatusSettings {
-                    peers,
-                    client_addrs,
-                    password,
-                    tls,
-                    json: false,
-                },
+                cluster: status_settings(&args.cluster, env, false)?,
                 target: args.id,
             }))
         }
-        Some(SubCommand::Member(args)) => {
-            let (peers, client_addrs, password, tls) = cluster(&args.cluster, env)?;
-            Ok(Command::Member(MemberSettings {
-                cluster: StatusSettings {
-                    peers,
-                    client_addrs,
-                    password,
-                    tls,
-                    json: false,
-                },
-                op: args.op,
-            }))
-        }
+        Some(SubCommand::Member(args)) => Ok(Command::Member(MemberSettings {
+            cluster: status_settings(&args.cluster, env, false)?,
+            op: args.op,
+        })),
     }
+}
+
+/// Where a tool that asks the nodes finds them.
+fn status_settings(
+    args: &ClusterArgs,
+    env: Env,
+    json: bool,
+) -> Result<StatusSettings, SettingsError> {
+    let (peers, client_addrs, password, tls) = cluster(args, env)?;
+    Ok(StatusSettings {
+        peers,
+        client_addrs,
+        password,
+        tls,
+        json,
+    })
 }
 
 /// One source's view of the settings that more than one source can give.

@@ -299,10 +299,24 @@ fn handshake(stream: &mut Stream, shared: &Shared) -> Result<NodeId, End> {
         shared.client_addrs.announce(peer, addr);
     }
     if let Some(addr) = peer_addr {
-        shared.learned.lock().insert(peer, addr);
+        let mut learned = shared.learned.lock();
+        // Bounded: ids that are not members come and go (a node being
+        // added, a removed one retrying), and each learned id may get a
+        // sender thread for as long as the Raft thread answers it.
+        if learned.len() < LEARNED_PEERS_MAX || learned.contains_key(&peer) {
+            learned.insert(peer, addr);
+        } else {
+            log::warn!(
+                "[Node {}] not keeping peer {peer}'s address {addr}: {LEARNED_PEERS_MAX} unknown peers announced theirs already",
+                shared.id
+            );
+        }
     }
     Ok(peer)
 }
+
+/// Most peer addresses kept from hellos of nodes this one was not told of.
+const LEARNED_PEERS_MAX: usize = 256;
 
 /// Forwards messages from an accepted peer until the connection ends.
 fn forward(reader: &mut impl Read, peer: NodeId, shared: &Shared) -> End {
