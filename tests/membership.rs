@@ -308,7 +308,7 @@ fn grow_three_to_five_under_writes() {
     }
     assert_eq!(members(&cluster), voters(&[0, 1, 2, 3, 4]));
     // `sraft status` given the original peer list finds the new members.
-    let status = Command::new(BIN)
+    let status = Command::new(sraft_bin())
         .args(["status", "--json", "--peers", &cluster.peers_arg()])
         .output()
         .expect("run sraft status");
