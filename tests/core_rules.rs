@@ -2652,3 +2652,39 @@ fn a_restarted_voter_keeps_a_promise_from_boot() {
         "refused after the boot promise"
     );
 }
+
+#[test]
+fn without_the_promise_a_spurious_hint_lets_a_deposed_leader_read_stale() {
+    // Why DESIGN.md 3.8 binds the voters, not the timers: with voters that
+    // drop their stickiness on a hint (the test-only mutation), a live
+    // leader is deposed within a millisecond and keeps serving lease reads
+    // after its successor committed. With the promise it cannot happen.
+    for mutated in [true, false] {
+        let mut config = lease_config();
+        config.mutations.lease_without_voter_promise = mutated;
+        let (mut net, l) = ranked_net_with(config, 3, 100);
+        let at = net.now_us;
+        for i in (0..3).filter(|i| *i != l) {
+            net.nodes[i].peer_unreachable(at, NodeId(l as u64));
+            net.flush(i);
+        }
+        let term = net.node(l).term();
+        let mut stale = false;
+        for _ in 0..100 {
+            net.run_until(net.now_us + 50);
+            let successor_committed = (0..3).any(|i| {
+                let r = net.node(i);
+                r.role() == Role::Leader
+                    && r.term() > term
+                    && r.term_at(r.commit_index()) == Some(r.term())
+            });
+            if successor_committed
+                && net.node(l).role() == Role::Leader
+                && net.node(l).lease_valid()
+            {
+                stale = true;
+            }
+        }
+        assert_eq!(stale, mutated, "mutated={mutated}");
+    }
+}

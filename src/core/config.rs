@@ -155,9 +155,6 @@ pub struct CoreMutations {
     /// hint, forgotten by a restart, not applied to their own candidacy)
     /// instead of the promise of DESIGN.md 3.8.
     pub lease_without_voter_promise: bool,
-    /// Lease mode: the leader's lease lasts twice the voters' promise, as
-    /// if its clock ran 100% slow (beyond any drift bound).
-    pub lease_beyond_promise: bool,
 }
 
 impl Default for RaftConfig {
@@ -359,9 +356,6 @@ impl RaftConfig {
     /// clock quantum (DESIGN.md 3.8).
     pub fn lease_duration_us(&self) -> u64 {
         let promise_us = self.voter_promise_us() as u128;
-        if self.mutations.lease_beyond_promise {
-            return (promise_us * 2) as u64; // Test-only bug.
-        }
         let scaled = promise_us * 1_000_000 / (1_000_000 + self.clock_drift_ppm_max as u128);
         (scaled as u64).saturating_sub(LEASE_QUANTUM_MARGIN_US)
     }
