@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GET throughput, ReadIndex against lease reads (docs/DESIGN.md 3.8,
-# EXPERIMENTS.md 12): for each read mode, a fresh local 3-node cluster
+# EXPERIMENTS.md 11): for each read mode, a fresh local 3-node cluster
 # (release build, fsync on), a few keys written, then redis-benchmark
 # `-t get` through the leader at 1 and 64 clients, each run REPEAT times.
 # Ports 5470-5472 (peers) and 6470-6472 (clients), away from the other

@@ -26,7 +26,7 @@ pub enum Mutation {
     /// Simulator, lease mode: clocks skewed by up to 70% each, far beyond
     /// the 5% relative drift the lease is computed for. Not in `ALL`: the
     /// lease profile catches it in about 2 seeds of 300 (EXPERIMENTS.md
-    /// 12), too rarely for the mutation check's bound.
+    /// 11), too rarely for the mutation check's bound.
     LeaseSkewBeyondBound,
 }
 
