@@ -1174,8 +1174,23 @@ fn lease_reads_linearizable_under_kills_pauses_and_leader_failover() {
 /// there.
 #[test]
 fn linearizable_under_network_partitions() {
+    partitions_test("linearizable_under_network_partitions", "part", &[]);
+}
+
+/// The same partitions with lease reads (docs/DESIGN.md 3.8): an isolated
+/// leader keeps answering GETs from its lease, which must end before the
+/// majority elects its successor.
+#[test]
+fn lease_reads_linearizable_under_network_partitions() {
+    partitions_test(
+        "lease_reads_linearizable_under_network_partitions",
+        "lease-part",
+        &["--read-mode", "lease"],
+    );
+}
+
+fn partitions_test(test: &str, name: &str, extra_args: &[&str]) {
     let _guard = cluster_lock();
-    let test = "linearizable_under_network_partitions";
     let Some(firewall) = common::partition::firewall_or_skip(test) else {
         return;
     };
@@ -1184,7 +1199,7 @@ fn linearizable_under_network_partitions() {
     let nemesis_for = env_secs("JEPSEN_PARTITION_SECS", 20);
     let mut firewall = firewall;
     let mut outcome = PartitionOutcome::default();
-    let cluster = run_workload("part", seed, |cluster, rng| {
+    let cluster = run_workload_with(name, seed, extra_args, |cluster, rng| {
         partition_nemesis(cluster, &mut firewall, rng, nemesis_for, &mut outcome)
     });
     assert!(
