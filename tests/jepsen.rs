@@ -93,6 +93,8 @@ struct Cluster {
     cluster_id: String,
     /// The certificates of `tls()`, written into `_dir`.
     tls: sraft::tls::TlsFiles,
+    /// Flags every node starts with besides the cluster's own.
+    extra_args: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -128,6 +130,10 @@ fn pick_base() -> u16 {
 
 impl Cluster {
     fn start(name: &str) -> Cluster {
+        Cluster::start_with(name, &[])
+    }
+
+    fn start_with(name: &str, extra_args: &[&str]) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix(&format!("sraft-jepsen-{name}-"))
             .tempdir()
@@ -165,6 +171,7 @@ impl Cluster {
             peers,
             cluster_id: format!("jepsen-{name}-{}-{base}", std::process::id()),
             tls: common::write_certs(&dir.path().join("tls"), "jepsen", &tls().0),
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             _dir: dir,
         };
         for i in 0..NODES {
@@ -202,6 +209,7 @@ impl Cluster {
             .args(["--tls-cert-file", path(&self.tls.cert)])
             .args(["--tls-key-file", path(&self.tls.key)])
             .args(["--tls-ca-cert-file", path(&self.tls.ca)])
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
@@ -1046,8 +1054,18 @@ fn run_workload(
     seed: u64,
     nemesis: impl FnOnce(&Mutex<Cluster>, &mut StdRng) -> Vec<String>,
 ) -> Cluster {
+    run_workload_with(name, seed, &[], nemesis)
+}
+
+/// `run_workload` on nodes started with `extra_args` too.
+fn run_workload_with(
+    name: &str,
+    seed: u64,
+    extra_args: &[&str],
+    nemesis: impl FnOnce(&Mutex<Cluster>, &mut StdRng) -> Vec<String>,
+) -> Cluster {
     let started = Instant::now();
-    let cluster = Cluster::start(name);
+    let cluster = Cluster::start_with(name, extra_args);
     let leader = cluster.wait_for_leader(Duration::from_secs(20));
     assert!(
         leader.is_some(),
@@ -1133,6 +1151,19 @@ fn linearizable_under_kills_pauses_and_leader_failover() {
     });
 }
 
+/// The same workload and faults with lease reads (docs/DESIGN.md 3.8):
+/// leaders answer GETs locally while their lease holds; a killed or
+/// paused leader's successor must not be elected while it still does.
+#[test]
+fn lease_reads_linearizable_under_kills_pauses_and_leader_failover() {
+    let _guard = cluster_lock();
+    let seed = seed_from_env();
+    let nemesis_for = env_secs("JEPSEN_NEMESIS_SECS", 15);
+    run_workload_with("lease", seed, &["--read-mode", "lease"], |cluster, rng| {
+        nemesis(cluster, rng, nemesis_for)
+    });
+}
+
 /// Partitions of the real network between real processes (nftables drop
 /// rules between the nodes' own loopback addresses): the leader isolated,
 /// a 2/3 split, the primary sub-leader isolated, a one-way cut of the
@@ -1143,8 +1174,23 @@ fn linearizable_under_kills_pauses_and_leader_failover() {
 /// there.
 #[test]
 fn linearizable_under_network_partitions() {
+    partitions_test("linearizable_under_network_partitions", "part", &[]);
+}
+
+/// The same partitions with lease reads (docs/DESIGN.md 3.8): an isolated
+/// leader keeps answering GETs from its lease, which must end before the
+/// majority elects its successor.
+#[test]
+fn lease_reads_linearizable_under_network_partitions() {
+    partitions_test(
+        "lease_reads_linearizable_under_network_partitions",
+        "lease-part",
+        &["--read-mode", "lease"],
+    );
+}
+
+fn partitions_test(test: &str, name: &str, extra_args: &[&str]) {
     let _guard = cluster_lock();
-    let test = "linearizable_under_network_partitions";
     let Some(firewall) = common::partition::firewall_or_skip(test) else {
         return;
     };
@@ -1153,7 +1199,7 @@ fn linearizable_under_network_partitions() {
     let nemesis_for = env_secs("JEPSEN_PARTITION_SECS", 20);
     let mut firewall = firewall;
     let mut outcome = PartitionOutcome::default();
-    let cluster = run_workload("part", seed, |cluster, rng| {
+    let cluster = run_workload_with(name, seed, extra_args, |cluster, rng| {
         partition_nemesis(cluster, &mut firewall, rng, nemesis_for, &mut outcome)
     });
     assert!(
