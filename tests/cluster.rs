@@ -774,9 +774,15 @@ fn status_json_reports_numbers_for_every_node() {
         let committed = json
             .as_array()
             .is_some_and(|nodes| nodes.iter().all(|n| n["commit_index"].as_u64() >= Some(2)));
-        (measured && committed).then_some(json)
+        // `status` asks the nodes one after another: the primary may have
+        // been asked before the heartbeat naming it arrived, the leader
+        // after (failed 1 full run in 3 at load 16).
+        let ranked = leader["sub_leaders"][0]["id"]
+            .as_u64()
+            .is_some_and(|p| json[p as usize]["subleader_rank"] == 0);
+        (measured && committed && ranked).then_some(json)
     })
-    .expect("the leader never reported a sub-leader RTT, or a node never learned commit 2");
+    .expect("the leader never reported a sub-leader RTT, a node never learned commit 2, or the primary never its rank");
     let nodes = json.as_array().expect("an array");
     assert_eq!(nodes.len(), 3, "{json}");
     for (i, node) in nodes.iter().enumerate() {

@@ -5,7 +5,7 @@
 //! simulator that misses one of these is not testing what it claims to.
 
 use sraft::sim::mutation::Mutation;
-use sraft::sim::run::{RunOptions, run_seed};
+use sraft::sim::run::{Profile, RunOptions, run_seed};
 
 /// Seeds tried per mutation before the check gives up. The rarest bugs
 /// (commit of an old term's entry, ReadIndex without the heartbeat round)
@@ -39,6 +39,15 @@ fn case(mutation: Mutation) -> Case {
             (short, &["missing acknowledged index", "linearizability"])
         }
         Mutation::ApplyBeforePersist => (short, &["applying unpersisted"]),
+        // Lease reads (DESIGN.md 3.8): the lease profile's own check, or
+        // the stale read it lets through.
+        Mutation::LeaseWithoutVoterPromise | Mutation::LeaseSkewBeyondBound => (
+            RunOptions {
+                profile: Profile::Lease,
+                ..short
+            },
+            &["lease safety", "linearizability"],
+        ),
     };
     Case {
         mutation,

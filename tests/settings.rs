@@ -3,7 +3,7 @@
 //! one-line error for each way a configuration can be wrong.
 
 use clap::error::ErrorKind;
-use sraft::core::{NodeId, RaftConfig};
+use sraft::core::{NodeId, RaftConfig, ReadMode};
 use sraft::limits::Limits;
 use sraft::settings::{ClientOp, Command, Settings, SettingsError};
 use std::net::SocketAddr;
@@ -489,4 +489,67 @@ fn member_commands_take_endpoints_instead_of_peers() {
     }
     let e = error(&["member", "--endpoints", "nonsense", "list"]);
     assert!(e.contains("endpoints"), "{e}");
+}
+
+#[test]
+fn read_mode_and_drift_bound_come_from_the_file_and_the_flags() {
+    // DESIGN.md 3.8: ReadIndex stays the default; lease mode is opt-in.
+    let default = with_raft_table("");
+    assert_eq!(default.raft.read_mode, ReadMode::ReadIndex);
+    let lease = with_raft_table("read_mode = \"lease\"\nclock_drift_ppm_max = 1000\n");
+    assert_eq!(lease.raft.read_mode, ReadMode::Lease);
+    assert_eq!(lease.raft.clock_drift_ppm_max, 1000);
+    let flags = server(&[
+        "--peers",
+        "127.0.0.1:5000",
+        "--node-id",
+        "0",
+        "--read-mode",
+        "lease",
+        "--clock-drift-ppm-max",
+        "20000",
+    ]);
+    assert_eq!(flags.raft.read_mode, ReadMode::Lease);
+    assert_eq!(flags.raft.clock_drift_ppm_max, 20_000);
+}
+
+#[test]
+fn bad_read_mode_settings_are_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, raft: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!("peers = [\"127.0.0.1:5000\"]\n[raft]\n{raft}"),
+        )
+        .unwrap();
+        error(&["--config", path.to_str().unwrap(), "--node-id", "0"])
+    };
+    let cases = [
+        (
+            "mode.toml",
+            "read_mode = \"leases\"\n",
+            "unknown variant `leases`",
+        ),
+        (
+            "drift.toml",
+            "clock_drift_ppm_max = 2000000\n",
+            "clock_drift_ppm_max=2000000 is above 1000000",
+        ),
+        (
+            "short.toml",
+            "read_mode = \"lease\"\nleader_stickiness_ms = 10\n",
+            "read_mode=lease: the lease (leader_stickiness_ms=10",
+        ),
+    ];
+    for (name, raft, expected) in cases {
+        let e = write(name, raft);
+        assert!(e.contains(expected), "{raft:?}: {e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+    // A flag with a bad mode is clap's usage error, naming the value.
+    match parse(&["--peers", "127.0.0.1:5000", "--read-mode", "fast"]) {
+        Err(SettingsError::Usage(e)) => assert!(e.to_string().contains("fast"), "{e}"),
+        other => panic!("expected a usage error, got {other:?}"),
+    }
 }

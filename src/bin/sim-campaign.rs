@@ -18,6 +18,7 @@ fn main() {
     let options = RunOptions::from_env();
     let started = Instant::now();
     let (mut failed, mut steps, mut committed, mut kv_ops) = (Vec::new(), 0u64, 0usize, 0usize);
+    let mut lease_reads = 0u64;
     let mut elections = ElectionStats::default();
     let mut inflated: Vec<(u64, u64, u64)> = Vec::new();
     for seed in first..first + count {
@@ -26,6 +27,7 @@ fn main() {
                 steps += report.steps;
                 committed += report.committed;
                 kv_ops += report.kv_ops;
+                lease_reads += report.lease_reads;
                 elections.merge(&report.elections);
                 let extra_terms = report.elections.terms - report.elections.leader_changes;
                 inflated.push((extra_terms, seed, report.elections.leader_changes));
@@ -49,7 +51,7 @@ fn main() {
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "{count} seeds from {first}: {} failed {:?}; {steps} events, {committed} committed entries, {kv_ops} checked KV operations, {secs:.1}s ({:.1} seeds/s)",
+        "{count} seeds from {first}: {} failed {:?}; {steps} events, {committed} committed entries, {kv_ops} checked KV operations, {lease_reads} checked lease reads, {secs:.1}s ({:.1} seeds/s)",
         failed.len(),
         failed,
         count as f64 / secs

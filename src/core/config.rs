@@ -77,10 +77,65 @@ pub struct RaftConfig {
     /// `[limits]` table, not under `[raft]`.
     #[serde(skip)]
     pub limits: Limits,
+    /// How the leader serves linearizable reads: `read_index` (a heartbeat
+    /// round per batch of reads, thesis 6.4; the default) or `lease`
+    /// (locally, while a lease that ends before any other node can be
+    /// elected holds; DESIGN.md 3.8).
+    pub read_mode: ReadMode,
+    /// Lease mode: the most one node's clock may run ahead of another's,
+    /// in parts per million of elapsed time (over any real interval, no
+    /// clock advances more than `1 + clock_drift_ppm_max / 10^6` times as
+    /// much as another). The lease is the voters' promise divided by that
+    /// (DESIGN.md 3.8). Default 50,000 (5%): far above quartz (100 ppm)
+    /// and NTP's slew (500 ppm), and above the simulator's skew.
+    pub clock_drift_ppm_max: u64,
     /// Test-only: deliberate bugs. Never read from a config file.
     #[serde(skip)]
     pub mutations: CoreMutations,
 }
+
+/// How linearizable reads are served (DESIGN.md 2.5, 3.8).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadMode {
+    /// ReadIndex (thesis 6.4): every read waits for a heartbeat round.
+    #[default]
+    ReadIndex,
+    /// Leader leases (thesis 6.4.1), with the voters' promise of DESIGN.md 3.8.
+    Lease,
+}
+
+impl ReadMode {
+    /// The name the config file and `--read-mode` use.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReadMode::ReadIndex => "read_index",
+            ReadMode::Lease => "lease",
+        }
+    }
+}
+
+impl std::str::FromStr for ReadMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<ReadMode, String> {
+        match s {
+            "read_index" => Ok(ReadMode::ReadIndex),
+            "lease" => Ok(ReadMode::Lease),
+            other => Err(format!(
+                "read_mode {other:?} is not one of \"read_index\", \"lease\""
+            )),
+        }
+    }
+}
+
+/// `clock_drift_ppm_max` above this (100%: one clock twice as fast as
+/// another) is surely a mistake.
+pub const CLOCK_DRIFT_PPM_LIMIT: u64 = 1_000_000;
+
+/// Lease mode: clock readings are whole microseconds, so a measured
+/// interval can be up to 1 us off at each end (DESIGN.md 3.8).
+pub const LEASE_QUANTUM_MARGIN_US: u64 = 2;
 
 /// Test-only switches that break the core on purpose, so that a test can
 /// show the simulator catches each bug (a mutation check, as TigerBeetle's
@@ -96,6 +151,10 @@ pub struct CoreMutations {
     /// Serve a ReadIndex read without the heartbeat round that confirms
     /// the leader still leads (thesis 6.4 step 3).
     pub read_index_without_heartbeat: bool,
+    /// Lease mode: voters keep only the old stickiness (dropped by a crash
+    /// hint, forgotten by a restart, not applied to their own candidacy)
+    /// instead of the promise of DESIGN.md 3.8.
+    pub lease_without_voter_promise: bool,
 }
 
 impl Default for RaftConfig {
@@ -126,6 +185,8 @@ impl Default for RaftConfig {
             snapshot_entries: 100_000,
             snapshot_log_bytes: 256 << 20,
             limits: Limits::default(),
+            read_mode: ReadMode::ReadIndex,
+            clock_drift_ppm_max: 50_000,
             mutations: CoreMutations::default(),
         }
     }
@@ -253,9 +314,50 @@ impl RaftConfig {
         if self.append_entries_max == 0 {
             return err("append_entries_max must be > 0".into());
         }
+        self.validate_lease()?;
         self.limits
             .validate()
             .map_err(|e| ConfigError(e.to_string()))
+    }
+
+    /// Lease mode (DESIGN.md 3.8): the drift bound is sane and the lease
+    /// outlasts a heartbeat interval, or no round could renew it in time.
+    fn validate_lease(&self) -> Result<(), ConfigError> {
+        if self.clock_drift_ppm_max > CLOCK_DRIFT_PPM_LIMIT {
+            return Err(ConfigError(format!(
+                "clock_drift_ppm_max={} is above {CLOCK_DRIFT_PPM_LIMIT} (a clock twice as fast as another)",
+                self.clock_drift_ppm_max
+            )));
+        }
+        if self.read_mode != ReadMode::Lease {
+            return Ok(());
+        }
+        let lease_us = self.lease_duration_us();
+        let heartbeat_us = self.heartbeat_interval_ms * 1000;
+        if lease_us <= heartbeat_us {
+            return Err(ConfigError(format!(
+                "read_mode=lease: the lease (leader_stickiness_ms={} / (1 + clock_drift_ppm_max={} / 10^6) = {lease_us} us) must exceed heartbeat_interval_ms={}",
+                self.leader_stickiness_ms, self.clock_drift_ppm_max, self.heartbeat_interval_ms
+            )));
+        }
+        Ok(())
+    }
+
+    /// Lease mode: how long a voter promises, after each message of its
+    /// leader, neither to vote for another node nor to campaign (DESIGN.md
+    /// 3.8). The stickiness window, which the crash hint cannot shorten.
+    pub fn voter_promise_us(&self) -> u64 {
+        self.leader_stickiness_ms * 1000
+    }
+
+    /// Lease mode: how long after sending a round that a quorum
+    /// acknowledged the leader may serve reads locally, on its own clock:
+    /// the promise divided by the drift bound, rounded down, less the
+    /// clock quantum (DESIGN.md 3.8).
+    pub fn lease_duration_us(&self) -> u64 {
+        let promise_us = self.voter_promise_us() as u128;
+        let scaled = promise_us * 1_000_000 / (1_000_000 + self.clock_drift_ppm_max as u128);
+        (scaled as u64).saturating_sub(LEASE_QUANTUM_MARGIN_US)
     }
 
     /// Sub-leaders a leader names in a cluster of `voters`.

@@ -89,9 +89,16 @@ impl Raft {
         }
     }
 
+    /// A voter refuses (pre-)votes for a non-transfer election: sticky to
+    /// a live leader (thesis 4.2.3), or bound by its lease promise
+    /// (DESIGN.md 3.8), which no crash hint shortens.
+    pub(super) fn refuses_for_leader(&self) -> bool {
+        self.is_sticky() || self.in_promise()
+    }
+
     /// Stickiness: a voter that heard from a live leader recently refuses
     /// to help depose it, unless told the leader's process is gone.
-    pub(super) fn in_lease(&self) -> bool {
+    pub(super) fn is_sticky(&self) -> bool {
         if !self.config.check_quorum || self.leader_lost_hint {
             return false;
         }
@@ -134,6 +141,16 @@ impl Raft {
             // Learners and removed nodes never start an election (DESIGN.md 8).
             log::debug!("node {}: not a voter, not campaigning", self.id);
             self.reset_election_timer();
+            return;
+        }
+        if kind != ElectionKind::Transfer && self.in_promise() {
+            // Our own vote is a vote too: no candidacy while we promised a
+            // leader none (DESIGN.md 3.8). A crash hint waits here as well.
+            log::debug!(
+                "node {}: {kind:?} election deferred to the end of our lease promise",
+                self.id
+            );
+            self.election_deadline_us = self.promise_until_us;
             return;
         }
         // A crash hint buys a bounded number of quick retries; after that the
@@ -187,6 +204,13 @@ impl Raft {
     }
 
     fn become_candidate(&mut self) {
+        assert!(
+            self.election_kind == ElectionKind::Transfer || !self.in_promise(),
+            "node {}: candidate at {} inside its lease promise (until {})",
+            self.id,
+            self.now_us,
+            self.promise_until_us
+        );
         self.term = self.term.next();
         self.receiving = None;
         self.vote = Some(self.id);
@@ -404,6 +428,7 @@ impl Raft {
             .map(|p| (p, Progress::new(next)))
             .collect();
         self.designation.clear();
+        self.lease.begin_term(self.now_us);
         // etcd resets uncommittedSize on becoming leader: only entries
         // proposed in this term count (the no-op counts nothing).
         self.uncommitted_bytes = 0;
@@ -428,7 +453,7 @@ impl Raft {
             MessageBody::PreVote { .. } | MessageBody::PreVoteReply { granted: true, .. } => true,
             MessageBody::Vote {
                 transfer: false, ..
-            } if self.in_lease() => {
+            } if self.refuses_for_leader() => {
                 log::debug!(
                     "node {}: ignoring vote request of {} at term {}: leader {:?} is alive",
                     self.id,
@@ -530,7 +555,7 @@ impl Raft {
     ) {
         let log_ok = self.log_allows_vote(last_index, last_term);
         let eligible = (term > self.term || self.can_vote_for(from)) && log_ok;
-        let in_lease = self.in_lease();
+        let in_lease = self.refuses_for_leader();
         if !log_ok && !in_lease {
             self.take_over_from_a_primary_behind(from, term);
         }
@@ -575,8 +600,18 @@ impl Raft {
         self.tally_votes();
     }
 
-    pub(super) fn on_vote(&mut self, from: NodeId, last_index: LogIndex, last_term: Term) {
-        let granted = self.can_vote_for(from) && self.log_allows_vote(last_index, last_term);
+    pub(super) fn on_vote(
+        &mut self,
+        from: NodeId,
+        last_index: LogIndex,
+        last_term: Term,
+        transfer: bool,
+    ) {
+        // The promise binds in our own term too: a term adopted from some
+        // other message must not open a vote inside it (DESIGN.md 3.8).
+        let promised = self.in_promise() && !transfer;
+        let granted =
+            !promised && self.can_vote_for(from) && self.log_allows_vote(last_index, last_term);
         if granted {
             self.vote = Some(from);
             self.reset_election_timer();

@@ -17,7 +17,7 @@ mod replication;
 mod subleader;
 pub mod types;
 
-pub use config::{ConfigError, CoreMutations, RaftConfig};
+pub use config::{ConfigError, CoreMutations, RaftConfig, ReadMode};
 pub use membership::{ConfChange, ConfChangeError, MemberInfo, apply_change};
 pub use message::{Designation, Message, MessageBody};
 pub use raft::{ProposeError, Raft, Role, TransferError};

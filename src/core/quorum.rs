@@ -3,16 +3,23 @@
 
 use super::types::LogIndex;
 
-/// The largest index that at least `quorum` of `matches` have reached.
-pub fn committed_index(matches: &[LogIndex], quorum: usize) -> LogIndex {
+/// The largest value that at least `quorum` of `values` reach: the commit
+/// index over match indexes, or the lease start over acknowledged send
+/// times (DESIGN.md 3.8).
+pub fn quorum_value<T: Ord + Copy>(values: &[T], quorum: usize) -> T {
     assert!(
-        quorum >= 1 && quorum <= matches.len(),
+        quorum >= 1 && quorum <= values.len(),
         "quorum={quorum} voters={}",
-        matches.len()
+        values.len()
     );
-    let mut sorted = matches.to_vec();
+    let mut sorted = values.to_vec();
     sorted.sort_unstable_by(|a, b| b.cmp(a));
     sorted[quorum - 1]
+}
+
+/// The largest index that at least `quorum` of `matches` have reached.
+pub fn committed_index(matches: &[LogIndex], quorum: usize) -> LogIndex {
+    quorum_value(matches, quorum)
 }
 
 /// Outcome of a vote count.

@@ -8,7 +8,7 @@ use super::log::RaftLog;
 use super::membership::Departing;
 use super::message::{Message, MessageBody};
 use super::progress::Progress;
-use super::read::ReadQueue;
+use super::read::{Lease, ReadQueue};
 use super::ready::{ElectionKind, Event, Ready};
 use super::types::{
     ClusterConfig, Entry, EntryPayload, HardState, LogIndex, NodeId, RestoredState, SnapshotMeta,
@@ -125,6 +125,10 @@ pub struct Raft {
     pub(super) votes: BTreeMap<NodeId, bool>,
     /// Pre-vote refusals of this round that were only for stickiness.
     pub(super) sticky_refusals: BTreeSet<NodeId>,
+    /// Lease mode: until this time (our clock) we grant no vote or
+    /// pre-vote, except for a leadership transfer, and do not campaign:
+    /// the promise a lease rests on (DESIGN.md 3.8). No hint shortens it.
+    pub(super) promise_until_us: u64,
 
     // Leader state.
     pub(super) progress: BTreeMap<NodeId, Progress>,
@@ -143,6 +147,8 @@ pub struct Raft {
     /// runtime (`set_addr_hints`).
     pub(super) addr_hints: BTreeMap<NodeId, super::types::MemberAddrs>,
     pub(super) reads: ReadQueue,
+    /// Lease mode: what the leader's lease rests on (DESIGN.md 3.8).
+    pub(super) lease: Lease,
     /// `size_bytes` of the commands this leader appended in its term and
     /// has not committed yet (etcd's uncommittedSize); bounded by
     /// `uncommitted_bytes_max`.
@@ -254,6 +260,7 @@ impl Raft {
             crash_retries_left: 0,
             votes: BTreeMap::new(),
             sticky_refusals: BTreeSet::new(),
+            promise_until_us: 0,
             progress: BTreeMap::new(),
             heartbeat_deadline_us: 0,
             check_quorum_deadline_us: 0,
@@ -264,6 +271,7 @@ impl Raft {
             departing: BTreeMap::new(),
             addr_hints: BTreeMap::new(),
             reads: ReadQueue::default(),
+            lease: Lease::default(),
             uncommitted_bytes: 0,
             rank: None,
             heard_designation: None,
@@ -272,6 +280,10 @@ impl Raft {
             receiving: None,
             out: Ready::default(),
         };
+        // A restart forgets the promises made before it: keep them for a
+        // whole promise from boot, which is later than any of them ends
+        // (DESIGN.md 3.8).
+        raft.extend_promise();
         raft.reset_election_timer();
         raft
     }
@@ -720,6 +732,11 @@ impl Raft {
     }
 
     pub(super) fn send_with_term(&mut self, to: NodeId, term: Term, body: MessageBody) {
+        if matches!(body, MessageBody::TimeoutNow) {
+            // Voters grant a transfer's votes inside their promise: no
+            // lease read once the target may campaign (DESIGN.md 3.8).
+            self.lease.revoke();
+        }
         let after_persist = matches!(
             body,
             MessageBody::Vote { .. }

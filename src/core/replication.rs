@@ -30,8 +30,8 @@ impl Raft {
             MessageBody::Vote {
                 last_index,
                 last_term,
-                ..
-            } => self.on_vote(from, last_index, last_term),
+                transfer,
+            } => self.on_vote(from, last_index, last_term, transfer),
             MessageBody::VoteReply { granted } => self.on_vote_reply(from, granted),
             MessageBody::Append {
                 prev_index,
@@ -268,6 +268,7 @@ impl Raft {
         }
         self.set_leader(Some(from));
         self.last_leader_contact_us = Some(self.now_us);
+        self.extend_promise();
         self.leader_lost_hint = false;
         self.crash_rank = None;
         self.reset_election_timer();
@@ -337,6 +338,7 @@ impl Raft {
             return;
         };
         pr.record_ack(now, sent_at_us);
+        self.lease.on_ack(from, sent_at_us);
         if success {
             if pr.record_match(index) {
                 self.maybe_commit();
@@ -419,6 +421,7 @@ impl Raft {
         };
         pr.record_ack(now, sent_at_us);
         pr.probe_sent = false;
+        self.lease.on_ack(from, sent_at_us);
         if let Some(follower_last) = log_lost
             && follower_last < pr.match_index
         {

@@ -30,6 +30,10 @@ pub struct NodeStatus {
     /// hold (INFO's `# Replication`, `/metrics`).
     pub followers: Vec<(NodeId, LogIndex)>,
     pub original_mode: bool,
+    /// `read_index` or `lease` (DESIGN.md 3.8).
+    pub read_mode: &'static str,
+    /// Reads this node served under a lease since it started.
+    pub lease_reads: u64,
 }
 
 impl NodeStatus {
@@ -55,6 +59,8 @@ impl NodeStatus {
             subleader_rank: raft.subleader_rank(),
             followers: followers(raft),
             original_mode: !raft.config().enable_subleader,
+            read_mode: raft.config().read_mode.name(),
+            lease_reads: raft.lease_reads_served(),
         }
     }
 }

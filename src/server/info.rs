@@ -179,7 +179,8 @@ fn raft(out: &mut String, status: &NodeStatus, client_addrs: &BTreeMap<NodeId, S
          commit_index:{}\r\napplied_index:{}\r\nlast_log_index:{}\r\n\
          log_first_index:{}\r\nlog_bytes:{}\r\nsnapshot_index:{}\r\nsnapshot_term:{}\r\n\
          snapshot_bytes:{}\r\nsub_leaders:{}\r\n\
-         sub_leader_rtt_ms:{}\r\nsubleader_rank:{}\r\nmode:{}\r\n",
+         sub_leader_rtt_ms:{}\r\nsubleader_rank:{}\r\nmode:{}\r\n\
+         read_mode:{}\r\nlease_reads:{}\r\n",
         status.node_id,
         status.role,
         status.term,
@@ -207,6 +208,8 @@ fn raft(out: &mut String, status: &NodeStatus, client_addrs: &BTreeMap<NodeId, S
         } else {
             "s-raft"
         },
+        status.read_mode,
+        status.lease_reads,
     );
 }
 
@@ -257,6 +260,8 @@ mod tests {
             applied_index: LogIndex(9),
             last_log_index: LogIndex(10),
             followers: vec![(NodeId(1), LogIndex(10)), (NodeId(2), LogIndex(7))],
+            read_mode: "lease",
+            lease_reads: 12,
             ..NodeStatus::default()
         }
     }
@@ -291,6 +296,8 @@ mod tests {
         let fields = parse_info(&text);
         assert_eq!(fields["role"], "leader");
         assert_eq!(fields["master_repl_offset"], "10");
+        assert_eq!(fields["read_mode"], "lease");
+        assert_eq!(fields["lease_reads"], "12");
         // A reader that keeps the last value of a key agrees.
         let last = text.lines().rev().find_map(|l| l.strip_prefix("role:"));
         assert_eq!(last, Some("leader"));

@@ -236,26 +236,59 @@ fn members(ctx: &ServerContext) -> Option<MembersView> {
     answer.recv_timeout(COMMIT_TIMEOUT).ok()
 }
 
-/// Proposes `change` and waits until it is applied here.
+/// Proposes `change` and waits until it is applied here. Retried while
+/// a new leader has not committed an entry of its term yet (a few
+/// milliseconds after an election); any other refusal is the answer.
 fn change(change: ConfChange, ctx: &ServerContext) -> Result<ConfChangeDone, Value> {
-    let (reply, answer) = bounded(1);
-    if ctx
-        .requests
-        .send_timeout(Request::ConfChange { change, reply }, COMMIT_TIMEOUT)
-        .is_err()
-    {
-        return Err(busy());
-    }
-    match answer.recv_timeout(COMMIT_TIMEOUT) {
-        Ok(Ok(done)) => Ok(done),
-        Ok(Err(ConfChangeFailure::Refused(ConfChangeError::NotLeader { .. }))) => {
-            Err(not_leader(ctx))
+    propose(change, ctx, |e| {
+        matches!(e, ConfChangeError::LeaderNotReady)
+    })
+}
+
+/// `change`, also retried while the previous change is not applied yet:
+/// the promotion that follows an addition this command made.
+fn change_retrying(next: ConfChange, ctx: &ServerContext) -> Result<ConfChangeDone, Value> {
+    propose(next, ctx, |e| {
+        matches!(
+            e,
+            ConfChangeError::LeaderNotReady | ConfChangeError::ChangeInFlight { .. }
+        )
+    })
+}
+
+fn propose(
+    change: ConfChange,
+    ctx: &ServerContext,
+    transient: impl Fn(&ConfChangeError) -> bool,
+) -> Result<ConfChangeDone, Value> {
+    let deadline = Instant::now() + COMMIT_TIMEOUT;
+    loop {
+        let (reply, answer) = bounded(1);
+        let request = Request::ConfChange {
+            change: change.clone(),
+            reply,
+        };
+        if ctx.requests.send_timeout(request, COMMIT_TIMEOUT).is_err() {
+            return Err(busy());
         }
-        Ok(Err(ConfChangeFailure::Refused(e))) => Err(refused(&e)),
-        Ok(Err(e)) => Err(Value::error(format!(
-            "ERR the membership change may or may not take effect: {e}"
-        ))),
-        Err(e) => Err(unanswered(e)),
+        match answer.recv_timeout(COMMIT_TIMEOUT) {
+            Ok(Ok(done)) => return Ok(done),
+            Ok(Err(ConfChangeFailure::Refused(e)))
+                if transient(&e) && Instant::now() < deadline =>
+            {
+                std::thread::sleep(POLL);
+            }
+            Ok(Err(ConfChangeFailure::Refused(ConfChangeError::NotLeader { .. }))) => {
+                return Err(not_leader(ctx));
+            }
+            Ok(Err(ConfChangeFailure::Refused(e))) => return Err(refused(&e)),
+            Ok(Err(e)) => {
+                return Err(Value::error(format!(
+                    "ERR the membership change may or may not take effect: {e}"
+                )));
+            }
+            Err(e) => return Err(unanswered(e)),
+        }
     }
 }
 
@@ -269,39 +302,6 @@ fn unanswered(e: RecvTimeoutError) -> Value {
         RecvTimeoutError::Disconnected => Value::error(
             "ERR the node stopped before the membership change was applied here; it may have taken effect",
         ),
-    }
-}
-
-/// `change`, retried while the leader is not ready for it yet (the previous
-/// change's commit is still being applied, or a new leader has not
-/// committed an entry of its term).
-fn change_retrying(next: ConfChange, ctx: &ServerContext) -> Result<ConfChangeDone, Value> {
-    let deadline = Instant::now() + COMMIT_TIMEOUT;
-    loop {
-        let (reply, answer) = bounded(1);
-        let request = Request::ConfChange {
-            change: next.clone(),
-            reply,
-        };
-        if ctx.requests.send_timeout(request, COMMIT_TIMEOUT).is_err() {
-            return Err(busy());
-        }
-        match answer.recv_timeout(COMMIT_TIMEOUT) {
-            Ok(Err(ConfChangeFailure::Refused(
-                ConfChangeError::ChangeInFlight { .. } | ConfChangeError::LeaderNotReady,
-            ))) if Instant::now() < deadline => std::thread::sleep(POLL),
-            Ok(Ok(done)) => return Ok(done),
-            Ok(Err(ConfChangeFailure::Refused(ConfChangeError::NotLeader { .. }))) => {
-                return Err(not_leader(ctx));
-            }
-            Ok(Err(ConfChangeFailure::Refused(e))) => return Err(refused(&e)),
-            Ok(Err(e)) => {
-                return Err(Value::error(format!(
-                    "ERR the membership change may or may not take effect: {e}"
-                )));
-            }
-            Err(e) => return Err(unanswered(e)),
-        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! reason clap's `env` attribute is not used: the environment is read
 //! through an injectable function, and listed in the help by hand.
 
+use crate::core::ReadMode;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -95,6 +96,16 @@ pub(crate) struct ServerArgs {
     /// [raft] snapshot_log_bytes]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub snapshot_log_bytes: Option<u64>,
+    /// How the leader serves linearizable reads: read_index (a heartbeat
+    /// round) or lease (locally, while its lease holds; DESIGN.md 3.8)
+    /// [default: read_index; config: [raft] read_mode]
+    #[arg(long, value_name = "MODE")]
+    pub read_mode: Option<ReadMode>,
+    /// Lease mode: the most one node's clock may run faster than another's,
+    /// in parts per million [default: 50000; config: [raft]
+    /// clock_drift_ppm_max]
+    #[arg(long, value_name = "PPM")]
+    pub clock_drift_ppm_max: Option<u64>,
     /// File holding the shared secret every peer must prove it knows (mode
     /// 0600) [default: peers are not authenticated]
     #[arg(long, value_name = "FILE")]

@@ -275,6 +275,10 @@ fn server(args: &ServerArgs, env: Env, is_local: IsLocal) -> Result<Settings, Se
             snapshot_log_bytes: args
                 .snapshot_log_bytes
                 .unwrap_or(file_raft.snapshot_log_bytes),
+            read_mode: args.read_mode.unwrap_or(file_raft.read_mode),
+            clock_drift_ppm_max: args
+                .clock_drift_ppm_max
+                .unwrap_or(file_raft.clock_drift_ppm_max),
             ..file_raft.clone()
         },
         layer.enable_subleader,

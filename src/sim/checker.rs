@@ -49,6 +49,10 @@ pub struct Checker {
     /// seen: every node's state at an index must serialize alike, and a
     /// restored state must serialize as the state it was taken from.
     snapshot_states: BTreeMap<LogIndex, (NodeId, u64)>,
+    /// The newest term whose leader committed an entry of its own (its
+    /// no-op first): from then on no leader of an older term may serve a
+    /// lease read (DESIGN.md 3.8).
+    newest_leader_commit: Term,
 }
 
 impl Checker {
@@ -141,6 +145,25 @@ impl Checker {
                 true
             }
         }
+    }
+
+    /// `raft` leads and has committed an entry of its term.
+    pub fn on_leader_commit(&mut self, raft: &Raft) {
+        if raft.role() == Role::Leader && raft.term_at(raft.commit_index()) == Some(raft.term()) {
+            self.newest_leader_commit = self.newest_leader_commit.max(raft.term());
+        }
+    }
+
+    /// Lease safety, directly (DESIGN.md 3.8): `node` served a read under
+    /// its lease just now; no leader of a later term may have committed
+    /// anything yet, or that read may miss an acknowledged write.
+    pub fn on_lease_read(&self, node: NodeId, raft: &Raft) {
+        assert!(
+            self.newest_leader_commit <= raft.term(),
+            "lease safety: node {node} served a lease read in term {} after the leader of term {} committed",
+            raft.term(),
+            self.newest_leader_commit
+        );
     }
 
     pub fn check_node(&self, node: NodeId, raft: &Raft) {

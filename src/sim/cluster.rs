@@ -159,6 +159,8 @@ pub struct SimNode {
     skew_ppm: i64,
     tick_token: u64,
     pub incarnation: u64,
+    /// The driver's `lease_reads_served` when last checked.
+    lease_reads_seen: u64,
 }
 
 impl SimNode {
@@ -213,6 +215,8 @@ pub struct Cluster {
     /// must have a quorum of its own configuration's voters among them
     /// (learners' votes never count, DESIGN.md 8).
     vote_grants: BTreeMap<(Term, NodeId), BTreeSet<NodeId>>,
+    /// Reads served under a lease and checked (DESIGN.md 3.8).
+    pub lease_reads_checked: u64,
 }
 
 impl Cluster {
@@ -235,6 +239,7 @@ impl Cluster {
                 skew_ppm,
                 tick_token: 0,
                 incarnation: 0,
+                lease_reads_seen: 0,
             });
         }
         let net = config.net.clone();
@@ -260,6 +265,7 @@ impl Cluster {
             conf_answers: Vec::new(),
             removed: Vec::new(),
             vote_grants: BTreeMap::new(),
+            lease_reads_checked: 0,
         };
         cluster
             .open_requests
@@ -581,8 +587,23 @@ impl Cluster {
         self.schedule_snapshot(node);
         let raft = self.raft(node).expect("up");
         self.checker.check_node(self.nodes[node].id, raft);
+        self.check_lease_reads(node);
         self.check_writes_answered(node);
         self.schedule_tick(node);
+    }
+
+    /// Records a leader's commit of its own term, and checks any read the
+    /// node just served under a lease against every such commit so far.
+    fn check_lease_reads(&mut self, node: usize) {
+        let n = &mut self.nodes[node];
+        let raft = n.driver.as_ref().expect("up").raft();
+        self.checker.on_leader_commit(raft);
+        let served = raft.lease_reads_served();
+        if served > n.lease_reads_seen {
+            self.checker.on_lease_read(n.id, raft);
+            self.lease_reads_checked += served - n.lease_reads_seen;
+        }
+        n.lease_reads_seen = served;
     }
 
     /// A write is decided when its node applies its index: applied there,

@@ -53,6 +53,10 @@ impl RunOptions {
                 profile: Profile::Membership,
                 ..RunOptions::default()
             },
+            Profile::Lease => RunOptions {
+                profile: Profile::Lease,
+                ..RunOptions::default()
+            },
         }
     }
 
@@ -63,8 +67,9 @@ impl RunOptions {
         let profile = match var("SRAFT_PROFILE").as_deref() {
             Some("hunt") => Profile::Hunt,
             Some("membership") => Profile::Membership,
+            Some("lease") => Profile::Lease,
             Some("standard") | None => Profile::Standard,
-            Some(other) => panic!("SRAFT_PROFILE={other:?}: standard, hunt or membership"),
+            Some(other) => panic!("SRAFT_PROFILE={other:?}: standard, hunt, membership or lease"),
         };
         let mut options = RunOptions::for_profile(profile);
         if let Some(ms) = var("SRAFT_FAULTY_MS") {
@@ -73,7 +78,11 @@ impl RunOptions {
         }
         if let Some(name) = var("SRAFT_MUTATION") {
             let mutation = Mutation::from_name(&name).unwrap_or_else(|| {
-                let names: Vec<&str> = Mutation::ALL.iter().map(|m| m.name()).collect();
+                let names: Vec<&str> = Mutation::ALL
+                    .iter()
+                    .chain(&Mutation::UNCHECKED)
+                    .map(|m| m.name())
+                    .collect();
                 panic!("unknown mutation {name:?}; one of {names:?}")
             });
             options.mutation = Some(mutation);
@@ -87,6 +96,7 @@ impl RunOptions {
         match self.profile {
             Profile::Hunt => env += "SRAFT_PROFILE=hunt ",
             Profile::Membership => env += "SRAFT_PROFILE=membership ",
+            Profile::Lease => env += "SRAFT_PROFILE=lease ",
             Profile::Standard => {}
         }
         if self.faulty_us != RunOptions::for_profile(self.profile).faulty_us {
@@ -112,6 +122,11 @@ pub enum Profile {
     /// plus random membership changes (DESIGN.md 8): add a learner,
     /// promote, remove a voter, a learner or the leader, replace a voter.
     Membership,
+    /// The Standard seeds with lease reads (DESIGN.md 3.8): every node's
+    /// clock at 1 +- up to 2% (so two clocks differ by up to 4.1%, within
+    /// the 5% bound), crash hints, transfers and restarts as usual; every
+    /// lease read is checked against the commits of later terms.
+    Lease,
 }
 
 #[derive(Clone, Debug)]
@@ -122,6 +137,8 @@ pub struct RunReport {
     pub committed: usize,
     pub proposals: u64,
     pub reads: u64,
+    /// Reads served under a lease, each checked (DESIGN.md 3.8).
+    pub lease_reads: u64,
     /// KV operations completed (in the checked history).
     pub kv_ops: usize,
     /// Oversized writes applied and refused.
@@ -147,6 +164,9 @@ pub fn config_for_seed(seed: u64, profile: Profile) -> SimConfig {
     let mut config = SimConfig::new(nodes, seed);
     if profile == Profile::Membership {
         config.initial_voters = 3;
+    }
+    if profile == Profile::Lease {
+        config.raft.read_mode = crate::core::ReadMode::Lease;
     }
     config.raft.enable_subleader = rng.random_bool(0.75);
     config.crash_hints = rng.random_bool(0.5);
@@ -196,7 +216,9 @@ pub fn config_for_seed(seed: u64, profile: Profile) -> SimConfig {
 /// Time to the next fault.
 fn nemesis_pause_us(rng: &mut StdRng, profile: Profile) -> u64 {
     match profile {
-        Profile::Standard | Profile::Membership => rng.random_range(20_000..300_000),
+        Profile::Standard | Profile::Membership | Profile::Lease => {
+            rng.random_range(20_000..300_000)
+        }
         Profile::Hunt => rng.random_range(5_000..80_000),
     }
 }
@@ -211,14 +233,17 @@ enum Fault {
     Heal,
     SpuriousHint,
     Transfer,
+    /// The leader cut off from every node, alive, and spurious crash
+    /// hints about it: its lease against the fastest promotion.
+    IsolatedLeader,
 }
 
 impl Fault {
     /// Each fault with its weight in a profile.
-    fn table(profile: Profile) -> [(Fault, u32); 8] {
+    fn table(profile: Profile) -> &'static [(Fault, u32)] {
         use Fault::*;
         match profile {
-            Profile::Standard | Profile::Membership => [
+            Profile::Standard | Profile::Membership => &[
                 (CrashAny, 25),
                 (CrashLeader, 15),
                 (Restart, 20),
@@ -228,7 +253,7 @@ impl Fault {
                 (SpuriousHint, 5),
                 (Transfer, 5),
             ],
-            Profile::Hunt => [
+            Profile::Hunt => &[
                 (CrashAny, 10),
                 (CrashLeader, 25),
                 (Restart, 30),
@@ -238,6 +263,20 @@ impl Fault {
                 (SpuriousHint, 5),
                 (Transfer, 5),
             ],
+            // The Standard faults, plus the one a lease must survive: a
+            // live leader cut off while followers are told it is gone, so
+            // that they promote as fast as S-Raft can (DESIGN.md 3.8).
+            Profile::Lease => &[
+                (CrashAny, 25),
+                (CrashLeader, 15),
+                (Restart, 20),
+                (Split, 12),
+                (Block, 8),
+                (Heal, 10),
+                (SpuriousHint, 5),
+                (Transfer, 5),
+                (IsolatedLeader, 15),
+            ],
         }
     }
 
@@ -245,7 +284,7 @@ impl Fault {
         let table = Fault::table(profile);
         let total: u32 = table.iter().map(|(_, w)| w).sum();
         let mut pick = rng.random_range(0..total);
-        for (fault, weight) in table {
+        for &(fault, weight) in table {
             if pick < weight {
                 return fault;
             }
@@ -290,6 +329,12 @@ fn nemesis(cluster: &mut Cluster, rng: &mut StdRng, profile: Profile, stats: &mu
         }
         Fault::Heal => cluster.partitions.heal(),
         Fault::SpuriousHint => spurious_hints(cluster, rng),
+        Fault::IsolatedLeader => {
+            if let Some(leader) = leader {
+                cluster.partitions.split(&[all[leader]], &all);
+                spurious_hints(cluster, rng);
+            }
+        }
         Fault::Transfer => {
             if let Some(leader) = leader {
                 cluster.transfer_leadership(leader, all[node]);
@@ -441,6 +486,7 @@ fn drive(cluster: &mut Cluster, options: &RunOptions) -> RunReport {
         committed: cluster.checker.committed_len(),
         proposals: workload.tracker.proposals,
         reads: workload.tracker.reads_done,
+        lease_reads: cluster.lease_reads_checked,
         kv_ops: workload.kv.history.len(),
         bulk_applied: workload.bulk.applied,
         bulk_refused: workload.bulk.refused,
@@ -552,6 +598,12 @@ pub const REGRESSION_SEEDS: &[(Profile, u64)] = &[
     (Profile::Standard, 13689),
     (Profile::Standard, 13744),
     (Profile::Standard, 14159),
+    // Lease profile (issue 12), in ReadIndex mode as well: the tracker
+    // resolved an isolated leader's copy of a proposal as dropped before
+    // the live leader's copy was placed, retried it, and both copies
+    // committed ("proposal committed twice"; a tracker bug, not Raft's).
+    (Profile::Lease, 169),
+    (Profile::Lease, 268),
     // Membership (issue 11): a learner restarted with entries from before
     // the one that added it took itself for removed and stopped (56);
     // vote requests from non-members dropped: an empty, newly promoted

@@ -58,6 +58,7 @@ impl Tracker {
     fn propose(&mut self, cluster: &mut Cluster, id: Option<u64>) {
         let leaders = cluster.believed_leaders();
         let mut placed = false;
+        let mut dropped = Vec::new();
         for leader in leaders {
             let ticket = id.map_or(Ticket::Filler, Ticket::Tracked);
             if let Some((index, term)) = cluster.propose(leader, tracked_command(id), ticket) {
@@ -71,10 +72,17 @@ impl Tracker {
                     // (the deposed one gets a snapshot): resolve it now.
                     if let Some(applied) = self.applied_terms.get(&index).copied() {
                         assert_ne!(applied, term, "proposal {id} applied before it was made");
-                        self.resolve_dropped((index, term));
+                        dropped.push((index, term));
                     }
                 }
             }
+        }
+        // Only once every leader has its copy: resolving a deposed
+        // leader's copy before the live leader's was placed retried the
+        // proposal beside that copy, and both committed (lease profile
+        // seeds 169 and 268, an isolated leader with a lower id).
+        for key in dropped {
+            self.resolve_dropped(key);
         }
         if let Some(id) = id.filter(|_| !placed) {
             self.retry.push_back(id);

@@ -42,7 +42,8 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 use workload::{
-    CLIENT_TIMEOUT, NODES, env_secs, run_workload, seed_from_env, start_cluster, wait_for_leader,
+    CLIENT_TIMEOUT, NODES, Options, env_secs, run_workload, run_workload_with, seed_from_env,
+    start_cluster, wait_for_leader,
 };
 
 /// Cluster tests share two cores with other builders: one at a time.
@@ -70,10 +71,75 @@ fn linearizable_under_kills_pauses_and_leader_failover() {
 /// the same log. Skips, saying why, where nftables cannot be used (not
 /// root, no `nft`); CI sets `SRAFT_REQUIRE_PARTITIONS` so it cannot skip
 /// there.
+/// The same workload and faults with lease reads (docs/DESIGN.md 3.8):
+/// leaders answer GETs locally while their lease holds; a killed or
+/// paused leader's successor must not be elected while it still does.
+#[test]
+fn lease_reads_linearizable_under_kills_pauses_and_leader_failover() {
+    let _guard = cluster_lock();
+    let seed = seed_from_env();
+    let nemesis_for = env_secs("JEPSEN_NEMESIS_SECS", 15);
+    let options = Options {
+        extra_args: &["--read-mode", "lease"],
+        ..Options::default()
+    };
+    run_workload_with("lease", seed, options, |cluster, rng| {
+        process_nemesis(cluster, rng, nemesis_for)
+    });
+}
+
+/// The same workload and faults with clients that talk only to followers
+/// (issue 12): every write and read is forwarded to the leader over the
+/// peer transport, and a leader's death must cost them no acknowledged
+/// write and no stale read.
+#[test]
+fn clients_on_followers_linearizable_under_kills_pauses_and_leader_failover() {
+    let _guard = cluster_lock();
+    let seed = seed_from_env();
+    let nemesis_for = env_secs("JEPSEN_NEMESIS_SECS", 15);
+    let options = Options {
+        followers_only: true,
+        ..Options::default()
+    };
+    run_workload_with("followers", seed, options, |cluster, rng| {
+        process_nemesis(cluster, rng, nemesis_for)
+    });
+}
+
+/// Partitions of the real network between real processes (nftables drop
+/// rules between the nodes' own loopback addresses): the leader isolated,
+/// a 2/3 split, the primary sub-leader isolated, a one-way cut of the
+/// leader's outbound links, and a bridge node that sees both halves. The
+/// history must be linearizable and, once healed, every node must apply
+/// the same log. Skips, saying why, where nftables cannot be used (not
+/// root, no `nft`); CI sets `SRAFT_REQUIRE_PARTITIONS` so it cannot skip
+/// there.
 #[test]
 fn linearizable_under_network_partitions() {
+    partitions_test(
+        "linearizable_under_network_partitions",
+        "part",
+        Options::default(),
+    );
+}
+
+/// The same partitions with lease reads (docs/DESIGN.md 3.8): an isolated
+/// leader keeps answering GETs from its lease, which must end before the
+/// majority elects its successor.
+#[test]
+fn lease_reads_linearizable_under_network_partitions() {
+    partitions_test(
+        "lease_reads_linearizable_under_network_partitions",
+        "lease-part",
+        Options {
+            extra_args: &["--read-mode", "lease"],
+            ..Options::default()
+        },
+    );
+}
+
+fn partitions_test(test: &str, name: &str, options: Options) {
     let _guard = cluster_lock();
-    let test = "linearizable_under_network_partitions";
     let Some(firewall) = firewall_or_skip(test) else {
         return;
     };
@@ -82,7 +148,7 @@ fn linearizable_under_network_partitions() {
     let nemesis_for = env_secs("JEPSEN_PARTITION_SECS", 20);
     let mut firewall = firewall;
     let mut outcome = PartitionOutcome::default();
-    let cluster = run_workload("part", seed, |cluster, rng| {
+    let cluster = run_workload_with(name, seed, options, |cluster, rng| {
         partition_nemesis(cluster, &mut firewall, rng, nemesis_for, &mut outcome)
     });
     assert!(
@@ -96,7 +162,7 @@ fn linearizable_under_network_partitions() {
         !Firewall::table_exists(&table),
         "nftables table {table} left behind"
     );
-    eprintln!("[jepsen] partitions: {outcome:?}");
+    eprintln!("[jepsen] {name} partitions: {outcome:?}");
 }
 
 /// The checker, fed through the same recording types, rejects a stale read:
@@ -187,7 +253,7 @@ fn set_acknowledged(
 fn acknowledged_writes_survive_kill_9_of_every_node() {
     let _guard = cluster_lock();
     let started = Instant::now();
-    let mut cluster = start_cluster("durable");
+    let mut cluster = start_cluster("durable", &[]);
     assert!(
         wait_for_leader(&cluster, Duration::from_secs(20)).is_some(),
         "no leader\n{}",
@@ -278,7 +344,7 @@ fn acknowledged_writes_survive_kill_9_of_every_node() {
 #[test]
 fn a_write_answered_as_not_executed_never_takes_effect() {
     let _guard = cluster_lock();
-    let mut cluster = start_cluster("noeffect");
+    let mut cluster = start_cluster("noeffect", &[]);
     let Some((leader, _)) = wait_for_leader(&cluster, Duration::from_secs(20)) else {
         panic!("no leader\n{}", cluster.log_tails(40));
     };

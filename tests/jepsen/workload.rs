@@ -7,10 +7,10 @@ use rand::{Rng, SeedableRng};
 use sraft::kv::linearizability::{KvOp, Outcome};
 use sraft::kv::resp::Value;
 use sraft::server::ForwardError;
-use sraft_testkit::{Auth, Conn, TestCluster, deadline_in, poll_until};
+use sraft_testkit::{Auth, Conn, Info, TestCluster, deadline_in, poll_until};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -26,14 +26,17 @@ const COUNTER: &[u8] = b"ctr";
 /// Five nodes, each on its own loopback address (so that a packet filter
 /// can tell them apart), with a cluster secret, TLS on both ports and a
 /// client password (DESIGN.md 9).
-pub fn start_cluster(name: &str) -> TestCluster {
-    let cluster = TestCluster::builder(NODES)
+pub fn start_cluster(name: &str, extra_args: &[&str]) -> TestCluster {
+    let mut builder = TestCluster::builder(NODES)
         .name(&format!("jepsen-{name}"))
         .own_addresses()
         .cluster_secret()
         .tls()
-        .client_password()
-        .start();
+        .client_password();
+    for arg in extra_args {
+        builder = builder.arg(arg);
+    }
+    let cluster = builder.start();
     eprintln!(
         "[jepsen] cluster {} on {}",
         cluster.cluster_id(),
@@ -60,7 +63,11 @@ struct Client {
     id: u64,
     addrs: Vec<SocketAddr>,
     auth: Auth,
-    conn: Option<Conn>,
+    /// The connection and the node it goes to.
+    conn: Option<(Conn, usize)>,
+    /// Followers-only mode: the node the watcher last saw lead, which this
+    /// client stays away from.
+    avoid: Option<Arc<AtomicUsize>>,
     recorder: Recorder,
     rng: StdRng,
     stats: Stats,
@@ -97,12 +104,25 @@ fn error_kind(reply: &Result<Value, ForwardError>) -> Option<String> {
 impl Client {
     /// Runs one operation and records it; returns the outcome if completed.
     fn run(&mut self, key: &[u8], op: KvOp) -> Option<Outcome> {
+        let avoid = self.avoid.as_ref().map(|a| a.load(Ordering::Relaxed));
+        if self
+            .conn
+            .as_ref()
+            .is_some_and(|(_, node)| Some(*node) == avoid)
+        {
+            self.conn = None; // It leads now: go to a follower.
+        }
         let conn = match &mut self.conn {
-            Some(conn) => conn,
+            Some((conn, _)) => conn,
             None => {
-                let node = self.rng.random_range(0..self.addrs.len());
-                self.conn
-                    .insert(Conn::new(self.addrs[node], &self.auth, CLIENT_TIMEOUT))
+                let node = loop {
+                    let node = self.rng.random_range(0..self.addrs.len());
+                    if Some(node) != avoid {
+                        break node;
+                    }
+                };
+                let conn = Conn::new(self.addrs[node], &self.auth, CLIENT_TIMEOUT);
+                &mut self.conn.insert((conn, node)).0
             }
         };
         let invoke_us = self.recorder.now_us();
@@ -208,6 +228,7 @@ fn spawn_clients(
     recorder: &Recorder,
     seed: u64,
     stop: &Arc<AtomicBool>,
+    avoid: Option<&Arc<AtomicUsize>>,
 ) -> Vec<thread::JoinHandle<Stats>> {
     (0..CLIENTS)
         .map(|id| {
@@ -216,6 +237,7 @@ fn spawn_clients(
                 addrs: cluster.client_addrs(),
                 auth: cluster.auth().clone(),
                 conn: None,
+                avoid: avoid.cloned(),
                 recorder: recorder.clone(),
                 rng: StdRng::seed_from_u64(seed ^ (id + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
                 stats: Stats::default(),
@@ -229,6 +251,34 @@ fn spawn_clients(
         .collect()
 }
 
+/// How a workload runs besides its nemesis.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options<'a> {
+    /// Flags every node starts with (e.g. `--read-mode lease`).
+    pub extra_args: &'a [&'a str],
+    /// Clients talk only to nodes that do not lead, as the watcher last
+    /// saw them (issue 12): every request is forwarded to the leader over
+    /// the peer transport.
+    pub followers_only: bool,
+}
+
+/// Followers-only mode: keeps `avoid` at the node that claims to lead the
+/// highest term, polling every node's INFO (about every 50 ms) until `stop`.
+fn watch_leader(addrs: &[SocketAddr], auth: &Auth, avoid: &AtomicUsize, stop: &AtomicBool) {
+    while !stop.load(Ordering::SeqCst) {
+        let leader = addrs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, addr)| Info::fetch(*addr, auth).map(|info| (i, info)))
+            .filter(|(_, info)| info.is_leader())
+            .max_by_key(|(_, info)| info.term());
+        if let Some((i, _)) = leader {
+            avoid.store(i, Ordering::Relaxed);
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Starts a cluster, runs [`CLIENTS`] recording clients against it while
 /// `nemesis` does its worst, heals every fault, lets the clients run on the
 /// healed cluster, then checks the history. Returns the healed cluster.
@@ -237,8 +287,18 @@ pub fn run_workload(
     seed: u64,
     nemesis: impl FnOnce(&Mutex<TestCluster>, &mut StdRng) -> Vec<String>,
 ) -> TestCluster {
+    run_workload_with(name, seed, Options::default(), nemesis)
+}
+
+/// `run_workload` with `options`.
+pub fn run_workload_with(
+    name: &str,
+    seed: u64,
+    options: Options,
+    nemesis: impl FnOnce(&Mutex<TestCluster>, &mut StdRng) -> Vec<String>,
+) -> TestCluster {
     let started = Instant::now();
-    let cluster = start_cluster(name);
+    let cluster = start_cluster(name, options.extra_args);
     let leader = wait_for_leader(&cluster, Duration::from_secs(20));
     assert!(
         leader.is_some(),
@@ -247,7 +307,16 @@ pub fn run_workload(
     );
     let recorder = Recorder::new();
     let stop = Arc::new(AtomicBool::new(false));
-    let clients = spawn_clients(&cluster, &recorder, seed, &stop);
+    let avoid = options.followers_only.then(|| {
+        let leader = leader.as_ref().map_or(usize::MAX, |(l, _)| *l);
+        Arc::new(AtomicUsize::new(leader))
+    });
+    let watcher = avoid.as_ref().map(|avoid| {
+        let (addrs, auth) = (cluster.client_addrs(), cluster.auth().clone());
+        let (avoid, stop) = (avoid.clone(), stop.clone());
+        thread::spawn(move || watch_leader(&addrs, &auth, &avoid, &stop))
+    });
+    let clients = spawn_clients(&cluster, &recorder, seed, &stop, avoid.as_ref());
     let cluster = Mutex::new(cluster);
 
     thread::sleep(Duration::from_secs(1));
@@ -263,6 +332,9 @@ pub fn run_workload(
     let mut total = Stats::default();
     for c in clients {
         total.add(c.join().expect("client thread"));
+    }
+    if let Some(watcher) = watcher {
+        watcher.join().expect("leader watcher");
     }
     let cluster = cluster.into_inner().unwrap();
     for a in &actions {
