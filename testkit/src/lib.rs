@@ -12,6 +12,8 @@
 //!   never handed out twice by one process.
 //! - [`resp`]: the one RESP client ([`Conn`]), a thin owner of the
 //!   library's `sraft::server::Forwarder` (the `sraft::kv::resp` codec).
+//! - [`history`]: client histories, the recording rules and the
+//!   linearizability check.
 //! - [`info`]: the one INFO parser's typed view ([`Info`]), over
 //!   `sraft::server::parse_info`.
 //! - [`partition`]: nftables partitions between nodes' own loopback
@@ -23,6 +25,7 @@
 
 pub mod certs;
 pub mod cluster;
+pub mod history;
 pub mod info;
 pub mod partition;
 pub mod ports;

@@ -19,23 +19,21 @@
 //! tell the nodes apart (`sraft_testkit::partition`); ports are the
 //! toolkit's (`sraft_testkit::ports`).
 //!
-//! Parts: `history.rs` (recording rules, the check),
-//! `workload.rs` (clients, the run), `nemesis.rs` (process
+//! Parts: `workload.rs` (clients, the run), `nemesis.rs` (process
 //! faults, partitions, convergence); the cluster, the RESP client, INFO and
 //! the firewall are the toolkit's (`sraft_testkit`).
 //!
 //! Security is on (DESIGN.md 9): the nodes share a cluster secret and speak
 //! TLS on both ports, and every client connection starts with AUTH.
 
-mod history;
 mod nemesis;
 mod workload;
 
-use history::{Recorder, check_or_panic, classify};
 use nemesis::{PartitionOutcome, assert_converges, partition_nemesis, process_nemesis};
 use sraft::kv::linearizability::{KvOp, Operation, Outcome, Verdict, check};
 use sraft::kv::resp::Value;
 use sraft_testkit::cluster::node_ip;
+use sraft_testkit::history::{Recorder, check_or_panic, classify};
 use sraft_testkit::{Auth, Conn, Firewall, firewall_or_skip};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Mutex;

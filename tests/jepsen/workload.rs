@@ -1,12 +1,12 @@
 //! The workload: recording clients of random keys and operations, and the
 //! run that puts them against a cluster while a nemesis does its worst.
 
-use super::history::{Classified, Recorder, check_or_panic, classify, command_of};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sraft::kv::linearizability::{KvOp, Outcome};
 use sraft::kv::resp::Value;
 use sraft::server::ForwardError;
+use sraft_testkit::history::{Classified, Recorder, check_or_panic, classify, command_of};
 use sraft_testkit::{Auth, Conn, Info, TestCluster, deadline_in, poll_until};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -1,11 +1,23 @@
-//! The history: one clock for every invocation and completion, what a
-//! reply means for it (the recording rules of the module docs in
-//! `main.rs`), and the linearizability check of it.
+//! Client histories of real-process tests: one clock for every invocation
+//! and completion, what a reply means for the history, and the
+//! linearizability check of it (`sraft::kv::linearizability`). The Jepsen
+//! test and the membership test record through it.
+//!
+//! Recording rules (what may be claimed about an operation):
+//! - a reply is a completed operation with that result;
+//! - a write answered `-TRYAGAIN ...` or `-ERR busy` had no effect (the
+//!   server returns them only when no attempt of the write can have reached
+//!   a state machine; docs/DESIGN.md 4.3), so it is left out;
+//! - any other error to a write, a client-side timeout or a broken
+//!   connection after the request was sent is indeterminate
+//!   (`complete_us: None`): it may take effect at any time after its
+//!   invocation, or never;
+//! - a read that failed constrains nothing and is left out.
 
+use crate::TestCluster;
 use sraft::kv::linearizability::{KvOp, Operation, Outcome, Verdict, check};
 use sraft::kv::resp::Value;
 use sraft::server::ForwardError;
-use sraft_testkit::TestCluster;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -15,6 +27,12 @@ use std::time::Instant;
 pub struct Recorder {
     epoch: Instant,
     ops: Arc<Mutex<Vec<Operation>>>,
+}
+
+impl Default for Recorder {
+    fn default() -> Recorder {
+        Recorder::new()
+    }
 }
 
 impl Recorder {
@@ -141,7 +159,7 @@ pub fn check_or_panic(cluster: &TestCluster, history: &[Operation]) {
     let started = Instant::now();
     let verdict = check(history);
     eprintln!(
-        "[jepsen] checked {} operations in {:.2}s: {}",
+        "[history] checked {} operations in {:.2}s: {}",
         history.len(),
         started.elapsed().as_secs_f64(),
         if verdict.is_linearizable() {
