@@ -1,0 +1,384 @@
+//! The crash fast path and the stickiness margin (DESIGN.md 3.4-3.5).
+
+use super::*;
+
+/// An `n`-node cluster, every link `latency_us` one way, with a leader that
+/// has named its sub-leaders.
+pub(crate) fn ranked_net_of(n: usize, latency_us: u64) -> (Net, usize) {
+    ranked_net_with(RaftConfig::default(), n, latency_us)
+}
+
+pub(crate) fn ranked_net_with(config: RaftConfig, n: usize, latency_us: u64) -> (Net, usize) {
+    let mut net = Net::with_config(n, config);
+    net.latency_us = vec![latency_us; n];
+    let l = net.elect();
+    net.run_for_ms(500);
+    assert_eq!(
+        net.node(l).subleaders().len(),
+        RaftConfig::default().subleader_count(n)
+    );
+    (net, l)
+}
+
+pub(crate) fn subleader(net: &Net, l: usize, rank: usize) -> usize {
+    net.node(l).subleaders()[rank].0 as usize
+}
+
+/// Tells each of `nodes` that leader `l`'s process is gone (DESIGN.md 3.5).
+pub(crate) fn hint(net: &mut Net, l: usize, nodes: &[usize]) {
+    for &i in nodes {
+        net.nodes[i].peer_unreachable(net.now_us, NodeId(l as u64));
+        net.flush(i);
+    }
+}
+
+/// Elections node `i` started so far: (pre-vote rounds, vote rounds).
+pub(crate) fn elections_by(net: &Net, i: usize) -> (usize, usize) {
+    let starts = |pre: bool| {
+        net.events
+            .iter()
+            .filter(|(n, e)| {
+                *n == i && matches!(e, Event::ElectionStarted { pre_vote, .. } if *pre_vote == pre)
+            })
+            .count()
+    };
+    (starts(true), starts(false))
+}
+
+pub(crate) fn won_as(net: &Net, i: usize) -> Option<ElectionKind> {
+    net.events.iter().find_map(|(n, e)| match e {
+        Event::BecameLeader { kind, .. } if *n == i => Some(*kind),
+        _ => None,
+    })
+}
+
+/// Runs until leader `l` sends a heartbeat to `to`, and one more
+/// millisecond so that it is delivered.
+pub(crate) fn run_past_heartbeat(net: &mut Net, l: usize, to: usize) {
+    loop {
+        let before = net.sent.len();
+        let deadline = net.node(l).next_deadline_us();
+        net.run_until(deadline);
+        let sent = net.sent[before..].iter().any(|m| {
+            m.from == NodeId(l as u64)
+                && m.to == NodeId(to as u64)
+                && matches!(m.body, MessageBody::Heartbeat { .. })
+        });
+        if sent {
+            net.run_for_ms(1);
+            return;
+        }
+    }
+}
+
+/// Leader `l`'s heartbeats stop reaching `deaf` for the next `missed`
+/// heartbeats, which the others all get; then `l` stops.
+pub(crate) fn stop_leader_after_missed_heartbeats(
+    net: &mut Net,
+    l: usize,
+    deaf: usize,
+    missed: u64,
+) {
+    run_past_heartbeat(net, l, deaf);
+    net.cut.insert((l, deaf));
+    let hb_ms = net.node(l).config().heartbeat_interval_ms;
+    net.run_for_ms(missed * hb_ms);
+    net.stop(l);
+}
+
+#[test]
+fn a_crash_hinted_vote_round_keeps_an_ordinary_deadline() {
+    // Issue 9: "The short retry applies only to a refused or lost PreVote;
+    // the RequestVote round has an ordinary deadline." Here a vote round
+    // takes 6 ms, more than crash_retry_ms (5 ms).
+    let config = RaftConfig::default();
+    let (mut net, l) = ranked_net_of(5, 3_000);
+    let old_term = net.node(l).term();
+    let primary = subleader(&net, l, 0);
+    net.stop(l);
+    // A dead process's last frames arrive before its EOF (DESIGN.md 3.5):
+    // let the heartbeats in flight land before the hint, or one landing
+    // after it would make its receiver follow the leader again.
+    net.run_for_ms(4);
+    let survivors: Vec<usize> = (0..5).filter(|&i| i != l).collect();
+    net.events.clear();
+    hint(&mut net, l, &survivors);
+    // The pre-vote round trip (6 ms) is over: the primary asks for votes.
+    net.run_for_ms(7);
+    assert_eq!(net.node(primary).role(), Role::Candidate);
+    let left_us = net.node(primary).election_deadline_us() - net.now_us;
+    assert!(
+        left_us > (config.follower_timeout_ms_min - 2) * 1000,
+        "vote round deadline in {left_us} us"
+    );
+    net.run_for_ms(100);
+    assert_eq!(net.leader(), Some(primary));
+    assert_eq!(net.node(primary).term(), old_term.next(), "term inflated");
+    // The pre-vote round (6 ms) may be asked twice; votes only once.
+    assert_eq!(elections_by(&net, primary).1, 1);
+}
+
+#[test]
+fn a_crash_hinted_pre_vote_refused_for_stickiness_is_retried_soon() {
+    // Issue 9: "The short retry applies only to a refused or lost PreVote".
+    // DESIGN.md 3.5: voters that have not seen the sockets close yet still
+    // hold the leader's stickiness; the primary asks again crash_retry_ms
+    // later, in the same term.
+    let config = RaftConfig::default();
+    let (mut net, l) = ranked_net_of(5, 100);
+    let old_term = net.node(l).term();
+    let primary = subleader(&net, l, 0);
+    net.stop(l);
+    net.events.clear();
+    hint(&mut net, l, &[primary]);
+    net.run_for_ms(1);
+    assert_eq!(net.node(primary).role(), Role::Follower, "refused");
+    let retry_in_us = net.node(primary).election_deadline_us() - net.now_us;
+    assert!(retry_in_us <= config.crash_retry_ms * 1000, "{retry_in_us}");
+    let others: Vec<usize> = (0..5).filter(|&i| i != l && i != primary).collect();
+    hint(&mut net, l, &others);
+    net.run_for_ms(20);
+    assert_eq!(net.leader(), Some(primary));
+    assert_eq!(net.node(primary).term(), old_term.next());
+    assert_eq!(elections_by(&net, primary), (2, 1));
+}
+
+#[test]
+fn a_crash_hinted_secondary_waits_while_the_primary_campaigns() {
+    // Issue 9: "the secondary's crash path waits until the primary's
+    // attempt has visibly failed", so that ranks never compete
+    // (DESIGN.md 3.4: "Ranks are disjoint, so the election is uncontested").
+    // Two voters never see the hint: they refuse the primary until their
+    // stickiness runs out. With the seed's timings that is 100 ms, twice
+    // crash_stagger_ms, so the secondary must keep deferring; the defaults'
+    // 30 ms stickiness ends before the secondary's stagger could.
+    let (mut net, l) = ranked_net_with(RaftConfig::default().seed_timings(), 5, 100);
+    let old_term = net.node(l).term();
+    let (primary, secondary) = (subleader(&net, l, 0), subleader(&net, l, 1));
+    run_past_heartbeat(&mut net, l, primary);
+    net.stop(l);
+    net.events.clear();
+    hint(&mut net, l, &[primary, secondary]);
+    net.run_for_ms(300);
+    assert_eq!(net.leader(), Some(primary));
+    assert_eq!(
+        won_as(&net, primary),
+        Some(ElectionKind::CrashHint { rank: 0 })
+    );
+    assert_eq!(net.node(primary).term(), old_term.next());
+    let (pre_votes, votes) = elections_by(&net, primary);
+    assert!(pre_votes > 10, "the primary asked only {pre_votes} times");
+    assert_eq!(votes, 1);
+    assert_eq!(elections_by(&net, secondary), (0, 0), "ranks competed");
+}
+
+/// A follower of three restored from a snapshot at `snapshot_index` and
+/// `tail` entries after it (term 1, everything committed), and the rank a
+/// heartbeat of leader 0 naming it primary under `config_index` gives it.
+pub(crate) fn rank_after_restart(
+    snapshot_index: u64,
+    tail: u64,
+    config_index: u64,
+) -> Option<usize> {
+    let last = snapshot_index + tail;
+    let restored = RestoredState {
+        hard_state: HardState {
+            term: Term(1),
+            vote: None,
+            commit: LogIndex(last),
+        },
+        snapshot: SnapshotMeta {
+            last_index: LogIndex(snapshot_index),
+            last_term: Term(1),
+            config: ClusterConfig::new(ids(3)),
+        },
+        entries: (snapshot_index + 1..=last).map(|i| entry(i, 1)).collect(),
+    };
+    let mut follower = Raft::new(NodeId(1), RaftConfig::default(), restored, 7, 0);
+    let heartbeat = Message {
+        from: NodeId(0),
+        to: NodeId(1),
+        term: Term(1),
+        body: MessageBody::Heartbeat {
+            commit: LogIndex(last),
+            sent_at_us: 1,
+            read_round: 0,
+            designation: Some(Designation {
+                config_index: LogIndex(config_index),
+                ranks: vec![NodeId(1)],
+            }),
+        },
+    };
+    follower.step(1_000, heartbeat);
+    follower.subleader_rank()
+}
+
+#[test]
+fn a_follower_restored_from_a_snapshot_takes_the_rank_of_the_same_configuration() {
+    // DESIGN.md 3.2: "A follower takes its rank only if the configuration
+    // index is its own". A node restarted from a snapshot knows the
+    // configuration by the snapshot's index (the entry was compacted),
+    // while the leader still says 0 for the same configuration, or the
+    // reverse. Found on real processes: ranks ignored after the first
+    // snapshot, crash fast paths turned into fallback elections.
+    // Ours from our snapshot at 100, the leader's entry at 0 or 90.
+    assert_eq!(rank_after_restart(100, 0, 0), Some(0));
+    assert_eq!(rank_after_restart(100, 0, 90), Some(0));
+    assert_eq!(rank_after_restart(100, 0, 100), Some(0));
+    // Ours the initial entry (0), the leader's from its snapshot at 90,
+    // which we committed through.
+    assert_eq!(rank_after_restart(0, 100, 90), Some(0));
+    // A configuration index past what we committed: maybe a change we have
+    // not seen, so no rank yet.
+    assert_eq!(rank_after_restart(100, 0, 101), None);
+    assert_eq!(rank_after_restart(0, 100, 101), None);
+}
+
+#[test]
+fn a_secondary_ahead_of_a_primary_that_timed_out_takes_over_before_its_own_window() {
+    // DESIGN.md 3.4 (issue 13): "If it loses (say it was behind), the next
+    // rank tries". A leader that freezes with an Append to the primary
+    // unsent leaves the primary behind every other voter; the secondary,
+    // refusing the primary's pre-vote for its log while it no longer hears
+    // the leader, campaigns one heartbeat later instead of at its own
+    // window, in term old + 1, by PreVote and RequestVote.
+    let config = RaftConfig::default();
+    let (mut net, l) = ranked_net_of(5, 100);
+    let old_term = net.node(l).term();
+    let (primary, secondary) = (subleader(&net, l, 0), subleader(&net, l, 1));
+    net.cut.insert((l, primary));
+    net.propose(l, b"the primary never gets this");
+    net.run_for_ms(5);
+    net.stop(l);
+    net.events.clear();
+    net.run_for_ms(config.secondary_timeout_ms_min - 10);
+    assert_eq!(elections_by(&net, primary), (1, 0), "the primary's attempt");
+    assert_eq!(net.leader(), Some(secondary));
+    assert_eq!(
+        won_as(&net, secondary),
+        Some(ElectionKind::SubLeader { rank: 1 })
+    );
+    assert_eq!(net.node(secondary).term(), old_term.next());
+    assert_eq!(elections_by(&net, secondary), (1, 1));
+}
+
+#[test]
+fn a_crash_hinted_secondary_takes_over_once_the_primary_is_refused_for_its_log() {
+    // Issue 9: the secondary "waits until the primary's attempt has visibly
+    // failed"; a primary that a majority refuses for its log (Raft paper
+    // 5.4.1) cannot win by asking again, so its attempt ends at once.
+    let config = RaftConfig::default();
+    let (mut net, l) = ranked_net_of(5, 100);
+    let old_term = net.node(l).term();
+    let (primary, secondary) = (subleader(&net, l, 0), subleader(&net, l, 1));
+    net.cut.insert((l, primary));
+    net.propose(l, b"the primary never gets this");
+    net.run_for_ms(5);
+    net.stop(l);
+    net.events.clear();
+    let survivors: Vec<usize> = (0..5).filter(|&i| i != l).collect();
+    let hinted_at = net.now_us;
+    hint(&mut net, l, &survivors);
+    net.run_for_ms(5);
+    assert_eq!(net.node(primary).subleader_rank(), None, "rank kept");
+    assert_eq!(elections_by(&net, primary), (1, 0), "futile retries");
+    net.run_for_ms(config.crash_stagger_ms - 10);
+    assert_eq!(elections_by(&net, secondary), (0, 0), "started too soon");
+    net.run_for_ms(100);
+    assert_eq!(net.leader(), Some(secondary));
+    assert_eq!(
+        won_as(&net, secondary),
+        Some(ElectionKind::CrashHint { rank: 1 })
+    );
+    assert_eq!(net.node(secondary).term(), old_term.next());
+    assert!(net.now_us - hinted_at >= config.crash_stagger_ms * 1000);
+}
+
+#[test]
+fn stickiness_leaves_a_heartbeat_of_margin_below_the_primary_timeout() {
+    // Issue 9: "the default stickiness leaves at least one heartbeat
+    // interval of margin below the primary's minimum timeout (validated)".
+    let config = RaftConfig::default();
+    assert!(
+        config.leader_stickiness_ms + config.heartbeat_interval_ms <= config.primary_timeout_ms_min
+    );
+    let tight = RaftConfig {
+        leader_stickiness_ms: config.primary_timeout_ms_min - config.heartbeat_interval_ms + 1,
+        ..config.clone()
+    };
+    let e = tight.validate().unwrap_err().to_string();
+    for value in [
+        format!("leader_stickiness_ms={}", tight.leader_stickiness_ms),
+        format!("heartbeat_interval_ms={}", config.heartbeat_interval_ms),
+        format!("primary_timeout_ms_min={}", config.primary_timeout_ms_min),
+    ] {
+        assert!(e.contains(&value), "{e}");
+    }
+}
+
+#[test]
+fn a_primary_that_missed_the_last_heartbeat_is_not_refused_for_stickiness() {
+    // DESIGN.md 3.4: "Voters' leader stickiness ... lasts no longer than the
+    // primary's shortest timeout, so a designated sub-leader is never
+    // refused for it", with one heartbeat of margin (issue 9): the voters
+    // heard the leader one heartbeat later than the primary did.
+    let (mut net, l) = ranked_net_of(5, 100);
+    let old_term = net.node(l).term();
+    let primary = subleader(&net, l, 0);
+    net.events.clear();
+    stop_leader_after_missed_heartbeats(&mut net, l, primary, 1);
+    net.run_for_ms(300);
+    assert_eq!(net.leader(), Some(primary));
+    assert_eq!(
+        won_as(&net, primary),
+        Some(ElectionKind::SubLeader { rank: 0 })
+    );
+    assert_eq!(net.node(primary).term(), old_term.next());
+    assert_eq!(elections_by(&net, primary), (1, 1), "refused at first");
+}
+
+pub(crate) fn primary_refused_for_stickiness_keeps_its_rank(voters: usize) {
+    // Issue 9: "a primary refused only for stickiness keeps its rank" and
+    // asks again. It missed two heartbeats, so the voters are still sticky
+    // when its timer fires.
+    let (mut net, l) = ranked_net_of(voters, 100);
+    let old_term = net.node(l).term();
+    let primary = subleader(&net, l, 0);
+    net.events.clear();
+    stop_leader_after_missed_heartbeats(&mut net, l, primary, 2);
+    while elections_by(&net, primary).0 == 0 {
+        net.run_for_ms(1);
+    }
+    net.run_for_ms(1);
+    // Five voters: three refusals lose the round. Three voters: one refusal
+    // and the dead leader's silence leave it undecided.
+    let role = net.node(primary).role();
+    assert!(
+        matches!(role, Role::Follower | Role::PreCandidate),
+        "{role:?}"
+    );
+    assert_eq!(net.node(primary).subleader_rank(), Some(0), "rank dropped");
+    net.run_for_ms(300);
+    assert_eq!(net.leader(), Some(primary));
+    assert_eq!(
+        won_as(&net, primary),
+        Some(ElectionKind::SubLeader { rank: 0 })
+    );
+    assert_eq!(net.node(primary).term(), old_term.next());
+    assert_eq!(elections_by(&net, primary), (2, 1));
+    for i in (0..voters).filter(|&i| i != primary) {
+        assert_eq!(elections_by(&net, i), (0, 0), "node {i} campaigned");
+    }
+}
+
+#[test]
+fn a_primary_refused_only_for_stickiness_keeps_its_rank_and_asks_again() {
+    primary_refused_for_stickiness_keeps_its_rank(5);
+}
+
+#[test]
+fn a_primary_refused_for_stickiness_in_three_voters_asks_again_within_a_heartbeat() {
+    // With three voters the dead leader's silence leaves the round undecided;
+    // the refused primary still asks again one heartbeat interval later.
+    primary_refused_for_stickiness_keeps_its_rank(3);
+}

@@ -1,0 +1,301 @@
+//! Replication (paper 5.3, 5.4).
+
+use super::*;
+
+#[test]
+fn an_append_past_the_end_of_the_log_is_rejected_with_a_hint() {
+    // "If a follower's log is inconsistent with the leader's, the
+    // AppendEntries consistency check will fail." (5.3)
+    let mut node = restored_node(0, HardState::default(), vec![entry(1, 1)]);
+    node.step(
+        0,
+        msg(
+            1,
+            0,
+            1,
+            MessageBody::Append {
+                prev_index: LogIndex(9),
+                prev_term: Term(1),
+                entries: vec![entry(10, 1)],
+                commit: LogIndex(9),
+                sent_at_us: 0,
+            },
+        ),
+    );
+    let rd = node.ready();
+    let out = replies(&rd);
+    match out[0].body {
+        MessageBody::AppendReply {
+            success,
+            hint_index,
+            ..
+        } => {
+            assert!(!success);
+            assert_eq!(hint_index, LogIndex(1));
+        }
+        ref other => panic!("expected AppendReply, got {other:?}"),
+    }
+    assert_eq!(node.commit_index(), LogIndex(0));
+}
+
+#[test]
+fn a_diverged_follower_is_repaired_in_a_few_round_trips() {
+    // "When rejecting an AppendEntries request, the follower can include the
+    // term of the conflicting entry and the first index it stores for that
+    // term." (5.3)
+    let mut net = Net::new(3);
+    let l = net.elect();
+    let lagging = (l + 1) % 3;
+    net.isolate(lagging);
+    for i in 0..200u32 {
+        net.propose(l, &i.to_be_bytes());
+    }
+    net.run_for_ms(50);
+    net.cut.clear();
+    let before = net.sent.len();
+    net.run_for_ms(100);
+    assert_eq!(net.node(lagging).last_index(), net.node(l).last_index());
+    assert_eq!(net.node(lagging).commit_index(), net.node(l).commit_index());
+    let rejections = net.sent[before..]
+        .iter()
+        .filter(|m| matches!(m.body, MessageBody::AppendReply { success: false, .. }))
+        .count();
+    assert!(rejections <= 2, "{rejections} rejections to catch up");
+}
+
+#[test]
+fn a_follower_overwrites_conflicting_uncommitted_entries() {
+    // "If an existing entry conflicts with a new one (same index but
+    // different terms), delete the existing entry and all that follow it."
+    // (Figure 2)
+    let hs = HardState {
+        term: Term(2),
+        vote: None,
+        commit: LogIndex(1),
+    };
+    let mut node = restored_node(0, hs, vec![entry(1, 1), entry(2, 2), entry(3, 2)]);
+    node.step(
+        0,
+        msg(
+            1,
+            0,
+            3,
+            MessageBody::Append {
+                prev_index: LogIndex(1),
+                prev_term: Term(1),
+                entries: vec![entry(2, 3)],
+                commit: LogIndex(2),
+                sent_at_us: 0,
+            },
+        ),
+    );
+    let rd = node.ready();
+    assert_eq!(rd.entries, vec![entry(2, 3)]);
+    persist(&mut node, &rd);
+    assert_eq!(node.last_index(), LogIndex(2));
+    assert_eq!(node.term_at(LogIndex(2)), Some(Term(3)));
+}
+
+#[test]
+fn a_leader_commits_an_entry_once_a_majority_stores_it() {
+    // "A log entry is committed once the leader that created the entry has
+    // replicated it on a majority of the servers." (5.3)
+    let mut net = Net::new(5);
+    let l = net.elect();
+    net.run_for_ms(5);
+    let down: Vec<usize> = (0..5).filter(|&i| i != l).take(2).collect();
+    for &d in &down {
+        net.isolate(d);
+    }
+    let (index, _) = net.propose(l, b"x");
+    net.run_for_ms(5);
+    assert!(net.node(l).commit_index() >= index, "3 of 5 is a majority");
+    let third = (0..5).find(|i| *i != l && !down.contains(i)).unwrap();
+    net.isolate(third);
+    let (index2, _) = net.propose(l, b"y");
+    net.run_for_ms(5);
+    assert!(
+        net.node(l).commit_index() < index2,
+        "2 of 5 is not a majority"
+    );
+}
+
+#[test]
+fn a_leader_never_commits_an_old_term_entry_by_counting_replicas() {
+    // "Raft never commits log entries from previous terms by counting
+    // replicas. Only log entries from the leader's current term are
+    // committed by counting replicas." (5.4.2, Figure 8)
+    let hs = HardState {
+        term: Term(2),
+        vote: None,
+        commit: LogIndex(0),
+    };
+    let mut restored = RestoredState::fresh(ClusterConfig::new(ids(3)));
+    restored.hard_state = hs;
+    restored.entries = vec![entry(1, 1), entry(2, 2)];
+    let mut leader = Raft::new(NodeId(0), RaftConfig::default(), restored, 1, 0);
+    // Win term 3 with node 1's vote.
+    let mut now = 0;
+    while leader.role() != Role::Candidate {
+        now += 10_000;
+        leader.tick(now);
+        let rd = leader.ready();
+        persist(&mut leader, &rd);
+        if leader.role() == Role::PreCandidate {
+            leader.step(
+                now,
+                msg(
+                    1,
+                    0,
+                    3,
+                    MessageBody::PreVoteReply {
+                        granted: true,
+                        sticky: false,
+                    },
+                ),
+            );
+            let rd = leader.ready();
+            persist(&mut leader, &rd);
+        }
+    }
+    leader.step(now, msg(1, 0, 3, MessageBody::VoteReply { granted: true }));
+    assert_eq!(leader.role(), Role::Leader);
+    let rd = leader.ready();
+    persist(&mut leader, &rd);
+    // Node 1 acknowledges index 2 (an old-term entry) but not the no-op.
+    leader.step(
+        now,
+        msg(
+            1,
+            0,
+            3,
+            MessageBody::AppendReply {
+                success: true,
+                index: LogIndex(2),
+                hint_index: LogIndex(0),
+                hint_term: Term(0),
+                sent_at_us: now,
+            },
+        ),
+    );
+    assert_eq!(
+        leader.commit_index(),
+        LogIndex(0),
+        "old-term entry committed by count"
+    );
+    leader.step(
+        now,
+        msg(
+            1,
+            0,
+            3,
+            MessageBody::AppendReply {
+                success: true,
+                index: LogIndex(3),
+                hint_index: LogIndex(0),
+                hint_term: Term(0),
+                sent_at_us: now,
+            },
+        ),
+    );
+    assert_eq!(
+        leader.commit_index(),
+        LogIndex(3),
+        "the no-op commits all before it"
+    );
+}
+
+#[test]
+fn pipelined_appends_stay_within_the_inflight_bound() {
+    let config = RaftConfig {
+        inflight_appends_max: 4,
+        append_entries_max: 1,
+        ..RaftConfig::default()
+    };
+    let mut net = Net::with_config(3, config);
+    let l = net.elect();
+    net.run_for_ms(5);
+    let follower = (l + 1) % 3;
+    // Replies never arrive: the leader may have at most 4 appends in flight.
+    net.cut.insert((follower, l));
+    let before = net.sent.len();
+    for i in 0..50u32 {
+        net.propose(l, &i.to_be_bytes());
+    }
+    net.run_for_ms(20);
+    let appends = net.sent[before..]
+        .iter()
+        .filter(|m| m.to == NodeId(follower as u64))
+        .filter(|m| matches!(&m.body, MessageBody::Append { entries, .. } if !entries.is_empty()))
+        .count();
+    assert!(appends <= 4, "{appends} appends in flight");
+    assert!(appends >= 1);
+}
+
+/// etcd's MaxInflightBytes: a follower whose acknowledgements stop gets at
+/// most `inflight_bytes_max` of entries (plus the one Append that crosses
+/// it), however many messages the count bound would allow; once it
+/// acknowledges, the rest follows.
+#[test]
+fn bytes_in_flight_to_a_follower_are_bounded() {
+    // Every entry limit carries 64 KiB of overhead room: 40 entries of 10 kB
+    // are about five times the smallest bound the table admits.
+    const ENTRY: usize = 10_000;
+    let mut limits = Limits::derive(ENTRY);
+    limits.append_bytes_max = limits.entry_bytes_max;
+    limits.inflight_bytes_max = limits.append_bytes_max;
+    let config = RaftConfig {
+        inflight_appends_max: 256,
+        limits: limits.clone(),
+        ..RaftConfig::default()
+    };
+    let mut net = Net::with_config(3, config);
+    let l = net.elect();
+    net.run_for_ms(5);
+    let follower = (l + 1) % 3;
+    net.cut.insert((follower, l));
+    let before = net.sent.len();
+    for i in 0..40u8 {
+        net.propose(l, &[i; ENTRY - 100]);
+        net.run_for_ms(1);
+    }
+    let to_follower = |net: &Net, from: usize| -> usize {
+        net.sent[from..]
+            .iter()
+            .filter(|m| m.to == NodeId(follower as u64))
+            .map(|m| match &m.body {
+                MessageBody::Append { entries, .. } => entries.iter().map(Entry::size_bytes).sum(),
+                _ => 0,
+            })
+            .sum()
+    };
+    let in_flight = to_follower(&net, before);
+    assert!(in_flight > 0);
+    assert!(
+        in_flight < limits.inflight_bytes_max + limits.append_bytes_max,
+        "{in_flight} bytes sent without an acknowledgement, bound {}",
+        limits.inflight_bytes_max
+    );
+    net.cut.clear();
+    net.run_for_ms(200);
+    assert_eq!(
+        net.node(follower).last_index(),
+        net.node(l).last_index(),
+        "the follower caught up once it acknowledged"
+    );
+}
+
+#[test]
+fn a_follower_refuses_proposals_and_names_the_leader() {
+    let mut net = Net::new(3);
+    let l = net.elect();
+    let f = (l + 1) % 3;
+    assert_eq!(net.nodes[f].propose(net.now_us, b"x".to_vec(), 9), None);
+    let (_, err) = net.nodes[f].take_answers().pop().expect("answered at once");
+    assert_eq!(
+        err,
+        Err(RequestError::NotLeader {
+            leader: Some(NodeId(l as u64))
+        })
+    );
+}
