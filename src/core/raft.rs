@@ -575,11 +575,18 @@ impl Raft {
     /// Whether the snapshot policy asks for a snapshot of the applied state
     /// now: `snapshot_entries` applied since the last one, or the log at
     /// `snapshot_log_bytes`.
+    ///
+    /// Each node's thresholds are stretched by its own share (0 to 7/16,
+    /// by node id): nodes that apply the same log would otherwise all
+    /// serialize and write their snapshots in the same second, and on a
+    /// small host that burst stalled a leader's heartbeats past the
+    /// primary's timeout (EXPERIMENTS.md 10: both spurious elections of a
+    /// five-minute soak came at the first snapshot, index 100,000).
     pub fn snapshot_due(&self) -> bool {
         let since = self.log.applied().0 - self.log.snapshot_meta().last_index.0;
         since > 0
-            && (since >= self.config.snapshot_entries
-                || self.log.bytes() as u64 >= self.config.snapshot_log_bytes)
+            && (since >= stagger(self.config.snapshot_entries, self.id)
+                || self.log.bytes() as u64 >= stagger(self.config.snapshot_log_bytes, self.id))
     }
 
     /// The runtime made a snapshot file of `file_bytes` for `meta` durable:
@@ -874,4 +881,12 @@ impl Raft {
             .map(Entry::size_bytes)
             .sum()
     }
+}
+
+/// `threshold` stretched by node `id`'s share of it: 0, 5/16, 2/16, 7/16,
+/// 4/16, 1/16, 6/16, 3/16 for ids 0 to 7, and so on (5 is prime to 8, so
+/// neighbouring ids land far apart).
+fn stagger(threshold: u64, id: NodeId) -> u64 {
+    let share = (id.0 % 8) * 5 % 8;
+    threshold.saturating_add(threshold / 16 * share)
 }
