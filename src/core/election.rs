@@ -226,9 +226,14 @@ impl Raft {
             kind: self.election_kind,
             pre_vote: false,
         });
+        self.request_votes(&self.peers());
+        self.tally_votes();
+    }
+
+    fn request_votes(&mut self, peers: &[NodeId]) {
         let (last_index, last_term) = (self.log.last_index(), self.log.last_term());
         let transfer = self.election_kind == ElectionKind::Transfer;
-        for peer in self.peers() {
+        for &peer in peers {
             self.send(
                 peer,
                 MessageBody::Vote {
@@ -238,7 +243,24 @@ impl Raft {
                 },
             );
         }
-        self.tally_votes();
+        self.vote_resend_at_us = self.now_us + self.sticky_retry_us();
+    }
+
+    /// Candidate, one heartbeat interval after asking: asks again the
+    /// voters that have not answered. A voter that heard from its leader
+    /// within the stickiness window ignores a RequestVote without an answer
+    /// (thesis 4.2.3); when that leader had only stalled, woke up between
+    /// our pre-vote and our vote, and then stepped down on seeing our term,
+    /// nobody would lead until the fallback timeouts (667 ms in a soak,
+    /// EXPERIMENTS.md 10). Asking again is safe: a voter grants one vote
+    /// per term, and the same request in the same term decides the same.
+    pub(super) fn ask_again(&mut self) {
+        let silent: Vec<NodeId> = self
+            .peers()
+            .into_iter()
+            .filter(|p| !self.votes.contains_key(p))
+            .collect();
+        self.request_votes(&silent);
     }
 
     fn start_count(&mut self) {

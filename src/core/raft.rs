@@ -115,6 +115,8 @@ pub struct Raft {
     pub(super) leader: Option<NodeId>,
     pub(super) ever_had_leader: bool,
     pub(super) election_deadline_us: u64,
+    /// Candidate: when voters that have not answered are asked again.
+    pub(super) vote_resend_at_us: u64,
     pub(super) election_kind: ElectionKind,
     pub(super) last_leader_contact_us: Option<u64>,
     /// The runtime told us the leader's process is gone: no stickiness.
@@ -253,6 +255,7 @@ impl Raft {
             leader: None,
             ever_had_leader: false,
             election_deadline_us: 0,
+            vote_resend_at_us: u64::MAX,
             election_kind: ElectionKind::Initial,
             last_leader_contact_us: None,
             leader_lost_hint: false,
@@ -379,6 +382,7 @@ impl Raft {
                     .min(self.check_quorum_deadline_us)
                     .min(transfer)
             }
+            Role::Candidate => self.election_deadline_us.min(self.vote_resend_at_us),
             _ => self.election_deadline_us,
         }
     }
@@ -392,6 +396,8 @@ impl Raft {
             self.tick_leader();
         } else if self.now_us >= self.election_deadline_us {
             self.on_election_timeout();
+        } else if self.role == Role::Candidate && self.now_us >= self.vote_resend_at_us {
+            self.ask_again();
         }
         self.check_invariants();
     }

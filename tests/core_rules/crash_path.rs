@@ -382,3 +382,51 @@ fn a_primary_refused_for_stickiness_in_three_voters_asks_again_within_a_heartbea
     // the refused primary still asks again one heartbeat interval later.
     primary_refused_for_stickiness_keeps_its_rank(3);
 }
+
+#[test]
+fn a_candidate_asks_again_the_voters_that_did_not_answer() {
+    // DESIGN.md 3.4: a voter that heard from its leader within the
+    // stickiness window ignores a RequestVote without answering (thesis
+    // 4.2.3), and a request can be lost. A leader that only stalled, woke
+    // up between the primary's pre-vote and its vote, and stepped down on
+    // seeing the new term left nobody leading for 667 ms in a soak
+    // (EXPERIMENTS.md 10). The candidate asks the silent voters again one
+    // heartbeat later, in the same term, and wins long before any timeout.
+    let config = RaftConfig::default();
+    let (mut net, l) = ranked_net_of(5, 100);
+    let primary = subleader(&net, l, 0);
+    let term = net.node(primary).term().next();
+    net.stop(l);
+    net.events.clear();
+    let give_up = net.now_us + config.secondary_timeout_ms_min * 1000;
+    while net.node(primary).role() != Role::PreCandidate {
+        assert!(net.now_us < give_up, "the primary never campaigned");
+        net.run_until(net.now_us + 100);
+    }
+    // Its RequestVotes go nowhere: the pre-vote round finishes, the vote
+    // requests are dropped as they are sent.
+    for j in 0..5 {
+        net.cut.insert((primary, j));
+    }
+    while net.node(primary).role() != Role::Candidate {
+        assert!(net.now_us < give_up, "the primary's pre-vote failed");
+        net.run_until(net.now_us + 100);
+    }
+    let asked_at = net.now_us;
+    net.cut.clear();
+    net.run_for_ms(3 * config.heartbeat_interval_ms);
+    assert_eq!(
+        net.leader(),
+        Some(primary),
+        "the candidate did not ask again"
+    );
+    assert_eq!(net.node(primary).term(), term);
+    let took_us = net.now_us - asked_at;
+    assert!(
+        took_us <= 3 * config.heartbeat_interval_ms * 1000,
+        "elected {took_us} us after its first vote requests were lost"
+    );
+    for other in (0..5).filter(|&i| i != primary && i != l) {
+        assert_eq!(elections_by(&net, other), (0, 0), "node {other} campaigned");
+    }
+}
