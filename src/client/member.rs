@@ -37,21 +37,38 @@ pub fn run_member(settings: &MemberSettings, timeout: Duration) -> i32 {
     let mut full: Vec<&[u8]> = vec![b"RAFT", b"MEMBER"];
     full.extend(args.iter().map(|a| a.as_bytes()));
     // Adding waits for the new node to catch up (up to 30 s on the node).
-    match on_leader(cluster, &full, timeout.max(Duration::from_secs(40))) {
+    report_on_leader(
+        "member",
+        cluster,
+        &full,
+        timeout.max(Duration::from_secs(40)),
+    )
+}
+
+/// `sraft member ...` and `sraft transfer-leader`: sends `args` to the
+/// leader ([`on_leader`]) and prints its answer. Returns the exit status:
+/// 0 done, 1 refused or failed (the reason printed), 2 no leader reached.
+pub(super) fn report_on_leader(
+    tool: &str,
+    cluster: &StatusSettings,
+    args: &[&[u8]],
+    timeout: Duration,
+) -> i32 {
+    match on_leader(cluster, args, timeout) {
         Ok(Value::Simple(ok)) => {
             println!("{ok}");
             0
         }
         Ok(Value::Error(e)) => {
-            eprintln!("sraft member: {e}");
+            eprintln!("sraft {tool}: {e}");
             1
         }
         Ok(other) => {
-            eprintln!("sraft member: unexpected answer {}", render(&other));
+            eprintln!("sraft {tool}: unexpected answer {}", render(&other));
             1
         }
         Err(e) => {
-            eprintln!("sraft member: failed: {e}");
+            eprintln!("sraft {tool}: failed: {e}");
             2
         }
     }

@@ -356,56 +356,12 @@ pub fn run_status(settings: &StatusSettings) -> i32 {
 /// for up to `timeout`. Returns the process exit status: 0 done, 1 refused
 /// or failed (the reason printed), 2 no leader found.
 pub fn run_transfer_leader(settings: &TransferLeaderSettings, timeout: Duration) -> i32 {
-    let deadline = Instant::now() + timeout;
     let id = settings.target.map(|id| id.to_string());
     let mut args: Vec<&[u8]> = vec![b"RAFT", b"TRANSFER-LEADER"];
     if let Some(id) = &id {
         args.push(id.as_bytes());
     }
-    let cluster = &settings.cluster;
-    let mut last_error = String::from("no node answered");
-    while Instant::now() < deadline {
-        let rows = query_status(cluster, Duration::from_secs(2));
-        let leader = rows.iter().find(|r| {
-            r.info
-                .as_ref()
-                .is_some_and(|info| info.get("role").map(String::as_str) == Some("leader"))
-        });
-        if let Some(row) = leader {
-            let answer = call_with(
-                row.client_addr,
-                &args,
-                deadline.saturating_duration_since(Instant::now()),
-                cluster.password.as_ref(),
-                cluster.tls.as_ref(),
-            );
-            match answer {
-                Ok(Value::Simple(ok)) => {
-                    println!("{ok}");
-                    return 0;
-                }
-                // Leadership moved between INFO and the command: look again.
-                Ok(Value::Error(e)) if e.starts_with("NOTLEADER") => last_error = e,
-                Ok(Value::Error(e)) => {
-                    eprintln!("sraft transfer-leader: {e}");
-                    return 1;
-                }
-                Ok(other) => {
-                    eprintln!(
-                        "sraft transfer-leader: unexpected answer {}",
-                        render(&other)
-                    );
-                    return 1;
-                }
-                Err(e) => last_error = format!("{}: {e}", row.client_addr),
-            }
-        } else {
-            last_error = "no node reports itself leader".into();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    eprintln!("sraft transfer-leader: failed: {last_error}");
-    2
+    member::report_on_leader("transfer-leader", &settings.cluster, &args, timeout)
 }
 
 #[cfg(test)]

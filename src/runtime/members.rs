@@ -6,7 +6,7 @@
 use crate::core::{ClusterConfig, LogIndex, MemberAddrs, MemberInfo, NodeId, Raft, Term};
 use crate::transport::ClientAddrs;
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 
 /// The members as the leader (or any node) sees them, for `sraft member
 /// list` and the admin commands that wait on a change.
@@ -52,7 +52,7 @@ impl PeerBook {
         config
             .addrs
             .get(&id)
-            .and_then(|a| resolve(&a.peer_addr))
+            .and_then(|a| parse_addr(&a.peer_addr))
             .or_else(|| self.static_peers.get(id.0 as usize).copied())
     }
 
@@ -79,7 +79,8 @@ impl PeerBook {
                 Some(addr) => {
                     peers.insert(id, addr);
                 }
-                None => log::warn!(
+                // Checked once a second: not a warning each time.
+                None => log::debug!(
                     "Node {}: member {id} has no known peer address; it is reached once it connects",
                     raft.id()
                 ),
@@ -131,7 +132,8 @@ impl PeerBook {
             .into_iter()
             .map(|info| MemberRow {
                 peer_addr: self.peer_addr(config, info.id),
-                client_addr: resolve(&info.addrs.client_addr).or_else(|| client_addrs.get(info.id)),
+                client_addr: parse_addr(&info.addrs.client_addr)
+                    .or_else(|| client_addrs.get(info.id)),
                 caught_up: info.id == raft.id() || raft.is_caught_up(info.id),
                 info,
             })
@@ -147,14 +149,11 @@ impl PeerBook {
     }
 }
 
-/// An advertised address: `host:port`, resolved (a name by the system's
-/// resolver). Empty or unresolvable: None.
-pub fn resolve(text: &str) -> Option<SocketAddr> {
-    if text.is_empty() {
-        return None;
-    }
-    if let Ok(addr) = text.parse() {
-        return Some(addr);
-    }
-    text.to_socket_addrs().ok()?.next()
+/// A member address as the configuration holds it: `IP:PORT`. Names are
+/// resolved once, on the leader's client thread, when the member is added
+/// (`RAFT MEMBER ADD`), so that the Raft thread, which reads these at every
+/// configuration change and once a second, never waits on a resolver.
+/// Empty or not an address: None.
+pub fn parse_addr(text: &str) -> Option<SocketAddr> {
+    text.parse().ok()
 }

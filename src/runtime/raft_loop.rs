@@ -224,6 +224,7 @@ impl<S: StateMachine> RaftLoop<S> {
     }
 
     fn run_until_stopped(&mut self) -> Result<(), StorageError> {
+        self.configure_client_addrs();
         self.sync_peers();
         self.handle_output()?;
         loop {
@@ -442,6 +443,9 @@ impl<S: StateMachine> RaftLoop<S> {
                 _ => {}
             }
         }
+        if config_changed {
+            self.configure_client_addrs();
+        }
         if config_changed || now.saturating_sub(self.peers_synced_us) >= PEER_SYNC_INTERVAL_US {
             self.sync_peers();
         }
@@ -451,21 +455,26 @@ impl<S: StateMachine> RaftLoop<S> {
         Ok(())
     }
 
-    /// Matches the transport's peers to the configuration in force, and
-    /// tells the client port where members serve clients.
+    /// Tells the client port where the configuration's members serve
+    /// clients (at start and at every configuration change).
+    fn configure_client_addrs(&self) {
+        let handle = self.node.network().handle();
+        for (&id, addrs) in &self.node.raft().cluster().addrs {
+            if let Some(addr) = super::members::parse_addr(&addrs.client_addr) {
+                handle.client_addrs().configure(id, addr);
+            }
+        }
+    }
+
+    /// Matches the transport's peers to the configuration in force.
     fn sync_peers(&mut self) {
         self.peers_synced_us = self.clock.now_us();
         let transport = self.node.network();
         let current = transport.peer_addrs();
         let learned = transport.learned_addrs();
-        let raft = self.node.raft();
-        let peers = self.peer_book.transport_peers(raft, &current, &learned);
-        let client_addrs = transport.handle().client_addrs().clone();
-        for (&id, addrs) in &raft.cluster().addrs {
-            if let Some(addr) = super::members::resolve(&addrs.client_addr) {
-                client_addrs.configure(id, addr);
-            }
-        }
+        let peers = self
+            .peer_book
+            .transport_peers(self.node.raft(), &current, &learned);
         if peers != current
             && let Err(e) = self.node.network_mut().set_peers(&peers)
         {

@@ -130,9 +130,11 @@ fn add(id: &[u8], peer: &[u8], options: &[Vec<u8>], ctx: &ServerContext) -> Resu
             client_text = String::from_utf8_lossy(option).into_owned();
         }
     }
+    // Resolved here, once: the configuration holds addresses, never names
+    // for the Raft thread to look up (`runtime::members::parse_addr`).
     let peer_addr = address("peer", &peer_text)?;
     if !client_text.is_empty() {
-        address("client", &client_text)?;
+        client_text = address("client", &client_text)?.to_string();
     }
     // Refused before anything changes: a node nobody can reach would be a
     // learner that never catches up (and, promoted, a voter that never
@@ -148,7 +150,7 @@ fn add(id: &[u8], peer: &[u8], options: &[Vec<u8>], ctx: &ServerContext) -> Resu
     }
     let started = Instant::now();
     let addrs = MemberAddrs {
-        peer_addr: peer_text.clone(),
+        peer_addr: peer_addr.to_string(),
         client_addr: client_text,
     };
     let done = change(ConfChange::AddLearner { id, addrs }, ctx)?;
