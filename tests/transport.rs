@@ -343,6 +343,43 @@ fn peer_unreachable_fires_once_when_a_peer_goes_away() {
     );
 }
 
+/// A killed process's kernel resets its connections a moment before it
+/// closes its listener, so the reconnect that follows the EOF can be
+/// accepted and then reset instead of refused. The probe is asked again
+/// until the answer is clear: here the listener closes after one reset
+/// handshake, and the hint still comes.
+#[test]
+fn peer_unreachable_fires_when_the_first_probe_lands_in_a_dying_peer() {
+    init_log();
+    let peer = TcpListener::bind(local(free_port())).unwrap();
+    let peers = BTreeMap::from([(NodeId(2), peer.local_addr().unwrap())]);
+    let (tx, inbox) = crossbeam_channel::bounded(16);
+    let mut config = TransportConfig::new(NodeId(1), CLUSTER, local(free_port()), peers);
+    // A connection that lived this long was healthy: its EOF is probed by
+    // reconnecting at once, with the handshake.
+    config.reconnect_backoff_ms_max = 10;
+    let transport = Transport::start(config, tx).unwrap();
+    let (first, _) = accept_handshaken(&peer, 2, &peer_auth(None));
+    std::thread::sleep(Duration::from_millis(30));
+    drop(first);
+    // The probe's connect is accepted by the "dying" peer, which resets it
+    // before answering the hello; then its listener is gone.
+    let (mut probe, _) = peer.accept().unwrap();
+    probe.set_read_timeout(Some(WAIT)).unwrap();
+    let mut some = [0u8; 1];
+    assert_eq!(
+        probe.read(&mut some).unwrap(),
+        1,
+        "the probe sends its hello"
+    );
+    drop((probe, peer));
+    assert_eq!(
+        inbox.recv_timeout(WAIT),
+        Ok(TransportEvent::PeerUnreachable(NodeId(2)))
+    );
+    drop(transport);
+}
+
 /// SIGSTOP leaves every socket open and the kernel still completes
 /// handshakes into the listen backlog: emulated by a listener that never
 /// accepts, and by a real peer whose Raft thread never drains its inbox.

@@ -27,6 +27,15 @@ const BATCH_BYTES_MAX: usize = 1 << 20;
 /// back) costs one of these per attempt, and shutdown may wait for one.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// A dying process's kernel resets its connections before it closes its
+/// listener, so a crash probe can land in between: its connect is accepted
+/// and then reset (or reset outright) instead of refused. Such a probe is
+/// asked again this much later...
+const PROBE_AGAIN_AFTER: Duration = Duration::from_millis(2);
+/// ...at most this many times after one EOF (50 ms in all), until a refusal
+/// (the process is gone) or an answered handshake (it lives).
+const PROBES_AGAIN_MAX: u32 = 25;
+
 pub(super) fn spawn(
     config: &TransportConfig,
     peer: NodeId,
@@ -63,6 +72,7 @@ pub(super) fn spawn(
         connected_before: false,
         failures_in_a_row: 0,
         probe: false,
+        probes_left: 0,
         unreachable_reported: false,
         reconnect_at: Instant::now(),
         pending: VecDeque::new(),
@@ -187,6 +197,8 @@ struct PeerSender {
     /// The next connect attempt follows an EOF or reset from the peer: if it
     /// is refused, the peer's process is gone (DESIGN.md 3.5).
     probe: bool,
+    /// Probes still allowed after an ambiguous answer (`PROBES_AGAIN_MAX`).
+    probes_left: u32,
     /// `PeerUnreachable` was sent and no connect has succeeded since.
     unreachable_reported: bool,
     reconnect_at: Instant,
@@ -301,6 +313,7 @@ impl PeerSender {
             // connected), this is the only early sign.
             Nudge::InboundClosed => {
                 if self.conn.is_none() {
+                    self.probes_left = PROBES_AGAIN_MAX;
                     self.probe_now();
                 }
             }
@@ -448,6 +461,7 @@ impl PeerSender {
         self.connected_before = true;
         self.failures_in_a_row = 0;
         self.unreachable_reported = false;
+        self.probes_left = 0;
         self.counters.connected.store(true, Ordering::Relaxed);
         log::info!(
             "[Node {}] connected to peer {} at {}",
@@ -504,7 +518,7 @@ impl PeerSender {
             .fetch_add(stale as u64, Ordering::Relaxed);
         self.reconnect_at = Instant::now() + self.backoff.step();
         if probe {
-            self.report_if_refused(e);
+            self.after_probe(e);
         }
     }
 
@@ -514,7 +528,7 @@ impl PeerSender {
     /// hello, which it ignores.
     fn probe_now(&mut self) {
         if let Err(e) = TcpStream::connect_timeout(&self.addr, CONNECT_TIMEOUT) {
-            self.report_if_refused(&e);
+            self.after_probe(&e);
         }
     }
 
@@ -522,9 +536,21 @@ impl PeerSender {
     /// failed. Refused means the kernel closed the peer's sockets, listener
     /// included: its process is gone. A frozen process keeps its listener
     /// (the kernel completes handshakes into the backlog), so it is never
-    /// reported.
-    fn report_if_refused(&mut self, e: &io::Error) {
-        if e.kind() != io::ErrorKind::ConnectionRefused || self.unreachable_reported {
+    /// reported. A reset or a close before the handshake's answer is what
+    /// a process in the middle of dying gives: the next connect is a probe
+    /// too, `PROBE_AGAIN_AFTER` from now (bounded by `PROBES_AGAIN_MAX`).
+    /// Without that, 35% of kill -9 failovers on loopback missed the hint
+    /// at some voters and waited out their stickiness (EXPERIMENTS.md 4).
+    fn after_probe(&mut self, e: &io::Error) {
+        if e.kind() != io::ErrorKind::ConnectionRefused {
+            if is_closed_by_peer(e) && self.probes_left > 0 && !self.unreachable_reported {
+                self.probes_left -= 1;
+                self.probe = true;
+                self.reconnect_at = self.reconnect_at.min(Instant::now() + PROBE_AGAIN_AFTER);
+            }
+            return;
+        }
+        if self.unreachable_reported {
             return;
         }
         self.unreachable_reported = true;
@@ -552,6 +578,9 @@ impl PeerSender {
             self.peer
         );
         let healthy = lived.is_some_and(|lived| lived >= self.backoff.max);
+        if closed_by_peer {
+            self.probes_left = PROBES_AGAIN_MAX;
+        }
         if healthy {
             self.backoff.reset();
             self.reconnect_at = Instant::now();
