@@ -75,6 +75,7 @@ fn run_server(settings: Settings) -> i32 {
             fsync: settings.storage.fsync,
             segment_bytes_max: settings.storage.segment_bytes_max,
             record_bytes_max: settings.raft.limits.wal_record_bytes_max,
+            ..Default::default()
         },
         frame_bytes_max: settings.raft.limits.frame_bytes_max_u32(),
         queue_depth: settings.transport.queue_depth,

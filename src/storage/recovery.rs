@@ -48,8 +48,10 @@ pub struct Recovered {
 pub struct Tail {
     pub seq: u64,
     pub path: PathBuf,
-    /// Length once a torn tail, if any, is cut off.
+    /// Length of the records, once a torn tail, if any, is cut off.
     pub bytes: u64,
+    /// File length: `bytes` and the preallocated zeros after them.
+    pub allocated: u64,
     /// Records after the header.
     pub batches: u64,
 }
@@ -87,13 +89,18 @@ pub fn recover(dir: &Path, segments: &[(u64, PathBuf)]) -> Result<Recovered, Sto
             sync_dir(dir)?;
             continue;
         }
-        if good_bytes < bytes.len() {
+        // Zeros after the records are the segment's preallocated space
+        // (segment.rs), kept for the appends to come; anything else after
+        // them is a torn record, cut off.
+        let zero_tail = bytes[good_bytes..].iter().all(|&b| b == 0);
+        if !zero_tail {
             cut_torn_tail(path, good_bytes as u64)?;
         }
         recovered.tail = Some(Tail {
             seq: *seq,
             path: path.clone(),
             bytes: good_bytes as u64,
+            allocated: if zero_tail { bytes.len() } else { good_bytes } as u64,
             batches,
         });
     }
@@ -192,6 +199,11 @@ fn replay_segment(
                 return Err(StorageError::corrupt(path, 0, "empty WAL segment"));
             }
             Frame::End => return Ok((offset, batches)),
+            // The preallocated end of the last segment (segment.rs); any
+            // record whose write a crash cut short left zeros only.
+            Frame::Bad(Defect::ZeroFill) if is_last && offset > 0 => {
+                return Ok((offset, batches));
+            }
             Frame::Bad(defect) => {
                 if is_last && is_torn_tail(bytes, offset, &defect) {
                     log::warn!(

@@ -6,6 +6,7 @@ use super::record::{Record, SegmentHeader, WAL_MAGIC, WAL_VERSION, encode_frame}
 use crate::core::types::{HardState, LogIndex};
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 const LOCK_FILE_NAME: &str = "LOCK";
@@ -89,14 +90,31 @@ pub fn sync_dir(dir: &Path) -> Result<(), StorageError> {
         .map_err(|e| StorageError::io(dir, "fsync data dir", e))
 }
 
+/// Zeros written at a time to preallocate (`WalOptions::preallocate_bytes`).
+const ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+
 /// The segment being appended to.
+///
+/// With preallocation the file runs ahead of its records in zero-filled
+/// chunks: an `fdatasync` after a write inside blocks already written and
+/// inside the file's size has no metadata to commit (no new size, no block
+/// to allocate or convert), so ext4 skips its journal commit. Measured on
+/// this project's VM: 120-byte appends 160-190 us p50 against 95-125 us
+/// inside a zero-filled file; 6,000-byte ones 245-280 us against 135-155
+/// (EXPERIMENTS.md 5). PostgreSQL zero-fills its WAL segments for the same
+/// reason. Replay reads the zero tail of the last segment as its end
+/// (5.4), and a segment is trimmed to its records when the next one starts.
 #[derive(Debug)]
 pub struct ActiveSegment {
     pub seq: u64,
     pub path: PathBuf,
     file: File,
-    /// File length, including anything written but not yet fsynced.
+    /// End of the records, including anything written but not yet fsynced.
     pub bytes: u64,
+    /// File length: `bytes`, plus the zeros preallocated after them.
+    pub allocated: u64,
+    /// Chunk the file grows by; 0: no preallocation.
+    preallocate_bytes: u64,
     /// Written since the last fsync.
     pub unsynced: bool,
     /// Records after the header. A segment is never rolled over before it
@@ -112,6 +130,7 @@ impl ActiveSegment {
         seq: u64,
         hard_state: HardState,
         last_index: LogIndex,
+        preallocate_bytes: u64,
     ) -> Result<ActiveSegment, StorageError> {
         let path = dir.join(segment_file_name(seq));
         // create_new: an existing file with this name would mean our
@@ -136,6 +155,8 @@ impl ActiveSegment {
             path,
             file,
             bytes: 0,
+            allocated: 0,
+            preallocate_bytes,
             unsynced: false,
             batches: 0,
         };
@@ -144,12 +165,15 @@ impl ActiveSegment {
     }
 
     /// Opens an existing segment for appending after its first `bytes`
-    /// bytes. Recovery has already cut off any torn tail.
+    /// bytes, `allocated` long (zeros after `bytes`). Recovery has already
+    /// cut off any torn tail.
     pub fn open_at(
         seq: u64,
         path: PathBuf,
         bytes: u64,
+        allocated: u64,
         batches: u64,
+        preallocate_bytes: u64,
     ) -> Result<ActiveSegment, StorageError> {
         let mut file = OpenOptions::new()
             .write(true)
@@ -162,6 +186,8 @@ impl ActiveSegment {
             path,
             file,
             bytes,
+            allocated: allocated.max(bytes),
+            preallocate_bytes,
             unsynced: false,
             batches,
         })
@@ -169,10 +195,55 @@ impl ActiveSegment {
 
     pub fn append(&mut self, frame: &[u8]) -> Result<(), StorageError> {
         self.unsynced = true;
+        let end = self.bytes + frame.len() as u64;
+        if end > self.allocated {
+            self.preallocate(end)?;
+        }
         self.file
             .write_all(frame)
             .map_err(|e| StorageError::io(&self.path, "write WAL segment", e))?;
         self.bytes += frame.len() as u64;
+        Ok(())
+    }
+
+    /// Zero-fills the file from its current length past `end`, to the next
+    /// multiple of the chunk. The zeros go first, the record over them
+    /// after, so the next fsync makes both durable.
+    fn preallocate(&mut self, end: u64) -> Result<(), StorageError> {
+        if self.preallocate_bytes == 0 {
+            self.allocated = end;
+            return Ok(());
+        }
+        let target = end.next_multiple_of(self.preallocate_bytes);
+        let mut at = self.allocated;
+        while at < target {
+            let len = (target - at).min(ZEROS.len() as u64) as usize;
+            self.file
+                .write_all_at(&ZEROS[..len], at)
+                .map_err(|e| StorageError::io(&self.path, "preallocate WAL segment", e))?;
+            at += len as u64;
+        }
+        self.allocated = target;
+        Ok(())
+    }
+
+    /// Cuts the preallocated zeros off and makes the file durable: the
+    /// segment gets no more records (the next one starts), and replay
+    /// accepts a zero tail only in the last segment.
+    pub fn trim(&mut self) -> Result<(), StorageError> {
+        if self.allocated > self.bytes {
+            self.file
+                .set_len(self.bytes)
+                .map_err(|e| StorageError::io(&self.path, "trim WAL segment", e))?;
+            self.allocated = self.bytes;
+            self.unsynced = true;
+        }
+        if self.unsynced {
+            self.file
+                .sync_all()
+                .map_err(|e| StorageError::io(&self.path, "fsync WAL segment", e))?;
+            self.unsynced = false;
+        }
         Ok(())
     }
 

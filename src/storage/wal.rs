@@ -37,6 +37,10 @@ pub struct WalOptions {
     /// Largest record payload written (limits.wal_record_bytes_max): a
     /// `persist` of more is split. At most the format's `RECORD_BYTES_MAX`.
     pub record_bytes_max: usize,
+    /// Segments grow by zero-filled chunks of this many bytes ahead of their
+    /// records, so that an fsync commits no metadata (segment.rs); 0: they
+    /// grow by each record.
+    pub preallocate_bytes: u64,
 }
 
 impl Default for WalOptions {
@@ -45,6 +49,7 @@ impl Default for WalOptions {
             segment_bytes_max: 64 << 20,
             fsync: true,
             record_bytes_max: Limits::default().wal_record_bytes_max,
+            preallocate_bytes: 1 << 20,
         }
     }
 }
@@ -189,13 +194,26 @@ impl FileStorage {
             _lock: lock,
             active: match &recovered.tail {
                 Some(tail) => {
-                    ActiveSegment::open_at(tail.seq, tail.path.clone(), tail.bytes, tail.batches)?
+                    ActiveSegment::open_at(
+                        tail.seq,
+                        tail.path.clone(),
+                        tail.bytes,
+                        tail.allocated,
+                        tail.batches,
+                        options.preallocate_bytes,
+                    )?
                 }
                 // No segment survived: start the first one. Reusing the
                 // number of a segment recovery removed keeps numbers dense.
                 None => {
                     let seq = listed.first().map_or(1, |(seq, _)| *seq);
-                    ActiveSegment::create(dir, seq, recovered.hard_state, last_index)?
+                    ActiveSegment::create(
+                        dir,
+                        seq,
+                        recovered.hard_state,
+                        last_index,
+                        options.preallocate_bytes,
+                    )?
                 }
             },
             segments: recovered.segments.clone(),
@@ -252,13 +270,20 @@ impl FileStorage {
     /// can begin at any segment once the ones before it are gone (`compact`).
     fn roll_over(&mut self) -> Result<(), StorageError> {
         // The old segment's handle goes away here, so `sync` could no longer
-        // reach it: make it durable now even with `fsync: false`.
-        if self.active.unsynced {
-            self.active.sync()?;
+        // reach it: make it durable now even with `fsync: false`, without
+        // its preallocated zeros.
+        if self.active.unsynced || self.active.allocated > self.active.bytes {
+            self.active.trim()?;
             self.stats.fsyncs += 1;
         }
         let seq = self.active.seq + 1;
-        self.active = ActiveSegment::create(&self.dir, seq, self.hard_state, self.last_index)?;
+        self.active = ActiveSegment::create(
+            &self.dir,
+            seq,
+            self.hard_state,
+            self.last_index,
+            self.options.preallocate_bytes,
+        )?;
         log::debug!("WAL rolled over to {}", self.active.path.display());
         self.on_segment_created()
     }

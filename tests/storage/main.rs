@@ -47,19 +47,29 @@ fn hard_state(term: u64, vote: Option<u64>, commit: u64) -> HardState {
     }
 }
 
-/// No fsync: these tests check the format and recovery, not the disk.
+/// No fsync: these tests check the format and recovery, not the disk. No
+/// preallocation: they read where the next record starts off the file's
+/// length (`preallocated` turns it on).
 fn fast() -> WalOptions {
     WalOptions {
         fsync: false,
+        preallocate_bytes: 0,
         ..WalOptions::default()
+    }
+}
+
+/// `fast`, with segments that grow by zero-filled chunks of `chunk` bytes.
+fn preallocated(chunk: u64) -> WalOptions {
+    WalOptions {
+        preallocate_bytes: chunk,
+        ..fast()
     }
 }
 
 fn tiny_segments() -> WalOptions {
     WalOptions {
         segment_bytes_max: 1,
-        fsync: false,
-        ..WalOptions::default()
+        ..fast()
     }
 }
 

@@ -294,14 +294,92 @@ fn a_last_record_with_a_bad_crc_or_a_zero_filled_tail_is_cut_off() {
     assert_eq!(open(source.path(), fast()).1, before_last);
     assert_eq!(file_len(&path), record_offset);
 
-    // A crash after the file system grew the file but before the data
-    // blocks were written leaves zeros after the last good record.
+    // Zeros after the last good record: a segment's preallocated space, or
+    // a crash after the file system grew the file but before the data
+    // blocks were written. Either way they end the log, and are kept for
+    // the appends to come, which go right after the records.
     let mut zero_filled = bytes.clone();
     zero_filled.extend([0u8; 4096]);
     fs::write(&path, &zero_filled).unwrap();
     let full = restored(hard_state(1, Some(0), 3), entries(1..=5, 1));
+    let (mut storage, state) = open(source.path(), fast());
+    assert_eq!(state, full);
+    assert_eq!(file_len(&path), zero_filled.len() as u64);
+    storage.persist(None, &entries(6..=6, 1)).unwrap();
+    drop(storage);
+    let mut full = full;
+    full.entries.push(entry(6, 1));
     assert_eq!(open(source.path(), fast()).1, full);
-    assert_eq!(file_len(&path), bytes.len() as u64);
+}
+
+// ---- Preallocated segments (segment.rs, DESIGN.md 5.3) -------------------
+
+#[test]
+fn a_preallocated_segment_grows_in_chunks_and_reopens_at_its_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let options = preallocated(512);
+    let hs = hard_state(1, Some(0), 0);
+    let (mut storage, _) = open(tmp.path(), options);
+    storage.persist(Some(&hs), &entries(1..=3, 1)).unwrap();
+    let path = segment_files(tmp.path()).remove(0);
+    assert_eq!(file_len(&path), 512, "one chunk of zeros after the records");
+    drop(storage);
+    for round in 0..3u64 {
+        let (mut storage, state) = open(tmp.path(), options);
+        let last = 3 + round * 40;
+        assert_eq!(state, restored(hs, entries(1..=last, 1)), "round {round}");
+        assert_eq!(file_len(&path) % 512, 0, "reopen keeps the zeros");
+        storage
+            .persist(Some(&hs), &entries(last + 1..=last + 40, 1))
+            .unwrap();
+    }
+    assert!(file_len(&path) > 512, "grew past its first chunk");
+    assert_eq!(open(tmp.path(), options).1, restored(hs, entries(1..=123, 1)));
+}
+
+#[test]
+fn a_segment_is_trimmed_to_its_records_when_the_next_one_starts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let options = WalOptions {
+        segment_bytes_max: 300,
+        ..preallocated(4096)
+    };
+    let hs = hard_state(1, Some(0), 0);
+    let (mut storage, _) = open(tmp.path(), options);
+    for first in (1..=60).step_by(5) {
+        storage
+            .persist(Some(&hs), &entries(first..=first + 4, 1))
+            .unwrap();
+    }
+    drop(storage);
+    let files = segment_files(tmp.path());
+    assert!(files.len() >= 3, "{} segments", files.len());
+    for closed in &files[..files.len() - 1] {
+        let bytes = fs::read(closed).unwrap();
+        assert!(bytes.len() < 4096, "{} kept its zeros", closed.display());
+    }
+    assert_eq!(file_len(files.last().unwrap()) % 4096, 0);
+    assert_eq!(open(tmp.path(), options).1, restored(hs, entries(1..=60, 1)));
+}
+
+/// A crash cuts the write at `bytes`, inside the zeros: a torn record there
+/// is cut off like any torn tail. Data after the zeros is no crash's doing.
+#[test]
+fn in_a_preallocated_segment_a_torn_record_is_cut_and_data_after_the_zeros_is_corruption() {
+    let source = tempfile::tempdir().unwrap();
+    let (path, bytes, record_offset) = log_with_known_last_record(source.path());
+    let before_last = restored(hard_state(1, Some(0), 0), entries(1..=3, 1));
+    let mut torn = bytes[..bytes.len() - 3].to_vec();
+    torn.resize(8192, 0);
+    fs::write(&path, &torn).unwrap();
+    assert_eq!(open(source.path(), preallocated(4096)).1, before_last);
+    assert_eq!(file_len(&path), record_offset, "cut at the torn record");
+
+    let mut stray = bytes.clone();
+    stray.resize(8192, 0);
+    stray[8000] = 0x5a;
+    fs::write(&path, &stray).unwrap();
+    assert_corrupt_at(open_err(source.path()), &path, bytes.len() as u64);
 }
 
 #[test]
@@ -531,10 +609,11 @@ proptest! {
     fn restored_state_equals_the_model_after_any_persists_and_reopens(
         segment_bytes_max in prop::sample::select(vec![1u64, 200, 1000, 1 << 20]),
         record_bytes_max in prop::sample::select(vec![150usize, 300, 16 << 20]),
+        preallocate_bytes in prop::sample::select(vec![0u64, 256, 4096]),
         ops in prop::collection::vec((0u8..8, any::<[u64; 4]>(), any::<bool>()), 1..60),
     ) {
         let tmp = tempfile::tempdir().unwrap();
-        let options = WalOptions { segment_bytes_max, fsync: false, record_bytes_max };
+        let options = WalOptions { segment_bytes_max, record_bytes_max, ..preallocated(preallocate_bytes) };
         let mut model = Model::default();
         let (mut storage, state) = open(tmp.path(), options);
         prop_assert_eq!(state, model.restored());
