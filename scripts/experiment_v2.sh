@@ -16,11 +16,11 @@
 #   ZONES_MODES="sraft seed original"     (empty: no zones runs)
 #   EXPERIMENTS=EXPERIMENTS.md            the file whose v2 section is rewritten
 # The etcd modes need etcd 3.4 at /usr/bin/etcd (Debian: etcd-server).
-# How long: about 1.2 s per trial for the sraft modes (kill and stop), about
-# 1.5 s (etcd-fast) to 3 s (etcd, stop) per trial for etcd: with the
-# defaults (11 sraft-mode runs, 4 etcd runs, 1000 trials each) about 3.7 h
-# plus 2.5 h, so about 6 h. Nothing else heavy should run meanwhile: the
-# load is recorded, not controlled.
+# How long (smoke run, load 4-6): about 1.2 s per trial for sraft and seed,
+# 1.7 s for original and paper, 1.6 s for etcd-fast and 2.5 s for etcd
+# (the heal of a killed etcd member, restart and catch-up, takes ~0.1 s).
+# With the defaults (1000 trials in each of 15 runs) about 6.5 h. Nothing
+# else heavy should run meanwhile: the load is recorded, not controlled.
 set -eu
 cd "$(dirname "$0")/.."
 TRIALS=${1:-1000}

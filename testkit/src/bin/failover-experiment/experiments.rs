@@ -215,9 +215,9 @@ pub fn verdict(p50: f64, p99: f64, (lo, hi): (f64, f64)) -> String {
         if x.is_nan() {
             Some(format!("no {name} (no trial acked)"))
         } else if x < lo {
-            Some(format!("{name} {x:.1} below"))
+            Some(format!("{name} {x:.1} below, faster than claimed"))
         } else if x > hi {
-            Some(format!("{name} {x:.1} above"))
+            Some(format!("{name} {x:.1} above, slower than claimed"))
         } else {
             None
         }
@@ -229,7 +229,7 @@ pub fn verdict(p50: f64, p99: f64, (lo, hi): (f64, f64)) -> String {
     if misses.is_empty() {
         "held".into()
     } else {
-        format!("not held ({})", misses.join(", "))
+        format!("not held ({})", misses.join("; "))
     }
 }
 
@@ -279,11 +279,11 @@ mod tests {
         assert_eq!(verdict(100.0, 190.0, (50.0, 200.0)), "held");
         assert_eq!(
             verdict(40.0, 250.0, (50.0, 200.0)),
-            "not held (p50 40.0 below, p99 250.0 above)"
+            "not held (p50 40.0 below, faster than claimed; p99 250.0 above, slower than claimed)"
         );
         assert_eq!(
             verdict(f64::NAN, f64::NAN, (50.0, 200.0)),
-            "not held (no p50 (no trial acked), no p99 (no trial acked))"
+            "not held (no p50 (no trial acked); no p99 (no trial acked))"
         );
     }
 

@@ -141,6 +141,8 @@ fn draw(
         .configure_mesh()
         .x_desc("ms after the fault (log scale)")
         .y_desc("fraction of trials")
+        .label_style(("sans-serif", 15))
+        .axis_desc_style(("sans-serif", 17))
         .x_label_formatter(&|x| format!("{x}"))
         .y_label_formatter(&|y| format!("{y:.1}"))
         .draw()?;
