@@ -1,21 +1,25 @@
-//! Failover on real processes (EXPERIMENTS.md section 4).
+//! Failover on real processes (EXPERIMENTS.md sections 4 and 12).
 //!
-//! Starts a local 5-node cluster of `sraft` processes on loopback, then per
-//! trial: waits for a stable leader (same leader, term and sub-leaders for
-//! at least a second), waits a random phase of 0-50 ms, kills (SIGKILL) or
-//! freezes (SIGSTOP) the leader and measures on one monotonic clock from the
-//! signal:
+//! Starts a local 5-node cluster (`sraft` processes, or `etcd` members) on
+//! loopback, then per trial: waits for a stable leader (same leader, term
+//! and sub-leaders for at least a second), waits a random phase of 0-50 ms,
+//! kills (SIGKILL) or freezes (SIGSTOP) the leader and measures on one
+//! monotonic clock from the signal:
 //!
-//! - election: until a surviving node's INFO says `role:leader` in a higher
-//!   term (every survivor is polled about every millisecond over a
-//!   persistent connection);
-//! - unavailability: a writer thread sends `SET` about every millisecond
-//!   through a follower that survives (it forwards to the leader); the
-//!   client-visible gap is the first ack after the fault (of a SET sent
-//!   after the fault) minus the last ack before it.
+//! - election: until a survivor shows a new leader in a higher term (sraft:
+//!   the new leader's INFO says `role:leader`; etcd: a survivor's status
+//!   names a leader other than the victim); every survivor is polled about
+//!   every millisecond over a persistent connection;
+//! - unavailability: a writer writes (`SET`, or etcd's put) about every
+//!   millisecond through a follower that survives (it forwards to the
+//!   leader), hedging a write unanswered for 10 ms with the next one on
+//!   another connection (`probes.rs`); the client-visible gap is the first
+//!   ack after the fault (of a write sent after the fault) minus the last
+//!   ack before it.
 //!
 //! Then it heals (restart on the same data dir, or SIGCONT) and waits for the
-//! healed node's applied index to reach the leader's.
+//! healed node's log (sraft: applied index, etcd: raftIndex) to reach the
+//! leader's.
 //!
 //! ```text
 //! cargo run --release --bin failover-experiment -- --mode sraft --fault kill --trials 200 --out results/
