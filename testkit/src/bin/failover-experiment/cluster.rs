@@ -1,71 +1,79 @@
-//! The experiment's cluster: five nodes of the toolkit's [`TestCluster`]
-//! with the mode's flags and timings, and the fault and its healing.
+//! The cluster under test, whichever system runs it: one seam between the
+//! measurement (probes, trials) and the processes. Each system says what
+//! its nodes report as a [`Status`] and takes writes through a
+//! [`NodeConn`]; the fault and its healing are in `fault.rs`.
 
-use crate::NODES;
-use crate::options::{Fault, Mode, Options, SEED_TIMINGS_TOML};
-use sraft::settings::test_delay::ENV_DELAY_US_BY_PEER;
+use crate::etcd_nodes::EtcdCluster;
+use crate::options::Options;
+use crate::sraft_nodes;
 use sraft_testkit::TestCluster;
 use std::path::Path;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::Duration;
 
-/// Original Raft with the paper's timeouts (150-300 ms).
-const PAPER_TOML: &str = "# Raft paper timeouts (original Raft, 150-300 ms)\n[raft]\nenable_subleader = false\n\
-    follower_timeout_ms_min = 150\nfollower_timeout_ms_max = 300\n";
+/// What one node says about leadership, normalized across systems.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// The node it names as leader (itself if it leads); None while it
+    /// knows none.
+    pub leader: Option<usize>,
+    pub term: u64,
+    /// How far its log is: sraft's `applied_index`, etcd's `raftIndex`.
+    pub log_index: u64,
+    /// A leader's sub-leaders, primary first (empty elsewhere, and always
+    /// for etcd).
+    pub sub_leaders: Vec<usize>,
+}
 
-/// Starts the nodes on the run's ports, logs in `logs_dir` (replacing an
-/// earlier run's), data in a temporary directory (kept with `--keep`).
-pub fn start(o: &Options, logs_dir: &Path) -> std::io::Result<TestCluster> {
-    for i in 0..NODES {
-        let _ = std::fs::remove_file(logs_dir.join(format!("node-{i}.log")));
+impl Status {
+    /// Node `id`'s own status says it leads.
+    pub fn leads(&self, id: usize) -> bool {
+        self.leader == Some(id)
     }
-    let mut builder = TestCluster::builder(NODES)
-        .name(&format!("failover-{}-{}", o.mode.name(), o.fault.name()))
-        .bin(&o.sraft)
-        .base_port(o.base_port)
-        .logs_dir(logs_dir)
-        .keep_dir(o.keep)
-        .metrics_files()
-        // SRAFT_TEST_DELAY_US and friends from the caller's environment
-        // reach the nodes (EXPERIMENTS.md 4 uses them).
-        .inherit_env();
-    if !o.mode.is_sraft() {
-        builder = builder.arg("--original-raft");
-    }
-    // The config's peers, data dir, cluster id and metrics file are
-    // overridden by the flags (flags come first, DESIGN.md 4.1); its
-    // [raft] table is what this row measures.
-    builder = match o.mode {
-        Mode::Paper => builder.config("paper.toml", PAPER_TOML),
-        Mode::Seed => builder.config("seed-timings.toml", SEED_TIMINGS_TOML),
-        Mode::Sraft | Mode::Original => builder,
-    };
-    if let Some(zones) = &o.zones {
-        for i in 0..NODES {
-            let row = zones.env_value(sraft::core::NodeId(i as u64));
-            builder = builder.env(i, ENV_DELAY_US_BY_PEER, &row);
+}
+
+/// A connection to one node, owned by one probe thread.
+pub trait NodeConn: Send {
+    /// The node's status; None if it did not answer in time.
+    fn status(&mut self) -> Option<Status>;
+    /// One acknowledged write of `key = value`; Err names what came back.
+    fn put(&mut self, key: &str, value: &str) -> Result<(), String>;
+    /// Drops the connection (the next call reconnects).
+    fn reset(&mut self);
+}
+
+/// Opens a connection to node `id` whose calls wait at most `timeout`.
+pub type Connector = Arc<dyn Fn(usize, Duration) -> Box<dyn NodeConn> + Send + Sync>;
+
+/// The running nodes of one run.
+pub enum Cluster {
+    // Boxed: the toolkit's cluster is much larger than etcd's.
+    Sraft(Box<TestCluster>),
+    Etcd(EtcdCluster),
+}
+
+impl Cluster {
+    /// Starts the mode's nodes, logs in `logs_dir`.
+    pub fn start(o: &Options, logs_dir: &Path) -> std::io::Result<Cluster> {
+        if o.mode.is_etcd() {
+            EtcdCluster::start(o, logs_dir).map(Cluster::Etcd)
+        } else {
+            sraft_nodes::start(o, logs_dir).map(|c| Cluster::Sraft(Box::new(c)))
         }
     }
-    builder.try_start()
-}
 
-/// The fault on node `id`. Returns the instant just before the signal.
-pub fn inject(cluster: &mut TestCluster, id: usize, fault: Fault) -> Instant {
-    let at = Instant::now();
-    match fault {
-        // SIGKILL, then the dead process is reaped.
-        Fault::Kill => cluster.kill(id),
-        Fault::Stop => cluster.stop(id),
+    pub fn connector(&self) -> Connector {
+        match self {
+            Cluster::Sraft(c) => sraft_nodes::connector(c),
+            Cluster::Etcd(c) => c.connector(),
+        }
     }
-    at
-}
 
-/// Undoes the fault: restart on the same data dir, or SIGCONT.
-pub fn heal(cluster: &mut TestCluster, id: usize, fault: Fault) -> std::io::Result<()> {
-    match fault {
-        Fault::Kill => cluster.try_restart(id),
-        Fault::Stop => {
-            cluster.cont(id);
-            Ok(())
+    /// An error naming the first node that exited on its own.
+    pub fn check_alive(&mut self) -> Result<(), String> {
+        match self {
+            Cluster::Sraft(c) => c.check_alive(),
+            Cluster::Etcd(c) => c.check_alive(),
         }
     }
 }

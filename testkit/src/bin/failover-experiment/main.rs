@@ -1,21 +1,25 @@
-//! Failover on real processes (EXPERIMENTS.md section 4).
+//! Failover on real processes (EXPERIMENTS.md sections 4 and 12).
 //!
-//! Starts a local 5-node cluster of `sraft` processes on loopback, then per
-//! trial: waits for a stable leader (same leader, term and sub-leaders for
-//! at least a second), waits a random phase of 0-50 ms, kills (SIGKILL) or
-//! freezes (SIGSTOP) the leader and measures on one monotonic clock from the
-//! signal:
+//! Starts a local 5-node cluster (`sraft` processes, or `etcd` members) on
+//! loopback, then per trial: waits for a stable leader (same leader, term
+//! and sub-leaders for at least a second), waits a random phase of 0-50 ms,
+//! kills (SIGKILL) or freezes (SIGSTOP) the leader and measures on one
+//! monotonic clock from the signal:
 //!
-//! - election: until a surviving node's INFO says `role:leader` in a higher
-//!   term (every survivor is polled about every millisecond over a
-//!   persistent connection);
-//! - unavailability: a writer thread sends `SET` about every millisecond
-//!   through a follower that survives (it forwards to the leader); the
-//!   client-visible gap is the first ack after the fault (of a SET sent
-//!   after the fault) minus the last ack before it.
+//! - election: until a survivor shows a new leader in a higher term (sraft:
+//!   the new leader's INFO says `role:leader`; etcd: a survivor's status
+//!   names a leader other than the victim); every survivor is polled about
+//!   every millisecond over a persistent connection;
+//! - unavailability: a writer writes (`SET`, or etcd's put) about every
+//!   millisecond through a follower that survives (it forwards to the
+//!   leader), hedging a write unanswered for 10 ms with the next one on
+//!   another connection (`probes.rs`); the client-visible gap is the first
+//!   ack after the fault (of a write sent after the fault) minus the last
+//!   ack before it.
 //!
 //! Then it heals (restart on the same data dir, or SIGCONT) and waits for the
-//! healed node's applied index to reach the leader's.
+//! healed node's log (sraft: applied index, etcd: raftIndex) to reach the
+//! leader's.
 //!
 //! ```text
 //! cargo run --release --bin failover-experiment -- --mode sraft --fault kill --trials 200 --out results/
@@ -24,31 +28,51 @@
 //!
 //! Modes: `sraft` (defaults), `seed` (S-Raft with seed 000's timings,
 //! conf/seed-timings.toml), `original` (`--original-raft`, follower
-//! timeouts 300-1000 ms), `paper` (original with 150-300 ms). `--zones
-//! 0,0,1,1,2` puts the nodes in availability zones with the transport's
-//! test-only per-peer delay (`SRAFT_TEST_DELAY_US_BY_PEER`; 0.1 ms within a
-//! zone, 1.5 ms across unless `--same-zone-delay-us`/`--cross-zone-delay-us`
-//! say otherwise). Linux only (signals). Only processes this program
-//! started are signalled, by pid.//!
-//! Parts: `options.rs` (command line), `cluster.rs` (the nodes, through
-//! the test toolkit's `TestCluster`, and the fault), `probes.rs` (INFO
-//! pollers, the writer), `trial.rs` (one trial and its CSV row), `soak.rs`
-//! (`--soak`), `report.rs` (the Markdown table).
+//! timeouts 300-1000 ms), `paper` (original with 150-300 ms), and for
+//! comparison `etcd` (etcd 3.4, `/usr/bin/etcd`, its default heartbeat
+//! 100 ms and election timeout 1000 ms) and `etcd-fast` (50 ms, 300 ms),
+//! driven through etcd's v3 JSON gateway. `--zones 0,0,1,1,2` (sraft modes)
+//! puts the nodes in availability zones with the transport's test-only
+//! per-peer delay (`SRAFT_TEST_DELAY_US_BY_PEER`; 0.1 ms within a zone,
+//! 1.5 ms across unless `--same-zone-delay-us`/`--cross-zone-delay-us` say
+//! otherwise). Linux only (signals). Only processes this program started
+//! are signalled, by pid.
+//!
+//! From the CSVs of a directory: `--summarize DIR` (one table), `--plot
+//! DIR` (CDF plots, SVG), `--report DIR --experiments EXPERIMENTS.md`
+//! (regenerates the file's experiment v2 section, issue 13).
+//!
+//! Parts: `options.rs` (command line), `cluster.rs` (the seam between
+//! measurement and processes: [`cluster::Status`], [`cluster::NodeConn`]),
+//! `sraft_nodes.rs` and `etcd_nodes.rs` (each system's nodes and
+//! connections; `etcd_http.rs`, the gateway's HTTP), `fault.rs` (the
+//! faults and healing), `probes.rs` (status pollers, the writer),
+//! `trial.rs` (one trial and its CSV row), `soak.rs` (`--soak`),
+//! `report.rs` (the Markdown tables from the CSVs), `runs.rs` (reading a
+//! directory's CSVs), `plot.rs` (CDF plots), `experiments.rs` (the v2
+//! section).
 
 mod cluster;
+mod etcd_http;
+mod etcd_nodes;
+mod experiments;
+mod fault;
 mod options;
+mod plot;
 mod probes;
 mod report;
+mod runs;
 mod soak;
+mod sraft_nodes;
 mod trial;
 
-use options::{Options, parse_options};
-use probes::{Shared, poller, writer as writer_loop};
+use cluster::Cluster;
+use options::{Command, Options, parse_options};
+use probes::{Shared, Witness, poller, writer as writer_loop};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use report::{Row, table_header, table_row};
+use report::{Row, summarize_dir, table_header, table_row};
 use soak::soak;
-use sraft_testkit::TestCluster;
 use std::fs::{self, File};
 use std::io::Write as _;
 use std::sync::Arc;
@@ -60,12 +84,31 @@ use trial::{Trial, load1, run_trial};
 const NODES: usize = 5;
 
 fn main() {
-    let o = parse_options(std::env::args().skip(1).collect());
-    if !o.sraft.exists() {
-        eprintln!(
-            "{} not found: build it with cargo build --release --bin sraft",
-            o.sraft.display()
-        );
+    let o = match parse_options(std::env::args().skip(1).collect()) {
+        Command::Run(o) => o,
+        Command::Summarize(dir) => {
+            summarize_dir(&dir);
+            return;
+        }
+        Command::Plot(dir) => exit_on_error(plot::plot_dir(&dir).map(|files| {
+            for f in files {
+                println!("{}", f.display());
+            }
+        })),
+        Command::Report { dir, experiments } => {
+            exit_on_error(experiments::report(&dir, &experiments))
+        }
+    };
+    let (bin, hint) = if o.mode.is_etcd() {
+        (
+            &o.etcd,
+            "install etcd 3.4 (Debian: etcd-server) or pass --etcd PATH",
+        )
+    } else {
+        (&o.sraft, "build it with cargo build --release --bin sraft")
+    };
+    if !bin.exists() {
+        eprintln!("{} not found: {hint}", bin.display());
         std::process::exit(2);
     }
     fs::create_dir_all(&o.out).expect("create --out");
@@ -83,12 +126,17 @@ fn main() {
         load1()
     );
     let logs_dir = o.out.join(format!("logs-{stem}"));
-    let mut cluster = cluster::start(&o, &logs_dir).unwrap_or_else(|e| {
+    let mut cluster = Cluster::start(&o, &logs_dir).unwrap_or_else(|e| {
         eprintln!("cannot start the cluster: {e}");
         std::process::exit(1)
     });
     let shared = Arc::new(Shared::new(NODES));
-    let threads = start_probes(&shared, &cluster);
+    let witness = if o.mode.is_etcd() {
+        Witness::AnySurvivor
+    } else {
+        Witness::TheLeader
+    };
+    let threads = start_probes(&shared, &cluster, witness);
     let code = if o.soak_secs > 0 {
         run_soak(&o, &shared, &mut cluster)
     } else {
@@ -102,31 +150,41 @@ fn main() {
     std::process::exit(code);
 }
 
-/// One INFO poller per node and the writer.
-fn start_probes(shared: &Arc<Shared>, cluster: &TestCluster) -> Vec<JoinHandle<()>> {
+/// Prints the error and exits 1, or exits 0.
+fn exit_on_error(r: Result<(), String>) -> ! {
+    match r {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1)
+        }
+    }
+}
+
+/// One status poller per node and the writer.
+fn start_probes(shared: &Arc<Shared>, cluster: &Cluster, witness: Witness) -> Vec<JoinHandle<()>> {
+    let connect = cluster.connector();
     let mut threads: Vec<JoinHandle<()>> = (0..NODES)
         .map(|id| {
-            let s = shared.clone();
-            let addr = cluster.client_addr(id);
+            let (s, c) = (shared.clone(), connect.clone());
             thread::Builder::new()
                 .name(format!("poll-{id}"))
-                .spawn(move || poller(s, addr, id))
+                .spawn(move || poller(s, c, id, witness))
                 .expect("spawn a poller")
         })
         .collect();
     let s = shared.clone();
-    let addrs = cluster.client_addrs();
     let writer = thread::Builder::new().name("writer".into());
     threads.push(
         writer
-            .spawn(move || writer_loop(s, addrs))
+            .spawn(move || writer_loop(s, connect))
             .expect("spawn the writer"),
     );
     threads
 }
 
 /// `--soak`: prints and writes its row; the exit code.
-fn run_soak(o: &Options, shared: &Shared, cluster: &mut TestCluster) -> i32 {
+fn run_soak(o: &Options, shared: &Shared, cluster: &mut Cluster) -> i32 {
     match soak(o, shared, cluster) {
         Ok(report) => {
             print!("{report}");
@@ -142,7 +200,7 @@ fn run_soak(o: &Options, shared: &Shared, cluster: &mut TestCluster) -> i32 {
 
 /// The trials, each a CSV line as it ends, then the run's table; the exit
 /// code (1 if a trial could not finish).
-fn run_trials(o: &Options, shared: &Shared, cluster: &mut TestCluster) -> i32 {
+fn run_trials(o: &Options, shared: &Shared, cluster: &mut Cluster) -> i32 {
     let stem = o.stem();
     let csv_path = o.out.join(format!("{stem}.csv"));
     let mut csv = File::create(&csv_path).expect("create the CSV");
@@ -202,4 +260,5 @@ fn add_to_row(row: &mut Row, t: &Trial) {
     row.by_primary += t.won_by_primary() as usize;
     row.by_sub += t.won_by_subleader() as usize;
     row.any_subs |= !t.sub_leaders.is_empty();
+    row.load1.push(t.load1);
 }

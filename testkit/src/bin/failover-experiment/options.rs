@@ -1,13 +1,15 @@
-//! The experiment's command line: modes, faults, and the options of a run.
+//! The experiment's command line: modes, and the options of a run or of
+//! the commands that read runs' CSVs.
 
 use crate::NODES;
-use crate::report::summarize_dir;
+use crate::fault::Fault;
 use sraft::settings::test_delay::ZoneLayout;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The experiment's peer ports (client ports 1000 above, 25000-25999):
 /// above the test toolkit's range, so that tests and a run can share a
-/// host.
+/// host. Each mode has a block of 100 (sraft modes 24000-24399, etcd
+/// 24400-24599).
 pub const PORT_MIN: u16 = 24000;
 /// Peer ports stay below this, so client ports (peer + 1000) stay in
 /// 25000-25999.
@@ -20,6 +22,11 @@ pub enum Mode {
     Seed,
     Original,
     Paper,
+    /// etcd 3.4 with its defaults (heartbeat 100 ms, election timeout
+    /// 1000 ms).
+    Etcd,
+    /// etcd 3.4 with heartbeat 50 ms, election timeout 300 ms.
+    EtcdFast,
 }
 
 /// The seed-timing row runs with the file users get, not a copy of it.
@@ -32,12 +39,21 @@ impl Mode {
             Mode::Seed => "seed",
             Mode::Original => "original",
             Mode::Paper => "paper",
+            Mode::Etcd => "etcd",
+            Mode::EtcdFast => "etcd-fast",
         }
     }
+    /// Every mode, in the order of the report's rows.
+    pub const ALL: [Mode; 6] = [
+        Mode::Sraft,
+        Mode::Seed,
+        Mode::Original,
+        Mode::Paper,
+        Mode::Etcd,
+        Mode::EtcdFast,
+    ];
     pub fn parse(s: &str) -> Option<Mode> {
-        [Mode::Sraft, Mode::Seed, Mode::Original, Mode::Paper]
-            .into_iter()
-            .find(|m| m.name() == s)
+        Mode::ALL.into_iter().find(|m| m.name() == s)
     }
     fn index(self) -> u16 {
         match self {
@@ -45,35 +61,43 @@ impl Mode {
             Mode::Original => 1,
             Mode::Paper => 2,
             Mode::Seed => 3,
+            Mode::Etcd => 4,
+            Mode::EtcdFast => 5,
         }
     }
+    /// S-Raft (sub-leaders named), not original Raft or etcd.
     pub fn is_sraft(self) -> bool {
         matches!(self, Mode::Sraft | Mode::Seed)
     }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Fault {
-    Kill,
-    Stop,
-}
-
-impl Fault {
-    pub fn name(self) -> &'static str {
+    pub fn is_etcd(self) -> bool {
+        self.etcd_timings_ms().is_some()
+    }
+    /// etcd's `--heartbeat-interval` and `--election-timeout` (ms).
+    pub fn etcd_timings_ms(self) -> Option<(u64, u64)> {
         match self {
-            Fault::Kill => "kill",
-            Fault::Stop => "stop",
+            Mode::Etcd => Some((100, 1000)),
+            Mode::EtcdFast => Some((50, 300)),
+            Mode::Sraft | Mode::Seed | Mode::Original | Mode::Paper => None,
         }
     }
-    pub fn parse(s: &str) -> Option<Fault> {
-        [Fault::Kill, Fault::Stop]
-            .into_iter()
-            .find(|f| f.name() == s)
-    }
+}
+
+/// What the command line asks for.
+pub enum Command {
+    /// Trials (or a soak) of one mode.
+    Run(Options),
+    /// `--summarize DIR`: one Markdown table of every CSV in DIR.
+    Summarize(PathBuf),
+    /// `--plot DIR`: CDF plots (SVG) of every fault and layout in DIR.
+    Plot(PathBuf),
+    /// `--report DIR --experiments FILE`: the v2 section of FILE.
+    Report { dir: PathBuf, experiments: PathBuf },
 }
 
 pub struct Options {
     pub sraft: PathBuf,
+    /// The etcd binary of the etcd modes.
+    pub etcd: PathBuf,
     pub mode: Mode,
     pub fault: Fault,
     pub trials: usize,
@@ -101,20 +125,30 @@ impl Options {
 
 pub fn usage() -> ! {
     eprintln!(
-        "usage: failover-experiment --mode sraft|seed|original|paper --fault kill|stop [--trials N] \
-         [--out DIR] [--sraft PATH] [--base-port P (24000-24995)] [--seed S] [--keep] \
-         [--zones 0,0,1,1,2 [--same-zone-delay-us 100] [--cross-zone-delay-us 1500]]\n\
-         \x20      failover-experiment --mode M --soak SECONDS [--out DIR] [--zones ...]   (no fault: count elections)\n\
-         \x20      failover-experiment --summarize DIR"
+        "usage: failover-experiment --mode sraft|seed|original|paper|etcd|etcd-fast --fault kill|stop \
+         [--trials N] [--out DIR] [--sraft PATH] [--etcd PATH (/usr/bin/etcd)] \
+         [--base-port P (24000-24995)] [--seed S] [--keep] \
+         [--zones 0,0,1,1,2 [--same-zone-delay-us 100] [--cross-zone-delay-us 1500]] (sraft modes)\n\
+         \x20      failover-experiment --mode M --soak SECONDS [--out DIR] [--zones ...]   (sraft modes; no fault: count elections)\n\
+         \x20      failover-experiment --summarize DIR\n\
+         \x20      failover-experiment --plot DIR          (CDF plots, SVG, into DIR)\n\
+         \x20      failover-experiment --report DIR --experiments EXPERIMENTS.md   (rewrites its v2 section)"
     );
     std::process::exit(2)
 }
 
-pub fn parse_options(args: Vec<String>) -> Options {
+/// Exits with `message` and the usage.
+fn usage_error(message: &str) -> ! {
+    eprintln!("{message}");
+    usage()
+}
+
+pub fn parse_options(args: Vec<String>) -> Command {
     let mut it = args.into_iter();
     let (mut mode, mut fault) = (None, None);
     let mut o = Options {
         sraft: PathBuf::from("target/release/sraft"),
+        etcd: PathBuf::from("/usr/bin/etcd"),
         mode: Mode::Sraft,
         fault: Fault::Kill,
         trials: 200,
@@ -128,10 +162,12 @@ pub fn parse_options(args: Vec<String>) -> Options {
     let mut seed = None;
     let mut layout = ZoneLayout::three_zones();
     let mut zoned = false;
+    let (mut report, mut experiments) = (None, None);
     while let Some(arg) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| usage());
         match arg.as_str() {
             "--sraft" => o.sraft = PathBuf::from(value()),
+            "--etcd" => o.etcd = PathBuf::from(value()),
             "--mode" => mode = Some(Mode::parse(&value()).unwrap_or_else(|| usage())),
             "--fault" => fault = Some(Fault::parse(&value()).unwrap_or_else(|| usage())),
             "--trials" => o.trials = value().parse().unwrap_or_else(|_| usage()),
@@ -144,10 +180,8 @@ pub fn parse_options(args: Vec<String>) -> Options {
                 fault = fault.or(Some(Fault::Kill));
             }
             "--zones" => {
-                layout.zones = ZoneLayout::parse_zones(&value()).unwrap_or_else(|e| {
-                    eprintln!("--zones: {e}");
-                    usage()
-                });
+                layout.zones = ZoneLayout::parse_zones(&value())
+                    .unwrap_or_else(|e| usage_error(&format!("--zones: {e}")));
                 zoned = true;
             }
             "--same-zone-delay-us" => {
@@ -156,21 +190,34 @@ pub fn parse_options(args: Vec<String>) -> Options {
             "--cross-zone-delay-us" => {
                 layout.cross_zone_delay_us = value().parse().unwrap_or_else(|_| usage())
             }
-            "--summarize" => {
-                summarize_dir(Path::new(&value()));
-                std::process::exit(0)
-            }
+            "--summarize" => return Command::Summarize(PathBuf::from(value())),
+            "--plot" => return Command::Plot(PathBuf::from(value())),
+            "--report" => report = Some(PathBuf::from(value())),
+            "--experiments" => experiments = Some(PathBuf::from(value())),
             _ => usage(),
         }
+    }
+    match (report, experiments) {
+        (Some(dir), Some(experiments)) => return Command::Report { dir, experiments },
+        (None, None) => {}
+        _ => usage_error("--report DIR and --experiments FILE go together"),
     }
     o.mode = mode.unwrap_or_else(|| usage());
     o.fault = fault.unwrap_or_else(|| usage());
     if zoned {
+        if o.mode.is_etcd() {
+            usage_error(
+                "--zones is not supported for the etcd modes: the zones are emulated by \
+                 sraft's test-only per-peer delay, which etcd does not have",
+            );
+        }
         if layout.zones.len() != NODES {
-            eprintln!("--zones needs one zone per node ({NODES})");
-            std::process::exit(2);
+            usage_error(&format!("--zones needs one zone per node ({NODES})"));
         }
         o.zones = Some(layout);
+    }
+    if o.soak_secs > 0 && o.mode.is_etcd() {
+        usage_error("--soak is for the sraft modes (it counts elections in sraft's metrics files)");
     }
     if o.base_port == 0 {
         // One block of ports per combination, so that sequential runs do
@@ -182,9 +229,10 @@ pub fn parse_options(args: Vec<String>) -> Options {
         o.base_port = PORT_MIN + o.mode.index() * 100 + f + z + soak;
     }
     if o.base_port < PORT_MIN || o.base_port + NODES as u16 - 1 > PORT_MAX {
-        eprintln!("--base-port must keep peer ports in {PORT_MIN}-{PORT_MAX}");
-        std::process::exit(2);
+        usage_error(&format!(
+            "--base-port must keep peer ports in {PORT_MIN}-{PORT_MAX}"
+        ));
     }
     o.seed = seed.unwrap_or(o.base_port as u64 * 7919 + o.trials as u64);
-    o
+    Command::Run(o)
 }

@@ -1,6 +1,8 @@
 //! The report: one Markdown row per run (mode x fault) from its trials or
 //! its CSV, with the toolkit's percentiles (`sraft_testkit::stats`).
 
+use crate::options::Mode;
+use crate::runs::runs_in;
 use sraft_testkit::stats::{Percentiles, percentile, sorted};
 use std::fs;
 use std::path::Path;
@@ -18,6 +20,8 @@ pub struct Row {
     pub by_primary: usize,
     pub by_sub: usize,
     pub any_subs: bool,
+    /// The 1-minute load average when each trial's fault was injected.
+    pub load1: Vec<f64>,
 }
 
 impl Row {
@@ -33,6 +37,7 @@ impl Row {
             by_primary: 0,
             by_sub: 0,
             any_subs: false,
+            load1: vec![],
         }
     }
 }
@@ -46,8 +51,11 @@ pub fn table_header() -> String {
 pub fn table_row(r: &Row) -> String {
     let stats = |v: &[f64], n: usize| Percentiles::of(v).cells(v.len(), n);
     let a = sorted(&r.first_ack);
+    let etcd = Mode::parse(&r.mode).is_some_and(Mode::is_etcd);
     let won = |k: usize| {
-        if r.any_subs {
+        if etcd {
+            "-".into()
+        } else if r.any_subs {
             k.to_string()
         } else {
             "- (none named)".into()
@@ -67,12 +75,15 @@ pub fn table_row(r: &Row) -> String {
     )
 }
 
-fn row_from_csv(path: &Path) -> Option<Row> {
+/// The row of one run's CSV (None if it cannot be read or lacks a
+/// column).
+pub fn row_from_csv(path: &Path) -> Option<Row> {
     let text = fs::read_to_string(path).ok()?;
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next()?.split(',').collect();
     let col = |name: &str| header.iter().position(|h| *h == name);
     let ca = col("first_ack_after_ms")?;
+    let cl = col("load1");
     let (cm, cf, ce, cu, cp, cs, csub) = (
         col("mode")?,
         col("fault")?,
@@ -103,22 +114,21 @@ fn row_from_csv(path: &Path) -> Option<Row> {
         row.by_primary += (f[cp] == "1") as usize;
         row.by_sub += (f[cs] == "1") as usize;
         row.any_subs |= !f[csub].is_empty();
+        if let Some(x) = cl.and_then(|c| f[c].parse().ok()) {
+            row.load1.push(x);
+        }
     }
     Some(row)
 }
 
 pub fn summarize_dir(dir: &Path) {
     let mut out = table_header();
-    for zones in ["", "-zones"] {
-        for mode in ["sraft", "seed", "original", "paper"] {
-            for fault in ["kill", "stop"] {
-                let path = dir.join(format!("failover-{mode}-{fault}{zones}.csv"));
-                if let Some(mut r) = row_from_csv(&path) {
-                    r.mode += zones;
-                    out.push_str(&table_row(&r));
-                }
-            }
+    for run in runs_in(dir) {
+        let mut r = run.row;
+        if run.layout.is_zones() {
+            r.mode += "-zones";
         }
+        out.push_str(&table_row(&r));
     }
     print!("{out}");
 }

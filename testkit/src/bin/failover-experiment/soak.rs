@@ -2,6 +2,7 @@
 //! cluster starts (each one spurious).
 
 use crate::NODES;
+use crate::cluster::Cluster;
 use crate::options::Options;
 use crate::probes::Shared;
 use crate::trial::wait_stable;
@@ -27,9 +28,12 @@ fn elections_in_metrics(cluster: &TestCluster, id: usize) -> (usize, usize) {
 
 /// No fault for `soak_secs` after the cluster settled, with the writer
 /// running: every election started meanwhile is spurious (issue 13: "spurious
-/// elections per hour under a stated background load").
-pub fn soak(o: &Options, shared: &Shared, cluster: &mut TestCluster) -> Result<String, String> {
-    let (_, term, _, _) = wait_stable(shared, cluster, o.mode.is_sraft())?;
+/// elections per hour under a stated background load"). sraft modes only.
+pub fn soak(o: &Options, shared: &Shared, nodes: &mut Cluster) -> Result<String, String> {
+    let (_, term, _, _) = wait_stable(shared, nodes, o.mode.is_sraft())?;
+    let Cluster::Sraft(cluster) = nodes else {
+        return Err(format!("--soak needs an sraft mode, not {}", o.mode.name()));
+    };
     let before: Vec<(usize, usize)> = (0..NODES)
         .map(|i| elections_in_metrics(cluster, i))
         .collect();
@@ -53,7 +57,7 @@ pub fn soak(o: &Options, shared: &Shared, cluster: &mut TestCluster) -> Result<S
         .views
         .lock()
         .iter()
-        .filter_map(|v| v.num("term"))
+        .filter_map(|v| v.term())
         .max()
         .unwrap_or(term);
     let acks = shared.acks.lock().len() - acks_before;

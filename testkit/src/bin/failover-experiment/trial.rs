@@ -3,12 +3,12 @@
 //! healed node to catch up; and the trial's CSV row.
 
 use crate::NODES;
-use crate::cluster;
-use crate::options::{Fault, Mode, Options};
+use crate::cluster::Cluster;
+use crate::fault::{self, Fault};
+use crate::options::{Mode, Options};
 use crate::probes::{Shared, Watch};
 use rand::Rng;
 use rand::rngs::StdRng;
-use sraft_testkit::TestCluster;
 use std::fs;
 use std::sync::atomic::Ordering;
 use std::thread;
@@ -113,7 +113,7 @@ fn ms_from(origin: Instant, t: Instant) -> f64 {
 /// seen during the window are returned.
 pub fn wait_stable(
     shared: &Shared,
-    cluster: &mut TestCluster,
+    cluster: &mut Cluster,
     need_subleaders: bool,
 ) -> Result<(usize, u64, Vec<usize>, usize), String> {
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -124,22 +124,19 @@ pub fn wait_stable(
         let views = shared.views.lock().clone();
         let now = Instant::now();
         let fresh = views.iter().all(|v| {
-            v.info.is_some()
+            v.status.is_some()
                 && v.at
                     .is_some_and(|t| now.duration_since(t) < Duration::from_millis(100))
         });
         let mut current = None;
         if fresh {
-            let leaders: Vec<usize> = (0..NODES)
-                .filter(|&i| views[i].get("role") == Some("leader"))
-                .collect();
+            let leaders: Vec<usize> = (0..NODES).filter(|&i| views[i].leads(i)).collect();
             if let [l] = leaders[..] {
-                let term = views[l].num("term").unwrap_or(0);
+                let term = views[l].term().unwrap_or(0);
                 let subs = views[l].sub_leaders();
-                let agree = views.iter().all(|v| {
-                    v.num("term") == Some(term)
-                        && v.get("leader_id") == Some(l.to_string().as_str())
-                });
+                let agree = views
+                    .iter()
+                    .all(|v| v.term() == Some(term) && v.leader() == Some(l));
                 if agree && (!need_subleaders || !subs.is_empty()) {
                     current = Some((l, term, subs));
                 }
@@ -181,7 +178,7 @@ fn arm(
     trial: usize,
     o: &Options,
     shared: &Shared,
-    cluster: &mut TestCluster,
+    cluster: &mut Cluster,
     rng: &mut StdRng,
 ) -> Result<Armed, String> {
     loop {
@@ -196,7 +193,7 @@ fn arm(
         // Let the writer settle on its target, then the random phase.
         thread::sleep(Duration::from_millis(20) + phase);
         let views = shared.views.lock().clone();
-        if views[leader].get("role") == Some("leader") && views[leader].num("term") == Some(term) {
+        if views[leader].leads(leader) && views[leader].term() == Some(term) {
             let subs_now = views[leader].sub_leaders();
             return Ok(Armed {
                 leader,
@@ -262,12 +259,12 @@ fn wait_for_outcome(
     (found, first_ack)
 }
 
-/// Waits (60 s at most) until the healed node's applied index reaches
-/// what the new leader had applied when first seen.
+/// Waits (60 s at most) until the healed node's log index (sraft: applied,
+/// etcd: raftIndex) reaches the new leader's when first seen.
 fn catch_up(
     trial: usize,
     shared: &Shared,
-    cluster: &mut TestCluster,
+    cluster: &mut Cluster,
     healed: usize,
 ) -> Result<(), String> {
     let catch_deadline = Instant::now() + Duration::from_secs(60);
@@ -281,12 +278,11 @@ fn catch_up(
         cluster.check_alive()?;
         let views = shared.views.lock().clone();
         if goal.is_none()
-            && let Some(l) =
-                (0..NODES).find(|&i| i != healed && views[i].get("role") == Some("leader"))
+            && let Some(l) = (0..NODES).find(|&i| i != healed && views[i].leads(i))
         {
-            goal = views[l].num("applied_index");
+            goal = views[l].log_index();
         }
-        if let (Some(g), Some(a)) = (goal, views[healed].num("applied_index"))
+        if let (Some(g), Some(a)) = (goal, views[healed].log_index())
             && a >= g
         {
             return Ok(());
@@ -300,7 +296,7 @@ pub fn run_trial(
     trial: usize,
     o: &Options,
     shared: &Shared,
-    cluster: &mut TestCluster,
+    cluster: &mut Cluster,
     rng: &mut StdRng,
 ) -> Result<Trial, String> {
     let armed = arm(trial, o, shared, cluster, rng)?;
@@ -311,7 +307,7 @@ pub fn run_trial(
     let load = load1();
     let fault_at = {
         let mut w = shared.watch.lock();
-        let fault_at = cluster::inject(cluster, leader, o.fault);
+        let fault_at = fault::inject(cluster, leader, o.fault);
         *w = Some(Watch {
             fault_at,
             victim: leader,
@@ -334,7 +330,7 @@ pub fn run_trial(
     let write_errors = shared.write_errors.load(Ordering::Relaxed) - errors_before;
 
     let heal_at = Instant::now();
-    cluster::heal(cluster, leader, o.fault).map_err(|e| format!("heal node {leader}: {e}"))?;
+    fault::heal(cluster, leader, o.fault).map_err(|e| format!("heal node {leader}: {e}"))?;
     shared.paused[leader].store(false, Ordering::SeqCst);
     catch_up(trial, shared, cluster, leader)?;
     let catch_up_ms = ms_between(Instant::now(), heal_at);
