@@ -49,14 +49,16 @@ row() { # label port clients test
     # "test","rps","avg","min","p50","p95","p99","max"
     IFS=, read -r _ rps _ _ p50 _ p99 _ <<<"${out//\"/}"
     printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$4" "$3" "$rps" "$p50" "$p99"
+    RPS["$5/$4/$3"]=$rps
 }
+declare -A RPS  # "who/test/clients" -> requests/s, for the ratios at the end
 
 echo "| target | test | clients | requests/s | p50 ms | p99 ms |"
 echo "|---|---|---|---|---|---|"
 for clients in 1 64; do
     for t in set get; do
-        row "sraft leader (node $leader)" $((6100 + leader)) "$clients" "$t"
-        row "sraft follower (node $follower)" $((6100 + follower)) "$clients" "$t"
+        row "sraft leader (node $leader)" $((6100 + leader)) "$clients" "$t" leader
+        row "sraft follower (node $follower)" $((6100 + follower)) "$clients" "$t" follower
     done
 done
 
@@ -66,7 +68,7 @@ REDIS_PID=$!
 for _ in $(seq 1 50); do redis-cli -p "$REDIS_PORT" PING >/dev/null 2>&1 && break; sleep 0.1; done
 for clients in 1 64; do
     for t in set get; do
-        row "redis-server (appendfsync always)" "$REDIS_PORT" "$clients" "$t"
+        row "redis-server (appendfsync always)" "$REDIS_PORT" "$clients" "$t" redis
     done
 done
 
@@ -100,6 +102,7 @@ if [[ -n "${ETCD_BENCHMARK:-}" ]] && command -v etcd >/dev/null; then
         p50=$(awk '/ 50% in / {printf "%.2f", $3 * 1000}' <<<"$out")
         p99=$(awk '/ 99% in / {printf "%.2f", $3 * 1000}' <<<"$out")
         printf '| etcd 3.4 leader | %s | %s | %s | %s | %s |\n' "$test" "$clients" "$rps" "$p50" "$p99"
+        RPS["etcd/$test/$clients"]=$rps
     }
     "$ETCD_BENCHMARK" put --endpoints "$endpoints" --target-leader --total 1 --key-size 16 --val-size 3 >/dev/null 2>&1
     for clients in 1 64; do
@@ -107,5 +110,21 @@ if [[ -n "${ETCD_BENCHMARK:-}" ]] && command -v etcd >/dev/null; then
         etcd_row get "$clients" "$ETCD_BENCHMARK" range key --consistency l
     done
 fi
+# Issue 12's targets, as ratios of this run's rows.
+ratio() { # label numerator denominator target
+    local a=${RPS[$2]:-} b=${RPS[$3]:-}
+    [[ -n $a && -n $b ]] || return 0
+    awk -v a="$a" -v b="$b" -v t="$4" -v l="$1" \
+        'BEGIN { r = a / b; printf "| %s | %.2f | %s | %s |\n", l, r, (t == "" ? "-" : ">= " t), (t == "" ? "" : (r >= t ? "yes" : "no")) }'
+}
+echo
+echo "| ratio (this run) | value | target | met |"
+echo "|---|---|---|---|"
+ratio "SET, 1 client: sraft leader / etcd" leader/set/1 etcd/set/1 2
+ratio "SET, 64 clients: sraft leader / etcd" leader/set/64 etcd/set/64 3
+ratio "SET, 64 clients: sraft leader / redis-server (always)" leader/set/64 redis/set/64 0.5
+ratio "SET, 64 clients: sraft follower / leader" follower/set/64 leader/set/64 0.9
+ratio "GET, 64 clients: sraft leader / etcd" leader/get/64 etcd/get/64 ""
+ratio "GET, 1 client: sraft leader / etcd" leader/get/1 etcd/get/1 ""
 echo
 echo "load: $(uptime)"
