@@ -6,6 +6,7 @@ mod log_lines;
 pub mod members;
 pub mod node;
 mod observe;
+pub mod oneshot;
 mod raft_loop;
 pub mod snapshots;
 mod status;
@@ -225,11 +226,11 @@ impl<S: StateMachine> NodeHandle<S> {
     /// knows of. `None`: no answer in time, or the node has stopped; the
     /// write may still take effect, as with any timed-out request.
     pub fn write(&self, command: Vec<u8>, timeout: Duration) -> Option<Reply<S::Output>> {
-        let (reply, answer) = bounded(1);
+        let (reply, answer) = oneshot::answer_slot();
         self.requests
             .send_timeout(Request::Write { command, reply }, timeout)
             .ok()?;
-        answer.recv_timeout(timeout).ok()
+        answer.recv_timeout(timeout)
     }
 
     /// A linearizable read (ReadIndex, DESIGN.md 4.2): `query` runs on the
@@ -240,12 +241,12 @@ impl<S: StateMachine> NodeHandle<S> {
         query: impl FnOnce(&S) -> S::Output + Send + 'static,
         timeout: Duration,
     ) -> Option<Reply<S::Output>> {
-        let (reply, answer) = bounded(1);
+        let (reply, answer) = oneshot::answer_slot();
         let query: Query<S> = Box::new(query);
         self.requests
             .send_timeout(Request::Read { query, reply }, timeout)
             .ok()?;
-        answer.recv_timeout(timeout).ok()
+        answer.recv_timeout(timeout)
     }
 
     /// The node's latest published state (role, term, leader, indexes).

@@ -8,6 +8,7 @@ use super::clock::Clock;
 use super::members::{MembersView, PeerBook};
 use super::node::{ConfReply, Network, Node, Query, Reply, RequestError};
 use super::observe::Observer;
+use super::oneshot::AnswerTx;
 use super::snapshots::{FileSnapshots, SnapshotEvent};
 use super::status::{LeaderWatch, NodeStatus};
 use super::wal_thread::{WalEvent, WalWriter};
@@ -31,17 +32,17 @@ pub enum Request<S: StateMachine> {
     /// committed and applied.
     Write {
         command: Vec<u8>,
-        reply: Sender<Reply<S::Output>>,
+        reply: AnswerTx<Reply<S::Output>>,
     },
     /// A linearizable read (ReadIndex): `query` runs once this node has
     /// applied everything committed when the read arrived.
     Read {
         query: Query<S>,
-        reply: Sender<Reply<S::Output>>,
+        reply: AnswerTx<Reply<S::Output>>,
     },
     /// Take a snapshot now (BGSAVE); answered at once, `Err(Busy)` when
     /// one is being written.
-    Snapshot { reply: Sender<Reply<()>> },
+    Snapshot { reply: AnswerTx<Reply<()>> },
     /// Hand leadership over (thesis 3.10) to `target`, or to the primary
     /// sub-leader when None; answered at once with the target, or why not.
     /// The caller watches the published status for the handover itself.
@@ -106,7 +107,7 @@ pub struct Waiter<O> {
 /// Where an answer goes.
 enum ReplyTo<O> {
     /// A client thread of this node, waiting on its own channel.
-    Local(Sender<Reply<O>>),
+    Local(AnswerTx<Reply<O>>),
     /// A follower's forwarded request.
     Peer { from: NodeId, request_id: u64 },
     /// An operator's membership change.
@@ -364,7 +365,7 @@ impl<S: StateMachine> RaftLoop<S> {
                     true => Ok(()),
                     false => Err(RequestError::Busy),
                 };
-                let _ = reply.send(answer);
+                reply.send(answer);
             }
             Request::TransferLeader { target, reply } => {
                 let _ = reply.send(self.node.transfer_leadership(now, target));
@@ -490,9 +491,7 @@ impl<S: StateMachine> RaftLoop<S> {
     /// forwarded replies is fed with `try_send`.
     fn deliver(&self, reply: ReplyTo<S::Output>, answer: Reply<S::Output>) {
         match reply {
-            ReplyTo::Local(reply) => {
-                let _ = reply.send(answer);
-            }
+            ReplyTo::Local(reply) => reply.send(answer),
             ReplyTo::Conf(_) => {
                 unreachable!("membership changes are answered by take_conf_answers")
             }

@@ -14,10 +14,10 @@ use crate::kv::command::{CommandLimits, LocalOp, ReadOp, Request as KvRequest, W
 use crate::kv::reply::KvReply;
 use crate::kv::resp::{Value, parse, parse_reply};
 use crate::kv::store::{KvCommand, KvStore};
+use crate::runtime::oneshot::{AnswerTx, answer_slot};
 use crate::runtime::{Query, Reply, Request, RequestError};
 use crate::tls::Stream;
 use crate::transport::{ForwardOutcome, ForwardRequest};
-use crossbeam_channel::bounded;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::Ordering;
@@ -300,13 +300,13 @@ fn local(op: &LocalOp, ctx: &ServerContext) -> Value {
 /// Submits one request to the Raft thread and waits for its answer.
 fn submit<O>(
     ctx: &ServerContext,
-    make: impl FnOnce(crossbeam_channel::Sender<Reply<O>>) -> Request<KvStore>,
+    make: impl FnOnce(AnswerTx<Reply<O>>) -> Request<KvStore>,
     deadline: Instant,
 ) -> Option<Reply<O>> {
-    let (tx, rx) = bounded(1);
+    let (tx, rx) = answer_slot();
     let remaining = deadline.saturating_duration_since(Instant::now());
     ctx.requests.send_timeout(make(tx), remaining).ok()?;
-    rx.recv_deadline(deadline).ok()
+    rx.recv_deadline(deadline)
 }
 
 /// No leader known, so nothing was sent: the request had no effect.

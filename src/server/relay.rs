@@ -14,9 +14,10 @@ use crate::kv::resp::Value;
 use crate::kv::store::KvStore;
 use crate::limits::Limits;
 use crate::metrics::{ForwardKind, Metrics};
+use crate::runtime::oneshot::{AnswerRx, AnswerTx, answer_slot};
 use crate::runtime::{ForwardedOp, ForwardedReply, NodeHandle, Request, RequestError};
 use crate::transport::{ForwardHandler, ForwardOutcome, ForwardRequest, TransportHandle};
-use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,7 +68,8 @@ enum Event {
 
 struct Pending {
     to: NodeId,
-    events: Sender<Event>,
+    /// The first event is the only one: whoever sends it removes the entry.
+    events: AnswerTx<Event>,
 }
 
 /// The follower's requests in flight, by request id; a reply is accepted
@@ -78,10 +80,8 @@ struct PendingMap {
 }
 
 impl PendingMap {
-    fn insert(&self, request_id: u64, to: NodeId) -> Receiver<Event> {
-        // Room for one event of each kind: senders never block, and an
-        // event after the first is dropped unread.
-        let (events, rx) = bounded(3);
+    fn insert(&self, request_id: u64, to: NodeId) -> AnswerRx<Event> {
+        let (events, rx) = answer_slot();
         self.by_id.lock().insert(request_id, Pending { to, events });
         rx
     }
@@ -97,7 +97,7 @@ impl PendingMap {
         match by_id.get(&request_id) {
             Some(pending) if pending.to == from => {
                 let pending = by_id.remove(&request_id).expect("present");
-                let _ = pending.events.try_send(event);
+                pending.events.send(event);
                 true
             }
             _ => false,
@@ -106,16 +106,17 @@ impl PendingMap {
 
     /// Abandons every request sent to a node other than `leader`.
     fn abandon_all_but(&self, leader: Option<NodeId>) -> usize {
-        let mut by_id = self.by_id.lock();
-        let before = by_id.len();
-        by_id.retain(|_, pending| {
-            let keep = Some(pending.to) == leader;
-            if !keep {
-                let _ = pending.events.try_send(Event::Abandoned);
-            }
-            keep
-        });
-        before - by_id.len()
+        let abandoned: Vec<Pending> = self
+            .by_id
+            .lock()
+            .extract_if(|_, pending| Some(pending.to) != leader)
+            .map(|(_, pending)| pending)
+            .collect();
+        let count = abandoned.len();
+        for pending in abandoned {
+            pending.events.send(Event::Abandoned);
+        }
+        count
     }
 }
 
@@ -288,10 +289,10 @@ impl Relay {
             return Forwarded::Unreachable;
         }
         match events.recv_deadline(deadline) {
-            Ok(Event::Outcome(outcome)) => Forwarded::Outcome(outcome),
-            Ok(Event::Abandoned) => Forwarded::Abandoned,
-            Ok(Event::Undelivered) => Forwarded::Unreachable,
-            Err(_) => {
+            Some(Event::Outcome(outcome)) => Forwarded::Outcome(outcome),
+            Some(Event::Abandoned) => Forwarded::Abandoned,
+            Some(Event::Undelivered) => Forwarded::Unreachable,
+            None => {
                 self.pending.remove(request_id);
                 Forwarded::TimedOut
             }
@@ -472,13 +473,13 @@ mod tests {
         let reply = || Event::Outcome(ForwardOutcome::Reply(b"+OK\r\n".to_vec()));
         // From the wrong node: refused, the request still waits.
         assert!(!map.route(NodeId(3), 2, reply()));
-        assert!(second.try_recv().is_err());
+        assert!(second.try_recv().is_none());
         assert!(map.route(NodeId(2), 2, reply()));
         assert!(matches!(
             second.try_recv(),
-            Ok(Event::Outcome(ForwardOutcome::Reply(r))) if r == b"+OK\r\n"
+            Some(Event::Outcome(ForwardOutcome::Reply(r))) if r == b"+OK\r\n"
         ));
-        assert!(first.try_recv().is_err(), "request 1 is still waiting");
+        assert!(first.try_recv().is_none(), "request 1 is still waiting");
         // A late duplicate finds nobody.
         assert!(!map.route(NodeId(2), 2, reply()));
         assert_eq!(map.by_id.lock().len(), 1);
@@ -490,10 +491,10 @@ mod tests {
         let to_old = map.insert(1, NodeId(1));
         let to_new = map.insert(2, NodeId(2));
         assert_eq!(map.abandon_all_but(Some(NodeId(2))), 1);
-        assert!(matches!(to_old.try_recv(), Ok(Event::Abandoned)));
-        assert!(to_new.try_recv().is_err());
+        assert!(matches!(to_old.try_recv(), Some(Event::Abandoned)));
+        assert!(to_new.try_recv().is_none());
         assert_eq!(map.abandon_all_but(None), 1);
-        assert!(matches!(to_new.try_recv(), Ok(Event::Abandoned)));
+        assert!(matches!(to_new.try_recv(), Some(Event::Abandoned)));
     }
 
     #[test]

@@ -91,7 +91,7 @@ pub fn sync_dir(dir: &Path) -> Result<(), StorageError> {
 }
 
 /// Zeros written at a time to preallocate (`WalOptions::preallocate_bytes`).
-const ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 
 /// The segment being appended to.
 ///

@@ -193,16 +193,14 @@ impl FileStorage {
             options,
             _lock: lock,
             active: match &recovered.tail {
-                Some(tail) => {
-                    ActiveSegment::open_at(
-                        tail.seq,
-                        tail.path.clone(),
-                        tail.bytes,
-                        tail.allocated,
-                        tail.batches,
-                        options.preallocate_bytes,
-                    )?
-                }
+                Some(tail) => ActiveSegment::open_at(
+                    tail.seq,
+                    tail.path.clone(),
+                    tail.bytes,
+                    tail.allocated,
+                    tail.batches,
+                    options.preallocate_bytes,
+                )?,
                 // No segment survived: start the first one. Reusing the
                 // number of a segment recovery removed keeps numbers dense.
                 None => {
