@@ -119,8 +119,9 @@ pub struct Raft {
     pub(super) vote_resend_at_us: u64,
     pub(super) election_kind: ElectionKind,
     pub(super) last_leader_contact_us: Option<u64>,
-    /// The runtime told us the leader's process is gone: no stickiness.
-    pub(super) leader_lost_hint: bool,
+    /// The leader whose process the runtime told us is gone (a crash
+    /// hint, DESIGN.md 3.5): no stickiness, and it answers no pre-vote.
+    pub(super) lost_leader: Option<NodeId>,
     /// Crash fast path in progress for this rank, with retries left.
     pub(super) crash_rank: Option<usize>,
     pub(super) crash_retries_left: u64,
@@ -258,7 +259,7 @@ impl Raft {
             vote_resend_at_us: u64::MAX,
             election_kind: ElectionKind::Initial,
             last_leader_contact_us: None,
-            leader_lost_hint: false,
+            lost_leader: None,
             crash_rank: None,
             crash_retries_left: 0,
             votes: BTreeMap::new(),
@@ -518,7 +519,7 @@ impl Raft {
         {
             return;
         }
-        self.leader_lost_hint = true;
+        self.lost_leader = Some(node);
         self.out.events.push(Event::LeaderUnreachable {
             term: self.term,
             leader: node,

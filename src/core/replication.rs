@@ -269,7 +269,7 @@ impl Raft {
         self.set_leader(Some(from));
         self.last_leader_contact_us = Some(self.now_us);
         self.extend_promise();
-        self.leader_lost_hint = false;
+        self.lost_leader = None;
         self.crash_rank = None;
         self.reset_election_timer();
     }

@@ -295,6 +295,45 @@ fn a_crash_hinted_secondary_takes_over_once_the_primary_is_refused_for_its_log()
 }
 
 #[test]
+fn a_crash_hinted_primary_behind_two_of_four_survivors_gives_up_at_once() {
+    // EXPERIMENTS.md 12: the leader died with an Append sent to the
+    // secondary and one more follower but not to the primary. Two
+    // survivors refuse the primary for its log, one grants; the dead leader
+    // never answers, so the round can never be won. It used to stay
+    // undecided, retried for the whole crash window (150 ms), each retry
+    // holding the secondary back (`crash_stagger_ms` after the last), and
+    // then fell back to an ordinary election: 55-720 ms instead of ~50.
+    let config = RaftConfig::default();
+    let (mut net, l) = ranked_net_of(5, 100);
+    let old_term = net.node(l).term();
+    let (primary, secondary) = (subleader(&net, l, 0), subleader(&net, l, 1));
+    let behind = (0..5)
+        .find(|&i| i != l && i != primary && i != secondary)
+        .expect("a fifth node");
+    net.cut.insert((l, primary));
+    net.cut.insert((l, behind));
+    net.propose(l, b"only the secondary and one more get this");
+    net.run_for_ms(5);
+    net.stop(l);
+    net.events.clear();
+    let survivors: Vec<usize> = (0..5).filter(|&i| i != l).collect();
+    let hinted_at = net.now_us;
+    hint(&mut net, l, &survivors);
+    net.run_for_ms(5);
+    assert_eq!(elections_by(&net, primary), (1, 0), "retried a lost round");
+    assert_eq!(net.node(primary).subleader_rank(), None, "rank kept");
+    net.run_for_ms(config.crash_stagger_ms + 20);
+    assert_eq!(net.leader(), Some(secondary));
+    assert_eq!(
+        won_as(&net, secondary),
+        Some(ElectionKind::CrashHint { rank: 1 })
+    );
+    assert_eq!(net.node(secondary).term(), old_term.next());
+    let took_ms = (net.now_us - hinted_at) / 1000;
+    assert!(took_ms <= config.crash_stagger_ms + 25, "{took_ms} ms");
+}
+
+#[test]
 fn stickiness_leaves_a_heartbeat_of_margin_below_the_primary_timeout() {
     // Issue 9: "the default stickiness leaves at least one heartbeat
     // interval of margin below the primary's minimum timeout (validated)".

@@ -334,7 +334,10 @@ fn a_preallocated_segment_grows_in_chunks_and_reopens_at_its_records() {
             .unwrap();
     }
     assert!(file_len(&path) > 512, "grew past its first chunk");
-    assert_eq!(open(tmp.path(), options).1, restored(hs, entries(1..=123, 1)));
+    assert_eq!(
+        open(tmp.path(), options).1,
+        restored(hs, entries(1..=123, 1))
+    );
 }
 
 #[test]
@@ -359,7 +362,10 @@ fn a_segment_is_trimmed_to_its_records_when_the_next_one_starts() {
         assert!(bytes.len() < 4096, "{} kept its zeros", closed.display());
     }
     assert_eq!(file_len(files.last().unwrap()) % 4096, 0);
-    assert_eq!(open(tmp.path(), options).1, restored(hs, entries(1..=60, 1)));
+    assert_eq!(
+        open(tmp.path(), options).1,
+        restored(hs, entries(1..=60, 1))
+    );
 }
 
 /// A crash cuts the write at `bytes`, inside the zeros: a torn record there
