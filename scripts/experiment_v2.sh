@@ -36,21 +36,14 @@ mkdir -p "$OUT/logs"
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo "unknown commit")
 echo "MODES=\"$MODES\" FAULTS=\"$FAULTS\" ZONES_MODES=\"$ZONES_MODES\" scripts/experiment_v2.sh $TRIALS $OUT (at $commit)" \
     > "$OUT/command.txt"
-run() {
-    name=$1
-    shift
-    echo "== $name: before: $(uptime)" | tee -a "$OUT/load.txt"
-    target/release/failover-experiment --sraft target/release/sraft --out "$OUT" "$@" \
-        2> "$OUT/logs/$name.stderr" || echo "run $name failed" | tee -a "$OUT/load.txt"
-    echo "== $name: after:  $(uptime)" | tee -a "$OUT/load.txt"
-}
+. scripts/lib/experiment.sh
 for mode in $MODES; do
     for fault in $FAULTS; do
-        run "failover-$mode-$fault" --mode "$mode" --fault "$fault" --trials "$TRIALS"
+        run_experiment "failover-$mode-$fault" --mode "$mode" --fault "$fault" --trials "$TRIALS"
     done
 done
 for mode in $ZONES_MODES; do
-    run "failover-$mode-stop-zones" --mode "$mode" --fault stop --trials "$TRIALS" \
+    run_experiment "failover-$mode-stop-zones" --mode "$mode" --fault stop --trials "$TRIALS" \
         --zones 0,0,1,1,2
 done
 target/release/failover-experiment --plot "$OUT"

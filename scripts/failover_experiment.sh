@@ -10,6 +10,7 @@
 #   SOAK_SECS=S      also S seconds without faults per S-Raft mode, both
 #                    modes at once (same background load), counting elections
 set -eu
+cd "$(dirname "$0")/.."
 TRIALS=${1:-200}
 OUT=${2:-results}
 MODES=${MODES-"sraft seed original paper"}
@@ -20,22 +21,15 @@ cargo build --release --bin sraft --bin failover-experiment
 # Each run's stderr (the progress and per-trial lines) goes to $OUT/logs,
 # which git ignores: the CSVs and summary are the results.
 mkdir -p "$OUT/logs"
-run() {
-    name=$1
-    shift
-    echo "== $name: before: $(uptime)" | tee -a "$OUT/load.txt"
-    target/release/failover-experiment --sraft target/release/sraft --out "$OUT" "$@" \
-        2> "$OUT/logs/$name.stderr" || echo "run $name failed" | tee -a "$OUT/load.txt"
-    echo "== $name: after:  $(uptime)" | tee -a "$OUT/load.txt"
-}
+. scripts/lib/experiment.sh
 for mode in $MODES; do
     for fault in $FAULTS; do
-        run "failover-$mode-$fault" --mode "$mode" --fault "$fault" --trials "$TRIALS"
+        run_experiment "failover-$mode-$fault" --mode "$mode" --fault "$fault" --trials "$TRIALS"
     done
 done
 if [ "$ZONES_TRIALS" -gt 0 ]; then
     for mode in $MODES; do
-        run "failover-$mode-stop-zones" --mode "$mode" --fault stop --trials "$ZONES_TRIALS" \
+        run_experiment "failover-$mode-stop-zones" --mode "$mode" --fault stop --trials "$ZONES_TRIALS" \
             --zones 0,0,1,1,2
     done
 fi

@@ -86,6 +86,18 @@ pub(crate) fn stop_leader_after_missed_heartbeats(
     net.stop(l);
 }
 
+/// Leader `l` appends an entry that reaches every follower but `missed`,
+/// then stops; the events so far are cleared.
+pub(crate) fn stop_after_an_append_that_misses(net: &mut Net, l: usize, missed: &[usize]) {
+    for &i in missed {
+        net.cut.insert((l, i));
+    }
+    net.propose(l, b"not every follower gets this");
+    net.run_for_ms(5);
+    net.stop(l);
+    net.events.clear();
+}
+
 #[test]
 fn a_crash_hinted_vote_round_keeps_an_ordinary_deadline() {
     // Issue 9: "The short retry applies only to a refused or lost PreVote;
@@ -246,11 +258,7 @@ fn a_secondary_ahead_of_a_primary_that_timed_out_takes_over_before_its_own_windo
     let (mut net, l) = ranked_net_of(5, 100);
     let old_term = net.node(l).term();
     let (primary, secondary) = (subleader(&net, l, 0), subleader(&net, l, 1));
-    net.cut.insert((l, primary));
-    net.propose(l, b"the primary never gets this");
-    net.run_for_ms(5);
-    net.stop(l);
-    net.events.clear();
+    stop_after_an_append_that_misses(&mut net, l, &[primary]);
     net.run_for_ms(config.secondary_timeout_ms_min - 10);
     assert_eq!(elections_by(&net, primary), (1, 0), "the primary's attempt");
     assert_eq!(net.leader(), Some(secondary));
@@ -271,11 +279,7 @@ fn a_crash_hinted_secondary_takes_over_once_the_primary_is_refused_for_its_log()
     let (mut net, l) = ranked_net_of(5, 100);
     let old_term = net.node(l).term();
     let (primary, secondary) = (subleader(&net, l, 0), subleader(&net, l, 1));
-    net.cut.insert((l, primary));
-    net.propose(l, b"the primary never gets this");
-    net.run_for_ms(5);
-    net.stop(l);
-    net.events.clear();
+    stop_after_an_append_that_misses(&mut net, l, &[primary]);
     let survivors: Vec<usize> = (0..5).filter(|&i| i != l).collect();
     let hinted_at = net.now_us;
     hint(&mut net, l, &survivors);
@@ -310,12 +314,7 @@ fn a_crash_hinted_primary_behind_two_of_four_survivors_gives_up_at_once() {
     let behind = (0..5)
         .find(|&i| i != l && i != primary && i != secondary)
         .expect("a fifth node");
-    net.cut.insert((l, primary));
-    net.cut.insert((l, behind));
-    net.propose(l, b"only the secondary and one more get this");
-    net.run_for_ms(5);
-    net.stop(l);
-    net.events.clear();
+    stop_after_an_append_that_misses(&mut net, l, &[primary, behind]);
     let survivors: Vec<usize> = (0..5).filter(|&i| i != l).collect();
     let hinted_at = net.now_us;
     hint(&mut net, l, &survivors);
