@@ -168,6 +168,26 @@ fn accept_handshaken(listener: &TcpListener, me: u64, auth: &PeerAuth) -> (TcpSt
     }
 }
 
+/// The next connection to `listener`, failing the test after `wait`
+/// rather than blocking it forever.
+fn accept_within(listener: &TcpListener, wait: Duration) -> TcpStream {
+    listener.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + wait;
+    let stream = loop {
+        match listener.accept() {
+            Ok((stream, _)) => break stream,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                assert!(Instant::now() < deadline, "no connection within {wait:?}");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    };
+    listener.set_nonblocking(false).unwrap();
+    stream.set_nonblocking(false).unwrap();
+    stream
+}
+
 /// Sends `bytes` on a raw connection to `addr` and asserts that the
 /// transport closes it.
 fn assert_closed_after(addr: SocketAddr, bytes: &[u8]) {
@@ -364,7 +384,7 @@ fn peer_unreachable_fires_when_the_first_probe_lands_in_a_dying_peer() {
     drop(first);
     // The probe's connect is accepted by the "dying" peer, which resets it
     // before answering the hello; then its listener is gone.
-    let (mut probe, _) = peer.accept().unwrap();
+    let mut probe = accept_within(&peer, WAIT);
     probe.set_read_timeout(Some(WAIT)).unwrap();
     let mut some = [0u8; 1];
     assert_eq!(

@@ -71,10 +71,11 @@ impl<T> AnswerRx<T> {
     pub fn recv_deadline(&self, deadline: Instant) -> Option<T> {
         let mut guard = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            match std::mem::replace(&mut *guard, State::Taken) {
-                State::Sent(value) => return Some(value),
-                State::Dropped | State::Taken => return None,
-                State::Waiting => *guard = State::Waiting,
+            if !matches!(*guard, State::Waiting) {
+                return match std::mem::replace(&mut *guard, State::Taken) {
+                    State::Sent(value) => Some(value),
+                    _ => None,
+                };
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
