@@ -107,6 +107,14 @@ pub enum MessageBody {
         next_offset: u64,
         rejected: bool,
     },
+    /// Crash fast path (DESIGN.md 3.5): the sender's pre-vote for term + 1
+    /// was refused for its log by a majority, counting `leader`, whose
+    /// process is gone; the receiver refused it for its log, so holds
+    /// entries the sender lacks, and should campaign now. A hint, like the
+    /// crash hint itself: it starts an ordinary PreVote + RequestVote.
+    HandOff {
+        leader: NodeId,
+    },
 }
 
 impl MessageBody {
@@ -124,6 +132,7 @@ impl MessageBody {
             MessageBody::TimeoutNow => "TimeoutNow",
             MessageBody::InstallSnapshot { .. } => "InstallSnapshot",
             MessageBody::InstallSnapshotReply { .. } => "InstallSnapshotReply",
+            MessageBody::HandOff { .. } => "HandOff",
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use super::config::RaftConfig;
 use super::detector::HeartbeatGaps;
+use super::election::HeldPreVote;
 use super::log::RaftLog;
 use super::membership::Departing;
 use super::message::{Message, MessageBody};
@@ -122,9 +123,16 @@ pub struct Raft {
     /// The leader whose process the runtime told us is gone (a crash
     /// hint, DESIGN.md 3.5): no stickiness, and it answers no pre-vote.
     pub(super) lost_leader: Option<NodeId>,
-    /// Crash fast path in progress for this rank, with retries left.
-    pub(super) crash_rank: Option<usize>,
+    /// Crash fast path in progress (`CrashHint` for our rank, or
+    /// `HandOff`), with retries left (DESIGN.md 3.5).
+    pub(super) crash_path: Option<ElectionKind>,
     pub(super) crash_retries_left: u64,
+    /// Pre-votes we refused only for stickiness, by candidate: answered
+    /// again when a crash hint ends the stickiness (DESIGN.md 3.5).
+    pub(super) held_pre_votes: BTreeMap<NodeId, HeldPreVote>,
+    /// A hand-off that came before our own crash hint: (term, the leader
+    /// it says is gone, the candidate that sent it).
+    pub(super) pending_hand_off: Option<(Term, NodeId, NodeId)>,
     pub(super) votes: BTreeMap<NodeId, bool>,
     /// Pre-vote refusals of this round that were only for stickiness.
     pub(super) sticky_refusals: BTreeSet<NodeId>,
@@ -260,8 +268,10 @@ impl Raft {
             election_kind: ElectionKind::Initial,
             last_leader_contact_us: None,
             lost_leader: None,
-            crash_rank: None,
+            crash_path: None,
             crash_retries_left: 0,
+            held_pre_votes: BTreeMap::new(),
+            pending_hand_off: None,
             votes: BTreeMap::new(),
             sticky_refusals: BTreeSet::new(),
             promise_until_us: 0,
@@ -524,10 +534,14 @@ impl Raft {
             term: self.term,
             leader: node,
         });
-        if let Some(rank) = self.valid_rank() {
-            self.crash_rank = Some(rank);
-            self.crash_retries_left =
-                self.config.crash_retry_window_ms / self.config.crash_retry_ms;
+        self.answer_held_pre_votes();
+        if let Some((term, leader, from)) = self.pending_hand_off.take()
+            && term == self.term
+            && leader == node
+        {
+            self.take_hand_off(from);
+        } else if let Some(rank) = self.valid_rank() {
+            self.start_crash_path(ElectionKind::CrashHint { rank });
             let delay_us = rank as u64 * self.config.crash_stagger_ms * 1000;
             self.election_deadline_us = self.election_deadline_us.min(self.now_us + delay_us);
             if delay_us == 0 {
@@ -856,7 +870,7 @@ impl Raft {
             Role::Leader => {
                 assert_eq!(self.leader, Some(self.id), "leader field of a leader");
                 assert_eq!(self.vote, Some(self.id), "a leader voted for itself");
-                assert_eq!(self.crash_rank, None, "a leader on the crash path");
+                assert_eq!(self.crash_path, None, "a leader on the crash path");
                 let counted =
                     self.uncommitted_bytes_between(self.log.commit(), self.log.last_index());
                 assert_eq!(

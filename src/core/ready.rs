@@ -13,6 +13,10 @@ pub enum ElectionKind {
     /// A sub-leader started early: the leader's connection closed and a
     /// reconnect was refused (DESIGN.md 3.5).
     CrashHint { rank: usize },
+    /// Crash fast path: a candidate that voters refused for its log handed
+    /// the election to us, a voter ahead of it (DESIGN.md 3.5). `rank` is
+    /// ours in the dead leader's designation, if we held one.
+    HandOff { rank: Option<usize> },
     /// S-Raft mode, but no sub-leader won in time: ordinary election.
     Fallback,
     /// `--original-raft`: the ordinary randomized election.
@@ -26,7 +30,9 @@ impl ElectionKind {
     pub fn is_promotion(self) -> bool {
         matches!(
             self,
-            ElectionKind::SubLeader { .. } | ElectionKind::CrashHint { .. }
+            ElectionKind::SubLeader { .. }
+                | ElectionKind::CrashHint { .. }
+                | ElectionKind::HandOff { .. }
         )
     }
 }

@@ -59,6 +59,7 @@ impl Raft {
                 log_lost,
             } => self.on_heartbeat_reply(from, sent_at_us, read_round, log_lost),
             MessageBody::TimeoutNow => self.on_timeout_now(from),
+            MessageBody::HandOff { leader } => self.on_hand_off(from, leader),
             MessageBody::InstallSnapshot {
                 meta,
                 file_bytes,
@@ -270,7 +271,8 @@ impl Raft {
         self.last_leader_contact_us = Some(self.now_us);
         self.extend_promise();
         self.lost_leader = None;
-        self.crash_rank = None;
+        self.crash_path = None;
+        self.pending_hand_off = None;
         self.reset_election_timer();
     }
 

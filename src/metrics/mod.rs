@@ -27,13 +27,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Label values of `kind` for elections, in `kind_index` order; the same
 /// names as the log and the metrics file.
-pub const ELECTION_KINDS: [&str; 6] = [
+pub const ELECTION_KINDS: [&str; 7] = [
     "initial",
     "subleader",
     "crash_hint",
     "fallback",
     "original",
     "transfer",
+    "hand_off",
 ];
 
 pub fn kind_index(kind: ElectionKind) -> usize {
@@ -44,6 +45,7 @@ pub fn kind_index(kind: ElectionKind) -> usize {
         ElectionKind::Fallback => 3,
         ElectionKind::Original => 4,
         ElectionKind::Transfer => 5,
+        ElectionKind::HandOff { .. } => 6,
     }
 }
 
@@ -121,11 +123,11 @@ fn read<const N: usize>(counters: &[AtomicU64; N]) -> [u64; N] {
 pub struct Metrics {
     // Raft thread (`runtime/observe.rs`, `runtime/raft_loop.rs`).
     /// RequestVote rounds started (each a new term), by kind.
-    elections: [AtomicU64; 6],
+    elections: [AtomicU64; ELECTION_KINDS.len()],
     /// PreVote rounds started (no new term), by kind.
-    pre_votes: [AtomicU64; 6],
+    pre_votes: [AtomicU64; ELECTION_KINDS.len()],
     /// Elections won, by kind.
-    elections_won: [AtomicU64; 6],
+    elections_won: [AtomicU64; ELECTION_KINDS.len()],
     /// A sub-leader's election, from its first round to leadership.
     promotion: Histogram,
     /// Any election won after a leader was known: from the last message of
@@ -346,6 +348,8 @@ impl Metrics {
             promotions_won: self.elections_won[kind_index(ElectionKind::SubLeader { rank: 0 })]
                 .load(Ordering::Relaxed)
                 + self.elections_won[kind_index(ElectionKind::CrashHint { rank: 0 })]
+                    .load(Ordering::Relaxed)
+                + self.elections_won[kind_index(ElectionKind::HandOff { rank: None })]
                     .load(Ordering::Relaxed),
             leader_changes: self.leader_changes.load(Ordering::Relaxed),
             crash_hints: self.crash_hints.load(Ordering::Relaxed),

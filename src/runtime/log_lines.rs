@@ -27,12 +27,29 @@ pub fn kind_name(kind: ElectionKind) -> &'static str {
         ElectionKind::Fallback => "fallback",
         ElectionKind::Original => "original",
         ElectionKind::Transfer => "transfer",
+        ElectionKind::HandOff { .. } => "hand_off",
     }
 }
 
 pub fn kind_rank(kind: ElectionKind) -> Option<usize> {
     match kind {
         ElectionKind::SubLeader { rank } | ElectionKind::CrashHint { rank } => Some(rank),
+        ElectionKind::HandOff { rank } => rank,
+        _ => None,
+    }
+}
+
+/// Who a promotion's log lines say won: the rank, and for a hand-off that
+/// it was one (an unranked voter can be handed the election too).
+fn promotion_name(kind: ElectionKind) -> Option<String> {
+    match kind {
+        ElectionKind::SubLeader { rank } | ElectionKind::CrashHint { rank } => {
+            Some(rank_name(rank))
+        }
+        ElectionKind::HandOff { rank } => Some(format!(
+            "{}, handed off",
+            rank.map_or_else(|| "unranked".to_string(), rank_name)
+        )),
         _ => None,
     }
 }
@@ -184,6 +201,10 @@ fn election_started(
             "[S-RAFT INSTANT PROMOTION] Node {id} ({}) saw the leader's process gone: {phase} for term {term}",
             rank_name(rank)
         ),
+        ElectionKind::HandOff { rank } => format!(
+            "[S-RAFT INSTANT PROMOTION] Node {id} ({}) was handed the election by a candidate behind its log: {phase} for term {term}",
+            rank.map_or_else(|| "unranked".to_string(), rank_name)
+        ),
         ElectionKind::Fallback => format!(
             "[FALLBACK ELECTION] Node {id}: no sub-leader took over; {phase} for term {term}"
         ),
@@ -207,7 +228,7 @@ fn became_leader(
             kind_name(kind)
         ),
     )];
-    if let Some(rank) = kind_rank(kind) {
+    if let Some(who) = promotion_name(kind) {
         // The seed's format: milliseconds, one decimal, no space.
         let time = leader_silence_us
             .map(|us| format!("{:.1}ms", ms(us)))
@@ -215,8 +236,7 @@ fn became_leader(
         lines.push((
             Level::Info,
             format!(
-                "[INSTANT PROMOTION SUCCESS] Node {id} -> LEADER Time: {time} (term {term}, {}; since the old leader was last heard)",
-                rank_name(rank)
+                "[INSTANT PROMOTION SUCCESS] Node {id} -> LEADER Time: {time} (term {term}, {who}; since the old leader was last heard)"
             ),
         ));
     }

@@ -4,6 +4,7 @@
 mod clock;
 mod log_lines;
 pub mod members;
+pub mod memory_keeper;
 pub mod node;
 mod observe;
 pub mod oneshot;

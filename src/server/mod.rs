@@ -175,18 +175,26 @@ fn accept_loop(listener: TcpListener, context: Arc<ServerContext>) {
         next_conn += 1;
         context.connections.fetch_add(1, Ordering::SeqCst);
         context.metrics.connection_accepted();
-        let shared = context.clone();
+        let slot = Slot(context.clone());
         let spawned = thread::Builder::new()
             .name(format!("client-{next_conn}"))
-            .spawn(move || {
-                connection::serve(stream, &shared);
-                shared.connections.fetch_sub(1, Ordering::SeqCst);
-                shared.metrics.connection_closed();
-            });
+            .spawn(move || connection::serve(stream, &slot.0));
         if let Err(e) = spawned {
-            context.connections.fetch_sub(1, Ordering::SeqCst);
-            context.metrics.connection_closed();
+            // The closure, and with it the slot, is dropped: released.
             log::warn!("client port: cannot start a connection thread: {e}");
         }
+    }
+}
+
+/// One of `connections_max` connection slots, released when its thread
+/// ends, even by a panic: a bug in one command must cost its connection,
+/// not the port. Released by hand, 1,024 panicking INFOs once left a node
+/// refusing every client.
+struct Slot(Arc<ServerContext>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::SeqCst);
+        self.0.metrics.connection_closed();
     }
 }

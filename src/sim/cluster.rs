@@ -870,6 +870,42 @@ impl Cluster {
 
     // ---- Faults and clients -------------------------------------------------
 
+    /// `crash`, and with probability `lose` per peer, the messages to that
+    /// peer still in flight are cut at a random point: those sent after it
+    /// are lost. A real process hands frames to one sender thread per
+    /// peer, and a kill between their writes leaves the peers with
+    /// different prefixes of the leader's last Appends (EXPERIMENTS.md 12);
+    /// a TCP stream loses a suffix, never a gap. Only the failover
+    /// experiment under writes uses it, so the random stream of every other
+    /// seed is unchanged.
+    pub fn crash_losing_in_flight(&mut self, node: usize, lose: f64) {
+        let dead = self.nodes[node].id;
+        let mut by_peer: BTreeMap<NodeId, Vec<(u64, u64)>> = BTreeMap::new();
+        for (key, event) in &self.queue {
+            if let SimEvent::Deliver(m) = event
+                && m.from == dead
+            {
+                by_peer.entry(m.to).or_default().push(*key);
+            }
+        }
+        for (peer, mut keys) in by_peer {
+            if !self.rng.random_bool(lose) {
+                continue;
+            }
+            // In the order they were sent (the queue's sequence number).
+            keys.sort_by_key(|(_, seq)| *seq);
+            let cut = self.rng.random_range(0..keys.len());
+            for key in &keys[cut..] {
+                self.queue.remove(key);
+            }
+            self.trace_line(format!(
+                "crash {node} loses its last {} frames to {peer}",
+                keys.len() - cut
+            ));
+        }
+        self.crash(node);
+    }
+
     /// Stops a node at once: every write not yet fsynced is lost, except
     /// that any prefix of the page cache may have reached the disk (a torn
     /// write); the real recovery sorts it out at restart.

@@ -152,6 +152,22 @@ pub fn trial_in(seed: u64, mode: Mode, env: &Env) -> Trial {
 /// One failover of the leader by `fault`, with `raft` on every node (the
 /// mode's config, or another one such as `RaftConfig::seed_timings`).
 pub fn trial_with(seed: u64, raft: RaftConfig, mode: Mode, env: &Env, fault: Fault) -> Trial {
+    trial_under_load(seed, raft, mode, env, fault, None)
+}
+
+/// `trial_with`, with a client writing to the leader every `write_every_us`
+/// (if set) until the fault: the fault then often lands while the leader's
+/// last Appends are in flight, so some survivors hold entries others lack,
+/// as in the experiment on real processes (EXPERIMENTS.md 12), where 4% of
+/// kill -9 failovers found a sub-leader behind.
+pub fn trial_under_load(
+    seed: u64,
+    raft: RaftConfig,
+    mode: Mode,
+    env: &Env,
+    fault: Fault,
+    write_every_us: Option<u64>,
+) -> Trial {
     let mut config = SimConfig::new(5, seed);
     config.raft = raft;
     config.crash_hints = mode == Mode::SRaftCrashHint;
@@ -165,12 +181,24 @@ pub fn trial_with(seed: u64, raft: RaftConfig, mode: Mode, env: &Env, fault: Fau
         let hb = cluster.config.raft.heartbeat_interval_ms * 1000;
         cluster.rng.random_range(0..hb)
     };
-    cluster.run_until(cluster.now_us + phase_us);
+    let fault_at = cluster.now_us + phase_us;
+    match write_every_us {
+        Some(every_us) => {
+            while cluster.now_us < fault_at {
+                let command = super::tracker::tracked_command(None);
+                cluster.propose(leader, command, super::cluster::Ticket::Filler);
+                cluster.run_until((cluster.now_us + every_us).min(fault_at));
+            }
+        }
+        None => cluster.run_until(fault_at),
+    }
     let raft = cluster.raft(leader).expect("leader up");
     let (old_term, subleaders) = (raft.term(), raft.subleaders().to_vec());
     let crash_at = cluster.now_us;
     let old_leader = raft.id();
     match fault {
+        // Under writes, the kill also catches frames in the sender queues.
+        Fault::Crash if write_every_us.is_some() => cluster.crash_losing_in_flight(leader, 0.5),
         Fault::Crash => cluster.crash(leader),
         Fault::Pause => {
             let all = cluster.ids();

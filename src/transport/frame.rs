@@ -25,8 +25,9 @@ use std::net::SocketAddr;
 /// tells a lost log (`log_lost`). 6: configurations with learners and
 /// member addresses, in `SnapshotMeta` and in log entries (DESIGN.md 8).
 /// 7: the hello carries the node's peer address, so that a node started
-/// with `--join` can answer a leader it was never told of.
-pub const PROTOCOL_VERSION: u32 = 7;
+/// with `--join` can answer a leader it was never told of. 8: `HandOff`, a
+/// crash-path candidate behind the log hands the election on (DESIGN.md 3.5).
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// Bytes of the length prefix in front of every payload.
 pub const FRAME_HEADER_BYTES: usize = 4;

@@ -30,11 +30,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// A dying process's kernel resets its connections before it closes its
 /// listener, so a crash probe can land in between: its connect is accepted
 /// and then reset (or reset outright) instead of refused. Such a probe is
-/// asked again this much later...
-const PROBE_AGAIN_AFTER: Duration = Duration::from_millis(2);
+/// asked again this much later (a loopback connect costs tens of
+/// microseconds; 2 ms cost a hinted voter up to 2 ms of stickiness)...
+const PROBE_AGAIN_AFTER: Duration = Duration::from_micros(500);
 /// ...at most this many times after one EOF (50 ms in all), until a refusal
 /// (the process is gone) or an answered handshake (it lives).
-const PROBES_AGAIN_MAX: u32 = 25;
+const PROBES_AGAIN_MAX: u32 = 100;
+/// A probe made while the outbound connection still looks up (the inbound
+/// one ended first) waits at most this long: a refusal comes back within a
+/// round trip, and the sender has heartbeats to write.
+const PROBE_WHILE_CONNECTED_TIMEOUT: Duration = Duration::from_millis(20);
 
 pub(super) fn spawn(
     config: &TransportConfig,
@@ -308,13 +313,25 @@ impl PeerSender {
                     self.drop_connection("closed by the peer", true);
                 }
             }
-            // With an outbound connection up, its watcher sees the same
-            // death at the same moment. Without one (in backoff, or never
-            // connected), this is the only early sign.
+            // Without an outbound connection (in backoff, or never
+            // connected) this is the only early sign. With one, its watcher
+            // sees the same death, but not at the same moment: on a busy
+            // host the watcher thread woke up to 2.3 ms after the reader
+            // (EXPERIMENTS.md 12), and the hint waited for it. A bare probe
+            // now costs one connect; refused, the process is gone whatever
+            // the watcher has yet to read; answered, nothing happens.
             Nudge::InboundClosed => {
+                self.probes_left = PROBES_AGAIN_MAX;
                 if self.conn.is_none() {
-                    self.probes_left = PROBES_AGAIN_MAX;
                     self.probe_now();
+                } else {
+                    // Briefly: this thread also carries the live
+                    // connection's heartbeats, and a peer whose backlog
+                    // drops SYNs must not stall them for CONNECT_TIMEOUT.
+                    self.probe_within(PROBE_WHILE_CONNECTED_TIMEOUT);
+                    // A reset answer schedules no re-probe while connected:
+                    // the watcher's EOF, if the peer is dying, starts them.
+                    self.probe = false;
                 }
             }
         }
@@ -527,7 +544,11 @@ impl PeerSender {
     /// the peer's address. The peer sees a connection close before its
     /// hello, which it ignores.
     fn probe_now(&mut self) {
-        if let Err(e) = TcpStream::connect_timeout(&self.addr, CONNECT_TIMEOUT) {
+        self.probe_within(CONNECT_TIMEOUT);
+    }
+
+    fn probe_within(&mut self, timeout: Duration) {
+        if let Err(e) = TcpStream::connect_timeout(&self.addr, timeout) {
             self.after_probe(&e);
         }
     }

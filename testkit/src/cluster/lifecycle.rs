@@ -115,9 +115,24 @@ impl TestCluster {
     /// SIGKILL (kill -9), then reap. Does nothing to a node that is down.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.children[i].take() {
+            // Wall-clock, like the node's log lines, so that a reader can
+            // line the signal up with the survivors' logs.
+            let signalled = std::time::SystemTime::now();
             let _ = child.kill();
             let _ = child.wait();
-            self.mark_log(i, "killed (SIGKILL)");
+            let unix = |t: std::time::SystemTime| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64())
+            };
+            let dead = std::time::SystemTime::now();
+            self.mark_log(
+                i,
+                &format!(
+                    "killed (SIGKILL) at unix {:.6}, reaped {:.3} ms later",
+                    unix(signalled),
+                    (unix(dead) - unix(signalled)) * 1000.0
+                ),
+            );
         }
         self.states[i] = NodeState::Down;
     }

@@ -71,7 +71,14 @@ struct SraftConn {
 
 impl NodeConn for SraftConn {
     fn status(&mut self) -> Option<Status> {
-        let info = self.conn.call(&[b"INFO"]).ok().and_then(Info::from_reply)?;
+        // Only the Raft section: a poll about every millisecond per node
+        // must not load the nodes it measures (the full INFO formats every
+        // section and counter).
+        let info = self
+            .conn
+            .call(&[b"INFO", b"raft"])
+            .ok()
+            .and_then(Info::from_reply)?;
         Some(status_of(self.id, &info))
     }
 
