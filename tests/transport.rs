@@ -348,7 +348,13 @@ fn peer_unreachable_fires_once_when_a_peer_goes_away() {
         Ok(TransportEvent::PeerUnreachable(NodeId(2)))
     );
     eprintln!("crash hint after {:?}", started.elapsed());
-    // Refused retries during the outage do not repeat it.
+    // Refused retries during the outage do not repeat it; only the end of
+    // the peer's own connection may, once, if it came after the hint (the
+    // hint then follows the peer's last frames).
+    match nodes[0].inbox.recv_timeout(Duration::from_millis(300)) {
+        Err(RecvTimeoutError::Timeout) | Ok(TransportEvent::PeerUnreachable(NodeId(2))) => {}
+        other => panic!("unexpected {other:?}"),
+    }
     assert_eq!(
         nodes[0].inbox.recv_timeout(Duration::from_millis(300)),
         Err(RecvTimeoutError::Timeout)
@@ -396,6 +402,49 @@ fn peer_unreachable_fires_when_the_first_probe_lands_in_a_dying_peer() {
     assert_eq!(
         inbox.recv_timeout(WAIT),
         Ok(TransportEvent::PeerUnreachable(NodeId(2)))
+    );
+    drop(transport);
+}
+
+/// A dying peer's last frames can reach the Raft thread after the hint: the
+/// sender's probe was refused while the reader of the peer's own connection
+/// still had a heartbeat to deliver, which makes the follower follow the
+/// dead leader again. When that connection ends after the hint, the hint is
+/// given again, after the last frame (DESIGN.md 3.5).
+#[test]
+fn peer_unreachable_is_repeated_after_the_peers_last_frames() {
+    init_log();
+    let peer = TcpListener::bind(local(free_port())).unwrap();
+    let peers = BTreeMap::from([(NodeId(2), peer.local_addr().unwrap())]);
+    let (tx, inbox) = crossbeam_channel::bounded(16);
+    let mut config = TransportConfig::new(NodeId(1), CLUSTER, local(free_port()), peers);
+    config.reconnect_backoff_ms_max = 10;
+    let listen = config.listen;
+    let transport = Transport::start(config, tx).unwrap();
+    // Our connection to the peer, and the peer's to us.
+    let (outbound, _) = accept_handshaken(&peer, 2, &peer_auth(None));
+    let mut inbound = handshaken(listen, 2, 1);
+    std::thread::sleep(Duration::from_millis(30));
+    // The peer's process "dies": its listener and our connection first.
+    drop((outbound, peer));
+    assert_eq!(
+        inbox.recv_timeout(WAIT),
+        Ok(TransportEvent::PeerUnreachable(NodeId(2)))
+    );
+    // Its last heartbeat reply still comes, then its connection ends.
+    inbound
+        .write_all(&frame(&PeerFrame::Message(msg(2, 1, 7))))
+        .unwrap();
+    drop(inbound);
+    assert_eq!(recv_message(&inbox), msg(2, 1, 7));
+    assert_eq!(
+        inbox.recv_timeout(WAIT),
+        Ok(TransportEvent::PeerUnreachable(NodeId(2))),
+        "no hint after the last frame"
+    );
+    assert_eq!(
+        inbox.recv_timeout(Duration::from_millis(200)),
+        Err(RecvTimeoutError::Timeout)
     );
     drop(transport);
 }

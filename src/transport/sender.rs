@@ -321,6 +321,18 @@ impl PeerSender {
             // now costs one connect; refused, the process is gone whatever
             // the watcher has yet to read; answered, nothing happens.
             Nudge::InboundClosed => {
+                if self.unreachable_reported {
+                    // The hint went out before the reader had delivered the
+                    // peer's last frames, and one of them (a heartbeat sent
+                    // just before the kill) may have made the Raft thread
+                    // follow the dead leader again, ending its crash path:
+                    // 4 of 1000 kill -9 failovers then waited 34-50 ms for
+                    // the primary's timer (EXPERIMENTS.md 12). Every frame
+                    // of that connection is delivered now; say it again.
+                    self.shared
+                        .deliver(TransportEvent::PeerUnreachable(self.peer));
+                    return;
+                }
                 self.probes_left = PROBES_AGAIN_MAX;
                 if self.conn.is_none() {
                     self.probe_now();
