@@ -168,6 +168,21 @@ fn accept_handshaken(listener: &TcpListener, me: u64, auth: &PeerAuth) -> (TcpSt
     }
 }
 
+/// Node 1's transport, whose one peer, node 2, is a bare listener the test
+/// plays: (transport, its inbox, node 2's listener, node 1's address).
+fn transport_to_a_fake_peer() -> (Transport, Receiver<TransportEvent>, TcpListener, SocketAddr) {
+    init_log();
+    let peer = TcpListener::bind(local(free_port())).unwrap();
+    let peers = BTreeMap::from([(NodeId(2), peer.local_addr().unwrap())]);
+    let (tx, inbox) = crossbeam_channel::bounded(16);
+    let mut config = TransportConfig::new(NodeId(1), CLUSTER, local(free_port()), peers);
+    // A connection that lived this long was healthy: its EOF is probed by
+    // reconnecting at once, with the handshake.
+    config.reconnect_backoff_ms_max = 10;
+    let listen = config.listen;
+    (Transport::start(config, tx).unwrap(), inbox, peer, listen)
+}
+
 /// The next connection to `listener`, failing the test after `wait`
 /// rather than blocking it forever.
 fn accept_within(listener: &TcpListener, wait: Duration) -> TcpStream {
@@ -376,15 +391,7 @@ fn peer_unreachable_fires_once_when_a_peer_goes_away() {
 /// handshake, and the hint still comes.
 #[test]
 fn peer_unreachable_fires_when_the_first_probe_lands_in_a_dying_peer() {
-    init_log();
-    let peer = TcpListener::bind(local(free_port())).unwrap();
-    let peers = BTreeMap::from([(NodeId(2), peer.local_addr().unwrap())]);
-    let (tx, inbox) = crossbeam_channel::bounded(16);
-    let mut config = TransportConfig::new(NodeId(1), CLUSTER, local(free_port()), peers);
-    // A connection that lived this long was healthy: its EOF is probed by
-    // reconnecting at once, with the handshake.
-    config.reconnect_backoff_ms_max = 10;
-    let transport = Transport::start(config, tx).unwrap();
+    let (transport, inbox, peer, _) = transport_to_a_fake_peer();
     let (first, _) = accept_handshaken(&peer, 2, &peer_auth(None));
     std::thread::sleep(Duration::from_millis(30));
     drop(first);
@@ -413,14 +420,7 @@ fn peer_unreachable_fires_when_the_first_probe_lands_in_a_dying_peer() {
 /// given again, after the last frame (DESIGN.md 3.5).
 #[test]
 fn peer_unreachable_is_repeated_after_the_peers_last_frames() {
-    init_log();
-    let peer = TcpListener::bind(local(free_port())).unwrap();
-    let peers = BTreeMap::from([(NodeId(2), peer.local_addr().unwrap())]);
-    let (tx, inbox) = crossbeam_channel::bounded(16);
-    let mut config = TransportConfig::new(NodeId(1), CLUSTER, local(free_port()), peers);
-    config.reconnect_backoff_ms_max = 10;
-    let listen = config.listen;
-    let transport = Transport::start(config, tx).unwrap();
+    let (transport, inbox, peer, listen) = transport_to_a_fake_peer();
     // Our connection to the peer, and the peer's to us.
     let (outbound, _) = accept_handshaken(&peer, 2, &peer_auth(None));
     let mut inbound = handshaken(listen, 2, 1);

@@ -45,6 +45,14 @@ pub(crate) fn elections_by(net: &Net, i: usize) -> (usize, usize) {
     (starts(true), starts(false))
 }
 
+/// Node `i` leads, in the term after `old_term`, having won an election
+/// handed to it (DESIGN.md 3.5) while holding `rank`.
+fn assert_handed_to(net: &Net, i: usize, rank: Option<usize>, old_term: Term) {
+    assert_eq!(net.leader(), Some(i), "the hand-off's target does not lead");
+    assert_eq!(won_as(net, i), Some(ElectionKind::HandOff { rank }));
+    assert_eq!(net.node(i).term(), old_term.next(), "term inflated");
+}
+
 pub(crate) fn won_as(net: &Net, i: usize) -> Option<ElectionKind> {
     net.events.iter().find_map(|(n, e)| match e {
         Event::BecameLeader { kind, .. } if *n == i => Some(*kind),
@@ -327,12 +335,7 @@ fn a_crash_hinted_primary_refused_for_its_log_hands_the_election_to_the_secondar
     net.run_for_ms(5);
     assert_eq!(net.node(primary).subleader_rank(), None, "rank kept");
     assert_eq!(elections_by(&net, primary), (1, 0), "futile retries");
-    assert_eq!(net.leader(), Some(secondary));
-    assert_eq!(
-        won_as(&net, secondary),
-        Some(ElectionKind::HandOff { rank: Some(1) })
-    );
-    assert_eq!(net.node(secondary).term(), old_term.next());
+    assert_handed_to(&net, secondary, Some(1), old_term);
     // Before the hand-off: crash_stagger_ms (50) after the primary's try.
     assert!(
         took_us < config.crash_stagger_ms * 1000 / 10,
@@ -371,12 +374,7 @@ fn a_crash_hinted_primary_behind_two_of_four_survivors_gives_up_at_once() {
     net.run_for_ms(5);
     assert_eq!(elections_by(&net, primary), (1, 0), "retried a lost round");
     assert_eq!(net.node(primary).subleader_rank(), None, "rank kept");
-    assert_eq!(net.leader(), Some(secondary));
-    assert_eq!(
-        won_as(&net, secondary),
-        Some(ElectionKind::HandOff { rank: Some(1) })
-    );
-    assert_eq!(net.node(secondary).term(), old_term.next());
+    assert_handed_to(&net, secondary, Some(1), old_term);
     assert!(took_us <= 5_000, "{took_us} us");
 }
 
@@ -399,13 +397,9 @@ fn both_sub_leaders_behind_hand_the_election_to_a_follower_ahead_of_them() {
     hint(&mut net, l, &survivors);
     let took_us = run_until_a_leader(&mut net, 1_000).expect("a leader");
     assert!(took_us <= 5_000, "{took_us} us, not within 5 ms");
-    let winner = net.leader().expect("a leader");
-    assert_eq!(winner, ahead[0], "the lowest id of those ahead");
-    assert_eq!(
-        won_as(&net, winner),
-        Some(ElectionKind::HandOff { rank: None })
-    );
-    assert_eq!(net.node(winner).term(), old_term.next());
+    // The lowest id of those ahead.
+    let winner = ahead[0];
+    assert_handed_to(&net, winner, None, old_term);
     assert_eq!(elections_by(&net, secondary), (0, 0));
     assert_eq!(elections_by(&net, ahead[1]), (0, 0));
     // The entry only the followers ahead held is kept, and commits.
@@ -442,12 +436,7 @@ fn a_hand_off_waits_for_the_receivers_own_crash_hint() {
     assert_eq!(net.leader(), None);
     hint(&mut net, l, &[secondary]);
     let took_us = run_until_a_leader(&mut net, 200).expect("a leader");
-    assert_eq!(net.leader(), Some(secondary));
-    assert_eq!(
-        won_as(&net, secondary),
-        Some(ElectionKind::HandOff { rank: Some(1) })
-    );
-    assert_eq!(net.node(secondary).term(), old_term.next());
+    assert_handed_to(&net, secondary, Some(1), old_term);
     assert!(took_us <= 3_000, "{took_us} us after its own hint");
 }
 
@@ -515,13 +504,7 @@ fn in_lease_mode_a_hand_off_waits_for_the_promise_and_is_not_lost() {
     // hand-off (72.8 ms).
     let took_us = run_until_a_leader(&mut net, 150).expect("a leader within 150 ms");
     assert!(took_us < config_stagger_us(), "{took_us} us");
-    let winner = net.leader().expect("a leader");
-    assert_eq!(winner, ahead[0]);
-    assert_eq!(
-        won_as(&net, winner),
-        Some(ElectionKind::HandOff { rank: None })
-    );
-    assert_eq!(net.node(winner).term(), old_term.next());
+    assert_handed_to(&net, ahead[0], None, old_term);
 }
 
 #[test]
