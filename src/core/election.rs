@@ -413,10 +413,7 @@ impl Raft {
     /// crashed, or lost. Promotion itself stays plain PreVote + RequestVote.
     fn defer_to_higher_rank(&mut self, from: NodeId, term: Term) {
         // A hand-off came from the higher rank that gave up: no deferring.
-        let Some(ElectionKind::CrashHint { rank }) = self
-            .crash_path
-            .filter(|k| matches!(k, ElectionKind::CrashHint { rank } if *rank > 0))
-        else {
+        let Some(ElectionKind::CrashHint { rank: rank @ 1.. }) = self.crash_path else {
             return;
         };
         let higher = match &self.heard_designation {

@@ -39,6 +39,11 @@ pub fn kind_rank(kind: ElectionKind) -> Option<usize> {
     }
 }
 
+/// A rank a node may not hold: a hand-off can go to an unranked voter.
+fn held_rank_name(rank: Option<usize>) -> String {
+    rank.map_or_else(|| "unranked".to_string(), rank_name)
+}
+
 /// Who a promotion's log lines say won: the rank, and for a hand-off that
 /// it was one (an unranked voter can be handed the election too).
 fn promotion_name(kind: ElectionKind) -> Option<String> {
@@ -46,10 +51,7 @@ fn promotion_name(kind: ElectionKind) -> Option<String> {
         ElectionKind::SubLeader { rank } | ElectionKind::CrashHint { rank } => {
             Some(rank_name(rank))
         }
-        ElectionKind::HandOff { rank } => Some(format!(
-            "{}, handed off",
-            rank.map_or_else(|| "unranked".to_string(), rank_name)
-        )),
+        ElectionKind::HandOff { rank } => Some(format!("{}, handed off", held_rank_name(rank))),
         _ => None,
     }
 }
@@ -203,7 +205,7 @@ fn election_started(
         ),
         ElectionKind::HandOff { rank } => format!(
             "[S-RAFT INSTANT PROMOTION] Node {id} ({}) was handed the election by a candidate behind its log: {phase} for term {term}",
-            rank.map_or_else(|| "unranked".to_string(), rank_name)
+            held_rank_name(rank)
         ),
         ElectionKind::Fallback => format!(
             "[FALLBACK ELECTION] Node {id}: no sub-leader took over; {phase} for term {term}"
