@@ -106,6 +106,55 @@ pub(crate) fn stop_after_an_append_that_misses(net: &mut Net, l: usize, missed: 
     net.events.clear();
 }
 
+/// Who missed the dead leader's last Append (`leader_dies_mid_append`).
+#[derive(Clone, Copy)]
+enum Who {
+    Primary,
+    Secondary,
+    FirstUnranked,
+}
+
+/// A ranked 5-node cluster (100 us links) whose leader died right after
+/// an Append that the nodes in `missed` did not get: the hand-off cases
+/// of DESIGN.md 3.5. No hint is given yet.
+struct MidAppend {
+    net: Net,
+    l: usize,
+    old_term: Term,
+    primary: usize,
+    secondary: usize,
+    /// The survivors that hold no rank, lowest id first.
+    unranked: Vec<usize>,
+    survivors: Vec<usize>,
+}
+
+fn leader_dies_mid_append(config: RaftConfig, missed: &[Who]) -> MidAppend {
+    let (mut net, l) = ranked_net_with(config, 5, 100);
+    let old_term = net.node(l).term();
+    let (primary, secondary) = (subleader(&net, l, 0), subleader(&net, l, 1));
+    let unranked: Vec<usize> = (0..5)
+        .filter(|&i| i != l && i != primary && i != secondary)
+        .collect();
+    let missed: Vec<usize> = missed
+        .iter()
+        .map(|who| match who {
+            Who::Primary => primary,
+            Who::Secondary => secondary,
+            Who::FirstUnranked => unranked[0],
+        })
+        .collect();
+    stop_after_an_append_that_misses(&mut net, l, &missed);
+    MidAppend {
+        net,
+        l,
+        old_term,
+        primary,
+        secondary,
+        unranked,
+        survivors: (0..5).filter(|&i| i != l).collect(),
+    }
+}
+
 /// Runs in 100 us steps until some live node leads, at most `max_ms`;
 /// returns the time that took.
 pub(crate) fn run_until_a_leader(net: &mut Net, max_ms: u64) -> Option<u64> {
@@ -325,11 +374,15 @@ fn a_crash_hinted_primary_refused_for_its_log_hands_the_election_to_the_secondar
     // it hands the election to the best-ranked voter that refused it
     // (DESIGN.md 3.5) instead of leaving it to crash_stagger_ms.
     let config = RaftConfig::default();
-    let (mut net, l) = ranked_net_of(5, 100);
-    let old_term = net.node(l).term();
-    let (primary, secondary) = (subleader(&net, l, 0), subleader(&net, l, 1));
-    stop_after_an_append_that_misses(&mut net, l, &[primary]);
-    let survivors: Vec<usize> = (0..5).filter(|&i| i != l).collect();
+    let MidAppend {
+        mut net,
+        l,
+        old_term,
+        primary,
+        secondary,
+        survivors,
+        ..
+    } = leader_dies_mid_append(config.clone(), &[Who::Primary]);
     hint(&mut net, l, &survivors);
     let took_us = run_until_a_leader(&mut net, 100).expect("a leader");
     net.run_for_ms(5);
@@ -361,14 +414,15 @@ fn a_crash_hinted_primary_behind_two_of_four_survivors_gives_up_at_once() {
     // holding the secondary back (`crash_stagger_ms` after the last), and
     // then fell back to an ordinary election: 55-720 ms instead of ~50.
     // Now it loses at once and hands the election to the secondary.
-    let (mut net, l) = ranked_net_of(5, 100);
-    let old_term = net.node(l).term();
-    let (primary, secondary) = (subleader(&net, l, 0), subleader(&net, l, 1));
-    let behind = (0..5)
-        .find(|&i| i != l && i != primary && i != secondary)
-        .expect("a fifth node");
-    stop_after_an_append_that_misses(&mut net, l, &[primary, behind]);
-    let survivors: Vec<usize> = (0..5).filter(|&i| i != l).collect();
+    let MidAppend {
+        mut net,
+        l,
+        old_term,
+        primary,
+        secondary,
+        survivors,
+        ..
+    } = leader_dies_mid_append(RaftConfig::default(), &[Who::Primary, Who::FirstUnranked]);
     hint(&mut net, l, &survivors);
     let took_us = run_until_a_leader(&mut net, 200).expect("a leader");
     net.run_for_ms(5);
@@ -386,14 +440,15 @@ fn both_sub_leaders_behind_hand_the_election_to_a_follower_ahead_of_them() {
     // follower's ordinary timeout, 423-611 ms later. The primary, refused
     // for its log by both, hands the election to one of them; the
     // secondary, behind too, is never asked.
-    let (mut net, l) = ranked_net_of(5, 100);
-    let old_term = net.node(l).term();
-    let (primary, secondary) = (subleader(&net, l, 0), subleader(&net, l, 1));
-    let ahead: Vec<usize> = (0..5)
-        .filter(|&i| i != l && i != primary && i != secondary)
-        .collect();
-    stop_after_an_append_that_misses(&mut net, l, &[primary, secondary]);
-    let survivors: Vec<usize> = (0..5).filter(|&i| i != l).collect();
+    let MidAppend {
+        mut net,
+        l,
+        old_term,
+        secondary,
+        unranked: ahead,
+        survivors,
+        ..
+    } = leader_dies_mid_append(RaftConfig::default(), &[Who::Primary, Who::Secondary]);
     hint(&mut net, l, &survivors);
     let took_us = run_until_a_leader(&mut net, 1_000).expect("a leader");
     assert!(took_us <= 5_000, "{took_us} us, not within 5 ms");
@@ -415,11 +470,16 @@ fn a_hand_off_waits_for_the_receivers_own_crash_hint() {
     // DESIGN.md 3.5: a hand-off, like the hint itself, never makes a
     // follower that still hears its leader campaign. One that got the
     // hand-off before its own hint campaigns when the hint comes.
-    let (mut net, l) = ranked_net_of(5, 100);
-    let old_term = net.node(l).term();
-    let (primary, secondary) = (subleader(&net, l, 0), subleader(&net, l, 1));
-    stop_after_an_append_that_misses(&mut net, l, &[primary]);
-    let early: Vec<usize> = (0..5).filter(|&i| i != l && i != secondary).collect();
+    let MidAppend {
+        mut net,
+        l,
+        old_term,
+        primary,
+        secondary,
+        survivors,
+        ..
+    } = leader_dies_mid_append(RaftConfig::default(), &[Who::Primary]);
+    let early: Vec<usize> = survivors.into_iter().filter(|&i| i != secondary).collect();
     hint(&mut net, l, &early);
     net.run_for_ms(3);
     assert!(
@@ -490,14 +550,14 @@ fn in_lease_mode_a_hand_off_waits_for_the_promise_and_is_not_lost() {
         read_mode: ReadMode::Lease,
         ..RaftConfig::default()
     };
-    let (mut net, l) = ranked_net_with(config, 5, 100);
-    let old_term = net.node(l).term();
-    let (primary, secondary) = (subleader(&net, l, 0), subleader(&net, l, 1));
-    let ahead: Vec<usize> = (0..5)
-        .filter(|&i| i != l && i != primary && i != secondary)
-        .collect();
-    stop_after_an_append_that_misses(&mut net, l, &[primary, secondary]);
-    let survivors: Vec<usize> = (0..5).filter(|&i| i != l).collect();
+    let MidAppend {
+        mut net,
+        l,
+        old_term,
+        unranked: ahead,
+        survivors,
+        ..
+    } = leader_dies_mid_append(config, &[Who::Primary, Who::Secondary]);
     hint(&mut net, l, &survivors);
     // At the end of the target's promise (25.5 ms here). A dropped
     // hand-off left it to the secondary's crash_stagger_ms and its own
