@@ -257,6 +257,7 @@ fn add_to_row(row: &mut Row, t: &Trial) {
     row.election.extend(t.election_ms);
     row.unavailable.extend(t.unavailable_ms);
     row.first_ack.extend(t.first_ack_after_ms);
+    row.new_user.extend(t.new_user_ack_ms);
     row.by_primary += t.won_by_primary() as usize;
     row.by_sub += t.won_by_subleader() as usize;
     row.any_subs |= !t.sub_leaders.is_empty();

@@ -189,14 +189,14 @@ pub(crate) mod tests {
     pub(crate) fn tiny_csv() -> String {
         let line = |t: usize, election: &str, ack: &str, load: &str| {
             format!(
-                "{t},sraft,stop,1.0,0,5,1 2,0,3,1,6,{election},1,1,-0.5,{ack},{ack},{ack},0,10.0,{load}"
+                "{t},sraft,stop,1.0,0,5,1 2,0,3,1,6,{election},1,1,-0.5,{ack},{ack},{ack},0,10.0,{load},{ack}"
             )
         };
         [
             Trial::HEADER.to_string(),
             line(0, "40.000", "60.000", "1.00"),
             line(1, "20.000", "30.000", "2.00"),
-            "2,sraft,stop,1.0,0,5,1 2,0,3,,,,0,0,-0.5,,,,0,10.0,3.00".to_string(),
+            "2,sraft,stop,1.0,0,5,1 2,0,3,,,,0,0,-0.5,,,,0,10.0,3.00,".to_string(),
             line(3, "80.000", "90.000", "0.50"),
         ]
         .join("\n")
@@ -212,6 +212,7 @@ pub(crate) mod tests {
         let row = &runs[0].row;
         assert_eq!(row.trials, 4);
         assert_eq!(row.first_ack, vec![60.0, 30.0, 90.0]);
+        assert_eq!(row.new_user, vec![60.0, 30.0, 90.0]);
         assert_eq!(row.load1, vec![1.0, 2.0, 3.0, 0.5]);
         assert_eq!(
             cdf_points(&row.first_ack, row.trials),

@@ -260,6 +260,96 @@ fn write_worker(
     }
 }
 
+/// The user who arrives with the fault (issue 13's "tried as a new user
+/// would"): one SET through `target` the moment the fault is injected,
+/// on a connection opened beforehand, and, like the writer, another
+/// attempt on a fresh connection every [`HEDGE_AFTER`] while none is
+/// answered (at most [`WRITE_CONNS`] of them). An attempt that fails
+/// retries on its connection 1 ms later.
+/// The writer's own first ack after the fault waits for the write it had
+/// in flight, whose answer then starts the next one; this user waits for
+/// nothing but the cluster.
+pub struct NewUser {
+    go: Sender<Instant>,
+    done: Receiver<Instant>,
+    stop: Arc<AtomicBool>,
+}
+
+impl NewUser {
+    /// Connects to `target` and waits for [`NewUser::go`].
+    pub fn ready(connect: &Connector, target: usize, key: String) -> NewUser {
+        let (go, go_rx) = channel::<Instant>();
+        let (done_tx, done) = channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut first = connect(target, WRITE_ABANDON);
+        // Opens the connection now: a user's connect is not the failover.
+        let _ = first.status();
+        let (connect, flag) = (connect.clone(), stop.clone());
+        thread::Builder::new()
+            .name("new-user".into())
+            .spawn(move || {
+                let Ok(at) = go_rx.recv() else { return };
+                let mut conn = Some(first);
+                let mut attempt = 0u32;
+                while !flag.load(Ordering::SeqCst) && attempt < WRITE_CONNS as u32 {
+                    let c = conn
+                        .take()
+                        .unwrap_or_else(|| connect(target, WRITE_ABANDON));
+                    let (tx, flag2, key2) = (done_tx.clone(), flag.clone(), key.clone());
+                    let until = at + HEDGE_AFTER * (attempt + 1);
+                    let _ = thread::Builder::new()
+                        .name(format!("new-user-{attempt}"))
+                        .spawn(move || attempt_write(c, &key2, tx, flag2));
+                    attempt += 1;
+                    let now = Instant::now();
+                    if until > now {
+                        thread::sleep(until - now);
+                    }
+                }
+            })
+            .expect("spawn the new user");
+        NewUser { go, done, stop }
+    }
+
+    /// The fault is in: write now.
+    pub fn go(&self, fault_at: Instant) {
+        let _ = self.go.send(fault_at);
+    }
+
+    /// The first acknowledgement, waiting until `deadline` at most; stops
+    /// every attempt.
+    pub fn first_ack(self, deadline: Instant) -> Option<Instant> {
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let first = self.done.recv_timeout(timeout).ok();
+        self.stop.store(true, Ordering::SeqCst);
+        // Answers that crossed in the channel: keep the earliest.
+        first.map(|t| self.done.try_iter().fold(t, Instant::min))
+    }
+}
+
+/// One of the new user's attempts: SET until acknowledged or told to stop.
+fn attempt_write(
+    mut conn: Box<dyn NodeConn>,
+    key: &str,
+    done: Sender<Instant>,
+    stop: Arc<AtomicBool>,
+) {
+    while !stop.load(Ordering::SeqCst) {
+        match conn.put(key, "new-user") {
+            Ok(()) => {
+                let _ = done.send(Instant::now());
+                // Answered: no more attempts, and the others end.
+                stop.store(true, Ordering::SeqCst);
+                return;
+            }
+            Err(_) => {
+                conn.reset();
+                thread::sleep(WRITE_INTERVAL);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,6 +17,9 @@ pub struct Row {
     /// Fault to the first acknowledged SET sent after it (issue 13's
     /// measure).
     pub first_ack: Vec<f64>,
+    /// Fault to the first ack of a write sent at the fault by a user who
+    /// had none in flight (`NewUser`); empty for CSVs from before it.
+    pub new_user: Vec<f64>,
     pub by_primary: usize,
     pub by_sub: usize,
     pub any_subs: bool,
@@ -34,6 +37,7 @@ impl Row {
             election: vec![],
             unavailable: vec![],
             first_ack: vec![],
+            new_user: vec![],
             by_primary: 0,
             by_sub: 0,
             any_subs: false,
@@ -43,14 +47,23 @@ impl Row {
 }
 
 pub fn table_header() -> String {
-    "| mode | fault | trials | election p50 | p90 | p99 | max | unavailability p50 | p90 | p99 | max | first ack after the fault p50 | p99 | won by primary | won by a sub-leader |\n\
-     |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    "| mode | fault | trials | election p50 | p90 | p99 | max | unavailability p50 | p90 | p99 | max | first ack after the fault p50 | p99 | new user's ack p50 | p99 | won by primary | won by a sub-leader |\n\
+     |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
         .to_string()
 }
 
 pub fn table_row(r: &Row) -> String {
     let stats = |v: &[f64], n: usize| Percentiles::of(v).cells(v.len(), n);
     let a = sorted(&r.first_ack);
+    let u = sorted(&r.new_user);
+    // Runs from before the new user was measured show a dash.
+    let new_user = |p: f64| {
+        if u.is_empty() {
+            "-".to_string()
+        } else {
+            format!("{:.1}", percentile(&u, p))
+        }
+    };
     let etcd = Mode::parse(&r.mode).is_some_and(Mode::is_etcd);
     let won = |k: usize| {
         if etcd {
@@ -62,7 +75,7 @@ pub fn table_row(r: &Row) -> String {
         }
     };
     format!(
-        "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {} | {} |\n",
+        "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {} | {} | {} | {} |\n",
         r.mode,
         r.fault,
         r.trials,
@@ -70,6 +83,8 @@ pub fn table_row(r: &Row) -> String {
         stats(&r.unavailable, r.trials),
         percentile(&a, 50.0),
         percentile(&a, 99.0),
+        new_user(50.0),
+        new_user(99.0),
         won(r.by_primary),
         won(r.by_sub)
     )
@@ -84,6 +99,7 @@ pub fn row_from_csv(path: &Path) -> Option<Row> {
     let col = |name: &str| header.iter().position(|h| *h == name);
     let ca = col("first_ack_after_ms")?;
     let cl = col("load1");
+    let cn = col("new_user_ack_ms");
     let (cm, cf, ce, cu, cp, cs, csub) = (
         col("mode")?,
         col("fault")?,
@@ -117,6 +133,9 @@ pub fn row_from_csv(path: &Path) -> Option<Row> {
         if let Some(x) = cl.and_then(|c| f[c].parse().ok()) {
             row.load1.push(x);
         }
+        if let Some(x) = cn.and_then(|c| f[c].parse().ok()) {
+            row.new_user.push(x);
+        }
     }
     Some(row)
 }
@@ -131,4 +150,30 @@ pub fn summarize_dir(dir: &Path) {
         out.push_str(&table_row(&r));
     }
     print!("{out}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_csv_from_before_the_new_user_shows_a_dash() {
+        let dir = tempfile::tempdir().unwrap();
+        // The tiny CSV without its last column, as runs before the new
+        // user wrote them.
+        let old: String = crate::plot::tests::tiny_csv()
+            .lines()
+            .map(|l| format!("{}\n", &l[..l.rfind(',').unwrap()]))
+            .collect();
+        let path = dir.path().join("failover-sraft-stop.csv");
+        fs::write(&path, old).unwrap();
+        let row = row_from_csv(&path).unwrap();
+        assert_eq!(row.trials, 4);
+        assert!(row.new_user.is_empty());
+        assert!(
+            table_row(&row).contains(" 60.0 | 90.0 | - | - | "),
+            "{}",
+            table_row(&row)
+        );
+    }
 }

@@ -6,7 +6,7 @@ use crate::NODES;
 use crate::cluster::Cluster;
 use crate::fault::{self, Fault};
 use crate::options::{Mode, Options};
-use crate::probes::{Shared, Watch};
+use crate::probes::{NewUser, Shared, Watch};
 use rand::Rng;
 use rand::rngs::StdRng;
 use std::fs;
@@ -33,6 +33,8 @@ pub struct Trial {
     pub last_ack_before_ms: Option<f64>,
     pub first_ack_after_ms: Option<f64>,
     pub first_any_ack_after_ms: Option<f64>,
+    /// Fault to the first ack of a write sent at the fault ([`NewUser`]).
+    pub new_user_ack_ms: Option<f64>,
     pub unavailable_ms: Option<f64>,
     pub write_errors: usize,
     pub catch_up_ms: f64,
@@ -42,7 +44,7 @@ pub struct Trial {
 impl Trial {
     pub const HEADER: &str = "trial,mode,fault,phase_ms,old_leader,old_term,sub_leaders,subleader_changes_1s,writer_target,\
         new_leader,new_term,election_ms,won_by_primary,won_by_subleader,last_ack_before_ms,\
-        first_ack_after_ms,first_any_ack_after_ms,unavailable_ms,write_errors,catch_up_ms,load1";
+        first_ack_after_ms,first_any_ack_after_ms,unavailable_ms,write_errors,catch_up_ms,load1,new_user_ack_ms";
 
     pub fn won_by_primary(&self) -> bool {
         self.new_leader.is_some() && self.sub_leaders.first().copied() == self.new_leader
@@ -56,7 +58,7 @@ impl Trial {
         let f = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_default();
         let u = |v: Option<u64>| v.map(|x| x.to_string()).unwrap_or_default();
         format!(
-            "{},{},{},{:.3},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.1},{:.2}",
+            "{},{},{},{:.3},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.1},{:.2},{}",
             self.trial,
             mode.name(),
             fault.name(),
@@ -82,6 +84,7 @@ impl Trial {
             self.write_errors,
             self.catch_up_ms,
             self.load1,
+            f(self.new_user_ack_ms),
         )
     }
 }
@@ -304,6 +307,7 @@ pub fn run_trial(
     let target = shared.target.load(Ordering::SeqCst);
     shared.paused[leader].store(true, Ordering::SeqCst);
     let errors_before = shared.write_errors.load(Ordering::Relaxed);
+    let new_user = NewUser::ready(&cluster.connector(), target, format!("new-user-{trial}"));
     let load = load1();
     let fault_at = {
         let mut w = shared.watch.lock();
@@ -316,7 +320,9 @@ pub fn run_trial(
         });
         fault_at
     };
+    new_user.go(fault_at);
     let (found, first_ack) = wait_for_outcome(shared, fault_at);
+    let new_user_ack = new_user.first_ack(fault_at + TRIAL_TIMEOUT);
     let (last_before, first_any_after) = {
         let acks = shared.acks.lock();
         let last = acks.iter().map(|(_, a)| *a).filter(|a| *a < fault_at).max();
@@ -354,6 +360,7 @@ pub fn run_trial(
         last_ack_before_ms: last_before.map(|t| ms_from(fault_at, t)),
         first_ack_after_ms: first_ack.map(|t| ms_from(fault_at, t)),
         first_any_ack_after_ms: first_any_after.map(|t| ms_from(fault_at, t)),
+        new_user_ack_ms: new_user_ack.map(|t| ms_from(fault_at, t)),
         unavailable_ms,
         write_errors,
         catch_up_ms,
