@@ -413,6 +413,38 @@ fn peer_unreachable_fires_when_the_first_probe_lands_in_a_dying_peer() {
     drop(transport);
 }
 
+/// The same window, reached by a young connection's EOF: one that lived
+/// less than the backoff's maximum is not reconnected at once but probed
+/// bare, and that probe's connect can land in the dying listener's
+/// backlog. The probe waits for the listener's answer: here the "dying"
+/// peer takes the connection and closes it with its listener, and the hint
+/// comes at once, not after the reconnect backoff (30 s here).
+#[test]
+fn peer_unreachable_fires_when_a_young_connections_probe_lands_in_a_dying_peer() {
+    init_log();
+    let peer = TcpListener::bind(local(free_port())).unwrap();
+    let peers = BTreeMap::from([(NodeId(2), peer.local_addr().unwrap())]);
+    let (tx, inbox) = crossbeam_channel::bounded(16);
+    let mut config = TransportConfig::new(NodeId(1), CLUSTER, local(free_port()), peers);
+    config.reconnect_backoff_ms_min = 30_000;
+    config.reconnect_backoff_ms_max = 60_000;
+    let transport = Transport::start(config, tx).unwrap();
+    let (first, _) = accept_handshaken(&peer, 2, &peer_auth(None));
+    let dying = std::thread::spawn(move || {
+        // Blocking: the probe waits only so long for its answer.
+        let (probe, _) = peer.accept().unwrap();
+        drop((probe, peer));
+    });
+    drop(first);
+    dying.join().unwrap();
+    assert_eq!(
+        inbox.recv_timeout(Duration::from_secs(5)),
+        Ok(TransportEvent::PeerUnreachable(NodeId(2))),
+        "the hint waited for the reconnect backoff"
+    );
+    drop(transport);
+}
+
 /// A dying peer's last frames can reach the Raft thread after the hint: the
 /// sender's probe was refused while the reader of the peer's own connection
 /// still had a heartbeat to deliver, which makes the follower follow the

@@ -40,6 +40,10 @@ const PROBES_AGAIN_MAX: u32 = 100;
 /// one ended first) waits at most this long: a refusal comes back within a
 /// round trip, and the sender has heartbeats to write.
 const PROBE_WHILE_CONNECTED_TIMEOUT: Duration = Duration::from_millis(20);
+/// A probe made while disconnected whose connect succeeded waits at most
+/// this long for a dying listener's reset (`probe_now`); the listener
+/// closes within a millisecond or two of the connections on loopback.
+const PROBE_ANSWER_WAIT: Duration = Duration::from_millis(20);
 
 pub(super) fn spawn(
     config: &TransportConfig,
@@ -551,16 +555,32 @@ impl PeerSender {
         }
     }
 
-    /// Crash probe (DESIGN.md 3.5) outside the reconnect schedule: connect
-    /// and hang up at once, only to learn whether anything still listens at
-    /// the peer's address. The peer sees a connection close before its
-    /// hello, which it ignores.
+    /// Crash probe (DESIGN.md 3.5) outside the reconnect schedule, made
+    /// while disconnected: connect, only to learn whether anything still
+    /// listens at the peer's address, and hang up. The peer sees a
+    /// connection close before its hello, which it ignores.
+    ///
+    /// A connect that succeeds is no answer yet: a dying process's kernel
+    /// ends its connections before it closes its listener, which meanwhile
+    /// completes handshakes into its backlog, and resets them when it
+    /// closes. So the probe waits up to [`PROBE_ANSWER_WAIT`] for that
+    /// reset (then probes again, and is refused); a live peer says nothing
+    /// before our hello, and the wait ends in a timeout. Without the wait,
+    /// a young connection's EOF (no reconnect at once, DESIGN.md 3.5) whose
+    /// probe landed in that window left the hint to the reconnect backoff:
+    /// 11 ms after a kill -9 instead of 2 (EXPERIMENTS.md 12). Nothing is
+    /// lost meanwhile: there is no connection to write to.
     fn probe_now(&mut self) {
-        self.probe_within(CONNECT_TIMEOUT);
+        if let Err(e) = probe(self.addr, CONNECT_TIMEOUT, Some(PROBE_ANSWER_WAIT)) {
+            self.after_probe(&e);
+        }
     }
 
+    /// A bare probe while the outbound connection still looks up: connect
+    /// and hang up, waiting for nothing more, because this thread carries
+    /// that connection's heartbeats.
     fn probe_within(&mut self, timeout: Duration) {
-        if let Err(e) = TcpStream::connect_timeout(&self.addr, timeout) {
+        if let Err(e) = probe(self.addr, timeout, None) {
             self.after_probe(&e);
         }
     }
@@ -657,6 +677,35 @@ fn is_closed_by_peer(e: &io::Error) -> bool {
             | io::ErrorKind::BrokenPipe
             | io::ErrorKind::UnexpectedEof
     )
+}
+
+/// Connects to `addr` within `timeout` and hangs up. With `answer_wait`, a
+/// connect that succeeds then waits that long for the peer to end the
+/// connection (a dying listener's reset): Err if it did, Ok if the peer
+/// spoke or stayed silent (alive, waiting for a hello).
+fn probe(addr: SocketAddr, timeout: Duration, answer_wait: Option<Duration>) -> io::Result<()> {
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    let Some(wait) = answer_wait else {
+        return Ok(());
+    };
+    stream.set_read_timeout(Some(wait))?;
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Ok(0) => Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "closed before the handshake",
+        )),
+        Ok(_) => Ok(()),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Peers never write on a connection we opened once its handshake is done,
