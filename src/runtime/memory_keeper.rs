@@ -91,9 +91,12 @@ mod imp {
                     // 85 us per MiB), and it comes exactly when the
                     // survivors' threads need the CPUs to elect a new
                     // leader. SCHED_IDLE (allowed unprivileged: it only
-                    // lowers our priority) lets every other runnable
-                    // thread go first; the memory is freed a little later.
-                    let param = libc::sched_param { sched_priority: 0 };
+                    // lowers our priority; weight 3 against a normal
+                    // thread's 1024, so slowed, never starved) lets the
+                    // other runnable threads of our CPU cgroup have the
+                    // CPUs first; the memory is freed a little later.
+                    // Zeroed: priority 0, and no field list to depend on.
+                    let param: libc::sched_param = std::mem::zeroed();
                     libc::syscall(
                         libc::SYS_sched_setscheduler,
                         0,

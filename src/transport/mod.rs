@@ -72,6 +72,9 @@ pub struct TransportConfig {
     pub reconnect_backoff_ms_max: u64,
     /// How long either side of a connection may take over the handshake.
     pub hello_timeout_ms: u64,
+    /// How long a crash probe made while disconnected, whose connect
+    /// succeeded, waits for a dying listener's reset (DESIGN.md 3.5).
+    pub probe_answer_wait_ms: u64,
     /// The cluster secret every peer must prove it knows (DESIGN.md 9);
     /// None: peers are not authenticated.
     pub secret: Option<Secret>,
@@ -118,6 +121,7 @@ impl TransportConfig {
             reconnect_backoff_ms_min: 5,
             reconnect_backoff_ms_max: 500,
             hello_timeout_ms: 5_000,
+            probe_answer_wait_ms: 20,
             secret: None,
             tls: None,
             delay_us: 0,

@@ -40,10 +40,6 @@ const PROBES_AGAIN_MAX: u32 = 100;
 /// one ended first) waits at most this long: a refusal comes back within a
 /// round trip, and the sender has heartbeats to write.
 const PROBE_WHILE_CONNECTED_TIMEOUT: Duration = Duration::from_millis(20);
-/// A probe made while disconnected whose connect succeeded waits at most
-/// this long for a dying listener's reset (`probe_now`); the listener
-/// closes within a millisecond or two of the connections on loopback.
-const PROBE_ANSWER_WAIT: Duration = Duration::from_millis(20);
 
 pub(super) fn spawn(
     config: &TransportConfig,
@@ -65,6 +61,7 @@ pub(super) fn spawn(
         delay: Duration::from_micros(config.delay_us_to(peer)),
         pending_max: config.queue_depth,
         handshake_timeout: Duration::from_millis(config.hello_timeout_ms),
+        probe_answer_wait: Duration::from_millis(config.probe_answer_wait_ms),
         queue,
         control,
         nudges,
@@ -186,6 +183,8 @@ struct PeerSender {
     pending_max: usize,
     /// Longest wait for each reply of the peer during the handshake.
     handshake_timeout: Duration,
+    /// See `probe_now`.
+    probe_answer_wait: Duration,
     /// Bulk lane: Appends.
     queue: Receiver<Queued>,
     /// Control lane: every other message, written before any bulk one.
@@ -563,15 +562,18 @@ impl PeerSender {
     /// A connect that succeeds is no answer yet: a dying process's kernel
     /// ends its connections before it closes its listener, which meanwhile
     /// completes handshakes into its backlog, and resets them when it
-    /// closes. So the probe waits up to [`PROBE_ANSWER_WAIT`] for that
-    /// reset (then probes again, and is refused); a live peer says nothing
-    /// before our hello, and the wait ends in a timeout. Without the wait,
+    /// closes. So the probe waits up to `probe_answer_wait` (20 ms; the
+    /// listener closes within a millisecond or two of the connections on
+    /// loopback) for that reset, then probes again, and is refused. A live
+    /// peer says nothing before our hello (auth.rs: the connector speaks
+    /// first; TLS too), and the wait ends in a timeout; one that closes the
+    /// connection (at its connection limit) lives too. Without the wait,
     /// a young connection's EOF (no reconnect at once, DESIGN.md 3.5) whose
     /// probe landed in that window left the hint to the reconnect backoff:
     /// 11 ms after a kill -9 instead of 2 (EXPERIMENTS.md 12). Nothing is
     /// lost meanwhile: there is no connection to write to.
     fn probe_now(&mut self) {
-        if let Err(e) = probe(self.addr, CONNECT_TIMEOUT, Some(PROBE_ANSWER_WAIT)) {
+        if let Err(e) = probe(self.addr, CONNECT_TIMEOUT, Some(self.probe_answer_wait)) {
             self.after_probe(&e);
         }
     }
@@ -680,9 +682,10 @@ fn is_closed_by_peer(e: &io::Error) -> bool {
 }
 
 /// Connects to `addr` within `timeout` and hangs up. With `answer_wait`, a
-/// connect that succeeds then waits that long for the peer to end the
-/// connection (a dying listener's reset): Err if it did, Ok if the peer
-/// spoke or stayed silent (alive, waiting for a hello).
+/// connect that succeeds then waits that long for a reset, which is what a
+/// dying listener sends the connections still in its backlog: Err if it
+/// came. A peer that spoke, closed (a live process ends a connection with
+/// a FIN), or stayed silent (waiting for a hello) is alive: Ok.
 fn probe(addr: SocketAddr, timeout: Duration, answer_wait: Option<Duration>) -> io::Result<()> {
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     let Some(wait) = answer_wait else {
@@ -691,20 +694,8 @@ fn probe(addr: SocketAddr, timeout: Duration, answer_wait: Option<Duration>) -> 
     stream.set_read_timeout(Some(wait))?;
     let mut byte = [0u8; 1];
     match stream.read(&mut byte) {
-        Ok(0) => Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "closed before the handshake",
-        )),
-        Ok(_) => Ok(()),
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            ) =>
-        {
-            Ok(())
-        }
-        Err(e) => Err(e),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Err(e),
+        _ => Ok(()),
     }
 }
 
