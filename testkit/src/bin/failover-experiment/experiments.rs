@@ -122,11 +122,12 @@ until a survivor shows a new leader in a higher term (sraft: the leader's own IN
 survivor's `/v3/maintenance/status` naming a leader other than the victim); first ack = until \
 the first acknowledged write sent after the fault, through a surviving follower (a write about \
 every ms; a write unanswered for 10 ms is hedged by the next on another connection, so a write \
-stuck on the dead leader does not hide the failover); new user's ack = until the first ack of a \
-write sent through the same follower at the fault itself, on a connection opened before it (hedged \
-the same way), by a user with no write in flight: the writer's first write after the fault starts \
-only when the one it had in flight is answered, so its first ack counts one write more; \
-unavailability = first ack minus the last ack before the fault. Times in ms.\n\n";
+stuck on the dead leader does not hide the failover); new user's ack = until the first ack of the \
+writes of a user who starts writing through the same follower as soon as the fault is in (SIGKILL: \
+once the process is reaped, about 1 ms after the signal; SIGSTOP: at once), paced and hedged like \
+the writer, its first write on a connection opened before the fault: the writer's first ack counts \
+one write more whenever the write it had in flight is answered first, since only that answer starts \
+its next write; unavailability = first ack minus the last ack before the fault. Times in ms.\n\n";
 
 fn fault_title(fault: Fault) -> &'static str {
     match fault {

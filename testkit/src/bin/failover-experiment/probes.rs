@@ -261,24 +261,26 @@ fn write_worker(
 }
 
 /// The user who arrives with the fault (issue 13's "tried as a new user
-/// would"): one SET through `target` the moment the fault is injected,
-/// on a connection opened beforehand, and, like the writer, another
-/// attempt on a fresh connection every [`HEDGE_AFTER`] while none is
-/// answered (at most [`WRITE_CONNS`] of them). An attempt that fails
-/// retries on its connection 1 ms later.
-/// The writer's own first ack after the fault waits for the write it had
-/// in flight, whose answer then starts the next one; this user waits for
-/// nothing but the cluster.
+/// would"): SETs through `target` from the moment the fault is in (for
+/// SIGKILL once the process is reaped, about a millisecond after the
+/// signal; for SIGSTOP at once), the first on a connection opened
+/// beforehand, paced like the writer: one write at a time while writes
+/// are answered (an error is an answer: the next write starts
+/// [`WRITE_INTERVAL`] later, on a fresh connection), and a further one
+/// every [`HEDGE_AFTER`] while none is (at most [`WRITE_CONNS`] at once).
+/// Its first ack is the measure. The writer's own first ack after the
+/// fault comes one write later when the write it had in flight is
+/// answered first, since only that answer starts its next write.
 pub struct NewUser {
-    go: Sender<Instant>,
-    done: Receiver<Instant>,
+    go: Sender<()>,
+    done: Receiver<Option<Instant>>,
     stop: Arc<AtomicBool>,
 }
 
 impl NewUser {
     /// Connects to `target` and waits for [`NewUser::go`].
     pub fn ready(connect: &Connector, target: usize, key: String) -> NewUser {
-        let (go, go_rx) = channel::<Instant>();
+        let (go, go_rx) = channel();
         let (done_tx, done) = channel();
         let stop = Arc::new(AtomicBool::new(false));
         let mut first = connect(target, WRITE_ABANDON);
@@ -288,23 +290,8 @@ impl NewUser {
         thread::Builder::new()
             .name("new-user".into())
             .spawn(move || {
-                let Ok(at) = go_rx.recv() else { return };
-                let mut conn = Some(first);
-                let mut attempt = 0u32;
-                while !flag.load(Ordering::SeqCst) && attempt < WRITE_CONNS as u32 {
-                    let c = conn
-                        .take()
-                        .unwrap_or_else(|| connect(target, WRITE_ABANDON));
-                    let (tx, flag2, key2) = (done_tx.clone(), flag.clone(), key.clone());
-                    let until = at + HEDGE_AFTER * (attempt + 1);
-                    let _ = thread::Builder::new()
-                        .name(format!("new-user-{attempt}"))
-                        .spawn(move || attempt_write(c, &key2, tx, flag2));
-                    attempt += 1;
-                    let now = Instant::now();
-                    if until > now {
-                        thread::sleep(until - now);
-                    }
+                if go_rx.recv().is_ok() {
+                    let _ = done_tx.send(new_user_writes(first, &connect, target, &key, &flag));
                 }
             })
             .expect("spawn the new user");
@@ -312,42 +299,84 @@ impl NewUser {
     }
 
     /// The fault is in: write now.
-    pub fn go(&self, fault_at: Instant) {
-        let _ = self.go.send(fault_at);
+    pub fn go(&self) {
+        let _ = self.go.send(());
     }
 
-    /// The first acknowledgement, waiting until `deadline` at most; stops
-    /// every attempt.
+    /// The first acknowledgement, waiting until `deadline` at most.
     pub fn first_ack(self, deadline: Instant) -> Option<Instant> {
         let timeout = deadline.saturating_duration_since(Instant::now());
-        let first = self.done.recv_timeout(timeout).ok();
-        self.stop.store(true, Ordering::SeqCst);
-        // Answers that crossed in the channel: keep the earliest.
-        first.map(|t| self.done.try_iter().fold(t, Instant::min))
+        self.done.recv_timeout(timeout).ok().flatten()
     }
 }
 
-/// One of the new user's attempts: SET until acknowledged or told to stop.
-fn attempt_write(
-    mut conn: Box<dyn NodeConn>,
+impl Drop for NewUser {
+    fn drop(&mut self) {
+        // No more writes, whatever became of the trial.
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The new user's writes (see [`NewUser`]) until one is acknowledged (its
+/// time) or `stop`. Each write runs on its own thread, so that a hung one
+/// does not hold back the next; a thread ends with its write, within
+/// [`WRITE_ABANDON`].
+fn new_user_writes(
+    first: Box<dyn NodeConn>,
+    connect: &Connector,
+    target: usize,
     key: &str,
-    done: Sender<Instant>,
-    stop: Arc<AtomicBool>,
-) {
+    stop: &AtomicBool,
+) -> Option<Instant> {
+    let (tx, rx) = channel::<Option<Instant>>();
+    let mut conn = Some(first);
+    let (mut outstanding, mut last_start, mut last_error) = (0usize, None::<Instant>, None);
     while !stop.load(Ordering::SeqCst) {
-        match conn.put(key, "new-user") {
-            Ok(()) => {
-                let _ = done.send(Instant::now());
-                // Answered: no more attempts, and the others end.
-                stop.store(true, Ordering::SeqCst);
-                return;
+        let now = Instant::now();
+        let due = match last_start {
+            None => true,
+            Some(_) if outstanding == 0 => {
+                last_error.is_none_or(|e: Instant| now.duration_since(e) >= WRITE_INTERVAL)
             }
-            Err(_) => {
-                conn.reset();
-                thread::sleep(WRITE_INTERVAL);
+            Some(t) => now.duration_since(t) >= HEDGE_AFTER && outstanding < WRITE_CONNS,
+        };
+        if due {
+            let mut c = conn
+                .take()
+                .unwrap_or_else(|| connect(target, WRITE_ABANDON));
+            let (tx, key) = (tx.clone(), key.to_string());
+            let spawned = thread::Builder::new()
+                .name("new-user-write".into())
+                .spawn(move || {
+                    let answer = c.put(&key, "new-user").ok().map(|()| Instant::now());
+                    let _ = tx.send(answer);
+                });
+            if spawned.is_ok() {
+                outstanding += 1;
+                last_start = Some(now);
             }
         }
+        match rx.recv_timeout(WRITER_TICK) {
+            Ok(Some(acked)) => {
+                // Another write may have been answered a moment earlier
+                // and be about to say so: the earliest within 2 ms.
+                let grace = Instant::now() + Duration::from_millis(2);
+                let mut first = acked;
+                while let Ok(answer) =
+                    rx.recv_timeout(grace.saturating_duration_since(Instant::now()))
+                {
+                    first = answer.map_or(first, |t| first.min(t));
+                }
+                return Some(first);
+            }
+            Ok(None) => {
+                outstanding -= 1;
+                last_error = Some(Instant::now());
+            }
+            Err(_) => {}
+        }
     }
+    None
 }
 
 #[cfg(test)]

@@ -320,7 +320,7 @@ pub fn run_trial(
         });
         fault_at
     };
-    new_user.go(fault_at);
+    new_user.go();
     let (found, first_ack) = wait_for_outcome(shared, fault_at);
     let new_user_ack = new_user.first_ack(fault_at + TRIAL_TIMEOUT);
     let (last_before, first_any_after) = {
