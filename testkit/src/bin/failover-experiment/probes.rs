@@ -264,10 +264,11 @@ fn write_worker(
 /// would"): SETs through `target` from the moment the fault is in (for
 /// SIGKILL once the process is reaped, about a millisecond after the
 /// signal; for SIGSTOP at once), the first on a connection opened
-/// beforehand, paced like the writer: one write at a time while writes
-/// are answered (an error is an answer: the next write starts
-/// [`WRITE_INTERVAL`] later, on a fresh connection), and a further one
-/// every [`HEDGE_AFTER`] while none is (at most [`WRITE_CONNS`] at once).
+/// beforehand, paced by the writer's [`Gate`]: one write at a time while
+/// writes are answered (an error is an answer; the next write, on a fresh
+/// connection, starts [`WRITE_INTERVAL`] after the last one started), and
+/// a further one every [`HEDGE_AFTER`] while none is (at most
+/// [`WRITE_CONNS`] at once).
 /// Its first ack is the measure. The writer's own first ack after the
 /// fault comes one write later when the write it had in flight is
 /// answered first, since only that answer starts its next write.
@@ -328,50 +329,45 @@ fn new_user_writes(
     key: &str,
     stop: &AtomicBool,
 ) -> Option<Instant> {
-    let (tx, rx) = channel::<Option<Instant>>();
+    // The writer's own pacing: its Gate, with the connection slot of each
+    // write coming back with its answer.
+    let mut gate = Gate {
+        idle: (0..WRITE_CONNS).collect(),
+        outstanding: 0,
+        last_start: None,
+    };
+    let (tx, rx) = channel::<(usize, Option<Instant>)>();
     let mut conn = Some(first);
-    let (mut outstanding, mut last_start, mut last_error) = (0usize, None::<Instant>, None);
     while !stop.load(Ordering::SeqCst) {
-        let now = Instant::now();
-        let due = match last_start {
-            None => true,
-            Some(_) if outstanding == 0 => {
-                last_error.is_none_or(|e: Instant| now.duration_since(e) >= WRITE_INTERVAL)
-            }
-            Some(t) => now.duration_since(t) >= HEDGE_AFTER && outstanding < WRITE_CONNS,
-        };
-        if due {
+        if let Some(w) = gate.start(Instant::now()) {
             let mut c = conn
                 .take()
                 .unwrap_or_else(|| connect(target, WRITE_ABANDON));
             let (tx, key) = (tx.clone(), key.to_string());
-            let spawned = thread::Builder::new()
+            thread::Builder::new()
                 .name("new-user-write".into())
                 .spawn(move || {
                     let answer = c.put(&key, "new-user").ok().map(|()| Instant::now());
-                    let _ = tx.send(answer);
-                });
-            if spawned.is_ok() {
-                outstanding += 1;
-                last_start = Some(now);
-            }
+                    let _ = tx.send((w, answer));
+                })
+                .expect("spawn a new user's write");
         }
         match rx.recv_timeout(WRITER_TICK) {
-            Ok(Some(acked)) => {
+            Ok((_, Some(acked))) => {
                 // Another write may have been answered a moment earlier
                 // and be about to say so: the earliest within 2 ms.
                 let grace = Instant::now() + Duration::from_millis(2);
                 let mut first = acked;
-                while let Ok(answer) =
+                while let Ok((_, answer)) =
                     rx.recv_timeout(grace.saturating_duration_since(Instant::now()))
                 {
                     first = answer.map_or(first, |t| first.min(t));
                 }
                 return Some(first);
             }
-            Ok(None) => {
-                outstanding -= 1;
-                last_error = Some(Instant::now());
+            Ok((w, None)) => {
+                gate.outstanding -= 1;
+                gate.idle.push(w);
             }
             Err(_) => {}
         }
