@@ -171,6 +171,13 @@ fn accept_handshaken(listener: &TcpListener, me: u64, auth: &PeerAuth) -> (TcpSt
 /// Node 1's transport, whose one peer, node 2, is a bare listener the test
 /// plays: (transport, its inbox, node 2's listener, node 1's address).
 fn transport_to_a_fake_peer() -> (Transport, Receiver<TransportEvent>, TcpListener, SocketAddr) {
+    transport_to_a_fake_peer_with(|_| {})
+}
+
+/// [`transport_to_a_fake_peer`], its config changed by `tweak` last.
+fn transport_to_a_fake_peer_with(
+    tweak: impl Fn(&mut TransportConfig),
+) -> (Transport, Receiver<TransportEvent>, TcpListener, SocketAddr) {
     init_log();
     let peer = TcpListener::bind(local(free_port())).unwrap();
     let peers = BTreeMap::from([(NodeId(2), peer.local_addr().unwrap())]);
@@ -179,6 +186,7 @@ fn transport_to_a_fake_peer() -> (Transport, Receiver<TransportEvent>, TcpListen
     // A connection that lived this long was healthy: its EOF is probed by
     // reconnecting at once, with the handshake.
     config.reconnect_backoff_ms_max = 10;
+    tweak(&mut config);
     let listen = config.listen;
     (Transport::start(config, tx).unwrap(), inbox, peer, listen)
 }
@@ -422,15 +430,11 @@ fn peer_unreachable_fires_when_the_first_probe_lands_in_a_dying_peer() {
 /// here (5 s instead of 20 ms) so that a slow test thread is no "live peer".
 #[test]
 fn peer_unreachable_fires_when_a_young_connections_probe_lands_in_a_dying_peer() {
-    init_log();
-    let peer = TcpListener::bind(local(free_port())).unwrap();
-    let peers = BTreeMap::from([(NodeId(2), peer.local_addr().unwrap())]);
-    let (tx, inbox) = crossbeam_channel::bounded(16);
-    let mut config = TransportConfig::new(NodeId(1), CLUSTER, local(free_port()), peers);
-    config.reconnect_backoff_ms_min = 30_000;
-    config.reconnect_backoff_ms_max = 60_000;
-    config.probe_answer_wait_ms = 5_000;
-    let transport = Transport::start(config, tx).unwrap();
+    let (transport, inbox, peer, _) = transport_to_a_fake_peer_with(|config| {
+        config.reconnect_backoff_ms_min = 30_000;
+        config.reconnect_backoff_ms_max = 60_000;
+        config.probe_answer_wait_ms = 5_000;
+    });
     let (first, _) = accept_handshaken(&peer, 2, &peer_auth(None));
     drop(first);
     // A listener that closes resets what is still in its backlog; the
