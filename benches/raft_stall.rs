@@ -79,7 +79,8 @@ fn wait_durable<W: LogWriter>(
     rx: &Receiver<WalEvent>,
 ) {
     match rx.recv().expect("WAL thread alive") {
-        WalEvent::Durable(seq) => {
+        WalEvent::Durable { seq, unsent } => {
+            node.network_mut().extend(unsent);
             let now = node.raft().now_us();
             node.persisted(now, seq);
             node.process().expect("process");
@@ -127,7 +128,8 @@ fn bench(c: &mut Criterion) {
                     let rx_wait = rx.recv().expect("WAL thread alive");
                     let start = Instant::now();
                     match rx_wait {
-                        WalEvent::Durable(seq) => {
+                        WalEvent::Durable { seq, unsent } => {
+                            node.network_mut().extend(unsent);
                             node.persisted(now, seq);
                             node.process().expect("process");
                         }

@@ -17,7 +17,7 @@ pub use clock::Clock;
 pub use members::{MemberRow, MembersView, PeerBook};
 pub use node::{
     ConfChangeDone, ConfChangeFailure, ConfReply, LogWrite, LogWriter, MemSnapshots, Network, Node,
-    Query, Reply, RequestError, SnapshotStore, SyncWriter,
+    Query, Reply, RequestError, SnapshotStore, Submitted, SyncWriter,
 };
 pub use observe::Observer;
 pub use raft_loop::{
@@ -25,7 +25,7 @@ pub use raft_loop::{
 };
 pub use snapshots::{FileSnapshots, SnapshotEvent};
 pub use status::{LeaderListener, LeaderWatch, NodeStatus};
-pub use wal_thread::{WalEvent, WalWriter};
+pub use wal_thread::{Outbox, WalEvent, WalWriter};
 
 use crate::core::{ClusterConfig, LogIndex, NodeId, Raft, RaftConfig};
 use crate::metrics::Metrics;
@@ -366,8 +366,12 @@ pub fn start_on<S: StateMachine + 'static>(
     // Durable reports are few (one per group commit) and must never be
     // dropped: the WAL thread waits rather than lose one.
     let (wal_tx, wal_rx) = bounded(INBOX_DEPTH);
-    let writer =
-        WalWriter::start_with(storage, wal_tx, metrics.clone()).map_err(StartError::Spawn)?;
+    // Acknowledgements leave from the WAL thread, the moment they are true.
+    let held_outbox = transport.handle();
+    #[allow(clippy::result_large_err)] // As `TransportHandle::send`.
+    let outbox: Outbox = Box::new(move |msg| held_outbox.send(msg));
+    let writer = WalWriter::start_with(storage, wal_tx, metrics.clone(), Some(outbox))
+        .map_err(StartError::Spawn)?;
     let node = Node::with_snapshots(raft, writer, transport, state_machine, snapshots);
     let inboxes = Inboxes {
         peers: peer_rx,

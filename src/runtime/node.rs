@@ -13,7 +13,9 @@
 //! fsynced. The rules that make this safe:
 //! - messages that promise durability (vote grants and requests, append
 //!   acknowledgements) are held until the write that covers them is
-//!   reported durable (thesis 3.8);
+//!   durable (thesis 3.8): they travel with the write, and the writer sends
+//!   them the moment its fsync returns (no hand-off back to the driver's
+//!   thread on the way out);
 //! - the leader counts its own log toward commit only through what is
 //!   durable (`Raft::persisted`);
 //! - only committed entries that are durable here are applied.
@@ -110,6 +112,10 @@ pub struct LogWrite {
     /// Last: a durable snapshot covers the log through this index, so the
     /// log files wholly before it may go (`Storage::compact`).
     pub compact_through: Option<LogIndex>,
+    /// Messages that promise what this write makes durable (vote grants
+    /// and requests, append acknowledgements): they leave once it is, never
+    /// before (Raft thesis 3.8).
+    pub held: Vec<Message>,
 }
 
 impl LogWrite {
@@ -274,10 +280,20 @@ impl SnapshotStore for MemSnapshots {
 
 /// Where the driver sends its writes. Writes become durable in `seq` order.
 pub trait LogWriter {
-    /// Starts making `write` durable. `Ok(true)`: it already is (a writer
-    /// that fsyncs in the calling thread). `Ok(false)`: whoever owns the
-    /// node reports it later with [`Node::persisted`].
-    fn submit(&mut self, write: LogWrite) -> Result<bool, StorageError>;
+    /// Starts making `write` durable.
+    fn submit(&mut self, write: LogWrite) -> Result<Submitted, StorageError>;
+}
+
+/// What became of a write handed to a [`LogWriter`].
+#[derive(Debug)]
+pub enum Submitted {
+    /// It is durable already (a writer that fsyncs in the calling thread):
+    /// the driver sends its held messages.
+    Durable(Vec<Message>),
+    /// It is on its way: the writer sends its held messages once it is
+    /// durable, and whoever owns the node then reports it with
+    /// [`Node::persisted`].
+    Queued,
 }
 
 /// Any [`Storage`], written and fsynced in the calling thread: for tests,
@@ -285,9 +301,9 @@ pub trait LogWriter {
 pub struct SyncWriter<S>(pub S);
 
 impl<S: Storage> LogWriter for SyncWriter<S> {
-    fn submit(&mut self, write: LogWrite) -> Result<bool, StorageError> {
+    fn submit(&mut self, write: LogWrite) -> Result<Submitted, StorageError> {
         write.apply_to(&mut self.0)?;
-        Ok(true)
+        Ok(Submitted::Durable(write.held))
     }
 }
 
@@ -319,8 +335,10 @@ struct Unsynced {
     seq: u64,
     /// The last entry of the write, reported to the core when durable.
     last: Option<(LogIndex, Term)>,
-    /// Messages that promise what this write makes durable.
-    held: Vec<Message>,
+    /// Messages that promise only what this write (or an earlier one)
+    /// makes durable and were produced after it was handed to the writer:
+    /// the driver sends them when the write is reported durable.
+    late: Vec<Message>,
 }
 
 struct PendingRead<M: StateMachine, R> {
@@ -645,9 +663,10 @@ impl<M: StateMachine, W: LogWriter, N: Network, R, S: SnapshotStore> Node<M, W, 
         );
         while self.unsynced.front().is_some_and(|w| w.seq <= seq) {
             let write = self.unsynced.pop_front().expect("checked");
-            // Vote grants and append acknowledgements leave only now, after
-            // the fsync (Raft thesis 3.8).
-            for msg in write.held {
+            // The writer sent the write's own held messages; these came
+            // after it was handed over, and also leave only now, after the
+            // fsync (Raft thesis 3.8).
+            for msg in write.late {
                 self.network.send(msg);
             }
             if let Some((index, term)) = write.last {
@@ -719,8 +738,9 @@ impl<M: StateMachine, W: LogWriter, N: Network, R, S: SnapshotStore> Node<M, W, 
             hard_state: None,
             entries: Vec::new(),
             compact_through: Some(index),
+            held: Vec::new(),
         };
-        if let Err(e) = self.submit(write, Vec::new()) {
+        if let Err(e) = self.submit(write) {
             log::error!(
                 "node {}: compacting the log through {index} failed: {e}",
                 self.raft.id()
@@ -904,7 +924,7 @@ impl<M: StateMachine, W: LogWriter, N: Network, R, S: SnapshotStore> Node<M, W, 
             // Nothing new to write: the messages promise only what earlier
             // writes hold, so they wait for the last of those.
             match self.unsynced.back_mut() {
-                Some(last) => last.held.append(&mut held),
+                Some(last) => last.late.append(&mut held),
                 None => {
                     for msg in held {
                         self.network.send(msg);
@@ -914,16 +934,14 @@ impl<M: StateMachine, W: LogWriter, N: Network, R, S: SnapshotStore> Node<M, W, 
             return Ok(());
         }
         let last = entries.last().map(|e| (e.index, e.term));
-        self.submit(
-            LogWrite {
-                seq: 0,
-                reset,
-                hard_state,
-                entries,
-                compact_through: None,
-            },
+        self.submit(LogWrite {
+            seq: 0,
+            reset,
+            hard_state,
+            entries,
+            compact_through: None,
             held,
-        )?;
+        })?;
         if let Some((index, term)) = last.filter(|_| self.mutations.apply_before_persist) {
             let now_us = self.raft.now_us();
             self.raft.persisted(now_us, index, term); // Test-only bug.
@@ -932,14 +950,21 @@ impl<M: StateMachine, W: LogWriter, N: Network, R, S: SnapshotStore> Node<M, W, 
     }
 
     /// Hands `write` to the writer with the next sequence number.
-    fn submit(&mut self, mut write: LogWrite, held: Vec<Message>) -> Result<(), StorageError> {
+    fn submit(&mut self, mut write: LogWrite) -> Result<(), StorageError> {
         self.last_seq += 1;
         let seq = self.last_seq;
         write.seq = seq;
         let last = write.entries.last().map(|e| (e.index, e.term));
-        self.unsynced.push_back(Unsynced { seq, last, held });
-        if self.writer.submit(write)? {
+        self.unsynced.push_back(Unsynced {
+            seq,
+            last,
+            late: Vec::new(),
+        });
+        if let Submitted::Durable(held) = self.writer.submit(write)? {
             // The writer fsynced in this thread; no later time to report it.
+            for msg in held {
+                self.network.send(msg);
+            }
             let now_us = self.raft.now_us();
             self.persisted(now_us, seq);
         }

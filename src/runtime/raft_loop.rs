@@ -299,7 +299,10 @@ impl<S: StateMachine> RaftLoop<S> {
 
     fn on_wal(&mut self, event: WalEvent) -> Result<(), StorageError> {
         match event {
-            WalEvent::Durable(seq) => {
+            WalEvent::Durable { seq, unsent } => {
+                for msg in unsent {
+                    self.node.network_mut().send(msg);
+                }
                 self.node.persisted(self.clock.now_us(), seq);
                 Ok(())
             }

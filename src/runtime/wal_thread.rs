@@ -3,7 +3,8 @@
 //! thread, which goes on ticking and heartbeating meanwhile. The Raft thread
 //! owns all Raft state; this thread owns only the files.
 
-use super::node::{LogWrite, LogWriter};
+use super::node::{LogWrite, LogWriter, Submitted};
+use crate::core::Message;
 #[cfg(test)]
 use crate::core::{Entry, HardState};
 use crate::metrics::Metrics;
@@ -22,11 +23,19 @@ const WAL_QUEUE_DEPTH: usize = 1024;
 /// Writes merged into one record and one fsync, at most.
 const GROUP_WRITES_MAX: usize = 256;
 
+/// Where the WAL thread sends the messages a durable write releases (vote
+/// grants and requests, append acknowledgements): straight into a peer's
+/// queue, so that an acknowledgement leaves the moment its fsync returns
+/// instead of after a hand-off to the Raft thread. `Err(msg)`: it cannot
+/// go from here (no sender for its peer yet); the Raft thread sends it.
+pub type Outbox = Box<dyn FnMut(Message) -> Result<(), Message> + Send>;
+
 /// What the WAL thread reports to the Raft thread.
 #[derive(Debug)]
 pub enum WalEvent {
-    /// Every write through this sequence number is durable.
-    Durable(u64),
+    /// Every write through `seq` is durable, and its held messages left,
+    /// except `unsent`, which the Raft thread sends.
+    Durable { seq: u64, unsent: Vec<Message> },
     /// A write or fsync failed: the node must stop (its promises can no
     /// longer be kept). Nothing after the failed write was acknowledged.
     Failed(StorageError),
@@ -40,23 +49,26 @@ pub struct WalWriter {
 
 impl WalWriter {
     /// Starts the thread that owns `storage`; `events` receives its reports.
+    /// Every held message comes back in `WalEvent::Durable`.
     pub fn start<S: Storage + 'static>(
         storage: S,
         events: Sender<WalEvent>,
     ) -> std::io::Result<WalWriter> {
-        WalWriter::start_with(storage, events, Arc::default())
+        WalWriter::start_with(storage, events, Arc::default(), None)
     }
 
-    /// `start`, counting group commits and their durations in `metrics`.
+    /// `start`, counting group commits and their durations in `metrics`,
+    /// and sending held messages through `outbox` if there is one.
     pub fn start_with<S: Storage + 'static>(
         storage: S,
         events: Sender<WalEvent>,
         metrics: Arc<Metrics>,
+        outbox: Option<Outbox>,
     ) -> std::io::Result<WalWriter> {
         let (tx, rx) = bounded(WAL_QUEUE_DEPTH);
         let thread = std::thread::Builder::new()
             .name("wal".into())
-            .spawn(move || run(storage, rx, events, &metrics))?;
+            .spawn(move || run(storage, rx, events, &metrics, outbox))?;
         Ok(WalWriter {
             writes: Some(tx),
             thread: Some(thread),
@@ -80,12 +92,12 @@ impl Drop for WalWriter {
 }
 
 impl LogWriter for WalWriter {
-    fn submit(&mut self, write: LogWrite) -> Result<bool, StorageError> {
+    fn submit(&mut self, write: LogWrite) -> Result<Submitted, StorageError> {
         let sender = self.writes.as_ref().expect("submit after finish");
         // Fails only if the WAL thread is gone, which it is only after it
         // reported a failure: the Raft thread is stopping already.
         let _ = sender.send(write);
-        Ok(false)
+        Ok(Submitted::Queued)
     }
 }
 
@@ -94,6 +106,7 @@ fn run<S: Storage>(
     writes: Receiver<LogWrite>,
     events: Sender<WalEvent>,
     metrics: &Metrics,
+    mut outbox: Option<Outbox>,
 ) {
     while let Ok(first) = writes.recv() {
         let mut group = vec![first];
@@ -108,18 +121,24 @@ fn run<S: Storage>(
         let started = Instant::now();
         let mut entries = 0;
         let mut result = Ok(());
-        for write in merge(group) {
+        let mut held = Vec::new();
+        for mut write in merge(group) {
             entries += write.entries.len();
             result = write.apply_to(&mut storage);
             if result.is_err() {
                 break;
             }
+            held.append(&mut write.held);
         }
         let elapsed_us = started.elapsed().as_micros() as u64;
         match result {
             Ok(()) => {
                 metrics.wal_synced(merged, entries, elapsed_us);
-                if events.send(WalEvent::Durable(seq)).is_err() {
+                let unsent = match outbox.as_mut() {
+                    Some(send) => held.into_iter().filter_map(|m| send(m).err()).collect(),
+                    None => held,
+                };
+                if events.send(WalEvent::Durable { seq, unsent }).is_err() {
                     break;
                 }
             }
@@ -149,6 +168,7 @@ pub fn merge(group: Vec<LogWrite>) -> Vec<LogWrite> {
             continue;
         };
         last.seq = write.seq;
+        last.held.extend(write.held);
         if write.hard_state.is_some() {
             last.hard_state = write.hard_state;
         }
@@ -196,6 +216,7 @@ mod tests {
             }),
             entries,
             compact_through: None,
+            held: Vec::new(),
         }
     }
 
@@ -267,5 +288,117 @@ mod tests {
                 (5, true, None, vec![(10, 2), (11, 2)]),
             ]
         );
+    }
+
+    fn grant(to: u64) -> Message {
+        Message {
+            from: crate::core::NodeId(0),
+            to: crate::core::NodeId(to),
+            term: Term(1),
+            body: crate::core::MessageBody::VoteReply { granted: true },
+        }
+    }
+
+    #[test]
+    fn merged_writes_keep_every_held_message_in_order() {
+        let mut first = write(1, Some(1), entries(1, &[1]));
+        first.held = vec![grant(1)];
+        let mut second = write(2, None, Vec::new());
+        second.held = vec![grant(2), grant(3)];
+        let merged = merge(vec![first, second]);
+        assert_eq!(merged.len(), 1);
+        assert_eq!(merged[0].held, vec![grant(1), grant(2), grant(3)]);
+    }
+
+    /// What happened, in order, across the storage and the outbox.
+    type Journal = Arc<parking_lot::Mutex<Vec<String>>>;
+
+    /// A storage that records its fsyncs in the journal, or fails them.
+    struct Journaled {
+        journal: Journal,
+        fail: bool,
+    }
+
+    impl Storage for Journaled {
+        fn persist(
+            &mut self,
+            _hard_state: Option<&HardState>,
+            entries: &[Entry],
+        ) -> Result<(), StorageError> {
+            if self.fail {
+                return Err(StorageError::Io {
+                    path: "wal".into(),
+                    op: "fsync",
+                    source: std::io::Error::other("disk gone"),
+                });
+            }
+            self.journal.lock().push(format!("fsync {}", entries.len()));
+            Ok(())
+        }
+        fn sync(&mut self) -> Result<(), StorageError> {
+            Ok(())
+        }
+        fn reset_to_snapshot(
+            &mut self,
+            _meta: &crate::core::SnapshotMeta,
+            _hard_state: &HardState,
+        ) -> Result<(), StorageError> {
+            unreachable!("not used here")
+        }
+        fn compact(&mut self, _index: LogIndex) -> Result<(), StorageError> {
+            Ok(())
+        }
+    }
+
+    /// A WAL thread whose outbox has a sender for node 1 only.
+    fn journaled_writer(fail: bool) -> (WalWriter, Receiver<WalEvent>, Journal) {
+        let journal = Journal::default();
+        let storage = Journaled {
+            journal: journal.clone(),
+            fail,
+        };
+        let sent = journal.clone();
+        let outbox: Outbox = Box::new(move |msg: Message| {
+            if msg.to != crate::core::NodeId(1) {
+                return Err(msg);
+            }
+            sent.lock().push(format!("send to {}", msg.to));
+            Ok(())
+        });
+        let (tx, rx) = bounded(16);
+        let writer = WalWriter::start_with(storage, tx, Arc::default(), Some(outbox)).unwrap();
+        (writer, rx, journal)
+    }
+
+    #[test]
+    fn held_messages_leave_from_the_wal_thread_after_the_fsync() {
+        let (mut writer, events, journal) = journaled_writer(false);
+        let mut first = write(1, Some(1), entries(1, &[1, 1]));
+        first.held = vec![grant(1), grant(2)];
+        writer.submit(first).unwrap();
+        let timeout = std::time::Duration::from_secs(10);
+        match events.recv_timeout(timeout).expect("a report") {
+            WalEvent::Durable { seq, unsent } => {
+                assert_eq!(seq, 1);
+                // No sender for node 2 here: the Raft thread sends it.
+                assert_eq!(unsent, vec![grant(2)]);
+            }
+            WalEvent::Failed(e) => panic!("{e}"),
+        }
+        assert_eq!(*journal.lock(), vec!["fsync 2", "send to 1"]);
+    }
+
+    #[test]
+    fn a_failed_write_releases_none_of_its_messages() {
+        let (mut writer, events, journal) = journaled_writer(true);
+        let mut first = write(1, Some(1), entries(1, &[1]));
+        first.held = vec![grant(1)];
+        writer.submit(first).unwrap();
+        let timeout = std::time::Duration::from_secs(10);
+        match events.recv_timeout(timeout).expect("a report") {
+            WalEvent::Failed(_) => {}
+            other => panic!("expected a failure, got {other:?}"),
+        }
+        assert!(journal.lock().is_empty(), "{:?}", journal.lock());
     }
 }

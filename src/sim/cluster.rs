@@ -653,9 +653,15 @@ impl Cluster {
             if disk.unsynced.front().is_none_or(|(w, _)| w.seq > seq) {
                 break;
             }
-            let (write, bytes) = disk.unsynced.pop_front().expect("checked");
+            let (mut write, bytes) = disk.unsynced.pop_front().expect("checked");
             disk.image.fsync(bytes);
             self.make_durable(node, &write);
+            // What the write made true may be said now, and from here, as
+            // the WAL thread sends them: before the driver hears of it.
+            for msg in std::mem::take(&mut write.held) {
+                self.check_durable_for(node, &msg);
+                self.send(msg);
+            }
         }
         self.trace_line(format!("fsync {id} through write {seq}"));
         let now = self.local_time(node);

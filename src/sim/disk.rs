@@ -3,7 +3,7 @@
 
 use super::checker::{Checker, chain_hash};
 use crate::core::{ClusterConfig, Entry, HardState, LogIndex, NodeId, Term};
-use crate::runtime::node::{LogWrite, LogWriter};
+use crate::runtime::node::{LogWrite, LogWriter, Submitted};
 use crate::storage::{StorageError, WalImage};
 use std::collections::VecDeque;
 
@@ -139,7 +139,9 @@ impl SimDisk {
 }
 
 impl LogWriter for SimDisk {
-    fn submit(&mut self, write: LogWrite) -> Result<bool, StorageError> {
+    /// The write's held messages wait with it in the cache: the cluster
+    /// sends them when its fsync completes, as the WAL thread does.
+    fn submit(&mut self, write: LogWrite) -> Result<Submitted, StorageError> {
         let before = self.image.cached_bytes();
         if let Some(meta) = &write.reset {
             let hard_state = write.hard_state.expect("a reset moves the commit index");
@@ -151,6 +153,6 @@ impl LogWriter for SimDisk {
             .write(write.hard_state.as_ref(), &write.entries)?;
         let bytes = self.image.cached_bytes() - before;
         self.unsynced.push_back((write, bytes));
-        Ok(false)
+        Ok(Submitted::Queued)
     }
 }

@@ -9,7 +9,7 @@
 
 use super::frame::{ForwardOutcome, ForwardRequest, PeerFrame};
 use super::{Shared, enqueue};
-use crate::core::NodeId;
+use crate::core::{Message, NodeId};
 use parking_lot::RwLock;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -80,8 +80,9 @@ impl ClientAddrs {
     }
 }
 
-/// Queues forwarded requests and replies for peers from any thread,
-/// without blocking: `try_send`, like `Transport::send`.
+/// Queues frames for peers from any thread, without blocking (`try_send`,
+/// like `Transport::send`): forwarded requests and replies, and the Raft
+/// messages the WAL thread releases after an fsync.
 #[derive(Clone)]
 pub struct TransportHandle {
     shared: Arc<Shared>,
@@ -148,6 +149,30 @@ impl TransportHandle {
                 outcome,
             },
         )
+    }
+
+    /// Queues a Raft message like `Transport::send`, from a thread other
+    /// than the Raft thread. `Err(msg)`: there is no sender for its peer
+    /// (only the Raft thread starts one, for a peer that announced its
+    /// address), so the caller hands it to the Raft thread. A full queue
+    /// drops the message and counts it; Raft retransmits.
+    // The message comes back whole, by value: no larger than passing it in.
+    #[allow(clippy::result_large_err)]
+    pub fn send(&self, msg: Message) -> Result<(), Message> {
+        if self.shared.shutting_down.load(Ordering::SeqCst) {
+            return Ok(()); // Nothing leaves any more.
+        }
+        let lanes = self.shared.lanes.read();
+        let Some(peer) = lanes.get(&msg.to) else {
+            return Err(msg);
+        };
+        enqueue(
+            &peer.bulk,
+            &peer.control,
+            &peer.counters,
+            PeerFrame::Message(msg),
+        );
+        Ok(())
     }
 
     fn queue(&self, to: NodeId, frame: PeerFrame) -> bool {
