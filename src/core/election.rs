@@ -816,7 +816,10 @@ impl Raft {
         if self.role != Role::Candidate {
             return;
         }
-        self.votes.insert(from, granted);
+        // A voter grants at most one vote per term and never takes it back,
+        // but its refusal can arrive after its grant (each leaves once its
+        // own write is durable, and the network reorders): a grant sticks.
+        *self.votes.entry(from).or_insert(granted) |= granted;
         self.tally_votes();
     }
 

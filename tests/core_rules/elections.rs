@@ -316,3 +316,43 @@ fn a_leader_without_a_quorum_steps_down() {
     net.run_for_ms(1_500);
     assert_ne!(net.node(l).role(), Role::Leader);
 }
+
+#[test]
+fn a_late_refusal_does_not_take_back_a_vote_granted_in_the_same_term() {
+    // A voter refuses while its promise to a leader lasts, then grants once
+    // it ends; the refusal left with nothing new to write, the grant with
+    // its vote's write, so the refusal can arrive second. It must not undo
+    // the grant: a vote is never taken back within a term.
+    let restored = RestoredState::fresh(ClusterConfig::new(ids(5)));
+    let mut node = Raft::new(NodeId(0), RaftConfig::default(), restored, 1, 0);
+    let mut now = 0;
+    while node.role() != Role::Candidate {
+        now += 10_000;
+        node.tick(now);
+        let rd = node.ready();
+        persist(&mut node, &rd);
+        if node.role() == Role::PreCandidate {
+            let next = node.term().0 + 1;
+            for from in [1, 2] {
+                let reply = MessageBody::PreVoteReply {
+                    granted: true,
+                    sticky: false,
+                };
+                node.step(now, msg(from, 0, next, reply));
+            }
+            let rd = node.ready();
+            persist(&mut node, &rd);
+        }
+    }
+    let term = node.term().0;
+    let vote = |from, granted| msg(from, 0, term, MessageBody::VoteReply { granted });
+    node.step(now, vote(1, true));
+    node.step(now, vote(1, false));
+    assert_eq!(node.role(), Role::Candidate);
+    node.step(now, vote(2, true));
+    assert_eq!(
+        node.role(),
+        Role::Leader,
+        "votes of 0, 1 and 2 are a majority of 5"
+    );
+}
