@@ -13,9 +13,10 @@
 //! fsynced. The rules that make this safe:
 //! - messages that promise durability (vote grants and requests, append
 //!   acknowledgements) are held until the write that covers them is
-//!   durable (thesis 3.8): they travel with the write, and the writer sends
-//!   them the moment its fsync returns (no hand-off back to the driver's
-//!   thread on the way out);
+//!   durable (thesis 3.8): they travel with the write, and the writer that
+//!   makes it durable sends them (the WAL thread the moment its fsync
+//!   returns), except those produced when there was nothing new to write,
+//!   which wait here for the report of the last write;
 //! - the leader counts its own log toward commit only through what is
 //!   durable (`Raft::persisted`);
 //! - only committed entries that are durable here are applied.

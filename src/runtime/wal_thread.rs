@@ -33,8 +33,8 @@ pub type Outbox = Box<dyn FnMut(Message) -> Result<(), Message> + Send>;
 /// What the WAL thread reports to the Raft thread.
 #[derive(Debug)]
 pub enum WalEvent {
-    /// Every write through `seq` is durable, and its held messages left,
-    /// except `unsent`, which the Raft thread sends.
+    /// Every write through `seq` is durable, and its held messages are
+    /// queued for their peers, except `unsent`, which the Raft thread sends.
     Durable { seq: u64, unsent: Vec<Message> },
     /// A write or fsync failed: the node must stop (its promises can no
     /// longer be kept). Nothing after the failed write was acknowledged.
@@ -358,6 +358,7 @@ mod tests {
             fail,
         };
         let sent = journal.clone();
+        #[allow(clippy::result_large_err)] // As `TransportHandle::send`.
         let outbox: Outbox = Box::new(move |msg: Message| {
             if msg.to != crate::core::NodeId(1) {
                 return Err(msg);

@@ -130,7 +130,7 @@ impl TransportHandle {
     /// Queues a forwarded request for `to`; false if it could not be queued
     /// (unknown peer, shut down, or its queue is full): it was not sent.
     pub fn forward(&self, to: NodeId, request_id: u64, request: ForwardRequest) -> bool {
-        self.queue(
+        self.queue_forward(
             to,
             PeerFrame::Forward {
                 request_id,
@@ -142,7 +142,7 @@ impl TransportHandle {
     /// Queues the answer to `to`'s forwarded request; false if it could not
     /// be queued (the follower then times out).
     pub fn reply(&self, to: NodeId, request_id: u64, outcome: ForwardOutcome) -> bool {
-        self.queue(
+        self.queue_forward(
             to,
             PeerFrame::ForwardReply {
                 request_id,
@@ -159,32 +159,40 @@ impl TransportHandle {
     // The message comes back whole, by value: no larger than passing it in.
     #[allow(clippy::result_large_err)]
     pub fn send(&self, msg: Message) -> Result<(), Message> {
-        if self.shared.shutting_down.load(Ordering::SeqCst) {
-            return Ok(()); // Nothing leaves any more.
+        match self.queue(msg.to, PeerFrame::Message(msg)) {
+            Enqueued::NoPeer(PeerFrame::Message(msg)) => Err(msg),
+            // Shut down: nothing leaves any more.
+            _ => Ok(()),
         }
-        let lanes = self.shared.lanes.read();
-        let Some(peer) = lanes.get(&msg.to) else {
-            return Err(msg);
-        };
-        enqueue(
-            &peer.bulk,
-            &peer.control,
-            &peer.counters,
-            PeerFrame::Message(msg),
-        );
-        Ok(())
     }
 
-    fn queue(&self, to: NodeId, frame: PeerFrame) -> bool {
+    fn queue_forward(&self, to: NodeId, frame: PeerFrame) -> bool {
+        matches!(self.queue(to, frame), Enqueued::Yes)
+    }
+
+    fn queue(&self, to: NodeId, frame: PeerFrame) -> Enqueued {
         if self.shared.shutting_down.load(Ordering::SeqCst) {
-            return false;
+            return Enqueued::ShutDown;
         }
         let lanes = self.shared.lanes.read();
         let Some(peer) = lanes.get(&to) else {
-            return false;
+            return Enqueued::NoPeer(frame);
         };
-        enqueue(&peer.bulk, &peer.control, &peer.counters, frame)
+        match enqueue(&peer.bulk, &peer.control, &peer.counters, frame) {
+            true => Enqueued::Yes,
+            false => Enqueued::Dropped,
+        }
     }
+}
+
+/// What became of a frame queued from another thread.
+enum Enqueued {
+    Yes,
+    /// The peer's queue was full: dropped and counted.
+    Dropped,
+    /// No sender for the peer: the frame, back.
+    NoPeer(PeerFrame),
+    ShutDown,
 }
 
 impl Shared {
