@@ -24,7 +24,7 @@ pub use raft_loop::{
     ForwardedOp, ForwardedReply, Inboxes, ProductionNode, RaftLoop, Request, Waiter,
 };
 pub use snapshots::{FileSnapshots, SnapshotEvent};
-pub use status::{LeaderListener, LeaderWatch, NodeStatus};
+pub use status::{LeaderListener, LeaderWatch, Leadership, NodeStatus};
 pub use wal_thread::{Outbox, WalEvent, WalWriter};
 
 use crate::core::{ClusterConfig, LogIndex, NodeId, Raft, RaftConfig};

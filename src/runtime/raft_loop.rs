@@ -10,7 +10,7 @@ use super::node::{ConfReply, Network, Node, Query, Reply, RequestError};
 use super::observe::Observer;
 use super::oneshot::AnswerTx;
 use super::snapshots::{FileSnapshots, SnapshotEvent};
-use super::status::{LeaderWatch, NodeStatus};
+use super::status::{LeaderWatch, Leadership, NodeStatus};
 use super::wal_thread::{WalEvent, WalWriter};
 use crate::core::{ConfChange, Event, Message, NodeId, Role, TransferError};
 use crate::metrics::{Metrics, Outcome};
@@ -158,7 +158,25 @@ pub struct RaftLoop<S: StateMachine> {
     /// stops once it has applied that entry, so that the operator's change
     /// is answered, or after `REMOVED_DRAIN` at the latest.
     removed: Option<(crate::core::LogIndex, Instant)>,
+    /// Forwarded requests that reached this node while it was a candidate,
+    /// sent by voters betting on its win (DESIGN.md 4.4). Served the moment
+    /// it leads, in the same round as its no-op; once it is no longer a
+    /// candidate of the term they came in, served as any request is (a
+    /// follower answers `NotLeader`).
+    held_forwards: Vec<HeldForward<S>>,
 }
+
+/// A forwarded request a candidate holds.
+struct HeldForward<S: StateMachine> {
+    term: crate::core::Term,
+    reply: ReplyTo<S::Output>,
+    op: ForwardedOp<S>,
+    received_us: u64,
+}
+
+/// Forwarded requests a candidate holds at most; beyond, they are answered
+/// at once (`NotLeader`) and their followers wait for the election's end.
+const HELD_FORWARDS_MAX: usize = 4096;
 
 /// How often the transport's peers are matched to the configuration even
 /// without a change: departing nodes leave once told, a `--join` node's
@@ -209,6 +227,7 @@ impl<S: StateMachine> RaftLoop<S> {
             peer_book: PeerBook::default(),
             peers_synced_us: 0,
             removed: None,
+            held_forwards: Vec::new(),
         }
     }
 
@@ -362,7 +381,20 @@ impl<S: StateMachine> RaftLoop<S> {
                 from,
                 request_id,
                 op,
-            } => self.on_forwarded(now, ReplyTo::Peer { from, request_id }, op),
+            } => {
+                let reply = ReplyTo::Peer { from, request_id };
+                let raft = self.node.raft();
+                if raft.role() == Role::Candidate && self.held_forwards.len() < HELD_FORWARDS_MAX {
+                    self.held_forwards.push(HeldForward {
+                        term: raft.term(),
+                        reply,
+                        op,
+                        received_us: now,
+                    });
+                } else {
+                    self.on_forwarded(now, reply, op);
+                }
+            }
             Request::Snapshot { reply } => {
                 let answer = match self.node.request_snapshot() {
                     true => Ok(()),
@@ -396,13 +428,15 @@ impl<S: StateMachine> RaftLoop<S> {
         }
     }
 
-    /// A follower's forwarded request: served exactly like a local one.
-    fn on_forwarded(&mut self, now: u64, reply: ReplyTo<S::Output>, op: ForwardedOp<S>) {
+    /// A follower's forwarded request, received at `received_us`: served
+    /// exactly like a local one.
+    fn on_forwarded(&mut self, received_us: u64, reply: ReplyTo<S::Output>, op: ForwardedOp<S>) {
+        let now = self.clock.now_us();
         match op {
             ForwardedOp::Write(command) => {
                 let waiter = Waiter {
                     reply,
-                    received_us: now,
+                    received_us,
                     write: true,
                 };
                 self.node.propose(now, command, waiter);
@@ -410,7 +444,7 @@ impl<S: StateMachine> RaftLoop<S> {
             ForwardedOp::Read(query) => {
                 let waiter = Waiter {
                     reply,
-                    received_us: now,
+                    received_us,
                     write: false,
                 };
                 self.node.read(now, query, waiter);
@@ -418,9 +452,38 @@ impl<S: StateMachine> RaftLoop<S> {
         }
     }
 
+    /// Serves the held forwarded requests once this node is no longer the
+    /// candidate of the term they came in: as leader, before its first
+    /// round leaves, so that they travel with its no-op.
+    fn release_held_forwards(&mut self) {
+        if self.held_forwards.is_empty() {
+            return;
+        }
+        let raft = self.node.raft();
+        let (role, term) = (raft.role(), raft.term());
+        let held = std::mem::take(&mut self.held_forwards);
+        let mut served = 0;
+        for forward in held {
+            if role == Role::Candidate && forward.term == term {
+                self.held_forwards.push(forward);
+            } else {
+                served += 1;
+                self.on_forwarded(forward.received_us, forward.reply, forward.op);
+            }
+        }
+        if served > 0 {
+            log::debug!(
+                "Node {}: {served} forwarded requests held during the election served as {}",
+                self.node.raft().id(),
+                role.name()
+            );
+        }
+    }
+
     /// The driver does persist → send → apply → answer; this thread then
     /// delivers the answers, logs the events and publishes the status.
     fn handle_output(&mut self) -> Result<(), StorageError> {
+        self.release_held_forwards();
         self.node.process()?;
         let now = self.clock.now_us();
         for (waiter, answer) in self.node.take_answers() {
@@ -454,8 +517,7 @@ impl<S: StateMachine> RaftLoop<S> {
             self.sync_peers();
         }
         *self.status.lock() = NodeStatus::of(self.node.raft());
-        let raft = self.node.raft();
-        self.leader_watch.publish(raft.leader(), raft.term());
+        self.leader_watch.publish(Leadership::of(self.node.raft()));
         Ok(())
     }
 

@@ -91,9 +91,38 @@ fn followers(raft: &Raft) -> Vec<(NodeId, LogIndex)> {
         .collect()
 }
 
-/// Called by the Raft thread whenever the leader it knows of, or its term,
-/// changes. Must not block: it runs on the Raft thread.
-pub type LeaderListener = Box<dyn Fn(Option<NodeId>, Term) + Send + Sync>;
+/// Who leads, as the Raft thread knows it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Leadership {
+    pub leader: Option<NodeId>,
+    pub term: Term,
+    /// With no leader known: the candidate this node voted for in `term`
+    /// (never itself), the likely next leader. The client port forwards
+    /// to it at once, and it holds what it receives until it wins or loses
+    /// (DESIGN.md 4.4), instead of every follower waiting to hear of the
+    /// winner before sending.
+    pub candidate: Option<NodeId>,
+}
+
+impl Leadership {
+    pub fn of(raft: &Raft) -> Leadership {
+        let leader = raft.leader();
+        let candidate = match (leader, raft.role()) {
+            (None, Role::Follower) => raft.vote().filter(|id| *id != raft.id()),
+            _ => None,
+        };
+        Leadership {
+            leader,
+            term: raft.term(),
+            candidate,
+        }
+    }
+}
+
+/// Called by the Raft thread whenever the leader it knows of, its term or
+/// the candidate it voted for changes. Must not block: it runs on the Raft
+/// thread.
+pub type LeaderListener = Box<dyn Fn(Leadership) + Send + Sync>;
 
 /// Who leads, as the Raft thread last published it, and the listeners told
 /// when that changes: the client port's forwarder abandons requests sent to
@@ -101,7 +130,7 @@ pub type LeaderListener = Box<dyn Fn(Option<NodeId>, Term) + Send + Sync>;
 /// the requests waiting for a leader (DESIGN.md 4.4).
 #[derive(Default)]
 pub struct LeaderWatch {
-    last: parking_lot::Mutex<(Option<NodeId>, Term)>,
+    last: parking_lot::Mutex<Leadership>,
     listeners: parking_lot::RwLock<Vec<LeaderListener>>,
 }
 
@@ -110,17 +139,17 @@ impl LeaderWatch {
         self.listeners.write().push(listener);
     }
 
-    /// Tells the listeners if `leader` or `term` differ from the last call.
-    pub fn publish(&self, leader: Option<NodeId>, term: Term) {
+    /// Tells the listeners if `now` differs from the last call.
+    pub fn publish(&self, now: Leadership) {
         {
             let mut last = self.last.lock();
-            if *last == (leader, term) {
+            if *last == now {
                 return;
             }
-            *last = (leader, term);
+            *last = now;
         }
         for listener in self.listeners.read().iter() {
-            listener(leader, term);
+            listener(now);
         }
     }
 }

@@ -395,8 +395,9 @@ enum Attempt {
     TimedOut,
 }
 
-/// Runs `attempt` against the leader this node knows of until one answers
-/// or the request timeout passes. Waits for a leader, or for an unreachable
+/// Runs `attempt` against the leader this node knows of (or, while none is
+/// known, the candidate it voted for: `Seen::target`) until one answers or
+/// the request timeout passes. Waits for a leader, or for an unreachable
 /// one, are notified (`Relay::wait_for_change`), never polled.
 ///
 /// The `TRYAGAIN` errors and the refusals tell the client the request had
@@ -414,7 +415,7 @@ fn retry_until_answered(
     let mut unreachable = None;
     let mut seen = seen(ctx);
     loop {
-        let wait_until = match attempt(seen.leader, deadline) {
+        let wait_until = match attempt(seen.target(), deadline) {
             Attempt::Done(reply) => return reply,
             Attempt::Refused(_) if maybe_applied => return write_unresolved().to_bytes(),
             Attempt::Refused(reply) => return reply,
@@ -477,6 +478,7 @@ fn current(ctx: &ServerContext) -> Seen {
         generation: 0,
         leader: status.leader,
         term: status.term,
+        candidate: None,
     }
 }
 

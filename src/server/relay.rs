@@ -15,7 +15,7 @@ use crate::kv::store::KvStore;
 use crate::limits::Limits;
 use crate::metrics::{ForwardKind, Metrics};
 use crate::runtime::oneshot::{AnswerRx, AnswerTx, answer_slot};
-use crate::runtime::{ForwardedOp, ForwardedReply, NodeHandle, Request, RequestError};
+use crate::runtime::{ForwardedOp, ForwardedReply, Leadership, NodeHandle, Request, RequestError};
 use crate::transport::{ForwardHandler, ForwardOutcome, ForwardRequest, TransportHandle};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::{Condvar, Mutex};
@@ -33,6 +33,17 @@ pub struct Seen {
     pub generation: u64,
     pub leader: Option<NodeId>,
     pub term: Term,
+    /// With no leader known, the candidate this node voted for
+    /// (`Leadership::candidate`).
+    pub candidate: Option<NodeId>,
+}
+
+impl Seen {
+    /// Where a request goes now: the leader, or else the candidate this
+    /// node voted for, which holds it until it knows whether it won.
+    pub fn target(&self) -> Option<NodeId> {
+        self.leader.or(self.candidate)
+    }
 }
 
 /// How one forwarded request ended, as the client thread sees it.
@@ -104,12 +115,12 @@ impl PendingMap {
         }
     }
 
-    /// Abandons every request sent to a node other than `leader`.
-    fn abandon_all_but(&self, leader: Option<NodeId>) -> usize {
+    /// Abandons every request sent to a node other than `target`.
+    fn abandon_all_but(&self, target: Option<NodeId>) -> usize {
         let abandoned: Vec<Pending> = self
             .by_id
             .lock()
-            .extract_if(|_, pending| Some(pending.to) != leader)
+            .extract_if(|_, pending| Some(pending.to) != target)
             .map(|(_, pending)| pending)
             .collect();
         let count = abandoned.len();
@@ -194,14 +205,18 @@ impl Relay {
             },
         });
         let weak = Arc::downgrade(&relay);
-        node.leader_watch.subscribe(Box::new(move |leader, term| {
+        node.leader_watch.subscribe(Box::new(move |now| {
             if let Some(relay) = weak.upgrade() {
-                relay.leader_changed(leader, term);
+                relay.leader_changed(now);
             }
         }));
         {
             let status = node.status.lock();
-            relay.leader_changed(status.leader, status.term);
+            relay.leader_changed(Leadership {
+                leader: status.leader,
+                term: status.term,
+                candidate: None,
+            });
         }
         node.transport
             .set_forward_handler(Arc::new(Handler(Arc::downgrade(&relay))));
@@ -231,8 +246,9 @@ impl Relay {
         *seen
     }
 
-    /// Sends `request` to `leader` and waits for its outcome until
-    /// `deadline`, or until this node learns of another leader.
+    /// Sends `request` to `leader` (or the candidate this node voted for)
+    /// and waits for its outcome until `deadline`, or until this node
+    /// learns of another leader or candidate.
     pub fn call(&self, leader: NodeId, request: ForwardRequest, deadline: Instant) -> Forwarded {
         let kind = match request {
             ForwardRequest::Write { .. } => ForwardKind::Write,
@@ -280,7 +296,7 @@ impl Relay {
         // The leader watch abandons requests to a former leader when the
         // leader changes; one registered just after such a change is
         // caught here instead (the watch updates `seen` before it scans).
-        if self.seen().leader != Some(leader) {
+        if self.seen().target() != Some(leader) {
             self.pending.remove(request_id);
             return Forwarded::Unreachable;
         }
@@ -299,21 +315,24 @@ impl Relay {
         }
     }
 
-    /// Called on the Raft thread when the leader or term changes: wakes
-    /// the waiters, and abandons what was sent to a node that no longer
-    /// leads (a frozen leader would keep it until the deadline).
-    fn leader_changed(&self, leader: Option<NodeId>, term: Term) {
-        {
+    /// Called on the Raft thread when the leader, the term or the
+    /// candidate voted for changes: wakes the waiters, and abandons what
+    /// was sent to a node that is no longer the target (a frozen leader
+    /// would keep it until the deadline).
+    fn leader_changed(&self, now: Leadership) {
+        let target = {
             let mut seen = self.seen.lock();
             seen.generation += 1;
-            seen.leader = leader;
-            seen.term = term;
-        }
+            seen.leader = now.leader;
+            seen.term = now.term;
+            seen.candidate = now.candidate;
+            seen.target()
+        };
         self.changed.notify_all();
-        let abandoned = self.pending.abandon_all_but(leader);
+        let abandoned = self.pending.abandon_all_but(target);
         if abandoned > 0 {
             log::debug!(
-                "[Node {}] leader now {leader:?} (term {term}): {abandoned} forwarded requests abandoned",
+                "[Node {}] now {now:?}: {abandoned} forwarded requests abandoned",
                 self.me
             );
         }
@@ -483,6 +502,21 @@ mod tests {
         // A late duplicate finds nobody.
         assert!(!map.route(NodeId(2), 2, reply()));
         assert_eq!(map.by_id.lock().len(), 1);
+    }
+
+    #[test]
+    fn requests_go_to_the_leader_or_else_to_the_candidate_voted_for() {
+        let mut seen = Seen {
+            generation: 1,
+            leader: None,
+            term: Term(3),
+            candidate: None,
+        };
+        assert_eq!(seen.target(), None);
+        seen.candidate = Some(NodeId(2));
+        assert_eq!(seen.target(), Some(NodeId(2)));
+        seen.leader = Some(NodeId(4));
+        assert_eq!(seen.target(), Some(NodeId(4)), "a known leader wins");
     }
 
     #[test]
