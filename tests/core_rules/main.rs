@@ -8,10 +8,12 @@
 //!
 //! One file per topic: elections, replication, reads and transfer, the
 //! sub-leaders, the crash path, byte limits, snapshots, membership, lease
-//! reads; this file holds the harness.
+//! reads, the driver's hold on durable promises; this file holds the
+//! harness.
 
 mod byte_limits;
 mod crash_path;
+mod driver;
 mod elections;
 mod lease;
 mod membership;
