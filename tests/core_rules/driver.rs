@@ -17,19 +17,6 @@ impl LogWriter for LaterWriter {
     }
 }
 
-fn vote_request(from: u64) -> Message {
-    msg(
-        from,
-        0,
-        1,
-        MessageBody::Vote {
-            last_index: LogIndex(0),
-            last_term: Term(0),
-            transfer: false,
-        },
-    )
-}
-
 fn is_grant(m: &Message) -> bool {
     matches!(m.body, MessageBody::VoteReply { granted: true })
 }
@@ -49,7 +36,7 @@ fn a_grant_travels_with_its_write_and_a_repeat_waits_for_that_write() {
         LastIndex::default(),
     );
 
-    node.step(0, vote_request(1));
+    node.step(0, vote_request(1, 0, 1));
     node.process().unwrap();
     let writes = &node.writer().0;
     assert_eq!(writes.len(), 1);
@@ -60,7 +47,7 @@ fn a_grant_travels_with_its_write_and_a_repeat_waits_for_that_write() {
         "no grant before the fsync"
     );
 
-    node.step(10, vote_request(1));
+    node.step(10, vote_request(1, 0, 1));
     node.process().unwrap();
     assert_eq!(node.writer().0.len(), 1, "nothing new to write");
     assert!(!node.network().iter().any(is_grant), "the repeat waits too");

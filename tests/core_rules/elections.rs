@@ -34,20 +34,8 @@ fn a_voter_grants_at_most_one_vote_per_term() {
     // "Each server will vote for at most one candidate in a given term, on a
     // first-come-first-served basis." (5.2)
     let mut net = Net::new(3);
-    let vote = |from| {
-        msg(
-            from,
-            0,
-            1,
-            MessageBody::Vote {
-                last_index: LogIndex(0),
-                last_term: Term(0),
-                transfer: false,
-            },
-        )
-    };
-    let first = net.exchange(0, vote(1));
-    let second = net.exchange(0, vote(2));
+    let first = net.exchange(0, vote_request(1, 0, 1));
+    let second = net.exchange(0, vote_request(2, 0, 1));
     assert!(matches!(
         first[0].body,
         MessageBody::VoteReply { granted: true }
@@ -325,25 +313,7 @@ fn a_late_refusal_does_not_take_back_a_vote_granted_in_the_same_term() {
     // the grant: a vote is never taken back within a term.
     let restored = RestoredState::fresh(ClusterConfig::new(ids(5)));
     let mut node = Raft::new(NodeId(0), RaftConfig::default(), restored, 1, 0);
-    let mut now = 0;
-    while node.role() != Role::Candidate {
-        now += 10_000;
-        node.tick(now);
-        let rd = node.ready();
-        persist(&mut node, &rd);
-        if node.role() == Role::PreCandidate {
-            let next = node.term().0 + 1;
-            for from in [1, 2] {
-                let reply = MessageBody::PreVoteReply {
-                    granted: true,
-                    sticky: false,
-                };
-                node.step(now, msg(from, 0, next, reply));
-            }
-            let rd = node.ready();
-            persist(&mut node, &rd);
-        }
-    }
+    let now = tick_to_candidate(&mut node, &[1, 2]);
     let term = node.term().0;
     let vote = |from, granted| msg(from, 0, term, MessageBody::VoteReply { granted });
     node.step(now, vote(1, true));

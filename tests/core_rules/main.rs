@@ -314,6 +314,45 @@ fn persist(node: &mut Raft, rd: &sraft::core::Ready) {
     }
 }
 
+/// Ticks `node` until it is a candidate, granting its pre-votes from
+/// `pre_voters`; returns the time it got there.
+fn tick_to_candidate(node: &mut Raft, pre_voters: &[u64]) -> u64 {
+    let mut now = 0;
+    while node.role() != Role::Candidate {
+        now += 10_000;
+        node.tick(now);
+        let rd = node.ready();
+        persist(node, &rd);
+        if node.role() == Role::PreCandidate {
+            let next = node.term().0 + 1;
+            for &from in pre_voters {
+                let reply = MessageBody::PreVoteReply {
+                    granted: true,
+                    sticky: false,
+                };
+                node.step(now, msg(from, node.id().0, next, reply));
+            }
+            let rd = node.ready();
+            persist(node, &rd);
+        }
+    }
+    now
+}
+
+/// A RequestVote from `from` to `to` in `term`, with an empty log.
+fn vote_request(from: u64, to: u64, term: u64) -> Message {
+    msg(
+        from,
+        to,
+        term,
+        MessageBody::Vote {
+            last_index: LogIndex(0),
+            last_term: Term(0),
+            transfer: false,
+        },
+    )
+}
+
 fn replies(rd: &sraft::core::Ready) -> Vec<Message> {
     rd.messages
         .iter()

@@ -135,29 +135,7 @@ fn a_leader_never_commits_an_old_term_entry_by_counting_replicas() {
     restored.entries = vec![entry(1, 1), entry(2, 2)];
     let mut leader = Raft::new(NodeId(0), RaftConfig::default(), restored, 1, 0);
     // Win term 3 with node 1's vote.
-    let mut now = 0;
-    while leader.role() != Role::Candidate {
-        now += 10_000;
-        leader.tick(now);
-        let rd = leader.ready();
-        persist(&mut leader, &rd);
-        if leader.role() == Role::PreCandidate {
-            leader.step(
-                now,
-                msg(
-                    1,
-                    0,
-                    3,
-                    MessageBody::PreVoteReply {
-                        granted: true,
-                        sticky: false,
-                    },
-                ),
-            );
-            let rd = leader.ready();
-            persist(&mut leader, &rd);
-        }
-    }
+    let now = tick_to_candidate(&mut leader, &[1]);
     leader.step(now, msg(1, 0, 3, MessageBody::VoteReply { granted: true }));
     assert_eq!(leader.role(), Role::Leader);
     let rd = leader.ready();
