@@ -44,9 +44,13 @@ fetch() {
     local id=$1 dir
     dir=$(install_dir "$id")
     mkdir -p "$OUT/node-$id"
-    if node_run "$id" "cd $(sq "$dir")/logs && tar -cf - \$(ls node-$id.log metrics-node-$id.jsonl 2>/dev/null)" </dev/null |
+    # -T /dev/null: a node with no logs yet sends an empty archive, which GNU
+    # tar refuses to create from an empty list of names.
+    if node_run "$id" "cd $(sq "$dir")/logs && tar -cf - -T /dev/null \$(ls node-$id.log metrics-node-$id.jsonl 2>/dev/null)" </dev/null |
         tar -C "$OUT/node-$id" -xf -; then
-        echo "node $id: $(cd "$OUT/node-$id" && echo *)"
+        local got
+        got=$(cd "$OUT/node-$id" && ls)
+        echo "node $id: ${got:-no logs yet}"
     else
         echo "node $id: could not fetch logs from $(node_where "$id")" >&2
         return 1

@@ -17,7 +17,7 @@ For every node of the cluster file, over ssh (or the local runner):
      and with SRAFT_TLS_DIR (scripts/make_certs.sh) the CA and each node's
      own certificate and key (mode 0600) as conf/tls/,
   3. installs sraft with scripts/setup_ec2.sh, per MODE:
-       source      ship Cargo.toml, Cargo.lock, src/, benches/; every node
+       source      ship Cargo.toml, Cargo.lock, src/, benches/, testkit/; every node
                    installs its build tools and builds in release mode
        binary      ship SRAFT_BIN (a Linux build) and install it; no compiler
        build-once  build from source on the first selected node only, fetch
@@ -116,7 +116,7 @@ build_tree() {
         mkdir -p "$tree/incoming"
         cp "$SRAFT_BIN" "$tree/incoming/sraft"
     else
-        (cd "$SRAFT_ROOT" && tar -cf - Cargo.toml Cargo.lock src benches) |
+        (cd "$SRAFT_ROOT" && tar -cf - "${SRAFT_SOURCE_PATHS[@]}") |
             (cd "$tree/source" && tar -xf -)
     fi
 }
@@ -136,7 +136,8 @@ deploy_node() {
     if [[ -d $STAGE/tls-$id ]]; then
         extra=(-C "$STAGE/tls-$id" .)
     fi
-    if tar -C "$STAGE/$mode" -cf - . "${extra[@]}" |
+    # ${a[@]+...}: bash before 4.4 (macOS's 3.2) calls an empty array unbound.
+    if tar -C "$STAGE/$mode" -cf - . ${extra[@]+"${extra[@]}"} |
         node_run "$id" "mkdir -p $(sq "$dir") && cd $(sq "$dir") && rm -rf incoming source && tar -xf - && $setup"; then
         echo "--- node $id: deployed"
     else

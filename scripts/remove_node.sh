@@ -18,7 +18,9 @@ Removes node ID from the running cluster (DESIGN.md 8):
      and the run/node-ID.join mark of add_node.sh is deleted.
 
 Its data directory stays; its entry in SRAFT_NODES must stay too (a node's
-id is its position), so start_all.sh and status_all.sh report it as down.
+id is its position). Add ID to SRAFT_REMOVED in the cluster file so that
+start_all.sh, stop_all.sh, status_all.sh and collect_all.sh skip it (they
+would report it as down).
 Works for a dead instance: step 2 is then skipped.
 
   --cluster FILE  cluster file (default: SRAFT_CLUSTER, else conf/cluster.env)
@@ -44,4 +46,7 @@ if node_run "$ID" "cd $(sq "$DIR") && rm -f run/node-$ID.join && scripts/stop_no
     echo "node $ID: stopped"
 else
     echo "node $ID: not reachable (a dead instance): nothing to stop"
+fi
+if ! is_removed "$ID"; then
+    echo "node $ID: now add it to SRAFT_REMOVED in $CLUSTER_FILE (SRAFT_REMOVED=\"${SRAFT_REMOVED:+$SRAFT_REMOVED }$ID\"), so that the *_all.sh scripts skip it"
 fi

@@ -12,10 +12,11 @@ Usage: scripts/setup_ec2.sh [--source DIR | --binary FILE] [--install-dir DIR]
 Prepares this machine to run sraft and installs the binary as
 INSTALL_DIR/bin/sraft. Idempotent: run it as often as you like.
 
-  --source DIR    Build from the crate in DIR (Cargo.toml, Cargo.lock, src/):
+  --source DIR    Build from the workspace in DIR (Cargo.toml, Cargo.lock, src/,
+                  benches/, testkit/: what deploy_all.sh ships):
                   installs a C linker (gcc), curl and tar with dnf/yum or apt-get
                   if missing, Rust through rustup if cargo is missing or older
-                  than 1.85, then `cargo build --release --locked --bin sraft`.
+                  than 1.89, then `cargo build --release --locked --bin sraft`.
                   Default: INSTALL_DIR itself if it holds Cargo.toml (a git
                   clone), else INSTALL_DIR/source (what deploy_all.sh ships).
   --binary FILE   Install a prebuilt sraft instead (no compiler needed). It must
@@ -40,7 +41,7 @@ SOURCE=${SRAFT_SETUP_SOURCE:-}
 BINARY=${SRAFT_SETUP_BINARY:-}
 SWAP_MB=${SRAFT_SWAP_MB:-}
 DRY_RUN=0
-MIN_RUST_MINOR=85 # edition 2024
+MIN_RUST_MINOR=89 # File::try_lock (Cargo.toml rust-version)
 
 while (($#)); do
     case $1 in
@@ -90,16 +91,22 @@ if [[ -r /etc/os-release ]]; then
 fi
 
 pkg_install() {
+    # A freshly launched instance is often still running cloud-init, whose
+    # package upgrades hold the package manager's lock.
+    if command -v cloud-init >/dev/null && ((DRY_RUN == 0)); then
+        as_root cloud-init status --wait >/dev/null || true
+    fi
     if command -v dnf >/dev/null; then
         as_root dnf install -y "$@"
     elif command -v yum >/dev/null; then
         as_root yum install -y "$@"
     elif command -v apt-get >/dev/null; then
         if [[ ! -f /tmp/.sraft-apt-updated ]]; then
-            as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+            as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -q
             run touch /tmp/.sraft-apt-updated
         fi
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
+        # Ubuntu's unattended-upgrades may hold the dpkg lock for minutes.
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q "$@"
     else
         die "no dnf, yum or apt-get on this $OS_ID machine; install $* by hand"
     fi

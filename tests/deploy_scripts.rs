@@ -362,6 +362,7 @@ fn scripts_pass_shellcheck() {
     cmd.args([
         "scripts/start_local.sh",
         "scripts/stop_local.sh",
+        "scripts/collect_all.sh",
         "scripts/lib/cluster.sh",
     ]);
     let (status, out) = run(
@@ -395,6 +396,58 @@ fn setup_ec2_dry_run_plans_a_release_build() {
         !tmp.path().join("inst/bin/sraft").exists(),
         "--dry-run installed something"
     );
+}
+
+/// A source deploy ships `SRAFT_SOURCE_PATHS` (scripts/lib/cluster.sh) and
+/// builds there: cargo must load the workspace from those paths alone. It
+/// once shipped no `testkit/`, a workspace member, and every node's build
+/// failed before compiling anything.
+#[test]
+fn a_source_deploy_ships_a_workspace_cargo_can_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("source");
+    fs::create_dir(&tree).unwrap();
+    // The same copy as deploy_all.sh's, of the same list.
+    let mut copy = Command::new("bash");
+    copy.arg("-c")
+        .arg(
+            "source scripts/lib/cluster.sh && printf '%s\\n' \"${SRAFT_SOURCE_PATHS[@]}\" && \
+             tar -cf - \"${SRAFT_SOURCE_PATHS[@]}\" | (cd \"$1\" && tar -xf -)",
+        )
+        .arg("copy")
+        .arg(&tree)
+        .current_dir(ROOT);
+    let (status, out) = run(
+        copy,
+        "copying SRAFT_SOURCE_PATHS",
+        Duration::from_secs(30),
+        tmp.path(),
+    );
+    assert!(status.success(), "{out}");
+    assert!(out.lines().any(|path| path == "src"), "{out}");
+    let mut metadata = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    metadata
+        .args([
+            "metadata",
+            "--no-deps",
+            "--offline",
+            "--format-version",
+            "1",
+        ])
+        .current_dir(&tree);
+    let (status, out) = run(
+        metadata,
+        "cargo metadata on the shipped tree",
+        Duration::from_secs(60),
+        tmp.path(),
+    );
+    assert!(
+        status.success(),
+        "cargo cannot load the shipped workspace:\n{out}"
+    );
+    for package in ["\"name\":\"sraft\"", "\"name\":\"sraft-testkit\""] {
+        assert!(out.contains(package), "{package} missing from:\n{out}");
+    }
 }
 
 #[test]
@@ -666,6 +719,7 @@ fn deploy_start_status_stop_five_nodes() {
     );
     assert!(status.success(), "remove_node.sh failed:\n{out}");
     assert!(out.contains("node 4 removed"), "{out}");
+    assert!(out.contains("add it to SRAFT_REMOVED"), "{out}");
     let node_4 = pids.iter().find(|&&(_, i)| i == 4).expect("node 4's pid").0;
     let stopped = (0..100).any(|_| {
         std::thread::sleep(Duration::from_millis(100));
@@ -686,6 +740,22 @@ fn deploy_start_status_stop_five_nodes() {
         .map(|m| m["id"].as_u64().unwrap())
         .collect();
     assert_eq!(ids, vec![0, 1, 2, 3, 5], "{text}");
+    // Node 4's entry stays in SRAFT_NODES (ids are positions); listed in
+    // SRAFT_REMOVED, the scripts skip it, and the cluster of the other
+    // five is healthy again.
+    let mut file = fs::read_to_string(&cluster_file).unwrap();
+    file.push_str("SRAFT_REMOVED=\"4\"\n");
+    fs::write(&cluster_file, file).unwrap();
+    let (status, out) = run(
+        script_cmd("status_all.sh", &["--wait", "60"]),
+        "status_all.sh (node 4 removed)",
+        secs(90),
+        &scratch,
+    );
+    assert!(status.success(), "without node 4, not healthy:\n{out}");
+    let rows = status_rows(&out);
+    assert!(rows.iter().all(|r| r[0] != "4"), "{out}");
+    assert_eq!(rows.len(), NODES, "{out}");
     let node_5 = fs::read_to_string(tmp_path.join("node-5/run/node-5.pid"))
         .unwrap()
         .trim()

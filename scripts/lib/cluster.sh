@@ -6,6 +6,14 @@
 
 SRAFT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
+# What a source deploy ships (deploy_all.sh --mode source|build-once): the
+# workspace's manifests and lock, and every member's sources (the toolkit
+# is a workspace member and a path dev-dependency, so cargo cannot load
+# the workspace without it, even to build only the sraft binary).
+# tests/deploy_scripts.rs checks that cargo loads exactly these.
+# shellcheck disable=SC2034  # read by deploy_all.sh
+SRAFT_SOURCE_PATHS=(Cargo.toml Cargo.lock src benches testkit)
+
 # Every setting a cluster file may hold. An exported variable of the same
 # name wins over the file.
 SRAFT_CLUSTER_VARS=(
@@ -14,6 +22,7 @@ SRAFT_CLUSTER_VARS=(
     SRAFT_SSH_PORT SRAFT_SSH_OPTS SRAFT_INSTALL_DIR SRAFT_DEPLOY SRAFT_BIN
     SRAFT_GRACE_S SRAFT_NODE_ARGS SRAFT_SWAP_MB
     SRAFT_CLUSTER_SECRET_FILE SRAFT_CLIENT_PASSWORD_FILE SRAFT_TLS_DIR
+    SRAFT_REMOVED
 )
 
 die() {
@@ -114,6 +123,17 @@ load_cluster() {
     done
     NODE_COUNT=${#NODE_HOST[@]}
     ((NODE_COUNT > 0)) || die "SRAFT_NODES lists no node"
+    # Ids removed from the cluster (remove_node.sh): their entries stay in
+    # SRAFT_NODES, since ids are positions, but no script acts on them
+    # unless named with --nodes.
+    REMOVED=()
+    SRAFT_REMOVED=${SRAFT_REMOVED:-}
+    for entry in ${SRAFT_REMOVED//,/ }; do
+        if ! [[ $entry =~ ^[0-9]+$ ]] || ((entry >= NODE_COUNT)); then
+            die "SRAFT_REMOVED: no node '$entry' (the cluster has nodes 0..$((NODE_COUNT - 1)))"
+        fi
+        REMOVED+=("$entry")
+    done
     local ssh_hosts=()
     for entry in $SRAFT_SSH_HOSTS; do ssh_hosts+=("$entry"); done
     if ((${#ssh_hosts[@]} > 0 && ${#ssh_hosts[@]} != NODE_COUNT)); then
@@ -158,12 +178,25 @@ install_dir() {
     printf '%s' "$dir"
 }
 
-# Node ids to act on: all, or the ids given with --nodes "0 3".
+# True if node $1 is in SRAFT_REMOVED.
+is_removed() {
+    local id
+    for id in ${REMOVED[@]+"${REMOVED[@]}"}; do
+        if ((id == $1)); then return 0; fi
+    done
+    return 1
+}
+
+# Node ids to act on: all but the removed ones, or the ids given with
+# --nodes "0 3".
 select_nodes() {
     local list=${1:-} id
     SELECTED=()
     if [[ -z $list ]]; then
-        for ((id = 0; id < NODE_COUNT; id++)); do SELECTED+=("$id"); done
+        for ((id = 0; id < NODE_COUNT; id++)); do
+            is_removed "$id" || SELECTED+=("$id")
+        done
+        ((${#SELECTED[@]} > 0)) || die "every node of SRAFT_NODES is in SRAFT_REMOVED"
         return
     fi
     for id in ${list//,/ }; do

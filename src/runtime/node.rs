@@ -1,5 +1,6 @@
 //! The node driver (DESIGN.md 2.2): the one place that turns the core's
-//! `Ready` into persist → send → apply → answer.
+//! `Ready` into send → persist → apply → answer, messages that must wait
+//! for an fsync held in the write that makes them safe.
 //!
 //! It is generic over the log writer, the network and the state machine, so
 //! that production (a WAL thread, TCP senders, the KV store), the simulator

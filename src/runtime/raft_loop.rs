@@ -1,8 +1,9 @@
 //! The Raft thread (DESIGN.md 2.4): a thin shell around the node driver. It
 //! loops on `select!` over its inboxes with a deadline at the next tick,
 //! feeds each input to the driver, and after each batch lets the driver
-//! hand out the result. Writes go to the WAL thread; their acknowledgements
-//! leave when it reports them durable, while this thread keeps ticking.
+//! hand out the result. Writes go to the WAL thread, which sends the
+//! acknowledgements they carry once they are durable (the few it has no
+//! peer queue for come back here), while this thread keeps ticking.
 
 use super::clock::Clock;
 use super::members::{MembersView, PeerBook};
@@ -480,7 +481,7 @@ impl<S: StateMachine> RaftLoop<S> {
         }
     }
 
-    /// The driver does persist → send → apply → answer; this thread then
+    /// The driver does send → persist → apply → answer; this thread then
     /// delivers the answers, logs the events and publishes the status.
     fn handle_output(&mut self) -> Result<(), StorageError> {
         self.release_held_forwards();

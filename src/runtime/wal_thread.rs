@@ -1,7 +1,9 @@
 //! The WAL thread (DESIGN.md 2.4): owns the log files, writes and fsyncs in
-//! batches (group commit) and reports each durable write back to the Raft
-//! thread, which goes on ticking and heartbeating meanwhile. The Raft thread
-//! owns all Raft state; this thread owns only the files.
+//! batches (group commit), sends the messages each write held (append
+//! replies, vote grants and requests) to the peers' queues once it is
+//! durable, and reports each durable write back to the Raft thread, which
+//! goes on ticking and heartbeating meanwhile. The Raft thread owns all
+//! Raft state; this thread owns the files and sends, never decides.
 
 use super::node::{LogWrite, LogWriter, Submitted};
 use crate::core::Message;

@@ -1,7 +1,7 @@
 //! The client port (DESIGN.md 4): RESP2, a thread per connection, requests
 //! answered in order. Any node accepts any command: a follower forwards
-//! writes and reads to the leader over the peer transport (`relay`) and
-//! relays the answer.
+//! writes and reads to the leader (during an election, to the candidate it
+//! voted for) over the peer transport (`relay`) and relays the answer.
 
 mod admin;
 mod auth;

@@ -1,10 +1,12 @@
 //! Forwarding over the peer transport (DESIGN.md 4.4): a follower's client
-//! threads send writes and reads to the leader as `Forward` frames, many in
-//! flight on one peer connection, and wait for the `ForwardReply` with the
-//! same request id; the leader serves them as ordinary requests of its Raft
-//! thread and sends the answers back from one `forward-replies` thread. No
-//! connection and no thread per client on the leader, and nothing of the
-//! cluster protocol on the client port.
+//! threads send writes and reads to the leader (during an election, to the
+//! candidate this node voted for, which holds them until it knows whether
+//! it won) as `Forward` frames, many in flight on one peer connection, and
+//! wait for the `ForwardReply` with the same request id; the leader serves
+//! them as ordinary requests of its Raft thread and sends the answers back
+//! from one `forward-replies` thread. No connection and no thread per
+//! client on the leader, and nothing of the cluster protocol on the client
+//! port.
 
 use super::connection::{read_query, refusal};
 use crate::core::{NodeId, Term};

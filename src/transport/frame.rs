@@ -3,7 +3,8 @@
 //!
 //! Every peer connection opens with the handshake of `auth.rs` (a
 //! [`Hello`], a challenge, two proofs); every later frame carries one
-//! [`Message`]. All travel as a [`PeerFrame`] so that a reader can tell a
+//! [`Message`], or a forwarded client request or its reply (DESIGN.md 4.4).
+//! All travel as a [`PeerFrame`] so that a reader can tell a
 //! misbehaving peer (a message before the handshake, a second hello) from a
 //! decoding error.
 

@@ -1,5 +1,5 @@
-//! Peer transport: length-prefixed postcard frames over plain TCP, with no
-//! async runtime (DESIGN.md 1, 2.4 and 2.6).
+//! Peer transport: length-prefixed postcard frames over TCP (or TLS,
+//! DESIGN.md 9), with no async runtime (DESIGN.md 1, 2.4 and 2.6).
 //!
 //! Threads, each named and each ending when its channel closes or on
 //! [`Transport::shutdown`]:
@@ -14,7 +14,8 @@
 //!   Appends (etcd keeps separate streams for the same reason); `peer-<id>-watch` blocks on a read of that connection to notice
 //!   the moment the peer's kernel closes it (DESIGN.md 3.5).
 //!
-//! The caller (the Raft thread) never blocks here: [`Transport::send`] is a
+//! The callers (the Raft thread, the WAL thread with the acknowledgements it
+//! holds, client threads forwarding) never block here: [`Transport::send`] is a
 //! `try_send`, and a full queue drops the message and counts it, because Raft
 //! retransmits whatever still matters.
 
