@@ -235,8 +235,10 @@ impl Request {
         args: Vec<Vec<u8>>,
         limits: &CommandLimits,
     ) -> Result<Request, CommandError> {
-        let lower = name.to_ascii_lowercase();
-        let Some(spec) = COMMANDS.iter().find(|spec| spec.name.as_bytes() == lower) else {
+        let Some(spec) = COMMANDS
+            .iter()
+            .find(|spec| name.eq_ignore_ascii_case(spec.name.as_bytes()))
+        else {
             return Err(CommandError::UnknownCommand { name, args });
         };
         if !spec.arity.admits(args.len()) {
@@ -253,6 +255,22 @@ impl Request {
             Request::Read(_) => CommandClass::Read,
             Request::Write(_) => CommandClass::Write,
         }
+    }
+}
+
+impl ReadOp {
+    /// The request as a client would send it: what a follower forwards to the
+    /// leader, which types it again with [`Request::from_value`].
+    pub fn to_args(&self) -> Vec<Vec<u8>> {
+        let (name, keys): (&[u8], &[Vec<u8>]) = match self {
+            ReadOp::Get(key) => (b"GET", std::slice::from_ref(key)),
+            ReadOp::Exists(keys) => (b"EXISTS", keys),
+            ReadOp::MGet(keys) => (b"MGET", keys),
+        };
+        let mut args = Vec::with_capacity(1 + keys.len());
+        args.push(name.to_vec());
+        args.extend(keys.iter().cloned());
+        args
     }
 }
 

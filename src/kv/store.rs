@@ -72,6 +72,28 @@ pub enum LogCommand {
     Write(KvCommand),
 }
 
+/// A `KvCommand` with the op borrowed. Postcard writes a struct as its
+/// fields in order and a reference as what it refers to, and an enum as
+/// its variant index and then its content, so `LogWrite(KvCommandRef)`
+/// encodes to the bytes of `LogCommand::Write(KvCommand)` (tested).
+#[derive(Serialize)]
+struct KvCommandRef<'a> {
+    client_id: u64,
+    seq: u64,
+    op: &'a WriteOp,
+}
+
+struct LogWrite<'a>(KvCommandRef<'a>);
+
+/// `LogCommand::Write`'s index among `LogCommand`'s variants.
+const LOG_COMMAND_WRITE: u32 = 1;
+
+impl Serialize for LogWrite<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_newtype_variant("LogCommand", LOG_COMMAND_WRITE, "Write", &self.0)
+    }
+}
+
 /// A decoded log command, and whether it follows the registered-session
 /// rule (format 2) or the legacy one (format 1).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,7 +105,17 @@ pub struct Decoded {
 impl KvCommand {
     /// The bytes to propose: a version byte, then postcard.
     pub fn encode(&self) -> Vec<u8> {
-        LogCommand::Write(self.clone()).encode()
+        KvCommand::encode_parts(self.client_id, self.seq, &self.op)
+    }
+
+    /// The bytes of `LogCommand::Write` of a `KvCommand` with these fields,
+    /// from a borrowed op: a client thread encodes a write from the op it
+    /// parsed (once per attempt), never from a copy of it.
+    pub fn encode_parts(client_id: u64, seq: u64, op: &WriteOp) -> Vec<u8> {
+        let mut out = vec![COMMAND_FORMAT_VERSION];
+        let write = LogWrite(KvCommandRef { client_id, seq, op });
+        postcard::to_io(&write, &mut out).expect("writing to a Vec cannot fail");
+        out
     }
 
     /// The bytes of a session registration.

@@ -137,6 +137,24 @@ fn is_quit(value: &Value) -> bool {
     matches!(value, Value::Array(items) if matches!(items.first(), Some(Value::Bulk(name)) if name.eq_ignore_ascii_case(b"QUIT")))
 }
 
+/// The name of a request that is a non-empty array of bulk strings,
+/// borrowed; None for anything else (which `KvRequest::from_value` refuses,
+/// or, for an empty array, answers with nothing). Every request
+/// is looked at by name; only the rare ones that need their arguments as
+/// a list (AUTH, HELLO, admin commands) copy them (`args_of`).
+fn command_name(value: &Value) -> Option<&[u8]> {
+    let Value::Array(items) = value else {
+        return None;
+    };
+    if !items.iter().all(|item| matches!(item, Value::Bulk(_))) {
+        return None;
+    }
+    match items.first() {
+        Some(Value::Bulk(name)) => Some(name),
+        _ => None,
+    }
+}
+
 fn args_of(value: &Value) -> Option<Vec<Vec<u8>>> {
     match value {
         Value::Array(items) => items
@@ -154,15 +172,16 @@ fn args_of(value: &Value) -> Option<Vec<Vec<u8>>> {
 /// Redis answers with nothing. Replies travel encoded: the state machine
 /// already returns the exact bytes to send, so they are never re-parsed.
 fn handle(value: Value, session: &mut Session, ctx: &ServerContext) -> Option<Vec<u8>> {
-    if let Some(args) = args_of(&value)
-        && let Some(name) = args.first()
-    {
+    let name = command_name(&value);
+    if let Some(name) = name {
         if name.eq_ignore_ascii_case(b"AUTH") {
             ctx.metrics.client_command(name);
+            let args = args_of(&value).expect("an array of bulk strings");
             return Some(auth::auth(&args, session, ctx).to_bytes());
         }
         if name.eq_ignore_ascii_case(b"HELLO") {
             ctx.metrics.client_command(name);
+            let args = args_of(&value).expect("an array of bulk strings");
             return Some(auth::hello(&args, session, session.connection_id, ctx).to_bytes());
         }
     }
@@ -172,11 +191,10 @@ fn handle(value: Value, session: &mut Session, ctx: &ServerContext) -> Option<Ve
     // Nodes forward to each other over the peer transport (DESIGN.md 4.4):
     // the client port speaks only what a Redis client may say, so a client
     // can never append a log command carrying another client's session.
-    if let Some(args) = args_of(&value)
-        && let Some(name) = args.first()
-    {
+    if let Some(name) = name {
         ctx.metrics.client_command(name);
         if admin::is_admin(name) {
+            let args = args_of(&value).expect("an array of bulk strings");
             return Some(admin::handle(&args, ctx).to_bytes());
         }
         if name.eq_ignore_ascii_case(b"QUIT") {
@@ -187,7 +205,6 @@ fn handle(value: Value, session: &mut Session, ctx: &ServerContext) -> Option<Ve
 }
 
 fn dispatch(value: Value, session: &mut Session, ctx: &ServerContext) -> Option<Vec<u8>> {
-    let args = args_of(&value).unwrap_or_default();
     let limits = CommandLimits {
         value_bytes_max: ctx.value_bytes_max,
     };
@@ -201,7 +218,7 @@ fn dispatch(value: Value, session: &mut Session, ctx: &ServerContext) -> Option<
     }
     Some(match request {
         KvRequest::Local(op) => local(&op, ctx).to_bytes(),
-        KvRequest::Read(op) => read(op, args, ctx),
+        KvRequest::Read(op) => read(op, ctx),
         KvRequest::Write(op) => write_in_session(op, session, ctx),
     })
 }
@@ -222,12 +239,8 @@ fn write_in_session(op: WriteOp, session: &mut Session, ctx: &ServerContext) -> 
             },
         };
         session.seq += 1;
-        let command = KvCommand {
-            client_id,
-            seq: session.seq,
-            op: op.clone(),
-        }
-        .encode();
+        let seq = session.seq;
+        let command = || KvCommand::encode_parts(client_id, seq, &op);
         let mut proposals = 0;
         let answer = write(command, ctx, &mut proposals);
         if !answer.starts_with(b"-SESSIONEXPIRED") {
@@ -255,7 +268,7 @@ fn write_in_session(op: WriteOp, session: &mut Session, ctx: &ServerContext) -> 
 
 /// Commits a session registration; its index is the new client id.
 fn register(session: &mut Session, ctx: &ServerContext) -> Result<u64, Vec<u8>> {
-    let answer = write(KvCommand::register(), ctx, &mut 0);
+    let answer = write(KvCommand::register, ctx, &mut 0);
     match parse_reply(&answer, &ctx.limits) {
         Ok(Some((Value::Integer(id), _))) if id > 0 => {
             session.client_id = Some(id as u64);
@@ -482,17 +495,19 @@ fn current(ctx: &ServerContext) -> Seen {
     }
 }
 
-/// Replicates `command` here if this node leads, else at the leader over
-/// the peer transport (DESIGN.md 4.4). `proposals` counts the attempts
-/// that may have put a copy of it in a log.
-fn write(command: Vec<u8>, ctx: &ServerContext, proposals: &mut u32) -> Vec<u8> {
+/// Replicates the bytes `command` returns (the same on every call) here if
+/// this node leads, else at the leader over the peer transport (DESIGN.md
+/// 4.4); each attempt encodes them afresh rather than copying a first
+/// encoding. `proposals` counts the attempts that may have put a copy of
+/// it in a log.
+fn write(command: impl Fn() -> Vec<u8>, ctx: &ServerContext, proposals: &mut u32) -> Vec<u8> {
     let me = NodeId(ctx.node_id);
     retry_until_answered(ctx, true, |leader, deadline| match leader {
         None => Attempt::Wait { unreachable: None },
         Some(leader) if leader == me => {
             *proposals += 1;
             let make = |reply| Request::Write {
-                command: command.clone(),
+                command: command(),
                 reply,
             };
             match submit(ctx, make, deadline) {
@@ -504,9 +519,7 @@ fn write(command: Vec<u8>, ctx: &ServerContext, proposals: &mut u32) -> Vec<u8> 
             *proposals += 1;
             forward(
                 leader,
-                ForwardRequest::Write {
-                    command: command.clone(),
-                },
+                ForwardRequest::Write { command: command() },
                 ctx,
                 deadline,
             )
@@ -517,7 +530,7 @@ fn write(command: Vec<u8>, ctx: &ServerContext, proposals: &mut u32) -> Vec<u8> 
 /// A linearizable read: ReadIndex here if this node leads, else forwarded
 /// to the leader, which serves it by its own ReadIndex and never forwards
 /// it again.
-fn read(op: ReadOp, args: Vec<Vec<u8>>, ctx: &ServerContext) -> Vec<u8> {
+fn read(op: ReadOp, ctx: &ServerContext) -> Vec<u8> {
     let me = NodeId(ctx.node_id);
     retry_until_answered(ctx, false, |leader, deadline| match leader {
         None => Attempt::Wait { unreachable: None },
@@ -533,7 +546,7 @@ fn read(op: ReadOp, args: Vec<Vec<u8>>, ctx: &ServerContext) -> Vec<u8> {
         }
         Some(leader) => forward(
             leader,
-            ForwardRequest::Read { args: args.clone() },
+            ForwardRequest::Read { args: op.to_args() },
             ctx,
             deadline,
         ),

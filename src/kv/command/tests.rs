@@ -218,3 +218,25 @@ fn ping_and_echo_answer_without_the_node() {
         Request::Local(LocalOp::Info(vec!["raft".into()]))
     );
 }
+
+/// A follower forwards a read as the arguments a client would send; the
+/// leader types them back into the same read.
+#[test]
+fn a_read_forwarded_as_arguments_is_the_same_read_at_the_leader() {
+    for words in [
+        &["GET", "k"][..],
+        &["get", "\u{0}bin"],
+        &["EXISTS", "a", "a", "b"],
+        &["MGET", "x"],
+        &["mget", "x", "y", "z"],
+    ] {
+        let Request::Read(op) = ok(words) else {
+            panic!("{words:?} is a read");
+        };
+        let again = Request::from_value(
+            Value::Array(op.to_args().into_iter().map(Value::Bulk).collect()),
+            &CommandLimits::default(),
+        );
+        assert_eq!(again, Ok(Some(Request::Read(op))), "{words:?}");
+    }
+}

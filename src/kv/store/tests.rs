@@ -581,3 +581,51 @@ fn the_same_log_yields_the_same_state_and_replies() {
     }
     assert_eq!(late.snapshot(), first.1, "seed {seed}");
 }
+
+/// A write encoded from its borrowed op is byte for byte the log command
+/// format 2 has always written, for every kind of op.
+#[test]
+fn a_write_encoded_from_borrowed_parts_has_the_log_format() {
+    let ops = [
+        set_op("k", "v"),
+        WriteOp::Set {
+            key: b"\x00\xff".to_vec(),
+            value: vec![7; 300],
+            condition: SetCondition::IfPresent,
+            get: true,
+        },
+        WriteOp::Del(vec![b"a".to_vec(), b"bb".to_vec()]),
+        WriteOp::Append {
+            key: "k".into(),
+            value: "tail".into(),
+        },
+        WriteOp::IncrBy {
+            key: "n".into(),
+            delta: -5,
+        },
+        WriteOp::Cas {
+            key: "k".into(),
+            expected: "old".into(),
+            new: "new".into(),
+        },
+    ];
+    for (i, op) in ops.into_iter().enumerate() {
+        let (client_id, seq) = (u64::MAX - i as u64, 300 + i as u64);
+        let owned = LogCommand::Write(KvCommand {
+            client_id,
+            seq,
+            op: op.clone(),
+        })
+        .encode();
+        assert_eq!(
+            KvCommand::encode_parts(client_id, seq, &op),
+            owned,
+            "{op:?}"
+        );
+        let decoded = LogCommand::decode(&owned).unwrap();
+        assert_eq!(
+            decoded.command,
+            LogCommand::Write(KvCommand { client_id, seq, op })
+        );
+    }
+}
