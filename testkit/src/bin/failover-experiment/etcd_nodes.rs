@@ -310,9 +310,11 @@ impl NodeConn for EtcdConn {
 }
 
 /// A status answer as a [`Status`]; the leader's member id mapped to its
-/// node index (`leader` 0: none known).
+/// node index (`leader` 0: none known). The gateway's JSON leaves out
+/// fields at their zero value, so no `leader` at all also means none known
+/// (it used to fail the parse and make the poller back off mid-election).
 fn status_of(body: &str, members: &[u64]) -> Option<Status> {
-    let leader_id = json_u64(body, "leader")?;
+    let leader_id = json_u64(body, "leader").unwrap_or(0);
     Some(Status {
         leader: members.iter().position(|&m| m == leader_id && m != 0),
         term: json_u64(body, "raftTerm")?,
@@ -334,5 +336,9 @@ mod tests {
         assert_eq!((s.term, s.log_index), (7, 90));
         let none = r#"{"leader":"0","raftIndex":"90","raftTerm":"8"}"#;
         assert_eq!(status_of(none, &members).unwrap().leader, None);
+        // What the gateway sends mid-election: the zero leader left out.
+        let omitted = r#"{"header":{"raft_term":"8"},"raftIndex":"90","raftTerm":"8"}"#;
+        let s = status_of(omitted, &members).unwrap();
+        assert_eq!((s.leader, s.term), (None, 8));
     }
 }

@@ -190,7 +190,7 @@ fn claim_check(runs: &[Run]) -> String {
         let range = match r.mode {
             Mode::Original => RAFT_CLAIM_MS,
             Mode::Seed | Mode::Sraft => SUBLEADER_CLAIM_MS,
-            Mode::Paper | Mode::Etcd | Mode::EtcdFast => continue,
+            Mode::Paper | Mode::OriginalFast | Mode::Etcd | Mode::EtcdFast => continue,
         };
         any = true;
         let p = Percentiles::of(&r.row.first_ack);

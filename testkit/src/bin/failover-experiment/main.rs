@@ -28,7 +28,10 @@
 //!
 //! Modes: `sraft` (defaults), `seed` (S-Raft with seed 000's timings,
 //! conf/seed-timings.toml), `original` (`--original-raft`, follower
-//! timeouts 300-1000 ms), `paper` (original with 150-300 ms), and for
+//! timeouts 300-1000 ms), `paper` (original with 150-300 ms),
+//! `original-fast` (original with S-Raft's 10 ms heartbeat and the
+//! primary's 40-80 ms on every follower: the control for the timeouts
+//! alone), and for
 //! comparison `etcd` (etcd 3.4, `/usr/bin/etcd`, its default heartbeat
 //! 100 ms and election timeout 1000 ms) and `etcd-fast` (50 ms, 300 ms),
 //! driven through etcd's v3 JSON gateway. `--zones 0,0,1,1,2` (sraft modes)

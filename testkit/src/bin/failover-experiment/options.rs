@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 /// The experiment's peer ports (client ports 1000 above, 25000-25999):
 /// above the test toolkit's range, so that tests and a run can share a
-/// host. Each mode has a block of 100 (sraft modes 24000-24399, etcd
-/// 24400-24599).
+/// host. Each mode has a block of 100 (sraft modes 24000-24399 and
+/// 24600-24699, etcd 24400-24599).
 pub const PORT_MIN: u16 = 24000;
 /// Peer ports stay below this, so client ports (peer + 1000) stay in
 /// 25000-25999.
@@ -27,6 +27,10 @@ pub enum Mode {
     Etcd,
     /// etcd 3.4 with heartbeat 50 ms, election timeout 300 ms.
     EtcdFast,
+    /// Original Raft with S-Raft's own detection timings on every
+    /// follower: heartbeat 10 ms, timeouts 40-80 ms (the primary's range).
+    /// The control for "is the gain only the shorter timeout?".
+    OriginalFast,
 }
 
 /// The seed-timing row runs with the file users get, not a copy of it.
@@ -41,14 +45,16 @@ impl Mode {
             Mode::Paper => "paper",
             Mode::Etcd => "etcd",
             Mode::EtcdFast => "etcd-fast",
+            Mode::OriginalFast => "original-fast",
         }
     }
     /// Every mode, in the order of the report's rows.
-    pub const ALL: [Mode; 6] = [
+    pub const ALL: [Mode; 7] = [
         Mode::Sraft,
         Mode::Seed,
         Mode::Original,
         Mode::Paper,
+        Mode::OriginalFast,
         Mode::Etcd,
         Mode::EtcdFast,
     ];
@@ -63,6 +69,7 @@ impl Mode {
             Mode::Seed => 3,
             Mode::Etcd => 4,
             Mode::EtcdFast => 5,
+            Mode::OriginalFast => 6,
         }
     }
     /// S-Raft (sub-leaders named), not original Raft or etcd.
@@ -77,7 +84,7 @@ impl Mode {
         match self {
             Mode::Etcd => Some((100, 1000)),
             Mode::EtcdFast => Some((50, 300)),
-            Mode::Sraft | Mode::Seed | Mode::Original | Mode::Paper => None,
+            Mode::Sraft | Mode::Seed | Mode::Original | Mode::Paper | Mode::OriginalFast => None,
         }
     }
 }
@@ -125,7 +132,7 @@ impl Options {
 
 pub fn usage() -> ! {
     eprintln!(
-        "usage: failover-experiment --mode sraft|seed|original|paper|etcd|etcd-fast --fault kill|stop \
+        "usage: failover-experiment --mode sraft|seed|original|paper|original-fast|etcd|etcd-fast --fault kill|stop \
          [--trials N] [--out DIR] [--sraft PATH] [--etcd PATH (/usr/bin/etcd)] \
          [--base-port P (24000-24995)] [--seed S] [--keep] \
          [--zones 0,0,1,1,2 [--same-zone-delay-us 100] [--cross-zone-delay-us 1500]] (sraft modes)\n\

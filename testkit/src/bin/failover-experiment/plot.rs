@@ -74,6 +74,7 @@ fn colour(mode: Mode) -> RGBColor {
         Mode::Paper => RGBColor(255, 127, 14),
         Mode::Etcd => RGBColor(44, 160, 44),
         Mode::EtcdFast => RGBColor(148, 103, 189),
+        Mode::OriginalFast => RGBColor(140, 86, 75),
     }
 }
 

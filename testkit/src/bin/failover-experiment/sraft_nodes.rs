@@ -16,6 +16,11 @@ use std::time::Duration;
 const PAPER_TOML: &str = "# Raft paper timeouts (original Raft, 150-300 ms)\n[raft]\nenable_subleader = false\n\
     follower_timeout_ms_min = 150\nfollower_timeout_ms_max = 300\n";
 
+/// Original Raft with S-Raft's detection timings on every follower.
+const ORIGINAL_FAST_TOML: &str = "# original Raft, S-Raft's heartbeat and primary timeouts on every follower\n\
+    [raft]\nenable_subleader = false\nheartbeat_interval_ms = 10\n\
+    follower_timeout_ms_min = 40\nfollower_timeout_ms_max = 80\n";
+
 /// Starts the nodes on the run's ports, logs in `logs_dir` (replacing an
 /// earlier run's), data in a temporary directory (kept with `--keep`).
 pub fn start(o: &Options, logs_dir: &Path) -> std::io::Result<TestCluster> {
@@ -41,6 +46,7 @@ pub fn start(o: &Options, logs_dir: &Path) -> std::io::Result<TestCluster> {
     // [raft] table is what this row measures.
     builder = match o.mode {
         Mode::Paper => builder.config("paper.toml", PAPER_TOML),
+        Mode::OriginalFast => builder.config("original-fast.toml", ORIGINAL_FAST_TOML),
         Mode::Seed => builder.config("seed-timings.toml", SEED_TIMINGS_TOML),
         Mode::Sraft | Mode::Original | Mode::Etcd | Mode::EtcdFast => builder,
     };
