@@ -112,10 +112,10 @@ impl KvCommand {
     /// from a borrowed op: a client thread encodes a write from the op it
     /// parsed (once per attempt), never from a copy of it.
     pub fn encode_parts(client_id: u64, seq: u64, op: &WriteOp) -> Vec<u8> {
-        let mut out = vec![COMMAND_FORMAT_VERSION];
-        let write = LogWrite(KvCommandRef { client_id, seq, op });
-        postcard::to_io(&write, &mut out).expect("writing to a Vec cannot fail");
-        out
+        versioned_bytes(
+            COMMAND_FORMAT_VERSION,
+            &LogWrite(KvCommandRef { client_id, seq, op }),
+        )
     }
 
     /// The bytes of a session registration.
@@ -126,9 +126,7 @@ impl KvCommand {
 
 impl LogCommand {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![COMMAND_FORMAT_VERSION];
-        postcard::to_io(self, &mut out).expect("writing to a Vec cannot fail");
-        out
+        versioned_bytes(COMMAND_FORMAT_VERSION, self)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Decoded, String> {
@@ -303,9 +301,7 @@ fn typed_legacy_reply(resp: &[u8]) -> Result<KvReply, String> {
 
 impl SnapshotView {
     fn encode(&self) -> Vec<u8> {
-        let mut out = vec![SNAPSHOT_FORMAT_VERSION];
-        postcard::to_io(self, &mut out).expect("writing to a Vec cannot fail");
-        out
+        versioned_bytes(SNAPSHOT_FORMAT_VERSION, self)
     }
 }
 
@@ -633,6 +629,14 @@ impl StateMachine for KvStore {
         self.evict_sessions();
         Ok(())
     }
+}
+
+/// A version byte, then `value` in postcard: the form of every log command
+/// and snapshot this store writes (read back by `versioned_body`).
+fn versioned_bytes(version: u8, value: &impl Serialize) -> Vec<u8> {
+    let mut out = vec![version];
+    postcard::to_io(value, &mut out).expect("writing to a Vec cannot fail");
+    out
 }
 
 /// The bytes after a matching version byte.
