@@ -126,6 +126,11 @@ fn small_writer(addrs: Vec<std::net::SocketAddr>, stop: Arc<AtomicBool>) -> Tall
 // Appends of ~1 MiB on the same connection and started an election (term
 // 1 -> 2 in 2 of 7 runs). Fixed by the transport's control lane and the
 // leader's bound on bytes in flight per follower (`inflight_bytes_max`).
+// Then flaky (an election in 2 of 13 runs): the Raft threads waited for
+// the CPU behind the client threads and a forwarding path that serialized
+// values byte by byte; heartbeat round trips reached 30-90 ms. serde_bytes
+// in the forwarding frames alone: 2 of 8. With bulk threads at a lower
+// priority too (`runtime::priority`): none in 12.
 #[test]
 fn large_writes_are_bounded_without_an_election_and_an_oversized_value_is_refused_at_once() {
     let mut cluster = TestCluster::builder(3).start();
