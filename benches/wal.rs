@@ -26,7 +26,7 @@ fn bench_persist(c: &mut Criterion) {
                         .map(|index| Entry {
                             term: Term(1),
                             index: LogIndex(index),
-                            payload: EntryPayload::Command(vec![0xab; COMMAND_BYTES]),
+                            payload: EntryPayload::Command(vec![0xab; COMMAND_BYTES].into()),
                         })
                         .collect();
                     storage.persist(None, &batch).expect("persist");

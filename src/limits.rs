@@ -473,7 +473,7 @@ mod tests {
         Entry {
             term: Term(u64::MAX),
             index: LogIndex(u64::MAX),
-            payload: EntryPayload::Command(vec![0xff; data_bytes]),
+            payload: EntryPayload::Command(vec![0xff; data_bytes].into()),
         }
     }
 

@@ -612,7 +612,7 @@ fn a_heartbeat_overtakes_appends_queued_for_a_slow_peer() {
             entries: vec![Entry {
                 term: Term(1),
                 index: LogIndex(i + 1),
-                payload: EntryPayload::Command(vec![7; ENTRY_BYTES]),
+                payload: EntryPayload::Command(vec![7; ENTRY_BYTES].into()),
             }],
             commit: LogIndex(0),
             sent_at_us: i,

@@ -484,7 +484,7 @@ impl Raft {
         self.uncommitted_bytes += entry_bytes;
         let index = self
             .log
-            .append_new(self.term, EntryPayload::Command(command));
+            .append_new(self.term, EntryPayload::Command(command.into()));
         // Sent at the next ready(): many proposals share one Append.
         self.append_pending = true;
         Ok((index, self.term))

@@ -8,7 +8,6 @@ pub mod memory_keeper;
 pub mod node;
 mod observe;
 pub mod oneshot;
-pub mod priority;
 mod raft_loop;
 pub mod snapshots;
 mod status;

@@ -984,7 +984,7 @@ impl<M: StateMachine, W: LogWriter, N: Network, R, S: SnapshotStore> Node<M, W, 
                     index: entry.index,
                     term: entry.term,
                     command: match &entry.payload {
-                        EntryPayload::Command(data) => Some(data.clone()),
+                        EntryPayload::Command(data) => Some(data.to_vec()),
                         _ => None,
                     },
                 });

@@ -145,7 +145,6 @@ impl SnapshotStore for FileSnapshots {
         let spawned = thread::Builder::new()
             .name("snapshot".into())
             .spawn(move || {
-                super::priority::lower_to_bulk();
                 let event = match write_snapshot(&dir, &meta, job, delay_ms) {
                     Ok(file) => SnapshotEvent::Saved(file),
                     Err(e) => SnapshotEvent::Failed(meta, e),

@@ -45,7 +45,6 @@ pub fn refuse(mut stream: TcpStream, message: &str) -> io::Result<()> {
 }
 
 pub fn serve(stream: TcpStream, ctx: &ServerContext) {
-    crate::runtime::priority::lower_to_bulk();
     let peer = stream
         .peer_addr()
         .map(|a| a.to_string())

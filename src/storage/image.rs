@@ -156,7 +156,7 @@ mod tests {
             .map(|i| Entry {
                 term: Term(1),
                 index: LogIndex(i),
-                payload: EntryPayload::Command(vec![i as u8; 100]),
+                payload: EntryPayload::Command(vec![i as u8; 100].into()),
             })
             .collect()
     }

@@ -147,7 +147,7 @@ mod tests {
         Entry {
             term: Term(term),
             index: LogIndex(index),
-            payload: EntryPayload::Command(vec![index as u8]),
+            payload: EntryPayload::Command(vec![index as u8].into()),
         }
     }
 

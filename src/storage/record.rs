@@ -309,7 +309,7 @@ mod tests {
         let entries = vec![Entry {
             term: Term(2),
             index: LogIndex(1),
-            payload: EntryPayload::Command(b"hello".to_vec()),
+            payload: EntryPayload::Command(b"hello".to_vec().into()),
         }];
         Record::Batch {
             hard_state: Some(HardState {
@@ -334,7 +334,7 @@ mod tests {
             .map(|bytes| Entry {
                 term: Term(u64::MAX),
                 index: LogIndex(u64::MAX),
-                payload: EntryPayload::Command(vec![0xff; *bytes]),
+                payload: EntryPayload::Command(vec![0xff; *bytes].into()),
             })
             .collect();
         let entry_bytes: usize = entries.iter().map(Entry::size_bytes).sum();

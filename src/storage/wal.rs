@@ -516,7 +516,7 @@ mod tests {
         Entry {
             term: Term(1),
             index: LogIndex(index),
-            payload: EntryPayload::Command(vec![7; 32]),
+            payload: EntryPayload::Command(vec![7; 32].into()),
         }
     }
 

@@ -294,7 +294,7 @@ fn entry(index: u64, term: u64) -> Entry {
     Entry {
         term: Term(term),
         index: LogIndex(index),
-        payload: EntryPayload::Command(vec![index as u8]),
+        payload: EntryPayload::Command(vec![index as u8].into()),
     }
 }
 

@@ -31,7 +31,11 @@ fn entry(index: u64, term: u64) -> Entry {
     Entry {
         term: Term(term),
         index: LogIndex(index),
-        payload: EntryPayload::Command(format!("command {index} of term {term}").into_bytes()),
+        payload: EntryPayload::Command(
+            format!("command {index} of term {term}")
+                .into_bytes()
+                .into(),
+        ),
     }
 }
 

@@ -142,7 +142,7 @@ fn an_entry_larger_than_a_record_is_refused_before_anything_is_written() {
     let tmp = tempfile::tempdir().unwrap();
     let (mut storage, _) = open(tmp.path(), small_records(150));
     let big = Entry {
-        payload: EntryPayload::Command(vec![1; 200]),
+        payload: EntryPayload::Command(vec![1; 200].into()),
         ..entry(2, 1)
     };
     let err = storage
