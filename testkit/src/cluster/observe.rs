@@ -65,13 +65,27 @@ impl TestCluster {
         term_above: u64,
         deadline: Instant,
     ) -> Option<Leadership> {
-        self.poll_leadership(term_above, deadline).0
+        self.poll_leadership(&self.running(), term_above, deadline)
+            .0
     }
 
     /// [`TestCluster::try_wait_for_leader_above`]; panics at the deadline
     /// with the last view.
     pub fn wait_for_leader_above(&self, term_above: u64, deadline: Instant) -> Leadership {
-        let (found, last) = self.poll_leadership(term_above, deadline);
+        self.wait_for_leader_among(&self.running(), term_above, deadline)
+    }
+
+    /// [`TestCluster::wait_for_leader_above`] asking only the nodes of
+    /// `among`: for a running node that may have been left out of the
+    /// configuration (a learner whose addition the new leader overwrote
+    /// hears from no leader again, as in etcd).
+    pub fn wait_for_leader_among(
+        &self,
+        among: &[usize],
+        term_above: u64,
+        deadline: Instant,
+    ) -> Leadership {
+        let (found, last) = self.poll_leadership(among, term_above, deadline);
         found.unwrap_or_else(|| {
             let view: Vec<String> = last
                 .iter()
@@ -85,8 +99,7 @@ impl TestCluster {
                 })
                 .collect();
             panic!(
-                "no agreed leader above term {term_above} among running nodes {:?}; last view: {view:?}",
-                self.running()
+                "no agreed leader above term {term_above} among running nodes {among:?}; last view: {view:?}"
             )
         })
     }
@@ -98,18 +111,18 @@ impl TestCluster {
     /// The agreed leadership, if found by `deadline`, and the last view.
     fn poll_leadership(
         &self,
+        among: &[usize],
         term_above: u64,
         deadline: Instant,
     ) -> (Option<Leadership>, BTreeMap<usize, Info>) {
         let mut last = BTreeMap::new();
         let found = poll_until(deadline, || {
-            let infos: BTreeMap<usize, Info> = self
-                .running()
-                .into_iter()
-                .filter_map(|i| self.info(i).map(|info| (i, info)))
+            let infos: BTreeMap<usize, Info> = among
+                .iter()
+                .filter_map(|&i| self.info(i).map(|info| (i, info)))
                 .collect();
             last = infos.clone();
-            agreed_leadership(infos, self.running().len(), term_above)
+            agreed_leadership(infos, among.len(), term_above)
         });
         (found, last)
     }
@@ -199,10 +212,10 @@ impl TestCluster {
 /// term is above `term_above`.
 fn agreed_leadership(
     infos: BTreeMap<usize, Info>,
-    running: usize,
+    asked: usize,
     term_above: u64,
 ) -> Option<Leadership> {
-    if infos.len() != running {
+    if infos.len() != asked {
         return None;
     }
     let leaders: Vec<usize> = infos
