@@ -710,6 +710,7 @@ impl Raft {
             }
             self.flush_reads();
         }
+        self.drop_overtaken_snapshot();
         let mut rd = std::mem::take(&mut self.out);
         rd.entries = self.log.take_unpersisted();
         let hs = self.hard_state();
@@ -720,6 +721,30 @@ impl Raft {
         rd.committed = self.log.take_committed(self.config.limits.apply_bytes_max);
         self.check_invariants();
         rd
+    }
+
+    /// A received snapshot that the commit index reached before the
+    /// driver could install it: a new leader's Appends, sent before it
+    /// fell back to a snapshot for us, can arrive together with the
+    /// snapshot's last chunk, and one of them after it in the same batch
+    /// can match our log and carry the commit past the snapshot. We then
+    /// hold all of it; installing it would take the state machine back
+    /// behind the entries this Ready applies. Its chunks are not handed
+    /// out and the transfer ends; the Append's reply tells the leader our
+    /// match, which ends its side (found on real processes: a follower
+    /// panicked "installing snapshot 225008 at or below commit 225130").
+    fn drop_overtaken_snapshot(&mut self) {
+        let commit = self.log.commit();
+        self.out
+            .chunks_received
+            .retain(|chunk| chunk.meta.last_index > commit);
+        if self
+            .receiving
+            .as_ref()
+            .is_some_and(|r| r.meta.last_index <= commit)
+        {
+            self.receiving = None;
+        }
     }
 
     /// The caller's storage made the entries through `index` durable, the

@@ -252,6 +252,90 @@ fn a_follower_holding_the_snapshot_entry_keeps_the_entries_after_it() {
     );
 }
 
+/// A snapshot's last chunk, then in the same batch (before the driver takes
+/// the Ready) an Append that matches the follower's log and moves its
+/// commit index past the snapshot: the snapshot is not handed out to be
+/// installed, since that would take the state machine back behind the
+/// entries the same Ready applies. Found on real processes (experiment
+/// v2, original mode in zones, SIGSTOP of the leader): the deposed leader
+/// panicked "installing snapshot 225008 at or below commit 225130".
+#[test]
+fn a_snapshot_overtaken_by_the_commit_index_is_not_installed() {
+    let hard_state = HardState {
+        term: Term(2),
+        vote: None,
+        commit: LogIndex(1),
+    };
+    let mut f = restored_node(1, hard_state, (1..=3).map(|i| entry(i, 2)).collect());
+    let meta = SnapshotMeta {
+        last_index: LogIndex(3),
+        last_term: Term(2),
+        config: ClusterConfig::new(ids(3)),
+    };
+    let chunk = |offset: u64| {
+        msg(
+            0,
+            1,
+            2,
+            MessageBody::InstallSnapshot {
+                meta: meta.clone(),
+                file_bytes: 10,
+                offset,
+                data: vec![1; 5],
+            },
+        )
+    };
+    f.step(1, chunk(0));
+    assert_eq!(f.ready().chunks_received.len(), 1, "the first half");
+    // The last chunk, and after it in the same batch the leader's Append
+    // of entries 4 and 5 with its commit index at 5.
+    f.step(2, chunk(5));
+    f.step(
+        3,
+        msg(
+            0,
+            1,
+            2,
+            MessageBody::Append {
+                prev_index: LogIndex(3),
+                prev_term: Term(2),
+                entries: vec![entry(4, 2), entry(5, 2)],
+                commit: LogIndex(5),
+                sent_at_us: 0,
+            },
+        ),
+    );
+    assert_eq!(f.commit_index(), LogIndex(5));
+    let rd = f.ready();
+    assert!(
+        rd.chunks_received.is_empty(),
+        "a snapshot at 3 handed out at commit 5"
+    );
+    assert!(
+        rd.messages_after_persist.iter().any(|m| matches!(
+            m.body,
+            MessageBody::AppendReply {
+                success: true,
+                index: LogIndex(5),
+                ..
+            }
+        )),
+        "the Append's reply tells the leader the match"
+    );
+    // The transfer is over: a resent last chunk is answered as held.
+    f.step(4, chunk(5));
+    let rd = f.ready();
+    assert!(rd.chunks_received.is_empty());
+    assert!(rd.messages_after_persist.iter().any(|m| matches!(
+        m.body,
+        MessageBody::AppendReply {
+            success: true,
+            index: LogIndex(5),
+            ..
+        }
+    )));
+}
+
 /// A transfer belongs to its leader's term: chunks of an older transfer
 /// after a term change start nothing.
 #[test]
