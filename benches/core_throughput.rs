@@ -6,7 +6,7 @@
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use sraft::core::{ClusterConfig, LogIndex, Message, NodeId, Raft, RaftConfig, Role};
 use sraft::runtime::{Node, SyncWriter};
-use sraft::state_machine::StateMachine;
+use sraft::state_machine::{Bytes, StateMachine};
 use sraft::storage::MemStorage;
 use std::collections::VecDeque;
 
@@ -17,7 +17,7 @@ struct Count(u64);
 impl StateMachine for Count {
     type Output = Vec<u8>;
 
-    fn apply(&mut self, _index: LogIndex, _command: &[u8]) -> Vec<u8> {
+    fn apply(&mut self, _index: LogIndex, _command: &Bytes) -> Vec<u8> {
         self.0 += 1;
         Vec::new()
     }

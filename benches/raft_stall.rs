@@ -13,7 +13,7 @@ use crossbeam_channel::{Receiver, bounded};
 use sraft::core::{ClusterConfig, LogIndex, Message, NodeId, Raft, RaftConfig, Role};
 use sraft::limits::Limits;
 use sraft::runtime::{LogWriter, Node, SyncWriter, WalEvent, WalWriter};
-use sraft::state_machine::StateMachine;
+use sraft::state_machine::{Bytes, StateMachine};
 use sraft::storage::{FileStorage, WalOptions};
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,7 @@ struct Count(u64);
 impl StateMachine for Count {
     type Output = Vec<u8>;
 
-    fn apply(&mut self, _index: LogIndex, _command: &[u8]) -> Vec<u8> {
+    fn apply(&mut self, _index: LogIndex, _command: &Bytes) -> Vec<u8> {
         self.0 += 1;
         Vec::new()
     }

@@ -15,13 +15,13 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use sraft::core::LogIndex;
 use sraft::kv::command::{SetCondition, WriteOp};
 use sraft::kv::store::{KvCommand, KvStore, KvStoreConfig};
-use sraft::state_machine::StateMachine;
+use sraft::state_machine::{Bytes, StateMachine};
 use std::time::{Duration, Instant};
 
 const KEYS: u64 = 1_000_000;
 const VALUE_BYTES: usize = 100;
 
-fn set(key: u64, seq: u64) -> Vec<u8> {
+fn set(key: u64, seq: u64) -> Bytes {
     KvCommand {
         client_id: 1 + key % 64,
         seq,
@@ -33,6 +33,7 @@ fn set(key: u64, seq: u64) -> Vec<u8> {
         },
     }
     .encode()
+    .into()
 }
 
 fn store() -> KvStore {

@@ -8,11 +8,12 @@
 #
 #   scripts/bench_forward.sh BIN [BIN ...]
 #   environment: REQUESTS (20000), CLIENTS (64), PEER_PORT (23100; client
-#   ports are peer + 1000), ROUNDS (1: runs of every binary, interleaved)
+#   ports are peer + 1000), ROUNDS (1: runs of every binary, interleaved),
+#   VALUE_BYTES (3: redis-benchmark's default value size)
 set -euo pipefail
 
 if [[ $# -eq 0 || "${1:-}" == "--help" || "${1:-}" == "-h" ]]; then
-    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
 fi
 
@@ -20,6 +21,7 @@ REQUESTS=${REQUESTS:-20000}
 CLIENTS=${CLIENTS:-64}
 PEER_PORT=${PEER_PORT:-23100}
 ROUNDS=${ROUNDS:-1}
+VALUE_BYTES=${VALUE_BYTES:-3}
 command -v redis-benchmark >/dev/null || { echo "bench_forward: redis-benchmark not found" >&2; exit 1; }
 command -v redis-cli >/dev/null || { echo "bench_forward: redis-cli not found" >&2; exit 1; }
 
@@ -57,7 +59,7 @@ leader_of() { # prints the node id every node agrees leads, or nothing
 
 rps() { # port
     local out
-    out=$(redis-benchmark -p "$1" -t set -n "$REQUESTS" -c "$CLIENTS" -r 100000 --csv 2>/dev/null | tail -n 1)
+    out=$(redis-benchmark -p "$1" -t set -n "$REQUESTS" -c "$CLIENTS" -d "$VALUE_BYTES" -r 100000 --csv 2>/dev/null | tail -n 1)
     IFS=, read -r _ rps _ <<<"${out//\"/}"
     echo "$rps"
 }
@@ -88,4 +90,4 @@ for _ in $(seq 1 "$ROUNDS"); do
     done
 done
 echo
-echo "($CLIENTS clients, $REQUESTS requests each, random keys; load: $(uptime | sed 's/.*load/load/'))"
+echo "($CLIENTS clients, $REQUESTS requests each, $VALUE_BYTES-byte values, random keys; load: $(uptime | sed 's/.*load/load/'))"

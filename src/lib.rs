@@ -15,7 +15,7 @@
 //! ```
 //! use sraft::core::{LogIndex, NodeId};
 //! use sraft::runtime::{self, NodeOptions};
-//! use sraft::state_machine::StateMachine;
+//! use sraft::state_machine::{Bytes, StateMachine};
 //! use std::time::{Duration, Instant};
 //!
 //! /// Adds each command (a little-endian u64) to a total.
@@ -29,10 +29,10 @@
 //!     /// The total after the command: typed, the caller picks a wire format.
 //!     type Output = u64;
 //!
-//!     fn apply(&mut self, index: LogIndex, command: &[u8]) -> u64 {
+//!     fn apply(&mut self, index: LogIndex, command: &Bytes) -> u64 {
 //!         self.applied = index;
 //!         // Deterministic even for bad input: every node applies the same.
-//!         let add = command.try_into().map(u64::from_le_bytes).unwrap_or(0);
+//!         let add = command[..].try_into().map(u64::from_le_bytes).unwrap_or(0);
 //!         self.total += add;
 //!         self.total
 //!     }

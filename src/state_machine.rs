@@ -3,6 +3,9 @@
 //! state and the same outputs everywhere.
 
 use crate::core::LogIndex;
+/// A command's buffer, as the log holds it; re-exported so that a state
+/// machine needs no dependency of its own to name it.
+pub use bytes::Bytes;
 
 /// Serializes a state machine's state as it was when the job was made; run
 /// on a background thread while the state machine goes on applying.
@@ -18,8 +21,9 @@ pub trait StateMachine: Send {
     /// deterministic: no clock, no randomness, no I/O that can fail
     /// differently on different nodes. A command the state machine cannot
     /// decode is still "applied" (it yields an error reply) so that every
-    /// node stays in step.
-    fn apply(&mut self, index: LogIndex, command: &[u8]) -> Self::Output;
+    /// node stays in step. `command` is the log entry's own buffer: a state
+    /// machine may keep parts of it (`Bytes::slice_ref`) without a copy.
+    fn apply(&mut self, index: LogIndex, command: &Bytes) -> Self::Output;
 
     /// The index of the last command applied (0 when fresh).
     fn applied_index(&self) -> LogIndex;

@@ -12,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 use sraft::core::{LogIndex, NodeId};
 use sraft::runtime::{self, NodeHandle, NodeOptions, RequestError};
-use sraft::state_machine::StateMachine;
+use sraft::state_machine::{Bytes, StateMachine};
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
@@ -136,7 +136,7 @@ impl Ledger {
 impl StateMachine for Ledger {
     type Output = Outcome;
 
-    fn apply(&mut self, index: LogIndex, command: &[u8]) -> Outcome {
+    fn apply(&mut self, index: LogIndex, command: &Bytes) -> Outcome {
         let mut state = self.state.lock().unwrap();
         assert!(
             index > state.applied,

@@ -6,11 +6,12 @@
 use crate::core::LogIndex;
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::sync::Arc;
 
-/// A stored value, shared between the map, the replies that return it and
-/// any snapshot being written: reading a megabyte value copies a pointer.
-pub type Shared = Arc<[u8]>;
+/// A stored value, shared between the log entry that wrote it (a SET's
+/// value is a slice of its entry's buffer), the map, the replies that
+/// return it and any snapshot being written: reading a megabyte value
+/// copies a pointer. `Bytes` serializes as a byte string.
+pub type Shared = bytes::Bytes;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KvReply {
@@ -20,11 +21,11 @@ pub enum KvReply {
     /// SET GET of a key that had none.
     Nil,
     /// A value: GET, or SET GET's old value.
-    Value(#[serde(with = "shared_bytes")] Shared),
+    Value(Shared),
     /// A count or a number: DEL, EXISTS, APPEND, INCR, CAS (1 or 0).
     Integer(i64),
     /// MGET: one entry per key asked for.
-    Values(#[serde(with = "shared_bytes_list")] Vec<Option<Shared>>),
+    Values(Vec<Option<Shared>>),
     /// The client's session was registered under this id (its
     /// registration's log index).
     Registered(u64),
@@ -101,48 +102,6 @@ impl KvReply {
 
     pub fn is_error(&self) -> bool {
         matches!(self, KvReply::Error(_))
-    }
-}
-
-/// `Arc<[u8]>` as a byte string (serde's own `Arc` support would write a
-/// sequence of numbers).
-mod shared_bytes {
-    use super::Shared;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(value: &Shared, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(value)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Shared, D::Error> {
-        let bytes = serde_bytes::ByteBuf::deserialize(deserializer)?;
-        Ok(Shared::from(bytes.into_vec()))
-    }
-}
-
-mod shared_bytes_list {
-    use super::Shared;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(
-        values: &[Option<Shared>],
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(
-            values
-                .iter()
-                .map(|v| v.as_deref().map(serde_bytes::Bytes::new)),
-        )
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Vec<Option<Shared>>, D::Error> {
-        let values = Vec::<Option<serde_bytes::ByteBuf>>::deserialize(deserializer)?;
-        Ok(values
-            .into_iter()
-            .map(|v| v.map(|b| Shared::from(b.into_vec())))
-            .collect())
     }
 }
 

@@ -25,9 +25,9 @@
 #[cfg(test)]
 mod tests;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use super::command::{ReadOp, SetCondition, WriteOp};
 use super::reply::{KvError, KvReply, Shared};
@@ -51,7 +51,7 @@ const SNAPSHOT_FORMAT_VERSION: u8 = 3;
 /// The maps are persistent (imbl): cloning one is O(1) and later writes
 /// copy only the nodes they touch, so a snapshot is a clone taken on the
 /// Raft thread and serialized on another (DESIGN.md 5). Values are shared
-/// (`Arc`), so a copied node copies pointers, not megabytes of values.
+/// (`Bytes`), so a copied node copies pointers, not megabytes of values.
 type Data = imbl::OrdMap<Vec<u8>, Shared>;
 type Sessions = imbl::OrdMap<u64, Session>;
 
@@ -102,6 +102,120 @@ pub struct Decoded {
     pub registered_sessions: bool,
 }
 
+/// A log command as the store decodes it: its byte strings borrowed from
+/// the entry, so that a SET's value is kept as a slice of the entry's
+/// buffer (`Bytes::slice_ref`), not copied out of it. The `*In` types
+/// mirror `LogCommand`, `KvCommand` and `WriteOp` variant for variant and
+/// field for field: postcard writes a `Vec<u8>` and a `&[u8]` alike (a
+/// length, then the bytes), so they read the same log format (tested).
+struct DecodedIn<'a> {
+    command: LogCommandIn<'a>,
+    registered_sessions: bool,
+}
+
+#[derive(Deserialize)]
+enum LogCommandIn<'a> {
+    Register,
+    Write(#[serde(borrow)] KvCommandIn<'a>),
+}
+
+#[derive(Deserialize)]
+struct KvCommandIn<'a> {
+    client_id: u64,
+    seq: u64,
+    #[serde(borrow)]
+    op: WriteOpIn<'a>,
+}
+
+#[derive(Deserialize)]
+enum WriteOpIn<'a> {
+    Set {
+        key: &'a [u8],
+        value: &'a [u8],
+        condition: SetCondition,
+        get: bool,
+    },
+    Del(#[serde(borrow)] Vec<&'a [u8]>),
+    Append {
+        key: &'a [u8],
+        value: &'a [u8],
+    },
+    IncrBy {
+        key: &'a [u8],
+        delta: i64,
+    },
+    Cas {
+        key: &'a [u8],
+        expected: &'a [u8],
+        new: &'a [u8],
+    },
+}
+
+impl<'a> DecodedIn<'a> {
+    fn decode(bytes: &'a [u8]) -> Result<DecodedIn<'a>, String> {
+        match bytes.first() {
+            Some(&COMMAND_FORMAT_LEGACY) => Ok(DecodedIn {
+                command: LogCommandIn::Write(decode_exact(&bytes[1..], "command")?),
+                registered_sessions: false,
+            }),
+            _ => {
+                let body = versioned_body(bytes, COMMAND_FORMAT_VERSION, "command")?;
+                Ok(DecodedIn {
+                    command: decode_exact(body, "command")?,
+                    registered_sessions: true,
+                })
+            }
+        }
+    }
+
+    fn owned(&self) -> Decoded {
+        let command = match &self.command {
+            LogCommandIn::Register => LogCommand::Register,
+            LogCommandIn::Write(c) => LogCommand::Write(KvCommand {
+                client_id: c.client_id,
+                seq: c.seq,
+                op: c.op.owned(),
+            }),
+        };
+        Decoded {
+            command,
+            registered_sessions: self.registered_sessions,
+        }
+    }
+}
+
+impl WriteOpIn<'_> {
+    fn owned(&self) -> WriteOp {
+        match *self {
+            WriteOpIn::Set {
+                key,
+                value,
+                condition,
+                get,
+            } => WriteOp::Set {
+                key: key.to_vec(),
+                value: value.to_vec(),
+                condition,
+                get,
+            },
+            WriteOpIn::Del(ref keys) => WriteOp::Del(keys.iter().map(|k| k.to_vec()).collect()),
+            WriteOpIn::Append { key, value } => WriteOp::Append {
+                key: key.to_vec(),
+                value: value.to_vec(),
+            },
+            WriteOpIn::IncrBy { key, delta } => WriteOp::IncrBy {
+                key: key.to_vec(),
+                delta,
+            },
+            WriteOpIn::Cas { key, expected, new } => WriteOp::Cas {
+                key: key.to_vec(),
+                expected: expected.to_vec(),
+                new: new.to_vec(),
+            },
+        }
+    }
+}
+
 impl KvCommand {
     /// The bytes to propose: a version byte, then postcard.
     pub fn encode(&self) -> Vec<u8> {
@@ -129,20 +243,9 @@ impl LogCommand {
         versioned_bytes(COMMAND_FORMAT_VERSION, self)
     }
 
+    /// Decodes what the store would apply (through the same decoder).
     pub fn decode(bytes: &[u8]) -> Result<Decoded, String> {
-        match bytes.first() {
-            Some(&COMMAND_FORMAT_LEGACY) => Ok(Decoded {
-                command: LogCommand::Write(decode_exact(&bytes[1..], "command")?),
-                registered_sessions: false,
-            }),
-            _ => {
-                let body = versioned_body(bytes, COMMAND_FORMAT_VERSION, "command")?;
-                Ok(Decoded {
-                    command: decode_exact(body, "command")?,
-                    registered_sessions: true,
-                })
-            }
-        }
+        DecodedIn::decode(bytes).map(|decoded| decoded.owned())
     }
 }
 
@@ -379,19 +482,20 @@ impl KvStore {
         )
     }
 
-    /// Applies one decoded command at `index`, deduplicating by session.
-    fn apply_command(&mut self, index: LogIndex, decoded: Decoded) -> KvReply {
+    /// Applies one decoded command at `index`, deduplicating by session;
+    /// `entry` is the buffer it was decoded from.
+    fn apply_command(&mut self, index: LogIndex, decoded: DecodedIn, entry: &Bytes) -> KvReply {
         let command = match decoded.command {
-            LogCommand::Register => {
+            LogCommandIn::Register => {
                 let reply = KvReply::Registered(index.0);
                 self.record_session(index.0, 0, reply.clone(), index);
                 return reply;
             }
-            LogCommand::Write(command) => command,
+            LogCommandIn::Write(command) => command,
         };
-        let KvCommand { client_id, seq, op } = command;
+        let KvCommandIn { client_id, seq, op } = command;
         if seq == 0 {
-            return self.execute(op);
+            return self.execute(op, entry);
         }
         match self.sessions.get(&client_id) {
             Some(session) => {
@@ -419,31 +523,32 @@ impl KvStore {
             // Format 1: the first write opened the session.
             None => {}
         }
-        let reply = self.execute(op);
+        let reply = self.execute(op, entry);
         self.record_session(client_id, seq, reply.clone(), index);
         reply
     }
 
-    fn execute(&mut self, op: WriteOp) -> KvReply {
+    /// Stored values are slices of `entry`, the op's own buffer.
+    fn execute(&mut self, op: WriteOpIn, entry: &Bytes) -> KvReply {
         match op {
-            WriteOp::Set {
+            WriteOpIn::Set {
                 key,
                 value,
                 condition,
                 get,
-            } => self.set(key, value, condition, get),
-            WriteOp::Del(keys) => {
+            } => self.set(key, entry.slice_ref(value), condition, get),
+            WriteOpIn::Del(keys) => {
                 let removed = keys
                     .iter()
-                    .filter(|k| self.data.remove(*k).is_some())
+                    .filter(|k| self.data.remove(**k).is_some())
                     .count();
                 KvReply::Integer(removed as i64)
             }
-            WriteOp::Append { key, value } => self.append(key, &value),
-            WriteOp::IncrBy { key, delta } => self.incr_by(key, delta),
-            WriteOp::Cas { key, expected, new } => match self.data.get_mut(&key) {
+            WriteOpIn::Append { key, value } => self.append(key, value),
+            WriteOpIn::IncrBy { key, delta } => self.incr_by(key, delta),
+            WriteOpIn::Cas { key, expected, new } => match self.data.get_mut(key) {
                 Some(current) if **current == *expected => {
-                    *current = Arc::from(new);
+                    *current = entry.slice_ref(new);
                     KvReply::Integer(1)
                 }
                 _ => KvReply::Integer(0),
@@ -454,8 +559,8 @@ impl KvStore {
     /// Redis 7 semantics: with GET the reply is the old value (or nil)
     /// whether or not the condition let the write happen; without GET it is
     /// OK, or nil when NX/XX prevented the write.
-    fn set(&mut self, key: Vec<u8>, value: Vec<u8>, condition: SetCondition, get: bool) -> KvReply {
-        let old = self.data.get(&key);
+    fn set(&mut self, key: &[u8], value: Shared, condition: SetCondition, get: bool) -> KvReply {
+        let old = self.data.get(key);
         let allowed = match condition {
             SetCondition::Always => true,
             SetCondition::IfAbsent => old.is_none(),
@@ -467,25 +572,26 @@ impl KvStore {
             (false, false) => KvReply::Nil,
         };
         if allowed {
-            self.data.insert(key, Arc::from(value));
+            self.data.insert(key.to_vec(), value);
         }
         reply
     }
 
-    fn append(&mut self, key: Vec<u8>, value: &[u8]) -> KvReply {
-        let current_len = self.data.get(&key).map_or(0, |v| v.len());
+    fn append(&mut self, key: &[u8], value: &[u8]) -> KvReply {
+        let current_len = self.data.get(key).map_or(0, |v| v.len());
         let new_len = current_len.saturating_add(value.len());
         if new_len > self.config.value_bytes_max {
             return KvReply::Error(KvError::StringTooLong);
         }
-        let mut appended = self.data.get(&key).map_or_else(Vec::new, |v| v.to_vec());
+        let mut appended = Vec::with_capacity(new_len);
+        appended.extend_from_slice(self.data.get(key).map_or(&[][..], |v| &v[..]));
         appended.extend_from_slice(value);
-        self.data.insert(key, Arc::from(appended));
+        self.data.insert(key.to_vec(), Shared::from(appended));
         KvReply::Integer(new_len as i64)
     }
 
-    fn incr_by(&mut self, key: Vec<u8>, delta: i64) -> KvReply {
-        let current = match self.data.get(&key) {
+    fn incr_by(&mut self, key: &[u8], delta: i64) -> KvReply {
+        let current = match self.data.get(key) {
             None => 0,
             Some(bytes) => match parse_i64(bytes) {
                 Some(n) => n,
@@ -496,7 +602,7 @@ impl KvStore {
             return KvReply::Error(KvError::Overflow);
         };
         self.data
-            .insert(key, Arc::from(next.to_string().into_bytes()));
+            .insert(key.to_vec(), Shared::from(next.to_string().into_bytes()));
         KvReply::Integer(next)
     }
 
@@ -550,15 +656,15 @@ impl KvStore {
 impl StateMachine for KvStore {
     type Output = KvReply;
 
-    fn apply(&mut self, index: LogIndex, command: &[u8]) -> KvReply {
+    fn apply(&mut self, index: LogIndex, command: &Bytes) -> KvReply {
         assert!(
             index > self.applied,
             "apply out of order: index={index} applied={}",
             self.applied
         );
         self.applied = index;
-        match LogCommand::decode(command) {
-            Ok(decoded) => self.apply_command(index, decoded),
+        match DecodedIn::decode(command) {
+            Ok(decoded) => self.apply_command(index, decoded, command),
             // Still applied: every node decodes the same bytes the same way.
             Err(problem) => KvReply::Error(KvError::Undecodable { index, problem }),
         }
@@ -619,7 +725,7 @@ impl StateMachine for KvStore {
         self.data = contents
             .data
             .into_iter()
-            .map(|(k, v)| (k.into_vec(), Arc::<[u8]>::from(v.into_vec())))
+            .map(|(k, v)| (k.into_vec(), Shared::from(v.into_vec())))
             .collect();
         self.sessions = contents.sessions.into_iter().collect();
         self.sessions_by_use = sessions_by_use;
@@ -634,8 +740,13 @@ impl StateMachine for KvStore {
 /// A version byte, then `value` in postcard: the form of every log command
 /// and snapshot this store writes (read back by `versioned_body`).
 fn versioned_bytes(version: u8, value: &impl Serialize) -> Vec<u8> {
-    let mut out = vec![version];
+    // Sized exactly: a SET's value stays a slice of its command's buffer
+    // for as long as the key holds it, spare capacity included.
+    let len = postcard::experimental::serialized_size(value).expect("sizing cannot fail");
+    let mut out = Vec::with_capacity(1 + len);
+    out.push(version);
     postcard::to_io(value, &mut out).expect("writing to a Vec cannot fail");
+    debug_assert_eq!(out.len(), 1 + len, "postcard sized it");
     out
 }
 

@@ -8,7 +8,7 @@ use crate::core::LogIndex;
 use crate::kv::command::ReadOp;
 use crate::kv::reply::KvReply;
 use crate::kv::store::{KvStore, KvStoreConfig};
-use crate::state_machine::StateMachine;
+use crate::state_machine::{Bytes, StateMachine};
 
 pub struct SimStore {
     kv: KvStore,
@@ -47,7 +47,7 @@ pub type Tagged = (LogIndex, KvReply);
 impl StateMachine for SimStore {
     type Output = Tagged;
 
-    fn apply(&mut self, index: LogIndex, command: &[u8]) -> Tagged {
+    fn apply(&mut self, index: LogIndex, command: &Bytes) -> Tagged {
         (index, self.kv.apply(index, command))
     }
     fn applied_index(&self) -> LogIndex {

@@ -29,7 +29,7 @@ use sraft::core::{
 };
 use sraft::limits::Limits;
 use sraft::runtime::{ConfChangeFailure, ConfReply, Node, Reply, RequestError, SyncWriter};
-use sraft::state_machine::StateMachine;
+use sraft::state_machine::{Bytes, StateMachine};
 use sraft::storage::MemStorage;
 use sraft::transport::PeerFrame;
 use sraft::transport::frame::encode_frame;
@@ -42,7 +42,7 @@ struct LastIndex(LogIndex);
 impl StateMachine for LastIndex {
     type Output = Vec<u8>;
 
-    fn apply(&mut self, index: LogIndex, _command: &[u8]) -> Vec<u8> {
+    fn apply(&mut self, index: LogIndex, _command: &Bytes) -> Vec<u8> {
         self.0 = index;
         index.0.to_le_bytes().to_vec()
     }

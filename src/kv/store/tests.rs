@@ -23,7 +23,7 @@ impl Harness {
     fn apply_bytes(&mut self, bytes: &[u8]) -> KvReply {
         let index = LogIndex(self.next_index);
         self.next_index += 1;
-        self.store.apply(index, bytes)
+        self.store.apply(index, &Bytes::copy_from_slice(bytes))
     }
 
     fn apply_as(&mut self, client_id: u64, seq: u64, op: WriteOp) -> Value {
@@ -406,7 +406,7 @@ fn snapshot_round_trips_data_sessions_and_index() {
         },
     };
     assert_eq!(
-        reply_value(&restored.apply(LogIndex(3), &retry.encode())),
+        reply_value(&restored.apply(LogIndex(3), &retry.encode().into())),
         int(5)
     );
     assert_eq!(restored.get(b"n"), Some(&b"5"[..]));
@@ -456,11 +456,11 @@ fn a_format_2_snapshot_restores_with_typed_replies() {
         op: set_op("k", "x"),
     };
     assert_eq!(
-        store.apply(LogIndex(6), &retry(7).encode()),
+        store.apply(LogIndex(6), &retry(7).encode().into()),
         KvReply::Integer(12)
     );
     assert_eq!(
-        store.apply(LogIndex(7), &retry(9).encode()),
+        store.apply(LogIndex(7), &retry(9).encode().into()),
         KvReply::Error(KvError::Legacy("ERR boom".into()))
     );
     assert_eq!(store.get(b"k"), Some(&b"v"[..]));
@@ -574,7 +574,7 @@ fn the_same_log_yields_the_same_state_and_replies() {
         .expect("restores");
     for (i, c) in log[1000..].iter().enumerate() {
         assert_eq!(
-            late.apply(LogIndex(1001 + i as u64), c),
+            late.apply(LogIndex(1001 + i as u64), &Bytes::from(c.clone())),
             first.0[1000 + i],
             "seed {seed}"
         );
@@ -622,10 +622,49 @@ fn a_write_encoded_from_borrowed_parts_has_the_log_format() {
             owned,
             "{op:?}"
         );
+        // The store's borrowing decoder reads what the derived one reads.
         let decoded = LogCommand::decode(&owned).unwrap();
+        let derived: LogCommand = postcard::from_bytes(&owned[1..]).unwrap();
+        assert_eq!(decoded.command, derived, "{op:?}");
         assert_eq!(
             decoded.command,
             LogCommand::Write(KvCommand { client_id, seq, op })
         );
     }
+}
+
+/// SET and CAS keep their value as a slice of the log entry's own buffer:
+/// applying a megabyte value copies no megabyte.
+#[test]
+fn a_written_value_is_a_slice_of_its_entry() {
+    let mut store = KvStore::new(KvStoreConfig::default());
+    let within = |value: &[u8], entry: &Bytes| {
+        let range = entry.as_ptr_range();
+        range.start <= value.as_ptr() && value.as_ptr_range().end <= range.end
+    };
+    let set = Bytes::from(
+        KvCommand {
+            client_id: 0,
+            seq: 0,
+            op: set_op("k", &"v".repeat(1000)),
+        }
+        .encode(),
+    );
+    assert_eq!(store.apply(LogIndex(1), &set), KvReply::Ok);
+    assert!(within(store.get(b"k").unwrap(), &set));
+    let cas = Bytes::from(
+        KvCommand {
+            client_id: 0,
+            seq: 0,
+            op: WriteOp::Cas {
+                key: "k".into(),
+                expected: "v".repeat(1000).into(),
+                new: "w".repeat(1000).into(),
+            },
+        }
+        .encode(),
+    );
+    assert_eq!(store.apply(LogIndex(2), &cas), KvReply::Integer(1));
+    assert_eq!(store.get(b"k"), Some("w".repeat(1000).as_bytes()));
+    assert!(within(store.get(b"k").unwrap(), &cas));
 }
