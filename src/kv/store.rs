@@ -226,10 +226,7 @@ impl KvCommand {
     /// from a borrowed op: a client thread encodes a write from the op it
     /// parsed (once per attempt), never from a copy of it.
     pub fn encode_parts(client_id: u64, seq: u64, op: &WriteOp) -> Vec<u8> {
-        versioned_bytes(
-            COMMAND_FORMAT_VERSION,
-            &LogWrite(KvCommandRef { client_id, seq, op }),
-        )
+        command_bytes(&LogWrite(KvCommandRef { client_id, seq, op }))
     }
 
     /// The bytes of a session registration.
@@ -240,7 +237,7 @@ impl KvCommand {
 
 impl LogCommand {
     pub fn encode(&self) -> Vec<u8> {
-        versioned_bytes(COMMAND_FORMAT_VERSION, self)
+        command_bytes(self)
     }
 
     /// Decodes what the store would apply (through the same decoder).
@@ -404,7 +401,8 @@ fn typed_legacy_reply(resp: &[u8]) -> Result<KvReply, String> {
 
 impl SnapshotView {
     fn encode(&self) -> Vec<u8> {
-        versioned_bytes(SNAPSHOT_FORMAT_VERSION, self)
+        // Not sized first: that would walk every key twice.
+        versioned_bytes(SNAPSHOT_FORMAT_VERSION, self, 0)
     }
 }
 
@@ -739,13 +737,18 @@ impl StateMachine for KvStore {
 
 /// A version byte, then `value` in postcard: the form of every log command
 /// and snapshot this store writes (read back by `versioned_body`).
-fn versioned_bytes(version: u8, value: &impl Serialize) -> Vec<u8> {
-    // Sized exactly: a SET's value stays a slice of its command's buffer
-    // for as long as the key holds it, spare capacity included.
-    let len = postcard::experimental::serialized_size(value).expect("sizing cannot fail");
-    let mut out = Vec::with_capacity(1 + len);
+fn versioned_bytes(version: u8, value: &impl Serialize, capacity: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(capacity);
     out.push(version);
     postcard::to_io(value, &mut out).expect("writing to a Vec cannot fail");
+    out
+}
+
+/// A log command, in a buffer sized exactly: a SET's value stays a slice
+/// of it for as long as the key holds it, spare capacity included.
+fn command_bytes(command: &impl Serialize) -> Vec<u8> {
+    let len = postcard::experimental::serialized_size(command).expect("sizing cannot fail");
+    let out = versioned_bytes(COMMAND_FORMAT_VERSION, command, 1 + len);
     debug_assert_eq!(out.len(), 1 + len, "postcard sized it");
     out
 }
