@@ -39,6 +39,12 @@ fn case(mutation: Mutation) -> Case {
             (short, &["missing acknowledged index", "linearizability"])
         }
         Mutation::ApplyBeforePersist => (short, &["applying unpersisted"]),
+        // Needs a Ready that spans a snapshot's last chunk and a later
+        // Append: the stall profile's batches, over its full length.
+        Mutation::InstallOvertakenSnapshot => (
+            RunOptions::for_profile(Profile::Stall),
+            &["at or below commit"],
+        ),
         // Lease reads (DESIGN.md 3.8): the lease profile's own check, or
         // the stale read it lets through.
         Mutation::LeaseWithoutVoterPromise | Mutation::LeaseSkewBeyondBound => (

@@ -59,6 +59,19 @@ fn lease_reads_stay_linearizable_with_skewed_clocks() {
     eprintln!("{ran} lease seeds passed");
 }
 
+/// The Raft thread's batching and stopped processes (SIGSTOP, then all
+/// they missed in one batch), lease reads in half the seeds.
+/// `SRAFT_SEEDS=N`.
+#[test]
+fn stalled_processes_and_batched_inputs_keep_every_invariant() {
+    let n: u64 = std::env::var("SRAFT_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    let ran = run_all_with(0..n, &RunOptions::for_profile(Profile::Stall));
+    eprintln!("{ran} stall seeds passed");
+}
+
 #[test]
 fn regression_seeds_stay_fixed() {
     for (profile, seed) in REGRESSION_SEEDS {

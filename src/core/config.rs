@@ -155,6 +155,9 @@ pub struct CoreMutations {
     /// hint, forgotten by a restart, not applied to their own candidacy)
     /// instead of the promise of DESIGN.md 3.8.
     pub lease_without_voter_promise: bool,
+    /// Hand out the chunks of a received snapshot even when the commit
+    /// index passed it in the same batch (the bug c483a50 fixed).
+    pub install_overtaken_snapshot: bool,
 }
 
 impl Default for RaftConfig {

@@ -734,6 +734,9 @@ impl Raft {
     /// match, which ends its side (found on real processes: a follower
     /// panicked "installing snapshot 225008 at or below commit 225130").
     fn drop_overtaken_snapshot(&mut self) {
+        if self.config.mutations.install_overtaken_snapshot {
+            return;
+        }
         let commit = self.log.commit();
         self.out
             .chunks_received
@@ -845,6 +848,7 @@ impl Raft {
             self.vote = None;
             // A transfer belongs to its leader's term (DESIGN.md 5).
             self.receiving = None;
+            self.drop_stale_promises();
         }
         if self.role == Role::Leader {
             self.out.events.push(Event::SteppedDown {
@@ -857,6 +861,22 @@ impl Raft {
         self.votes.clear();
         self.set_leader(leader);
         self.reset_election_timer();
+    }
+
+    /// Vote grants, vote requests and append acknowledgements of a term
+    /// we just left, still waiting in this batch for the write they
+    /// promise, are dropped: that write now holds the new term's state,
+    /// not their premise. One batch can acknowledge an older leader's
+    /// entries and then take a newer leader's Append that replaces them,
+    /// or grant a vote and then move to a later term; the acknowledgement
+    /// would leave after a write without those entries, the vote after a
+    /// write without that vote. Dropped, they are lost messages of a term
+    /// that is over here.
+    pub(super) fn drop_stale_promises(&mut self) {
+        let term = self.term;
+        self.out
+            .messages_after_persist
+            .retain(|msg| msg.term >= term);
     }
 
     /// A removed leader whose removal committed hands over (TimeoutNow sent

@@ -45,6 +45,12 @@ pub struct Checker {
     chains: BTreeMap<(LogIndex, Term), u64>,
     /// index -> (term, chain hash) of every entry known committed.
     committed: BTreeMap<LogIndex, (Term, u64)>,
+    /// index -> the newest term that had a leader when the commit was
+    /// first seen: the entry was committed in that term or an earlier
+    /// one, so every leader of a later term must hold it. A leader of an
+    /// older term, elected late (its vote grants waited in a stopped
+    /// process's backlog), need not.
+    committed_by_term: BTreeMap<LogIndex, Term>,
     /// Hash of the state machine's serialized state at each snapshot index
     /// seen: every node's state at an index must serialize alike, and a
     /// restored state must serialize as the state it was taken from.
@@ -88,16 +94,21 @@ impl Checker {
         }
     }
 
-    pub fn on_leader(&mut self, node: NodeId, raft: &Raft) {
-        let term = raft.term();
+    /// `node` became the leader of `term`; `raft` is its state when the
+    /// batch that elected it was handed out, which may have moved on to a
+    /// later term since (the batch went on to take a newer leader's
+    /// messages). Its log has then lost nothing committed, so it is
+    /// checked all the same.
+    pub fn on_leader(&mut self, node: NodeId, term: Term, raft: &Raft) {
         if let Some(other) = self.leaders.insert(term, node) {
             assert_eq!(
                 other, node,
                 "election safety: {other} and {node} both led term {term}"
             );
         }
-        // Leader Completeness: a new leader holds every committed entry, in
-        // its log or in the snapshot its log starts after.
+        // Leader Completeness: a new leader holds every entry committed in
+        // an earlier term, in its log or in the snapshot its log starts
+        // after.
         let base = raft.snapshot_meta();
         if base.last_index.0 > 0 {
             assert_eq!(
@@ -108,6 +119,9 @@ impl Checker {
             );
         }
         for (index, (committed_term, _)) in self.committed.range(base.last_index.next()..) {
+            if self.committed_by_term[index] >= term {
+                continue;
+            }
             assert_eq!(
                 raft.term_at(*index),
                 Some(*committed_term),
@@ -142,6 +156,9 @@ impl Checker {
             }
             None => {
                 self.committed.insert(index, (term, chain));
+                let newest = self.leaders.keys().next_back().copied();
+                self.committed_by_term
+                    .insert(index, newest.unwrap_or(Term(0)));
                 true
             }
         }
@@ -214,22 +231,24 @@ pub struct LogTip {
 /// it. A learner's grant (or a removed node's) never made the difference.
 pub fn check_voter_quorum(
     node: NodeId,
+    term: Term,
     raft: &Raft,
     kind: crate::core::ElectionKind,
     grants: &std::collections::BTreeSet<NodeId>,
 ) {
+    // The configuration when the batch was handed out: the one of the
+    // election unless the same batch took a newer leader's configuration
+    // entry (no profile has both batches and membership changes).
     let config = raft.cluster();
     assert!(
         config.is_voter(node),
-        "node {node} leads term {} but is not a voter of {:?}",
-        raft.term(),
+        "node {node} leads term {term} but is not a voter of {:?}",
         config.voters
     );
     let voters = config.count_voters(grants.iter().chain([&node]));
     assert!(
         voters >= config.quorum(),
-        "node {node} leads term {} ({kind:?}) with grants from {grants:?}: only {voters} voters of {:?}",
-        raft.term(),
+        "node {node} leads term {term} ({kind:?}) with grants from {grants:?}: only {voters} voters of {:?}",
         config.voters
     );
 }

@@ -49,6 +49,13 @@ pub struct SimConfig {
     /// Nodes 0..initial_voters form the first configuration; the others
     /// start as `--join` nodes do, knowing none, until added (DESIGN.md 8).
     pub initial_voters: usize,
+    /// 0: a node's driver hands out its output after every input. Above
+    /// 0: after an input, the driver takes further inputs for a drawn
+    /// 0..=this many microseconds before it hands out once for all of
+    /// them, as the Raft thread steps everything queued for it before one
+    /// `handle_output` (runtime/raft_loop.rs, `drain_inputs`). A Ready
+    /// then spans several messages, ticks and fsyncs.
+    pub batch_window_us: u64,
 }
 
 impl SimConfig {
@@ -66,6 +73,7 @@ impl SimConfig {
             trace_len: 80,
             driver_mutations: DriverMutations::default(),
             initial_voters: nodes,
+            batch_window_us: 0,
         }
     }
 }
@@ -92,6 +100,40 @@ enum SimEvent {
         node: usize,
         incarnation: u64,
     },
+    /// The end of a batch window: the driver hands out its output.
+    Process {
+        node: usize,
+        incarnation: u64,
+    },
+    /// A paused process runs again (SIGCONT).
+    Resume {
+        node: usize,
+        incarnation: u64,
+    },
+}
+
+impl SimEvent {
+    /// The node whose thread takes this event as an input.
+    fn target(&self) -> Option<usize> {
+        match self {
+            SimEvent::Deliver(msg) => Some(msg.to.0 as usize),
+            SimEvent::Tick { node, .. }
+            | SimEvent::Hint { node, .. }
+            | SimEvent::Fsync { node, .. }
+            | SimEvent::SnapshotDone { node, .. }
+            | SimEvent::Process { node, .. } => Some(*node),
+            SimEvent::Resume { .. } => None,
+        }
+    }
+}
+
+/// What an event did to its node.
+enum Stepped {
+    Nothing,
+    /// The driver took an input; its output waits for `input_done`.
+    Input(usize),
+    /// The driver must hand out its output now.
+    Process(usize),
 }
 
 /// Who waits for an answer: the client models of `run` and `workload`.
@@ -161,6 +203,13 @@ pub struct SimNode {
     pub incarnation: u64,
     /// The driver's `lease_reads_served` when last checked.
     lease_reads_seen: u64,
+    /// A `Process` event is queued (batch window open).
+    process_pending: bool,
+    /// The process is stopped (SIGSTOP): what reaches it waits here, in
+    /// order, for its threads to run again. What it had sent is on the
+    /// wire and still arrives.
+    paused: bool,
+    held: Vec<SimEvent>,
 }
 
 impl SimNode {
@@ -240,6 +289,9 @@ impl Cluster {
                 tick_token: 0,
                 incarnation: 0,
                 lease_reads_seen: 0,
+                process_pending: false,
+                paused: false,
+                held: Vec::new(),
             });
         }
         let net = config.net.clone();
@@ -431,13 +483,30 @@ impl Cluster {
         };
         self.now_us = at;
         self.steps += 1;
+        match event.target() {
+            Some(node) if self.nodes[node].paused => self.hold(node, event),
+            _ => match self.take_event(event) {
+                Stepped::Nothing => {}
+                Stepped::Input(node) => self.input_done(node),
+                Stepped::Process(node) => self.after_input(node),
+            },
+        }
+        for node in std::mem::take(&mut self.removed) {
+            self.trace_line(format!("stop removed {node}"));
+            self.crash(node);
+        }
+        true
+    }
+
+    /// Feeds one event to its node's driver, without handing out output.
+    fn take_event(&mut self, event: SimEvent) -> Stepped {
         match event {
-            SimEvent::Deliver(msg) => self.deliver(msg),
+            SimEvent::Deliver(msg) => return self.deliver(msg),
             SimEvent::Tick { node, token } => {
                 if self.nodes[node].tick_token == token && self.is_up(node) {
                     let now = self.local_time(node);
                     self.driver_mut(node).tick(now);
-                    self.after_input(node);
+                    return Stepped::Input(node);
                 }
             }
             SimEvent::Hint {
@@ -449,7 +518,7 @@ impl Cluster {
                     self.trace_line(format!("hint {} sees {dead} gone", node));
                     let now = self.local_time(node);
                     self.driver_mut(node).peer_unreachable(now, dead);
-                    self.after_input(node);
+                    return Stepped::Input(node);
                 }
             }
             SimEvent::Fsync {
@@ -459,19 +528,53 @@ impl Cluster {
             } => {
                 if self.nodes[node].incarnation == incarnation && self.is_up(node) {
                     self.fsync_done(node, seq);
+                    return Stepped::Input(node);
                 }
             }
             SimEvent::SnapshotDone { node, incarnation } => {
                 if self.nodes[node].incarnation == incarnation && self.is_up(node) {
                     self.snapshot_done(node);
+                    return Stepped::Input(node);
+                }
+            }
+            SimEvent::Process { node, incarnation } => {
+                if self.nodes[node].incarnation == incarnation && self.is_up(node) {
+                    self.nodes[node].process_pending = false;
+                    return Stepped::Process(node);
+                }
+            }
+            SimEvent::Resume { node, incarnation } => {
+                if self.nodes[node].incarnation == incarnation && self.nodes[node].paused {
+                    return self.resume(node);
                 }
             }
         }
-        for node in std::mem::take(&mut self.removed) {
-            self.trace_line(format!("stop removed {node}"));
-            self.crash(node);
+        Stepped::Nothing
+    }
+
+    /// After an input: hand out now, or open a batch window.
+    fn input_done(&mut self, node: usize) {
+        let window = self.config.batch_window_us;
+        if window == 0 {
+            return self.after_input(node);
         }
-        true
+        if !self.nodes[node].process_pending {
+            self.nodes[node].process_pending = true;
+            let incarnation = self.nodes[node].incarnation;
+            let delay = self.rng.random_range(0..=window);
+            self.push(self.now_us + delay, SimEvent::Process { node, incarnation });
+        }
+    }
+
+    /// An event for a paused node waits for it. A message cut off by a
+    /// partition before it arrived never does.
+    fn hold(&mut self, node: usize, event: SimEvent) {
+        if let SimEvent::Deliver(msg) = &event
+            && self.partitions.is_blocked(msg.from, msg.to)
+        {
+            return;
+        }
+        self.nodes[node].held.push(event);
     }
 
     fn snapshot_done(&mut self, node: usize) {
@@ -484,7 +587,6 @@ impl Cluster {
         self.checker.on_snapshot_state(id, meta.last_index, &state);
         self.trace_line(format!("snapshot {id} at {} durable", meta.last_index));
         self.driver_mut(node).snapshot_saved(now, meta, bytes);
-        self.after_input(node);
     }
 
     /// A snapshot save takes an fsync and its bytes' time on the disk.
@@ -516,10 +618,10 @@ impl Cluster {
         self.now_us = self.now_us.max(until_us);
     }
 
-    fn deliver(&mut self, msg: Message) {
+    fn deliver(&mut self, msg: Message) -> Stepped {
         let to = msg.to.0 as usize;
         if !self.is_up(to) || self.partitions.is_blocked(msg.from, msg.to) {
-            return;
+            return Stepped::Nothing;
         }
         self.trace_line(format!(
             "deliver {}->{} t{} {}",
@@ -534,7 +636,7 @@ impl Cluster {
         }
         let now = self.local_time(to);
         self.driver_mut(to).step(now, msg);
-        self.after_input(to);
+        Stepped::Input(to)
     }
 
     fn send(&mut self, msg: Message) {
@@ -666,7 +768,6 @@ impl Cluster {
         self.trace_line(format!("fsync {id} through write {seq}"));
         let now = self.local_time(node);
         self.driver_mut(node).persisted(now, seq);
-        self.after_input(node);
     }
 
     fn make_durable(&mut self, node: usize, write: &LogWrite) {
@@ -834,15 +935,15 @@ impl Cluster {
         if let Event::RemovedSelf { .. } = event {
             self.removed.push(node);
         }
-        if let Event::BecameLeader { kind, .. } = event {
+        if let Event::BecameLeader { kind, term, .. } = event {
             let raft = self.nodes[node].driver.as_ref().expect("up").raft();
-            self.checker.on_leader(id, raft);
+            self.checker.on_leader(id, *term, raft);
             let grants = self
                 .vote_grants
-                .get(&(raft.term(), id))
+                .get(&(*term, id))
                 .cloned()
                 .unwrap_or_default();
-            check_voter_quorum(id, raft, *kind, &grants);
+            check_voter_quorum(id, *term, raft, *kind, &grants);
             let isolate = self.config.isolate_new_leader;
             if isolate > 0.0 && self.rng.random_bool(isolate) {
                 let all = self.ids();
@@ -933,9 +1034,13 @@ impl Cluster {
                 "crash {node} leaves {keep} of {cached} unsynced bytes"
             ));
         }
-        self.nodes[node].image = image;
-        self.nodes[node].incarnation += 1;
-        self.nodes[node].tick_token += 1;
+        let n = &mut self.nodes[node];
+        n.image = image;
+        n.incarnation += 1;
+        n.tick_token += 1;
+        n.process_pending = false;
+        n.paused = false;
+        n.held.clear();
         // A crash answers nobody: its clients time out.
         self.open_requests[node] = OpenRequests::default();
         // Its connections are gone, and what was queued on them.
@@ -973,6 +1078,43 @@ impl Cluster {
         );
     }
 
+    /// Stops `node`'s process for `for_us` (SIGSTOP, then SIGCONT): its
+    /// timers, fsyncs and the messages sent to it wait, and its clients
+    /// get no answer. Then its Raft thread takes all of it in one batch,
+    /// as the real one drains its backlog: the Ready that follows spans
+    /// everything that arrived meanwhile.
+    pub fn pause(&mut self, node: usize, for_us: u64) {
+        if !self.is_up(node) || self.nodes[node].paused {
+            return;
+        }
+        self.nodes[node].paused = true;
+        let incarnation = self.nodes[node].incarnation;
+        self.trace_line(format!("pause {node} for {for_us}us"));
+        self.push(self.now_us + for_us, SimEvent::Resume { node, incarnation });
+    }
+
+    pub fn is_paused(&self, node: usize) -> bool {
+        self.nodes[node].paused
+    }
+
+    /// Runs a paused node again: every input it missed, in order, then
+    /// one hand-out.
+    fn resume(&mut self, node: usize) -> Stepped {
+        let held = std::mem::take(&mut self.nodes[node].held);
+        self.nodes[node].paused = false;
+        self.trace_line(format!("resume {node} with {} inputs waiting", held.len()));
+        for event in held {
+            let _ = self.take_event(event);
+        }
+        Stepped::Process(node)
+    }
+
+    /// A client reaches a running node only; a paused one answers
+    /// nothing, which the client models take as a refusal.
+    fn takes_requests(&self, node: usize) -> bool {
+        self.is_up(node) && !self.nodes[node].paused
+    }
+
     /// Restarts a crashed node from what it had fsynced.
     pub fn restart(&mut self, node: usize) {
         if self.is_up(node) {
@@ -991,7 +1133,7 @@ impl Cluster {
         command: Vec<u8>,
         ticket: Ticket,
     ) -> Option<(LogIndex, Term)> {
-        if !self.is_up(node) {
+        if !self.takes_requests(node) {
             return None;
         }
         let now = self.local_time(node);
@@ -1018,7 +1160,7 @@ impl Cluster {
     /// A linearizable `GET key` at `node`, answered with the store's
     /// applied index and value when the read was served.
     pub fn read(&mut self, node: usize, key: Vec<u8>, ticket: Ticket) -> bool {
-        if !self.is_up(node) {
+        if !self.takes_requests(node) {
             return false;
         }
         let now = self.local_time(node);
@@ -1038,7 +1180,7 @@ impl Cluster {
         change: ConfChange,
         ticket: Ticket,
     ) -> Option<(LogIndex, Term)> {
-        if !self.is_up(node) {
+        if !self.takes_requests(node) {
             return None;
         }
         self.trace_line(format!("propose {node} {change:?}"));
@@ -1055,7 +1197,7 @@ impl Cluster {
     }
 
     pub fn transfer_leadership(&mut self, node: usize, target: NodeId) {
-        if self.is_up(node) {
+        if self.takes_requests(node) {
             let now = self.local_time(node);
             let _ = self.driver_mut(node).transfer_leadership(now, Some(target));
             self.after_input(node);

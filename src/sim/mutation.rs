@@ -23,6 +23,11 @@ pub enum Mutation {
     /// Core, lease mode: voters keep only the old stickiness, which a
     /// crash hint drops and a restart forgets, and campaign inside it.
     LeaseWithoutVoterPromise,
+    /// Core: install a received snapshot that the commit index passed in
+    /// the same batch, taking the state machine back behind what it
+    /// applied. Needs a Ready spanning several messages: the stall
+    /// profile's batches.
+    InstallOvertakenSnapshot,
     /// Simulator, lease mode: clocks skewed by up to 70% each, far beyond
     /// the 5% relative drift the lease is computed for. Not in `ALL`: the
     /// lease profile catches it in about 2 seeds of 300 (EXPERIMENTS.md
@@ -32,13 +37,14 @@ pub enum Mutation {
 
 impl Mutation {
     /// Every mutation the mutation check must catch.
-    pub const ALL: [Mutation; 6] = [
+    pub const ALL: [Mutation; 7] = [
         Mutation::VoteWithoutLogCheck,
         Mutation::AckBeforeFsync,
         Mutation::CommitOldTermByCounting,
         Mutation::ReadIndexWithoutHeartbeat,
         Mutation::ApplyBeforePersist,
         Mutation::LeaseWithoutVoterPromise,
+        Mutation::InstallOvertakenSnapshot,
     ];
 
     /// Mutations a campaign can switch on but the check does not require.
@@ -52,6 +58,7 @@ impl Mutation {
             Mutation::ReadIndexWithoutHeartbeat => "read-index-without-heartbeat",
             Mutation::ApplyBeforePersist => "apply-before-persist",
             Mutation::LeaseWithoutVoterPromise => "lease-without-voter-promise",
+            Mutation::InstallOvertakenSnapshot => "install-overtaken-snapshot",
             Mutation::LeaseSkewBeyondBound => "lease-skew-beyond-bound",
         }
     }
@@ -77,6 +84,7 @@ impl Mutation {
                 config.raft.read_mode = ReadMode::Lease;
                 config.raft.mutations.lease_without_voter_promise = true;
             }
+            Mutation::InstallOvertakenSnapshot => core.install_overtaken_snapshot = true,
             Mutation::LeaseSkewBeyondBound => {
                 config.raft.read_mode = ReadMode::Lease;
                 config.clock_skew_ppm_max = 700_000;

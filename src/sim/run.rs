@@ -57,6 +57,10 @@ impl RunOptions {
                 profile: Profile::Lease,
                 ..RunOptions::default()
             },
+            Profile::Stall => RunOptions {
+                profile: Profile::Stall,
+                ..RunOptions::default()
+            },
         }
     }
 
@@ -68,8 +72,11 @@ impl RunOptions {
             Some("hunt") => Profile::Hunt,
             Some("membership") => Profile::Membership,
             Some("lease") => Profile::Lease,
+            Some("stall") => Profile::Stall,
             Some("standard") | None => Profile::Standard,
-            Some(other) => panic!("SRAFT_PROFILE={other:?}: standard, hunt, membership or lease"),
+            Some(other) => {
+                panic!("SRAFT_PROFILE={other:?}: standard, hunt, membership, lease or stall")
+            }
         };
         let mut options = RunOptions::for_profile(profile);
         if let Some(ms) = var("SRAFT_FAULTY_MS") {
@@ -97,6 +104,7 @@ impl RunOptions {
             Profile::Hunt => env += "SRAFT_PROFILE=hunt ",
             Profile::Membership => env += "SRAFT_PROFILE=membership ",
             Profile::Lease => env += "SRAFT_PROFILE=lease ",
+            Profile::Stall => env += "SRAFT_PROFILE=stall ",
             Profile::Standard => {}
         }
         if self.faulty_us != RunOptions::for_profile(self.profile).faulty_us {
@@ -127,6 +135,11 @@ pub enum Profile {
     /// the 5% bound), crash hints, transfers and restarts as usual; every
     /// lease read is checked against the commits of later terms.
     Lease,
+    /// The Standard seeds with the Raft thread's batching (a Ready spans
+    /// every input that arrived within a drawn window) and stopped
+    /// processes (SIGSTOP for 1 ms to 3 s, then everything they missed in
+    /// one batch); lease reads in half of them.
+    Stall,
 }
 
 #[derive(Clone, Debug)]
@@ -167,6 +180,15 @@ pub fn config_for_seed(seed: u64, profile: Profile) -> SimConfig {
     }
     if profile == Profile::Lease {
         config.raft.read_mode = crate::core::ReadMode::Lease;
+    }
+    if profile == Profile::Stall {
+        // A stream of its own: the rest of the seed's configuration is the
+        // Standard seed's.
+        let mut stall = StdRng::seed_from_u64(seed ^ 0x57a1);
+        config.batch_window_us = [50, 500, 5_000][stall.random_range(0..3)];
+        if stall.random_bool(0.5) {
+            config.raft.read_mode = crate::core::ReadMode::Lease;
+        }
     }
     config.raft.enable_subleader = rng.random_bool(0.75);
     config.crash_hints = rng.random_bool(0.5);
@@ -216,7 +238,7 @@ pub fn config_for_seed(seed: u64, profile: Profile) -> SimConfig {
 /// Time to the next fault.
 fn nemesis_pause_us(rng: &mut StdRng, profile: Profile) -> u64 {
     match profile {
-        Profile::Standard | Profile::Membership | Profile::Lease => {
+        Profile::Standard | Profile::Membership | Profile::Lease | Profile::Stall => {
             rng.random_range(20_000..300_000)
         }
         Profile::Hunt => rng.random_range(5_000..80_000),
@@ -236,6 +258,9 @@ enum Fault {
     /// The leader cut off from every node, alive, and spurious crash
     /// hints about it: its lease against the fastest promotion.
     IsolatedLeader,
+    /// A process stopped and continued (SIGSTOP, SIGCONT), the leader in
+    /// half of them.
+    Pause,
 }
 
 impl Fault {
@@ -276,6 +301,17 @@ impl Fault {
                 (SpuriousHint, 5),
                 (Transfer, 5),
                 (IsolatedLeader, 15),
+            ],
+            Profile::Stall => &[
+                (CrashAny, 25),
+                (CrashLeader, 15),
+                (Restart, 20),
+                (Split, 12),
+                (Block, 8),
+                (Heal, 10),
+                (SpuriousHint, 5),
+                (Transfer, 5),
+                (Pause, 30),
             ],
         }
     }
@@ -339,6 +375,20 @@ fn nemesis(cluster: &mut Cluster, rng: &mut StdRng, profile: Profile, stats: &mu
             if let Some(leader) = leader {
                 cluster.transfer_leadership(leader, all[node]);
             }
+        }
+        Fault::Pause => {
+            let target = match leader {
+                Some(leader) if rng.random_bool(0.5) => leader,
+                _ => node,
+            };
+            // Within a heartbeat gap, across an election timeout, and
+            // long enough for the others to compact past it.
+            let for_us = match rng.random_range(0..3) {
+                0 => rng.random_range(1_000..50_000),
+                1 => rng.random_range(100_000..500_000),
+                _ => rng.random_range(500_000..3_000_000),
+            };
+            cluster.pause(target, for_us);
         }
     }
 }
@@ -527,6 +577,13 @@ pub fn run_seed(seed: u64, options: &RunOptions) -> Result<RunReport, String> {
     if let Some(mutation) = options.mutation {
         mutation.apply(&mut config);
     }
+    // Recent events in the failure report (default 80).
+    if let Some(len) = std::env::var("SRAFT_TRACE_LEN")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        config.trace_len = len;
+    }
     let mut cluster = Cluster::new(config);
     let result = catch_unwind(AssertUnwindSafe(|| drive(&mut cluster, options)));
     result.map_err(|panic| {
@@ -632,6 +689,51 @@ pub const REGRESSION_SEEDS: &[(Profile, u64)] = &[
     // snapshot, and the tracker never resolved them (no convergence). The
     // fix of 23 resolves such a proposal when it is placed.
     (Profile::Membership, 2809),
+    // The stall profile's first campaign (batches that cross a term): a
+    // vote grant of a term the batch then left, sent after a write of the
+    // later term's hard state (the first twenty), and an acknowledgement of
+    // an older leader's entries that a newer leader's Append in the same
+    // batch replaced (291 ... 6676); fixed in the core by dropping a left
+    // term's waiting promises. A candidate that won its old term and
+    // followed a newer one in one batch, recorded by the checker as leader
+    // of the newer term (1123 ... 5431); fixed in the checker.
+    (Profile::Stall, 2),
+    (Profile::Stall, 10),
+    (Profile::Stall, 18),
+    (Profile::Stall, 28),
+    (Profile::Stall, 29),
+    (Profile::Stall, 36),
+    (Profile::Stall, 53),
+    (Profile::Stall, 59),
+    (Profile::Stall, 83),
+    (Profile::Stall, 88),
+    (Profile::Stall, 96),
+    (Profile::Stall, 100),
+    (Profile::Stall, 104),
+    (Profile::Stall, 111),
+    (Profile::Stall, 115),
+    (Profile::Stall, 122),
+    (Profile::Stall, 145),
+    (Profile::Stall, 174),
+    (Profile::Stall, 185),
+    (Profile::Stall, 198),
+    (Profile::Stall, 291),
+    (Profile::Stall, 943),
+    (Profile::Stall, 1348),
+    (Profile::Stall, 1629),
+    (Profile::Stall, 2081),
+    (Profile::Stall, 2234),
+    (Profile::Stall, 3399),
+    (Profile::Stall, 3628),
+    (Profile::Stall, 4615),
+    (Profile::Stall, 5974),
+    (Profile::Stall, 6045),
+    (Profile::Stall, 6676),
+    (Profile::Stall, 1123),
+    (Profile::Stall, 1999),
+    (Profile::Stall, 2970),
+    (Profile::Stall, 3866),
+    (Profile::Stall, 5431),
 ];
 
 /// Seeds that fail and are not fixed yet: never delete one; move it to

@@ -277,3 +277,79 @@ fn a_follower_refuses_proposals_and_names_the_leader() {
         })
     );
 }
+
+/// The Raft thread steps a whole batch before one Ready (DESIGN.md 2.3).
+/// An acknowledgement of an older leader's entries, followed in the same
+/// batch by a newer leader's Append that replaces them, must not leave: it
+/// would leave after a write that holds the newer entries, not the ones it
+/// promises are durable.
+#[test]
+fn an_acknowledgement_overtaken_by_a_newer_term_in_one_batch_never_leaves() {
+    let hard_state = HardState {
+        term: Term(1),
+        vote: None,
+        commit: LogIndex(2),
+    };
+    let mut f = restored_node(1, hard_state, vec![entry(1, 1), entry(2, 1)]);
+    let append = |from: u64, term: u64, entries: Vec<Entry>| {
+        msg(
+            from,
+            1,
+            term,
+            MessageBody::Append {
+                prev_index: LogIndex(2),
+                prev_term: Term(1),
+                entries,
+                commit: LogIndex(2),
+                sent_at_us: 0,
+            },
+        )
+    };
+    f.step(1, append(0, 2, vec![entry(3, 2), entry(4, 2)]));
+    f.step(2, append(2, 3, vec![entry(3, 3)]));
+    let rd = f.ready();
+    assert_eq!(
+        rd.entries,
+        vec![entry(3, 3)],
+        "the write holds term 3's entry"
+    );
+    let acks: Vec<(Term, LogIndex)> = rd
+        .messages_after_persist
+        .iter()
+        .filter_map(|m| match m.body {
+            MessageBody::AppendReply {
+                success: true,
+                index,
+                ..
+            } => Some((m.term, index)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        acks,
+        vec![(Term(3), LogIndex(3))],
+        "only the newer leader's entry is acknowledged"
+    );
+}
+
+/// The same for a vote: granted in term 2, then term 3 began in the same
+/// batch. Only term 3's hard state is written, so the grant of term 2
+/// must not leave after it.
+#[test]
+fn a_vote_overtaken_by_a_newer_term_in_one_batch_never_leaves() {
+    let mut f = restored_node(1, HardState::default(), vec![]);
+    f.step(1, vote_request(2, 1, 2));
+    f.step(2, vote_request(0, 1, 3));
+    let rd = f.ready();
+    assert_eq!(
+        rd.hard_state.map(|hs| (hs.term, hs.vote)),
+        Some((Term(3), Some(NodeId(0))))
+    );
+    let grants: Vec<(Term, NodeId)> = rd
+        .messages_after_persist
+        .iter()
+        .filter(|m| matches!(m.body, MessageBody::VoteReply { granted: true }))
+        .map(|m| (m.term, m.to))
+        .collect();
+    assert_eq!(grants, vec![(Term(3), NodeId(0))]);
+}
