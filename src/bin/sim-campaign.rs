@@ -2,9 +2,11 @@
 //! Prints every failing seed's report, then the campaign's election
 //! statistics (term inflation, failover times); exits non-zero if any seed
 //! failed. `SRAFT_VERBOSE=1` prints every seed's numbers;
-//! `SRAFT_PROFILE=hunt` runs the mutation check's short, fault-dense seeds;
+//! `SRAFT_PROFILE=hunt` runs the mutation check's short, fault-dense seeds
+//! (`membership`, `lease` and `stall` the other profiles, `sim::run::Profile`);
 //! `SRAFT_FAULTY_MS` sets the length of the faulty phase;
-//! `SRAFT_MUTATION=<name>` switches a known bug on (`sraft::sim::mutation`).
+//! `SRAFT_MUTATION=<name>` switches a known bug on (`sraft::sim::mutation`);
+//! `SRAFT_TRACE_LEN=<n>` prints the last n events of a failure (80).
 
 use sraft::sim::run::{RunOptions, RunReport, run_seed};
 use sraft::sim::stats::ElectionStats;

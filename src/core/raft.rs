@@ -848,8 +848,10 @@ impl Raft {
             self.vote = None;
             // A transfer belongs to its leader's term (DESIGN.md 5).
             self.receiving = None;
-            self.drop_stale_promises();
         }
+        // Also at an equal term: a candidate kept its last term's
+        // acknowledgements, which this term's leader may now overwrite.
+        self.drop_stale_promises(true);
         if self.role == Role::Leader {
             self.out.events.push(Event::SteppedDown {
                 term: self.term,
@@ -863,20 +865,23 @@ impl Raft {
         self.reset_election_timer();
     }
 
-    /// Vote grants, vote requests and append acknowledgements of a term
-    /// we just left, still waiting in this batch for the write they
-    /// promise, are dropped: that write now holds the new term's state,
-    /// not their premise. One batch can acknowledge an older leader's
-    /// entries and then take a newer leader's Append that replaces them,
-    /// or grant a vote and then move to a later term; the acknowledgement
-    /// would leave after a write without those entries, the vote after a
-    /// write without that vote. Dropped, they are lost messages of a term
-    /// that is over here.
-    pub(super) fn drop_stale_promises(&mut self) {
+    /// Vote replies and requests, and with `acknowledgements` append
+    /// replies, of a term we just left that still wait in this batch for
+    /// the write they promise are dropped. The Raft thread steps a whole
+    /// batch before one Ready (DESIGN.md 2.3), and that Ready writes only
+    /// the newest state. A grant for term T leaving after a durable T+1
+    /// would be harmless (T+1 on disk rules out another vote in T), but an
+    /// acknowledgement of an older leader's entries can leave after a
+    /// write in which a newer leader's Append replaced them: neither would
+    /// find its premise durable, the rule every such message keeps. A
+    /// candidate changes no entry, so it keeps its acknowledgements.
+    /// Dropped, they are lost messages of a term that is over here.
+    pub(super) fn drop_stale_promises(&mut self, acknowledgements: bool) {
         let term = self.term;
-        self.out
-            .messages_after_persist
-            .retain(|msg| msg.term >= term);
+        self.out.messages_after_persist.retain(|msg| {
+            let is_ack = matches!(msg.body, MessageBody::AppendReply { .. });
+            msg.term >= term || (is_ack && !acknowledgements)
+        });
     }
 
     /// A removed leader whose removal committed hands over (TimeoutNow sent

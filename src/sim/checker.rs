@@ -45,11 +45,13 @@ pub struct Checker {
     chains: BTreeMap<(LogIndex, Term), u64>,
     /// index -> (term, chain hash) of every entry known committed.
     committed: BTreeMap<LogIndex, (Term, u64)>,
-    /// index -> the newest term that had a leader when the commit was
-    /// first seen: the entry was committed in that term or an earlier
-    /// one, so every leader of a later term must hold it. A leader of an
-    /// older term, elected late (its vote grants waited in a stopped
-    /// process's backlog), need not.
+    /// index -> a term the entry was committed in or after: every leader
+    /// of a later term must hold it. A leader of an older term, elected
+    /// late (its vote grants waited in a stopped process's backlog), need
+    /// not. The smallest of two bounds over every node that applied it:
+    /// the newest term that had a leader then, and the node's own term
+    /// (it learned the commit from a leader of the commit's term or a
+    /// later one).
     committed_by_term: BTreeMap<LogIndex, Term>,
     /// Hash of the state machine's serialized state at each snapshot index
     /// seen: every node's state at an index must serialize alike, and a
@@ -98,7 +100,10 @@ impl Checker {
     /// batch that elected it was handed out, which may have moved on to a
     /// later term since (the batch went on to take a newer leader's
     /// messages). Its log has then lost nothing committed, so it is
-    /// checked all the same.
+    /// checked all the same; but an entry it lacked when elected and got
+    /// from the newer leader in that batch goes unseen here. The deeper
+    /// check, when each entry commits, covers that: no log without it may
+    /// be able to win an election (`check_committed_kept`).
     pub fn on_leader(&mut self, node: NodeId, term: Term, raft: &Raft) {
         if let Some(other) = self.leaders.insert(term, node) {
             assert_eq!(
@@ -143,8 +148,22 @@ impl Checker {
     }
 
     /// State Machine Safety: a committed index never changes. Returns
-    /// whether the index is newly known committed.
-    pub fn on_committed(&mut self, node: NodeId, index: LogIndex, term: Term, chain: u64) -> bool {
+    /// whether the index is newly known committed. `node_term`: the
+    /// applying node's term.
+    pub fn on_committed(
+        &mut self,
+        node: NodeId,
+        index: LogIndex,
+        term: Term,
+        chain: u64,
+        node_term: Term,
+    ) -> bool {
+        let newest_leader = self.leaders.keys().next_back().copied();
+        let bound = node_term.min(newest_leader.unwrap_or(Term(0)));
+        self.committed_by_term
+            .entry(index)
+            .and_modify(|known| *known = (*known).min(bound))
+            .or_insert(bound);
         match self.committed.get(&index) {
             Some(known) => {
                 assert_eq!(
@@ -156,9 +175,6 @@ impl Checker {
             }
             None => {
                 self.committed.insert(index, (term, chain));
-                let newest = self.leaders.keys().next_back().copied();
-                self.committed_by_term
-                    .insert(index, newest.unwrap_or(Term(0)));
                 true
             }
         }

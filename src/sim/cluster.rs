@@ -110,6 +110,17 @@ enum SimEvent {
         node: usize,
         incarnation: u64,
     },
+    /// A KV client's request that reached a paused node: it waits in the
+    /// node's held inputs, never in the queue.
+    Request {
+        node: usize,
+        request: HeldRequest,
+    },
+}
+
+enum HeldRequest {
+    Read { key: Vec<u8>, ticket: Ticket },
+    Write { command: Vec<u8>, ticket: Ticket },
 }
 
 impl SimEvent {
@@ -121,7 +132,8 @@ impl SimEvent {
             | SimEvent::Hint { node, .. }
             | SimEvent::Fsync { node, .. }
             | SimEvent::SnapshotDone { node, .. }
-            | SimEvent::Process { node, .. } => Some(*node),
+            | SimEvent::Process { node, .. }
+            | SimEvent::Request { node, .. } => Some(*node),
             SimEvent::Resume { .. } => None,
         }
     }
@@ -548,12 +560,26 @@ impl Cluster {
                     return self.resume(node);
                 }
             }
+            SimEvent::Request { node, request } => {
+                if self.is_up(node) {
+                    match request {
+                        HeldRequest::Read { key, ticket } => self.take_read(node, key, ticket),
+                        HeldRequest::Write { command, ticket } => {
+                            self.take_write(node, command, ticket);
+                        }
+                    }
+                    return Stepped::Input(node);
+                }
+            }
         }
         Stepped::Nothing
     }
 
     /// After an input: hand out now, or open a batch window.
     fn input_done(&mut self, node: usize) {
+        // A lease read is served when its input is stepped; its answer
+        // leaves with the batch's output, perhaps after a pause.
+        self.check_lease_reads(node);
         let window = self.config.batch_window_us;
         if window == 0 {
             return self.after_input(node);
@@ -623,6 +649,12 @@ impl Cluster {
         if !self.is_up(to) || self.partitions.is_blocked(msg.from, msg.to) {
             return Stepped::Nothing;
         }
+        self.receive(msg)
+    }
+
+    /// `msg` is in its node's socket buffer: the node takes it.
+    fn receive(&mut self, msg: Message) -> Stepped {
+        let to = msg.to.0 as usize;
         self.trace_line(format!(
             "deliver {}->{} t{} {}",
             msg.from,
@@ -696,6 +728,8 @@ impl Cluster {
 
     /// Records a leader's commit of its own term, and checks any read the
     /// node just served under a lease against every such commit so far.
+    /// Called after every input, since that is when a read is served: a
+    /// batch's answers may leave later, once a newer leader committed.
     fn check_lease_reads(&mut self, node: usize) {
         let n = &mut self.nodes[node];
         let raft = n.driver.as_ref().expect("up").raft();
@@ -853,9 +887,10 @@ impl Cluster {
             entry.term
         );
         let chain = n.durable.chain_at(entry.index).expect("held");
+        let term = n.driver.as_ref().expect("up").raft().term();
         let first = self
             .checker
-            .on_committed(n.id, entry.index, entry.term, chain);
+            .on_committed(n.id, entry.index, entry.term, chain, term);
         if first {
             self.check_committed_kept(entry.index, entry.term);
         }
@@ -920,12 +955,25 @@ impl Cluster {
                 success: true,
                 index,
                 ..
-            } => assert!(
-                durable.last_index() >= *index,
-                "node {}: acknowledged index {index} with its log persisted through {}",
-                msg.from,
-                durable.last_index()
-            ),
+            } => {
+                assert!(
+                    durable.last_index() >= *index,
+                    "node {}: acknowledged index {index} with its log persisted through {}",
+                    msg.from,
+                    durable.last_index()
+                );
+                // The acknowledged entry is the leader's of `msg.term`, of
+                // that term or an earlier one: not one a newer leader wrote.
+                if let Some(entry) = durable.entry(*index) {
+                    assert!(
+                        entry.term <= msg.term,
+                        "node {}: acknowledged index {index} in term {} over its durable entry of term {}",
+                        msg.from,
+                        msg.term,
+                        entry.term
+                    );
+                }
+            }
             _ => {}
         }
     }
@@ -1093,26 +1141,63 @@ impl Cluster {
         self.push(self.now_us + for_us, SimEvent::Resume { node, incarnation });
     }
 
-    pub fn is_paused(&self, node: usize) -> bool {
-        self.nodes[node].paused
-    }
-
-    /// Runs a paused node again: every input it missed, in order, then
-    /// one hand-out.
+    /// Runs a paused node again: every input it missed, then one
+    /// hand-out, as the Raft thread drains its backlog (raft_loop.rs): its
+    /// channels round-robin (the WAL's and snapshot writer's reports, peer
+    /// messages and hints, client requests), each in arrival order, then
+    /// a tick. A message in the node's socket before a partition began
+    /// still arrives. (The real thread hands out after at most 4096 rounds
+    /// and takes snapshot reports one per wake-up; here the whole backlog
+    /// is one batch, the harder case.)
     fn resume(&mut self, node: usize) -> Stepped {
         let held = std::mem::take(&mut self.nodes[node].held);
         self.nodes[node].paused = false;
         self.trace_line(format!("resume {node} with {} inputs waiting", held.len()));
+        let mut lanes: [VecDeque<SimEvent>; 3] = Default::default();
         for event in held {
-            let _ = self.take_event(event);
+            match event {
+                SimEvent::Fsync { .. } | SimEvent::SnapshotDone { .. } => lanes[0].push_back(event),
+                SimEvent::Deliver(_) | SimEvent::Hint { .. } => lanes[1].push_back(event),
+                SimEvent::Request { .. } => lanes[2].push_back(event),
+                // The tick below and the hand-out replace them.
+                SimEvent::Tick { .. } | SimEvent::Process { .. } | SimEvent::Resume { .. } => {}
+            }
         }
+        while lanes.iter().any(|lane| !lane.is_empty()) {
+            for lane in lanes.iter_mut() {
+                // Each input's own output waits for the one hand-out below.
+                let stepped = match lane.pop_front() {
+                    Some(SimEvent::Deliver(msg)) => self.receive(msg),
+                    Some(event) => self.take_event(event),
+                    None => Stepped::Nothing,
+                };
+                if let Stepped::Input(node) = stepped {
+                    self.check_lease_reads(node);
+                }
+            }
+        }
+        self.nodes[node].process_pending = false;
+        let now = self.local_time(node);
+        self.driver_mut(node).tick(now);
         Stepped::Process(node)
     }
 
-    /// A client reaches a running node only; a paused one answers
-    /// nothing, which the client models take as a refusal.
-    fn takes_requests(&self, node: usize) -> bool {
-        self.is_up(node) && !self.nodes[node].paused
+    /// Where a client request to `node` goes: `Some(true)` to the driver
+    /// now, `Some(false)` into a paused node's backlog, `None` nowhere
+    /// (the node is down, or paused and the request not a KV client's).
+    /// Only the KV clients' requests wait: they model
+    /// clients whose connection stays open, and their answers are matched
+    /// by ticket, however late. The other client models need to know at
+    /// once where a write lands, and take a paused node as a refusal.
+    fn route_request(&self, node: usize, ticket: Ticket) -> Option<bool> {
+        if !self.is_up(node) {
+            return None;
+        }
+        match (self.nodes[node].paused, ticket) {
+            (false, _) => Some(true),
+            (true, Ticket::Kv { .. }) => Some(false),
+            (true, _) => None,
+        }
     }
 
     /// Restarts a crashed node from what it had fsynced.
@@ -1126,16 +1211,35 @@ impl Cluster {
     }
 
     /// A client write to `node`; the answer arrives in `answers` under
-    /// `ticket`. Returns where it will land, when accepted.
+    /// `ticket`. Returns where it will land, when accepted at once.
     pub fn propose(
         &mut self,
         node: usize,
         command: Vec<u8>,
         ticket: Ticket,
     ) -> Option<(LogIndex, Term)> {
-        if !self.takes_requests(node) {
-            return None;
+        match self.route_request(node, ticket)? {
+            true => {
+                let landed = self.take_write(node, command, ticket);
+                self.input_done(node);
+                landed
+            }
+            false => {
+                let request = HeldRequest::Write { command, ticket };
+                self.nodes[node]
+                    .held
+                    .push(SimEvent::Request { node, request });
+                None
+            }
         }
+    }
+
+    fn take_write(
+        &mut self,
+        node: usize,
+        command: Vec<u8>,
+        ticket: Ticket,
+    ) -> Option<(LogIndex, Term)> {
         let now = self.local_time(node);
         let handle = self.new_handle(ticket);
         let landed = self.driver_mut(node).propose(now, command, handle);
@@ -1145,7 +1249,6 @@ impl Cluster {
         if let Some(index) = index {
             open.writes.insert((index, handle.id));
         }
-        self.after_input(node);
         landed
     }
 
@@ -1158,18 +1261,31 @@ impl Cluster {
     }
 
     /// A linearizable `GET key` at `node`, answered with the store's
-    /// applied index and value when the read was served.
+    /// applied index and value when the read was served. False: not sent.
     pub fn read(&mut self, node: usize, key: Vec<u8>, ticket: Ticket) -> bool {
-        if !self.takes_requests(node) {
-            return false;
+        match self.route_request(node, ticket) {
+            None => false,
+            Some(true) => {
+                self.take_read(node, key, ticket);
+                self.input_done(node);
+                true
+            }
+            Some(false) => {
+                let request = HeldRequest::Read { key, ticket };
+                self.nodes[node]
+                    .held
+                    .push(SimEvent::Request { node, request });
+                true
+            }
         }
+    }
+
+    fn take_read(&mut self, node: usize, key: Vec<u8>, ticket: Ticket) {
         let now = self.local_time(node);
         let query = Box::new(move |sm: &SimStore| sm.get(&key));
         let handle = self.new_handle(ticket);
         self.driver_mut(node).read(now, query, handle);
         self.open_requests[node].by_id.insert(handle.id, None);
-        self.after_input(node);
-        true
     }
 
     /// A membership change at `node`; the answer arrives in
@@ -1180,7 +1296,7 @@ impl Cluster {
         change: ConfChange,
         ticket: Ticket,
     ) -> Option<(LogIndex, Term)> {
-        if !self.takes_requests(node) {
+        if self.route_request(node, ticket) != Some(true) {
             return None;
         }
         self.trace_line(format!("propose {node} {change:?}"));
@@ -1192,15 +1308,15 @@ impl Cluster {
         self.open_requests[node]
             .by_id
             .insert(handle.id, landed.map(|(index, _)| index));
-        self.after_input(node);
+        self.input_done(node);
         landed
     }
 
     pub fn transfer_leadership(&mut self, node: usize, target: NodeId) {
-        if self.takes_requests(node) {
+        if self.is_up(node) && !self.nodes[node].paused {
             let now = self.local_time(node);
             let _ = self.driver_mut(node).transfer_leadership(now, Some(target));
-            self.after_input(node);
+            self.input_done(node);
         }
     }
 }

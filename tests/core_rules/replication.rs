@@ -278,6 +278,43 @@ fn a_follower_refuses_proposals_and_names_the_leader() {
     );
 }
 
+/// A follower (node 1 of 3) in term 1 holding entries 1 and 2 of term 1.
+fn follower_with_two_entries() -> Raft {
+    let hard_state = HardState {
+        term: Term(1),
+        vote: None,
+        commit: LogIndex(2),
+    };
+    restored_node(1, hard_state, vec![entry(1, 1), entry(2, 1)])
+}
+
+/// An Append of `entries` after index 2 of term 1, in `term` from `from`.
+fn append_after_two(from: u64, term: u64, entries: Vec<Entry>) -> Message {
+    let body = MessageBody::Append {
+        prev_index: LogIndex(2),
+        prev_term: Term(1),
+        entries,
+        commit: LogIndex(2),
+        sent_at_us: 0,
+    };
+    msg(from, 1, term, body)
+}
+
+/// The successful acknowledgements in `rd`: (to, term, index).
+fn acknowledgements(rd: &sraft::core::Ready) -> Vec<(NodeId, Term, LogIndex)> {
+    rd.messages_after_persist
+        .iter()
+        .filter_map(|m| match m.body {
+            MessageBody::AppendReply {
+                success: true,
+                index,
+                ..
+            } => Some((m.to, m.term, index)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The Raft thread steps a whole batch before one Ready (DESIGN.md 2.3).
 /// An acknowledgement of an older leader's entries, followed in the same
 /// batch by a newer leader's Append that replaces them, must not leave: it
@@ -285,49 +322,18 @@ fn a_follower_refuses_proposals_and_names_the_leader() {
 /// promises are durable.
 #[test]
 fn an_acknowledgement_overtaken_by_a_newer_term_in_one_batch_never_leaves() {
-    let hard_state = HardState {
-        term: Term(1),
-        vote: None,
-        commit: LogIndex(2),
-    };
-    let mut f = restored_node(1, hard_state, vec![entry(1, 1), entry(2, 1)]);
-    let append = |from: u64, term: u64, entries: Vec<Entry>| {
-        msg(
-            from,
-            1,
-            term,
-            MessageBody::Append {
-                prev_index: LogIndex(2),
-                prev_term: Term(1),
-                entries,
-                commit: LogIndex(2),
-                sent_at_us: 0,
-            },
-        )
-    };
-    f.step(1, append(0, 2, vec![entry(3, 2), entry(4, 2)]));
-    f.step(2, append(2, 3, vec![entry(3, 3)]));
+    let mut f = follower_with_two_entries();
+    f.step(1, append_after_two(0, 2, vec![entry(3, 2), entry(4, 2)]));
+    f.step(2, append_after_two(2, 3, vec![entry(3, 3)]));
     let rd = f.ready();
     assert_eq!(
         rd.entries,
         vec![entry(3, 3)],
         "the write holds term 3's entry"
     );
-    let acks: Vec<(Term, LogIndex)> = rd
-        .messages_after_persist
-        .iter()
-        .filter_map(|m| match m.body {
-            MessageBody::AppendReply {
-                success: true,
-                index,
-                ..
-            } => Some((m.term, index)),
-            _ => None,
-        })
-        .collect();
     assert_eq!(
-        acks,
-        vec![(Term(3), LogIndex(3))],
+        acknowledgements(&rd),
+        vec![(NodeId(2), Term(3), LogIndex(3))],
         "only the newer leader's entry is acknowledged"
     );
 }
@@ -352,4 +358,46 @@ fn a_vote_overtaken_by_a_newer_term_in_one_batch_never_leaves() {
         .map(|m| (m.term, m.to))
         .collect();
     assert_eq!(grants, vec![(Term(3), NodeId(0))]);
+}
+
+/// A candidate changes no entry: the acknowledgement of its last term's
+/// Append, in the same batch as the leader's TimeoutNow, still leaves
+/// (and lets the old leader commit its last writes before the transfer).
+#[test]
+fn a_candidate_keeps_the_acknowledgements_of_the_term_it_left() {
+    let mut f = follower_with_two_entries();
+    f.step(1, append_after_two(0, 1, vec![entry(3, 1)]));
+    f.step(2, msg(0, 1, 1, MessageBody::TimeoutNow));
+    assert_eq!((f.role(), f.term()), (Role::Candidate, Term(2)));
+    let rd = f.ready();
+    let promises: Vec<(Term, &str)> = rd
+        .messages_after_persist
+        .iter()
+        .filter(|m| m.to == NodeId(0))
+        .map(|m| (m.term, m.body.kind()))
+        .collect();
+    assert_eq!(
+        promises,
+        vec![(Term(1), "AppendReply"), (Term(2), "Vote")],
+        "the acknowledgement of index 3 stays beside the vote request"
+    );
+}
+
+/// ... but not once this term's leader may overwrite them: the candidate
+/// of term 2 takes, in the same batch, term 2's Append from another node,
+/// which replaces entry 3; the acknowledgement of term 1's entry 3 must
+/// not leave after that write.
+#[test]
+fn a_candidate_drops_its_last_terms_acknowledgements_once_it_follows() {
+    let mut f = follower_with_two_entries();
+    f.step(1, append_after_two(0, 1, vec![entry(3, 1)]));
+    f.step(2, msg(0, 1, 1, MessageBody::TimeoutNow));
+    assert_eq!((f.role(), f.term()), (Role::Candidate, Term(2)));
+    f.step(3, append_after_two(2, 2, vec![entry(3, 2)]));
+    let rd = f.ready();
+    assert_eq!(rd.entries, vec![entry(3, 2)]);
+    assert_eq!(
+        acknowledgements(&rd),
+        vec![(NodeId(2), Term(2), LogIndex(3))]
+    );
 }
