@@ -193,11 +193,14 @@ pub(super) struct Receiving {
     pub meta: SnapshotMeta,
     pub file_bytes: u64,
     pub next_offset: u64,
-    /// A chunk that did not start at `next_offset` was answered with a
-    /// rejection already: the chunks sent with it would only repeat it
-    /// (and make the leader resend the file once per chunk). The leader's
-    /// stall timer covers a lost rejection.
-    pub rejected: bool,
+    /// When a chunk that did not start at `next_offset` was last answered
+    /// with a rejection: the chunks sent with it would only repeat it (and
+    /// make the leader resend the file once per chunk), so they get none
+    /// for a heartbeat interval. After that a rejection is answered again:
+    /// the leader's stall timer resends what it believes we hold, and if
+    /// our only rejection was lost (we restarted mid-transfer and expect
+    /// offset 0), that resend must learn where we stand.
+    pub rejected_at_us: Option<u64>,
 }
 
 impl Receiving {

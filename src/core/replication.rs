@@ -125,7 +125,7 @@ impl Raft {
                 meta: meta.clone(),
                 file_bytes,
                 next_offset: 0,
-                rejected: false,
+                rejected_at_us: None,
             });
         }
         let receiving = self.receiving.as_mut().expect("set above");
@@ -135,13 +135,19 @@ impl Raft {
         let expected = receiving.next_offset;
         let end = offset + data.len() as u64;
         if offset != expected || data.is_empty() || end > file_bytes {
-            if !std::mem::replace(&mut receiving.rejected, true) {
+            let now = self.now_us;
+            let quiet_us = self.config.heartbeat_interval_ms * 1000;
+            if receiving
+                .rejected_at_us
+                .is_none_or(|at| now.saturating_sub(at) >= quiet_us)
+            {
+                receiving.rejected_at_us = Some(now);
                 self.send(from, reply(expected, true));
             }
             return;
         }
         receiving.next_offset = end;
-        receiving.rejected = false;
+        receiving.rejected_at_us = None;
         self.out.chunks_received.push(ChunkReceived {
             meta: meta.clone(),
             file_bytes,

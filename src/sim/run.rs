@@ -731,6 +731,12 @@ pub const REGRESSION_SEEDS: &[(Profile, u64)] = &[
     // the checker checked it at the hand-out, not when it was served
     // (13727, after the follow-up that holds KV requests at a paused node).
     (Profile::Stall, 13727),
+    // A follower restarted in the middle of a snapshot transfer answered
+    // the leader's next chunks with one rejection ("from 0"), which was
+    // lost; it stayed silent for every later chunk, and the leader's stall
+    // timer resent from the offset it held before, forever (39109; core:
+    // a rejection is answered again after a heartbeat interval).
+    (Profile::Stall, 39109),
 ];
 
 /// Seeds that fail and are not fixed yet: never delete one; move it to

@@ -427,3 +427,60 @@ fn a_lost_install_acknowledgement_ends_in_a_probe_not_a_stall() {
     assert_eq!(installs(&net, f), 1, "installed once");
     assert_eq!(net.node(f).commit_index(), index, "replicating again");
 }
+
+/// A follower answers one rejection per heartbeat interval, not one per
+/// chunk, and then answers again: if its only rejection is lost (it
+/// restarted mid-transfer and expects offset 0, while the leader resends
+/// from what it held before), the leader's stall resend must still learn
+/// where it stands (stall seed 39109 never converged: the follower stayed
+/// silent, the leader resent from offset 81920 forever).
+#[test]
+fn a_rejected_chunk_is_answered_again_after_a_heartbeat_interval() {
+    let mut f = restored_node(1, HardState::default(), vec![]);
+    let meta = SnapshotMeta {
+        last_index: LogIndex(9),
+        last_term: Term(1),
+        config: ClusterConfig::new(ids(3)),
+    };
+    let chunk = |offset: u64| {
+        msg(
+            0,
+            1,
+            1,
+            MessageBody::InstallSnapshot {
+                meta: meta.clone(),
+                file_bytes: 100,
+                offset,
+                data: vec![1; 10],
+            },
+        )
+    };
+    let rejections = |rd: &sraft::core::Ready| -> Vec<u64> {
+        rd.messages
+            .iter()
+            .filter_map(|m| match m.body {
+                MessageBody::InstallSnapshotReply {
+                    next_offset,
+                    rejected: true,
+                    ..
+                } => Some(next_offset),
+                _ => None,
+            })
+            .collect()
+    };
+    let interval_us = RaftConfig::default().heartbeat_interval_ms * 1000;
+    f.step(1_000, chunk(40));
+    f.step(1_001, chunk(50));
+    assert_eq!(
+        rejections(&f.ready()),
+        vec![0],
+        "one rejection for the burst"
+    );
+    f.step(1_000 + interval_us / 2, chunk(60));
+    assert!(rejections(&f.ready()).is_empty(), "still quiet");
+    f.step(1_000 + interval_us, chunk(40));
+    assert_eq!(rejections(&f.ready()), vec![0], "the resend learns: from 0");
+    f.step(1_000 + interval_us + 1, chunk(0));
+    let rd = f.ready();
+    assert_eq!(rd.chunks_received.len(), 1, "the transfer goes on from 0");
+}
