@@ -577,13 +577,13 @@ impl Cluster {
 
     /// After an input: hand out now, or open a batch window.
     fn input_done(&mut self, node: usize) {
-        // A lease read is served when its input is stepped; its answer
-        // leaves with the batch's output, perhaps after a pause.
-        self.check_lease_reads(node);
         let window = self.config.batch_window_us;
         if window == 0 {
             return self.after_input(node);
         }
+        // A lease read is served when its input is stepped; its answer
+        // leaves with the batch's output, perhaps after a pause.
+        self.check_lease_reads(node);
         if !self.nodes[node].process_pending {
             self.nodes[node].process_pending = true;
             let incarnation = self.nodes[node].incarnation;
