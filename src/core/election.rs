@@ -223,7 +223,7 @@ impl Raft {
         );
         self.term = self.term.next();
         self.receiving = None;
-        self.drop_stale_promises(false);
+        self.drop_stale_votes();
         self.vote = Some(self.id);
         self.role = Role::Candidate;
         // A rank is for one attempt; the next term has its own leader.

@@ -854,7 +854,7 @@ impl Raft {
         }
         // Also at an equal term: a candidate kept its last term's
         // acknowledgements, which this term's leader may now overwrite.
-        self.drop_stale_promises(true);
+        self.drop_stale_promises();
         if self.role == Role::Leader {
             self.out.events.push(Event::SteppedDown {
                 term: self.term,
@@ -868,23 +868,33 @@ impl Raft {
         self.reset_election_timer();
     }
 
-    /// Vote replies and requests, and with `acknowledgements` append
-    /// replies, of a term we just left that still wait in this batch for
-    /// the write they promise are dropped. The Raft thread steps a whole
+    /// Promises of a term we just left that still wait in this batch for
+    /// the write they depend on are dropped. The Raft thread steps a whole
     /// batch before one Ready (DESIGN.md 2.3), and that Ready writes only
     /// the newest state. A grant for term T leaving after a durable T+1
     /// would be harmless (T+1 on disk rules out another vote in T), but an
     /// acknowledgement of an older leader's entries can leave after a
     /// write in which a newer leader's Append replaced them: neither would
-    /// find its premise durable, the rule every such message keeps. A
-    /// candidate changes no entry, so it keeps its acknowledgements.
+    /// find its premise durable, the rule every such message keeps.
     /// Dropped, they are lost messages of a term that is over here.
-    pub(super) fn drop_stale_promises(&mut self, acknowledgements: bool) {
+    ///
+    /// A follower drops them all: its new leader may overwrite the entries
+    /// an older acknowledgement names.
+    pub(super) fn drop_stale_promises(&mut self) {
         let term = self.term;
-        self.out.messages_after_persist.retain(|msg| {
-            let is_ack = matches!(msg.body, MessageBody::AppendReply { .. });
-            msg.term >= term || (is_ack && !acknowledgements)
-        });
+        self.out
+            .messages_after_persist
+            .retain(|msg| msg.term >= term);
+    }
+
+    /// As [`Self::drop_stale_promises`], for a node that starts an election:
+    /// a candidate changes no entry, so it keeps its acknowledgements, and
+    /// drops only its vote requests and grants, until it follows a leader.
+    pub(super) fn drop_stale_votes(&mut self) {
+        let term = self.term;
+        self.out
+            .messages_after_persist
+            .retain(|msg| msg.term >= term || matches!(msg.body, MessageBody::AppendReply { .. }));
     }
 
     /// A removed leader whose removal committed hands over (TimeoutNow sent

@@ -96,21 +96,20 @@ impl Checker {
         }
     }
 
-    /// `node` became the leader of `term`; `raft` is its state when the
-    /// batch that elected it was handed out, which may have moved on to a
-    /// later term since (the batch went on to take a newer leader's
-    /// messages). Its log has then lost nothing committed, so it is
-    /// checked all the same; but an entry it lacked when elected and got
-    /// from the newer leader in that batch goes unseen here. The deeper
-    /// check, when each entry commits, covers that: no log without it may
-    /// be able to win an election (`check_committed_kept`).
-    pub fn on_leader(&mut self, node: NodeId, term: Term, raft: &Raft) {
+    /// Election Safety: `node` became the leader of `term`.
+    pub fn on_leader(&mut self, node: NodeId, term: Term) {
         if let Some(other) = self.leaders.insert(term, node) {
             assert_eq!(
                 other, node,
                 "election safety: {other} and {node} both led term {term}"
             );
         }
+    }
+
+    /// `raft`, the leader of `term`, as it stands right after the input
+    /// that elected it (the driver's batch may go on to take a newer
+    /// leader's entries, which say nothing of the log it was elected with).
+    pub fn leader_completeness(&self, node: NodeId, term: Term, raft: &Raft) {
         // Leader Completeness: a new leader holds every entry committed in
         // an earlier term, in its log or in the snapshot its log starts
         // after.

@@ -215,6 +215,9 @@ pub struct SimNode {
     pub incarnation: u64,
     /// The driver's `lease_reads_served` when last checked.
     lease_reads_seen: u64,
+    /// The newest term whose leadership the checker has seen this node's
+    /// log for (Leader Completeness).
+    completeness_checked: Term,
     /// A `Process` event is queued (batch window open).
     process_pending: bool,
     /// The process is stopped (SIGSTOP): what reaches it waits here, in
@@ -301,6 +304,7 @@ impl Cluster {
                 tick_token: 0,
                 incarnation: 0,
                 lease_reads_seen: 0,
+                completeness_checked: Term(0),
                 process_pending: false,
                 paused: false,
                 held: Vec::new(),
@@ -581,9 +585,7 @@ impl Cluster {
         if window == 0 {
             return self.after_input(node);
         }
-        // A lease read is served when its input is stepped; its answer
-        // leaves with the batch's output, perhaps after a pause.
-        self.check_lease_reads(node);
+        self.check_inside_batch(node);
         if !self.nodes[node].process_pending {
             self.nodes[node].process_pending = true;
             let incarnation = self.nodes[node].incarnation;
@@ -740,6 +742,30 @@ impl Cluster {
             self.lease_reads_checked += served - n.lease_reads_seen;
         }
         n.lease_reads_seen = served;
+    }
+
+    /// After one input of a batch whose output is handed out later. A
+    /// lease read is served when its input is stepped; its answer leaves
+    /// with the batch's output, perhaps after a pause. A leader is elected
+    /// by one input too, and its log then is the one Leader Completeness
+    /// is about: the batch may go on to take a newer leader's entries.
+    fn check_inside_batch(&mut self, node: usize) {
+        self.check_lease_reads(node);
+        let raft = self.raft(node).expect("up");
+        if let (Role::Leader, term) = (raft.role(), raft.term()) {
+            self.check_leader_completeness(node, term);
+        }
+    }
+
+    /// Leader Completeness for `node`, leader of `term`, on its log as it
+    /// is now, once per term.
+    fn check_leader_completeness(&mut self, node: usize, term: Term) {
+        let n = &mut self.nodes[node];
+        if term > n.completeness_checked {
+            n.completeness_checked = term;
+            let raft = n.driver.as_ref().expect("up").raft();
+            self.checker.leader_completeness(n.id, term, raft);
+        }
     }
 
     /// A write is decided when its node applies its index: applied there,
@@ -984,8 +1010,10 @@ impl Cluster {
             self.removed.push(node);
         }
         if let Event::BecameLeader { kind, term, .. } = event {
+            self.checker.on_leader(id, *term);
+            // Inside a batch window, checked already when it was elected.
+            self.check_leader_completeness(node, *term);
             let raft = self.nodes[node].driver.as_ref().expect("up").raft();
-            self.checker.on_leader(id, *term, raft);
             let grants = self
                 .vote_grants
                 .get(&(*term, id))
@@ -1089,6 +1117,9 @@ impl Cluster {
         n.process_pending = false;
         n.paused = false;
         n.held.clear();
+        // A leader whose term was not yet durable (a single voter wins on
+        // its own vote in one step) may win that term again after this.
+        n.completeness_checked = Term(0);
         // A crash answers nobody: its clients time out.
         self.open_requests[node] = OpenRequests::default();
         // Its connections are gone, and what was queued on them.
@@ -1172,7 +1203,7 @@ impl Cluster {
                     None => Stepped::Nothing,
                 };
                 if let Stepped::Input(node) = stepped {
-                    self.check_lease_reads(node);
+                    self.check_inside_batch(node);
                 }
             }
         }

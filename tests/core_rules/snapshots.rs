@@ -49,6 +49,22 @@ fn chunks_to(net: &Net, i: usize, from: usize) -> Vec<u64> {
         .collect()
 }
 
+/// Node 0's chunk of `meta`'s file of `file_bytes` to node 1, in `term`:
+/// `len` bytes at `offset`.
+fn chunk_to_1(meta: &SnapshotMeta, term: u64, file_bytes: u64, offset: u64, len: usize) -> Message {
+    msg(
+        0,
+        1,
+        term,
+        MessageBody::InstallSnapshot {
+            meta: meta.clone(),
+            file_bytes,
+            offset,
+            data: vec![1; len],
+        },
+    )
+}
+
 #[test]
 fn the_leader_compacts_its_log_after_snapshot_entries_applied() {
     let mut net = Net::with_config(3, snapshot_config(10, 1 << 20));
@@ -272,19 +288,7 @@ fn a_snapshot_overtaken_by_the_commit_index_is_not_installed() {
         last_term: Term(2),
         config: ClusterConfig::new(ids(3)),
     };
-    let chunk = |offset: u64| {
-        msg(
-            0,
-            1,
-            2,
-            MessageBody::InstallSnapshot {
-                meta: meta.clone(),
-                file_bytes: 10,
-                offset,
-                data: vec![1; 5],
-            },
-        )
-    };
+    let chunk = |offset: u64| chunk_to_1(&meta, 2, 10, offset, 5);
     f.step(1, chunk(0));
     assert_eq!(f.ready().chunks_received.len(), 1, "the first half");
     // The last chunk, and after it in the same batch the leader's Append
@@ -347,17 +351,7 @@ fn a_snapshot_transfer_is_abandoned_on_a_term_change() {
     };
     let restored = RestoredState::fresh(ClusterConfig::new(ids(3)));
     let mut f = Raft::new(NodeId(1), RaftConfig::default(), restored, 3, 0);
-    let chunk = |term: u64, offset: u64| Message {
-        from: NodeId(0),
-        to: NodeId(1),
-        term: Term(term),
-        body: MessageBody::InstallSnapshot {
-            meta: meta.clone(),
-            file_bytes: 10,
-            offset,
-            data: vec![1; 5],
-        },
-    };
+    let chunk = |term: u64, offset: u64| chunk_to_1(&meta, term, 10, offset, 5);
     f.step(1, chunk(1, 0));
     assert_eq!(f.ready().chunks_received.len(), 1);
     // A new leader in term 2; the old leader's second chunk is stale.
@@ -442,19 +436,7 @@ fn a_rejected_chunk_is_answered_again_after_a_heartbeat_interval() {
         last_term: Term(1),
         config: ClusterConfig::new(ids(3)),
     };
-    let chunk = |offset: u64| {
-        msg(
-            0,
-            1,
-            1,
-            MessageBody::InstallSnapshot {
-                meta: meta.clone(),
-                file_bytes: 100,
-                offset,
-                data: vec![1; 10],
-            },
-        )
-    };
+    let chunk = |offset: u64| chunk_to_1(&meta, 1, 100, offset, 10);
     let rejections = |rd: &sraft::core::Ready| -> Vec<u64> {
         rd.messages
             .iter()
