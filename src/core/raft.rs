@@ -151,6 +151,9 @@ pub struct Raft {
     /// Leader: no re-ranking for speed alone before this time (DESIGN.md
     /// 3.2).
     pub(super) rerank_due_us: u64,
+    /// Leader: who has beaten the ranks at every re-ranking, and since
+    /// when (DESIGN.md 3.2; `None` inside: a lower rank beat a higher one).
+    pub(super) challenge: Option<(Option<NodeId>, u64)>,
     /// Nodes removed from the configuration that still get the log until
     /// they know (DESIGN.md 8).
     pub(super) departing: BTreeMap<NodeId, Departing>,
@@ -285,6 +288,7 @@ impl Raft {
             transfer: None,
             designation: Vec::new(),
             rerank_due_us: 0,
+            challenge: None,
             departing: BTreeMap::new(),
             addr_hints: BTreeMap::new(),
             reads: ReadQueue::default(),
@@ -917,6 +921,7 @@ impl Raft {
         self.departing.clear();
         self.transfer = None;
         self.designation.clear();
+        self.challenge = None;
         self.append_pending = false;
         self.uncommitted_bytes = 0;
         let dropped = self.reads.drain_all();
