@@ -24,7 +24,10 @@ RUN_DIR=$ROOT/run/bench-3
 REDIS_PORT=${REDIS_PORT:-6390}
 export SRAFT_CONFIG=$CONFIG SRAFT_RUN_DIR=$RUN_DIR
 
-command -v redis-benchmark >/dev/null || { echo "bench_redis: redis-benchmark not found" >&2; exit 1; }
+command -v redis-benchmark >/dev/null || { echo "bench_redis: redis-benchmark not found (apt-get install redis-tools)" >&2; exit 1; }
+# Checked before the long sraft rows: without it redis-benchmark would spin
+# on a refused port instead of failing.
+command -v redis-server >/dev/null || { echo "bench_redis: redis-server not found (apt-get install redis-server)" >&2; exit 1; }
 cleanup() {
     "$ROOT/scripts/stop_local.sh" --clean >/dev/null 2>&1 || true
     if [[ -n "${REDIS_PID:-}" ]]; then
@@ -65,7 +68,12 @@ done
 redis-server --port "$REDIS_PORT" --save '' --appendonly yes --appendfsync always \
     --dir "$(mktemp -d)" --daemonize no >/dev/null 2>&1 &
 REDIS_PID=$!
-for _ in $(seq 1 50); do redis-cli -p "$REDIS_PORT" PING >/dev/null 2>&1 && break; sleep 0.1; done
+redis_up=
+for _ in $(seq 1 50); do
+    if redis-cli -p "$REDIS_PORT" PING >/dev/null 2>&1; then redis_up=1; break; fi
+    sleep 0.1
+done
+[[ -n "$redis_up" ]] || { echo "bench_redis: redis-server did not answer on port $REDIS_PORT (port taken?)" >&2; exit 1; }
 for clients in 1 64; do
     for t in set get; do
         row "redis-server (appendfsync always)" "$REDIS_PORT" "$clients" "$t" redis
