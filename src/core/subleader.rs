@@ -19,14 +19,14 @@ const RERANK_INTERVAL_US: u64 = 50_000;
 
 /// A faster challenger replaces a holder (or a lower rank a higher one)
 /// only after the same one has been faster at every re-ranking for this
-/// long. The
-/// margin alone did not hold: an hour's soak at load 20 on loopback, where
-/// every follower is equally near and the smoothed RTTs (about 80 ms of
-/// memory) jitter by more than 25%, changed the designation 8 times a
-/// second, nearly all on the re-ranking grid (EXPERIMENTS.md 10). A real
-/// difference, another zone's 1-2 ms against 0.1 ms, wins at every check and
-/// moves the ranks after this delay; a holder that falls behind or goes
-/// quiet is still replaced at the next heartbeat.
+/// long. The margin alone did not hold: an hour's soak at load 20 on
+/// loopback, where every follower is equally near and the smoothed RTTs
+/// (about 80 ms of memory) jitter by more than 25%, changed the
+/// designation 8 times a second, nearly all on the re-ranking grid
+/// (EXPERIMENTS.md 10). A real difference, another zone's 1-2 ms against
+/// 0.1 ms, wins at every check and moves the ranks after this delay; a
+/// holder that falls behind or goes quiet is still replaced at the next
+/// heartbeat.
 const RERANK_SUSTAIN_US: u64 = 1_000_000;
 
 /// What a re-ranking finds of the current designation.

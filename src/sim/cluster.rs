@@ -123,6 +123,18 @@ enum HeldRequest {
     Write { command: Vec<u8>, ticket: Ticket },
 }
 
+/// Where a client request goes (`Cluster::route_request`).
+#[derive(PartialEq, Eq)]
+enum Route {
+    /// To the driver now.
+    Now,
+    /// Into a paused node's backlog.
+    Hold,
+    /// Nowhere: the node is down, or paused and the request not a KV
+    /// client's.
+    Refuse,
+}
+
 impl SimEvent {
     /// The node whose thread takes this event as an input.
     fn target(&self) -> Option<usize> {
@@ -1213,22 +1225,27 @@ impl Cluster {
         Stepped::Process(node)
     }
 
-    /// Where a client request to `node` goes: `Some(true)` to the driver
-    /// now, `Some(false)` into a paused node's backlog, `None` nowhere
-    /// (the node is down, or paused and the request not a KV client's).
-    /// Only the KV clients' requests wait: they model
-    /// clients whose connection stays open, and their answers are matched
-    /// by ticket, however late. The other client models need to know at
-    /// once where a write lands, and take a paused node as a refusal.
-    fn route_request(&self, node: usize, ticket: Ticket) -> Option<bool> {
+    /// Where a client request to `node` goes. Only the KV clients'
+    /// requests wait at a paused node: they model clients whose connection
+    /// stays open, and their answers are matched by ticket, however late.
+    /// The other client models need to know at once where a write lands,
+    /// and take a paused node as a refusal.
+    fn route_request(&self, node: usize, ticket: Ticket) -> Route {
         if !self.is_up(node) {
-            return None;
+            return Route::Refuse;
         }
         match (self.nodes[node].paused, ticket) {
-            (false, _) => Some(true),
-            (true, Ticket::Kv { .. }) => Some(false),
-            (true, _) => None,
+            (false, _) => Route::Now,
+            (true, Ticket::Kv { .. }) => Route::Hold,
+            (true, _) => Route::Refuse,
         }
+    }
+
+    /// A request waits in paused `node`'s backlog.
+    fn hold_request(&mut self, node: usize, request: HeldRequest) {
+        self.nodes[node]
+            .held
+            .push(SimEvent::Request { node, request });
     }
 
     /// Restarts a crashed node from what it had fsynced.
@@ -1249,19 +1266,17 @@ impl Cluster {
         command: Vec<u8>,
         ticket: Ticket,
     ) -> Option<(LogIndex, Term)> {
-        match self.route_request(node, ticket)? {
-            true => {
+        match self.route_request(node, ticket) {
+            Route::Now => {
                 let landed = self.take_write(node, command, ticket);
                 self.input_done(node);
                 landed
             }
-            false => {
-                let request = HeldRequest::Write { command, ticket };
-                self.nodes[node]
-                    .held
-                    .push(SimEvent::Request { node, request });
+            Route::Hold => {
+                self.hold_request(node, HeldRequest::Write { command, ticket });
                 None
             }
+            Route::Refuse => None,
         }
     }
 
@@ -1295,17 +1310,14 @@ impl Cluster {
     /// applied index and value when the read was served. False: not sent.
     pub fn read(&mut self, node: usize, key: Vec<u8>, ticket: Ticket) -> bool {
         match self.route_request(node, ticket) {
-            None => false,
-            Some(true) => {
+            Route::Refuse => false,
+            Route::Now => {
                 self.take_read(node, key, ticket);
                 self.input_done(node);
                 true
             }
-            Some(false) => {
-                let request = HeldRequest::Read { key, ticket };
-                self.nodes[node]
-                    .held
-                    .push(SimEvent::Request { node, request });
+            Route::Hold => {
+                self.hold_request(node, HeldRequest::Read { key, ticket });
                 true
             }
         }
@@ -1327,7 +1339,7 @@ impl Cluster {
         change: ConfChange,
         ticket: Ticket,
     ) -> Option<(LogIndex, Term)> {
-        if self.route_request(node, ticket) != Some(true) {
+        if self.route_request(node, ticket) != Route::Now {
             return None;
         }
         self.trace_line(format!("propose {node} {change:?}"));

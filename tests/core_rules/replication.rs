@@ -360,15 +360,23 @@ fn a_vote_overtaken_by_a_newer_term_in_one_batch_never_leaves() {
     assert_eq!(grants, vec![(Term(3), NodeId(0))]);
 }
 
+/// Node 1 takes entry 3 of term 1 from leader 0, then (in the same batch)
+/// its TimeoutNow: a candidate of term 2 whose acknowledgement of entry 3
+/// still waits for its write.
+fn candidate_that_acknowledged_entry_3() -> Raft {
+    let mut f = follower_with_two_entries();
+    f.step(1, append_after_two(0, 1, vec![entry(3, 1)]));
+    f.step(2, msg(0, 1, 1, MessageBody::TimeoutNow));
+    assert_eq!((f.role(), f.term()), (Role::Candidate, Term(2)));
+    f
+}
+
 /// A candidate changes no entry: the acknowledgement of its last term's
 /// Append, in the same batch as the leader's TimeoutNow, still leaves
 /// (and lets the old leader commit its last writes before the transfer).
 #[test]
 fn a_candidate_keeps_the_acknowledgements_of_the_term_it_left() {
-    let mut f = follower_with_two_entries();
-    f.step(1, append_after_two(0, 1, vec![entry(3, 1)]));
-    f.step(2, msg(0, 1, 1, MessageBody::TimeoutNow));
-    assert_eq!((f.role(), f.term()), (Role::Candidate, Term(2)));
+    let mut f = candidate_that_acknowledged_entry_3();
     let rd = f.ready();
     let promises: Vec<(Term, &str)> = rd
         .messages_after_persist
@@ -389,10 +397,7 @@ fn a_candidate_keeps_the_acknowledgements_of_the_term_it_left() {
 /// not leave after that write.
 #[test]
 fn a_candidate_drops_its_last_terms_acknowledgements_once_it_follows() {
-    let mut f = follower_with_two_entries();
-    f.step(1, append_after_two(0, 1, vec![entry(3, 1)]));
-    f.step(2, msg(0, 1, 1, MessageBody::TimeoutNow));
-    assert_eq!((f.role(), f.term()), (Role::Candidate, Term(2)));
+    let mut f = candidate_that_acknowledged_entry_3();
     f.step(3, append_after_two(2, 2, vec![entry(3, 2)]));
     let rd = f.ready();
     assert_eq!(rd.entries, vec![entry(3, 2)]);
